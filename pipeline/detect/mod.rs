@@ -1,0 +1,121 @@
+//! Vehicle detection: model card, tensor fill, output decoding, NMS, and the ONNX Runtime session.
+//!
+//! The stateless steps ([`fill`], [`decode`]) are plain functions over slices, testable and benchable
+//! without ONNX Runtime. [`Detector`] owns the `ort::Session` (`run` takes `&mut self`: one thread owns
+//! it) and the buffers reused from frame to frame.
+
+pub mod card;
+pub mod decode;
+pub mod fill;
+mod runtime;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use card::{ModelCard, OutputFormat};
+pub use decode::Candidate;
+pub use fill::ImageView;
+pub use runtime::{Detector, DetectorOptions, OptLevel, Provider, StageTimes, resolve_runtime_library};
+
+use crate::geometry::FrameBox;
+
+/// What junction counts. Motorcycles are first-class: they are most of the traffic in Da Nang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VehicleClass {
+    Car,
+    Motorcycle,
+    Bus,
+    Truck,
+    Bicycle,
+    /// Pedestrians, for crossings; not a vehicle but detected by the same model.
+    Person,
+}
+
+impl VehicleClass {
+    pub const ALL: [VehicleClass; 6] = [
+        VehicleClass::Car,
+        VehicleClass::Motorcycle,
+        VehicleClass::Bus,
+        VehicleClass::Truck,
+        VehicleClass::Bicycle,
+        VehicleClass::Person,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VehicleClass::Car => "car",
+            VehicleClass::Motorcycle => "motorcycle",
+            VehicleClass::Bus => "bus",
+            VehicleClass::Truck => "truck",
+            VehicleClass::Bicycle => "bicycle",
+            VehicleClass::Person => "person",
+        }
+    }
+}
+
+impl std::fmt::Display for VehicleClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One detected object, in source-frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    #[serde(rename = "box")]
+    pub bbox: FrameBox,
+    pub class: VehicleClass,
+    /// Model confidence, 0–1 (objectness × class score for YOLOX).
+    pub score: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("model card {path}: {source}")]
+    CardRead { path: PathBuf, source: std::io::Error },
+    #[error("model card {path}: {field}{}{message}", if field.is_empty() { "" } else { ": " })]
+    CardParse { path: PathBuf, field: String, message: String },
+    #[error("model card {path}: {problems}")]
+    CardInvalid { path: PathBuf, problems: String },
+    #[error("model file {path} (named by {card}): {source}")]
+    ModelRead { path: PathBuf, card: PathBuf, source: std::io::Error },
+    #[error(
+        "model file {path}: sha256 {actual} differs from {expected} in its card {card}; \
+         the file is not the model the card describes"
+    )]
+    Sha256Mismatch { path: PathBuf, card: PathBuf, expected: String, actual: String },
+    #[error(
+        "ONNX Runtime library not found (looked in: {looked}); run scripts/setup.sh, which installs it \
+         from the PyPI onnxruntime==1.32.0 wheel into .onnxruntime/, or set ORT_DYLIB_PATH or \
+         detector.onnxruntime to libonnxruntime.so"
+    )]
+    RuntimeMissing { looked: String },
+    #[error("ONNX Runtime library {path} failed to load: {message}; it must be ONNX Runtime 1.31 or newer")]
+    RuntimeLoad { path: PathBuf, message: String },
+    #[error("model {path}: ONNX Runtime could not create a session: {message}")]
+    Session { path: PathBuf, message: String },
+    #[error("execution provider {provider} could not be registered: {message} (no silent fallback to CPU)")]
+    Provider { provider: &'static str, message: String },
+    #[error("model {path}: {what} {name:?} has shape {actual}, but its card {card} says {expected}")]
+    Shape {
+        path: PathBuf,
+        card: PathBuf,
+        what: &'static str,
+        name: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("model {path}: has no {what} named {name:?} (it has {available}); fix {field} in {card}")]
+    MissingTensor {
+        path: PathBuf,
+        card: PathBuf,
+        what: &'static str,
+        name: String,
+        available: String,
+        field: &'static str,
+    },
+    #[error("inference failed: {0}")]
+    Inference(String),
+}

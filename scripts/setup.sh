@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up of a Debian 12 machine for building, testing and benchmarking junction.
+#
+#   scripts/setup.sh
+#
+# - Debian packages: GStreamer 1.22 and its plugins, the RTSP server library (tests), OpenCV and clang
+#   (geometry), Mosquitto (MQTT tests), Python's venv (reference scripts).
+# - ONNX Runtime: the shared library from the PyPI wheel onnxruntime==$ORT_VERSION, copied into
+#   .onnxruntime/ (git-ignored); the binary finds it there (see `detector.onnxruntime` in DESIGN.md).
+# - .venv/ (git-ignored): numpy and onnxruntime for scripts/reference_detect.py and the benchmarks.
+#
+# Runs as root, or as a user with sudo. Reaches only Debian's apt mirrors and PyPI.
+set -euo pipefail
+
+ORT_VERSION=1.32.0
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+APT_PACKAGES=(
+  pkg-config build-essential ca-certificates
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  libgstrtspserver-1.0-dev gir1.2-gst-rtsp-server-1.0
+  libopencv-dev clang libclang-dev
+  mosquitto mosquitto-clients
+  python3 python3-venv python3-pip
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: Debian packages present"
+fi
+
+# Rust: the toolchain is not installed here (rustup's own servers are not reachable from every box);
+# say what is needed instead of failing later with an obscure resolver error.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found: install Rust >= 1.95 (rustup) and re-run" >&2
+  exit 1
+fi
+
+# Python venv with the pinned ONNX Runtime (its library is the one the Rust binary loads too).
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import onnxruntime, numpy, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION')" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "numpy<3"
+fi
+
+lib=$(.venv/bin/python -c "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.$ORT_VERSION'))")
+mkdir -p .onnxruntime
+if ! cmp -s "$lib" ".onnxruntime/libonnxruntime.so.$ORT_VERSION"; then
+  cp "$lib" ".onnxruntime/libonnxruntime.so.$ORT_VERSION"
+fi
+ln -sf "libonnxruntime.so.$ORT_VERSION" .onnxruntime/libonnxruntime.so
+echo "setup: ONNX Runtime $ORT_VERSION at $ROOT/.onnxruntime/libonnxruntime.so.$ORT_VERSION"
+echo "setup: done"

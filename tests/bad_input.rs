@@ -1,0 +1,122 @@
+//! Bad input: one clear error line naming the thing, exit 1, never a panic or a hang.
+
+use std::time::Duration;
+
+use crate::common::{assert_refused, clip, junction, junction_env, repo};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[test]
+fn missing_file() {
+    let out = junction(&["detect", "/nonexistent/clip.mp4"], DEADLINE);
+    assert_refused(&out, &["/nonexistent/clip.mp4", "no such file"]);
+}
+
+#[test]
+fn text_file_is_not_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "count the cars on the north approach\n".repeat(200)).unwrap();
+    let out = junction(&["detect", path.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &[path.to_str().unwrap(), "not a video"]);
+}
+
+#[test]
+fn truncated_mp4() {
+    // The clip keeps its index (moov) at the end: the first 300 kB hold video data but no index.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("truncated.mp4");
+    let bytes = std::fs::read(clip()).unwrap();
+    std::fs::write(&path, &bytes[..300_000]).unwrap();
+    let out = junction(&["detect", path.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &[path.to_str().unwrap(), "qtdemux"]);
+}
+
+#[test]
+fn rtsp_connection_refused() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let uri = format!("rtsp://127.0.0.1:{port}/stream");
+    let out = junction(&["detect", &uri, "--open-timeout", "5"], DEADLINE);
+    assert_refused(&out, &[&uri]);
+    assert!(out.elapsed < Duration::from_secs(30), "took {:?}", out.elapsed);
+}
+
+#[test]
+fn rtsp_silent_server_times_out() {
+    // Accepts the TCP connection and never answers the RTSP request.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = std::thread::spawn(move || {
+        let conn = listener.accept();
+        std::thread::sleep(Duration::from_secs(8));
+        drop(conn);
+    });
+    let uri = format!("rtsp://user:secret@127.0.0.1:{port}/stream");
+    let out = junction(&["detect", &uri, "--open-timeout", "3"], DEADLINE);
+    assert_refused(&out, &["127.0.0.1", "3s"]);
+    assert!(!out.stderr.contains("secret"), "password leaked:\n{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(20), "took {:?}", out.elapsed);
+    let _ = hold.join();
+}
+
+/// Writes a copy of the shipped card into a temp dir, edited, pointing at the real model.
+fn edited_card(dir: &std::path::Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo().join("models/yolox_nano.toml")).unwrap();
+    let model = repo().join("models/yolox_nano.onnx");
+    let text = text.replace("file = \"yolox_nano.onnx\"", &format!("file = {:?}", model.to_str().unwrap()));
+    let path = dir.join("card.toml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+#[test]
+fn model_sha256_differs_from_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = edited_card(dir.path(), |t| t.replace("695e750a", "00000000"));
+    let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &["yolox_nano.onnx", "sha256", "695e750a", card.to_str().unwrap()]);
+}
+
+#[test]
+fn model_output_does_not_fit_card() {
+    // The card claims 79 classes; the model has 80: output [1, 3549, 85] against [1, 3549, 84].
+    let dir = tempfile::tempdir().unwrap();
+    let card = edited_card(dir.path(), |t| t.replace("\"scissors\", ", ""));
+    let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &["output", "[1, 3549, 85]", "[1, 3549, 84]", card.to_str().unwrap()]);
+}
+
+#[test]
+fn model_card_unknown_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = edited_card(dir.path(), |t| t.replace("[output]", "[output]\nanchors = 3"));
+    let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &[card.to_str().unwrap(), "anchors"]);
+}
+
+#[test]
+fn onnxruntime_library_missing() {
+    let out = junction(
+        &["detect", clip().to_str().unwrap(), "--onnxruntime", "/nonexistent/libonnxruntime.so"],
+        DEADLINE,
+    );
+    assert_refused(&out, &["ONNX Runtime library not found", "/nonexistent/libonnxruntime.so", "scripts/setup.sh"]);
+    let out = junction_env(&["detect", clip().to_str().unwrap()], &[("ORT_DYLIB_PATH", "/nonexistent/lib.so")], DEADLINE);
+    assert_refused(&out, &["/nonexistent/lib.so", "scripts/setup.sh"]);
+}
+
+#[test]
+fn onnxruntime_library_not_a_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libonnxruntime.so");
+    std::fs::write(&fake, "not a shared object").unwrap();
+    let out = junction(&["detect", clip().to_str().unwrap(), "--onnxruntime", fake.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &[fake.to_str().unwrap(), "failed to load"]);
+}
+
+#[test]
+fn bad_uri_scheme() {
+    let out = junction(&["detect", "ftp://127.0.0.1/clip.mp4"], DEADLINE);
+    assert_refused(&out, &["ftp://127.0.0.1/clip.mp4", "unsupported scheme"]);
+}

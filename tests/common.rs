@@ -1,0 +1,94 @@
+//! Helpers: run the binary with a deadline, parse its JSON lines.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn clip() -> PathBuf {
+    repo().join("tests/data/street_topdown_640x360.mp4")
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// Parsed stdout lines of the given `type`.
+    pub fn lines(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("stdout line {l:?}: {e}")))
+            .filter(|v| v["type"] == kind)
+            .collect()
+    }
+
+    /// The error line `junction` printed last.
+    pub fn error_line(&self) -> &str {
+        self.stderr.lines().rfind(|l| l.starts_with("junction: error:")).unwrap_or("")
+    }
+}
+
+/// Runs `junction` from the repo root; kills it (by its PID, our own child) if it outlives `deadline`.
+pub fn junction(args: &[&str], deadline: Duration) -> Output {
+    junction_env(args, &[], deadline)
+}
+
+pub fn junction_env(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_junction"));
+    cmd.args(args).current_dir(repo()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn junction");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("junction {args:?} hung: still running after {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        code: status.code(),
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Asserts a refused run: exit 1, no panic, and one error line containing every one of `needles`.
+pub fn assert_refused(out: &Output, needles: &[&str]) {
+    assert_eq!(out.code, Some(1), "exit code; stderr:\n{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
+    let line = out.error_line();
+    assert!(!line.is_empty(), "no error line in stderr:\n{}", out.stderr);
+    for n in needles {
+        assert!(line.contains(n), "error line lacks {n:?}: {line}");
+    }
+}

@@ -1,0 +1,15 @@
+//! The one integration-test binary. Everything here runs the real `junction` binary (or the library)
+//! against real GStreamer, the real model through ONNX Runtime, and servers on 127.0.0.1 only.
+//!
+//! Index:
+//! - `detect::parity`: `junction detect` on the test clip equals the independent Python reference
+//!   (tests/data/reference_detections.json, made by scripts/reference_detect.py).
+//! - `detect::test_source`: the `test://` source (videotestsrc) end to end.
+//! - `bad_input`: each bad input gives one clear error line, a non-zero exit, no panic, no hang.
+//! - `rtsp`: the test clip served by an RTSP server on 127.0.0.1 is read by `junction detect`.
+
+mod common;
+
+mod bad_input;
+mod detect;
+mod rtsp;

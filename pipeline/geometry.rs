@@ -56,12 +56,7 @@ impl ModelBox {
     /// From centre and size, as YOLO heads emit them.
     #[inline]
     pub fn from_cxcywh(cx: f32, cy: f32, w: f32, h: f32) -> Self {
-        Self {
-            x1: cx - 0.5 * w,
-            y1: cy - 0.5 * h,
-            x2: cx + 0.5 * w,
-            y2: cy + 0.5 * h,
-        }
+        Self { x1: cx - 0.5 * w, y1: cy - 0.5 * h, x2: cx + 0.5 * w, y2: cy + 0.5 * h }
     }
 
     #[inline]
@@ -93,10 +88,7 @@ impl FrameBox {
     /// Bottom-centre: where a vehicle touches the road; the default anchor of counting rules.
     #[inline]
     pub fn bottom_centre(&self) -> FramePoint {
-        FramePoint {
-            x: 0.5 * (self.x1 + self.x2),
-            y: self.y2,
-        }
+        FramePoint { x: 0.5 * (self.x1 + self.x2), y: self.y2 }
     }
 }
 
@@ -137,13 +129,7 @@ impl Letterbox {
             LetterboxAlign::TopLeft => (0, 0),
             LetterboxAlign::Center => ((input.width - sw) / 2, (input.height - sh) / 2),
         };
-        Self {
-            frame,
-            input,
-            scaled: Size::new(sw, sh),
-            offset_x,
-            offset_y,
-        }
+        Self { frame, input, scaled: Size::new(sw, sh), offset_x, offset_y }
     }
 
     /// Model-input pixels → source-frame pixels, clipped to the frame. Each axis uses its own factor

@@ -46,7 +46,11 @@ pub enum SourceUri {
     /// `v4l2:///dev/video0` (or `v4l2://dev/video0`).
     V4l2(PathBuf),
     /// `test://[pattern][?width=W&height=H&fps=F]`: GStreamer's `videotestsrc`, live.
-    Test { pattern: String, size: Size, fps: u32 },
+    Test {
+        pattern: String,
+        size: Size,
+        fps: u32,
+    },
 }
 
 impl SourceUri {
@@ -59,9 +63,9 @@ impl SourceUri {
             return Ok(SourceUri::File(PathBuf::from(uri)));
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "file" => gst::glib::filename_from_uri(uri)
-                .map(|(p, _)| SourceUri::File(p))
-                .map_err(|e| bad(&e.to_string())),
+            "file" => {
+                gst::glib::filename_from_uri(uri).map(|(p, _)| SourceUri::File(p)).map_err(|e| bad(&e.to_string()))
+            }
             "rtsp" | "rtsps" | "rtspt" | "http" | "https" => {
                 if rest.is_empty() {
                     return Err(bad("no host"));
@@ -80,8 +84,13 @@ impl SourceUri {
                 let mut size = Size::new(640, 360);
                 let mut fps = 10;
                 for kv in query.split('&').filter(|s| !s.is_empty()) {
-                    let (k, v) = kv.split_once('=').ok_or_else(|| bad(&format!("query item {kv:?} is not key=value")))?;
-                    let n: u32 = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad(&format!("{k}={v:?} is not a positive integer")))?;
+                    let (k, v) =
+                        kv.split_once('=').ok_or_else(|| bad(&format!("query item {kv:?} is not key=value")))?;
+                    let n: u32 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad(&format!("{k}={v:?} is not a positive integer")))?;
                     match k {
                         "width" => size.width = n,
                         "height" => size.height = n,
@@ -251,9 +260,9 @@ impl Source {
         gst::init().map_err(|e| gst_err(e.to_string()))?;
 
         let make = |factory: &str| {
-            gst::ElementFactory::make(factory)
-                .build()
-                .map_err(|_| gst_err(format!("element {factory:?} is missing: install the GStreamer plugins (scripts/setup.sh)")))
+            gst::ElementFactory::make(factory).build().map_err(|_| {
+                gst_err(format!("element {factory:?} is missing: install the GStreamer plugins (scripts/setup.sh)"))
+            })
         };
         let pipeline = gst::Pipeline::with_name("junction-source");
         let scale = make("videoscale")?;
@@ -264,18 +273,18 @@ impl Source {
             ChannelOrder::Rgb => gst_video::VideoFormat::Rgb,
         };
         filter.set_property("caps", gst_video::VideoCapsBuilder::new().format(format).build());
-        let policy = opts
-            .on_inference_busy
-            .unwrap_or(if kind.is_live() { OnInferenceBusy::KeepLatest } else { OnInferenceBusy::Block });
+        let policy = opts.on_inference_busy.unwrap_or(if kind.is_live() {
+            OnInferenceBusy::KeepLatest
+        } else {
+            OnInferenceBusy::Block
+        });
         let sink = gst_app::AppSink::builder()
             .name("frames")
             .sync(false)
             .max_buffers(if policy == OnInferenceBusy::KeepLatest { 1 } else { 4 })
             .drop(policy == OnInferenceBusy::KeepLatest)
             .build();
-        pipeline
-            .add_many([&scale, &convert, &filter, sink.upcast_ref()])
-            .map_err(|e| gst_err(e.to_string()))?;
+        pipeline.add_many([&scale, &convert, &filter, sink.upcast_ref()]).map_err(|e| gst_err(e.to_string()))?;
         gst::Element::link_many([&scale, &convert, &filter, sink.upcast_ref()]).map_err(|e| gst_err(e.to_string()))?;
 
         let scale_sink = scale.static_pad("sink").ok_or_else(|| gst_err("videoscale has no sink pad".into()))?;
@@ -447,7 +456,9 @@ impl Source {
 
     fn check_bus(&mut self) -> Result<(), SourceError> {
         use gst::MessageView;
-        while let Some(msg) = self.bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos, gst::MessageType::Warning]) {
+        while let Some(msg) =
+            self.bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos, gst::MessageType::Warning])
+        {
             match msg.view() {
                 MessageView::Error(e) => {
                     return Err(SourceError::Stream {
@@ -556,10 +567,8 @@ fn add_decodebin(
 /// Capture time of a live buffer: now, less how long ago (in pipeline running time) it was captured.
 fn capture_time(pipeline: &gst::Pipeline, sample: &gst::Sample, pts: gst::ClockTime) -> SystemTime {
     let now = SystemTime::now();
-    let running = sample
-        .segment()
-        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
-        .and_then(|s| s.to_running_time(pts));
+    let running =
+        sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>()).and_then(|s| s.to_running_time(pts));
     let (Some(clock), Some(base), Some(running)) = (pipeline.clock(), pipeline.base_time(), running) else {
         return now;
     };

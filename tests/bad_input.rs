@@ -97,12 +97,11 @@ fn model_card_unknown_field() {
 
 #[test]
 fn onnxruntime_library_missing() {
-    let out = junction(
-        &["detect", clip().to_str().unwrap(), "--onnxruntime", "/nonexistent/libonnxruntime.so"],
-        DEADLINE,
-    );
+    let out =
+        junction(&["detect", clip().to_str().unwrap(), "--onnxruntime", "/nonexistent/libonnxruntime.so"], DEADLINE);
     assert_refused(&out, &["ONNX Runtime library not found", "/nonexistent/libonnxruntime.so", "scripts/setup.sh"]);
-    let out = junction_env(&["detect", clip().to_str().unwrap()], &[("ORT_DYLIB_PATH", "/nonexistent/lib.so")], DEADLINE);
+    let out =
+        junction_env(&["detect", clip().to_str().unwrap()], &[("ORT_DYLIB_PATH", "/nonexistent/lib.so")], DEADLINE);
     assert_refused(&out, &["/nonexistent/lib.so", "scripts/setup.sh"]);
 }
 

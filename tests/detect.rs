@@ -31,12 +31,14 @@ fn assert_same(frame: u64, reference: &[Value], ours: &[Value]) {
 #[test]
 fn parity() {
     let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/data/reference_detections.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/data/reference_detections.json")).unwrap())
+            .unwrap();
     let frames = golden["frames"].as_array().unwrap();
     assert!(frames.len() >= 5);
     let last = frames.iter().map(|f| f["frame"].as_u64().unwrap()).max().unwrap();
     let limit = (last + 1).to_string();
-    let out = junction(&["detect", clip().to_str().unwrap(), "--frames", &limit, "--threads", "2"], Duration::from_secs(300));
+    let out =
+        junction(&["detect", clip().to_str().unwrap(), "--frames", &limit, "--threads", "2"], Duration::from_secs(300));
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let ours = out.lines("frame");
     assert_eq!(ours.len() as u64, last + 1, "one line per frame");
@@ -85,7 +87,8 @@ fn every_nth_frame_and_start_time() {
 
 #[test]
 fn test_source() {
-    let out = junction(&["detect", "test://ball?width=320&height=240&fps=30", "--frames", "6"], Duration::from_secs(60));
+    let out =
+        junction(&["detect", "test://ball?width=320&height=240&fps=30", "--frames", "6"], Duration::from_secs(60));
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let lines = out.lines("frame");
     assert_eq!(lines.len(), 6);

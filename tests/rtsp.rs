@@ -66,11 +66,8 @@ fn detect_reads_rtsp() {
     assert!(lines.len() >= 10, "only {} frames analysed", lines.len());
     assert!(lines.iter().all(|l| l["width"] == 640 && l["height"] == 360));
     // The clip shows parked and moving cars from its first second on: the model must find them over RTSP.
-    let cars = lines
-        .iter()
-        .flat_map(|l| l["detections"].as_array().unwrap().iter())
-        .filter(|d| d["class"] == "car")
-        .count();
+    let cars =
+        lines.iter().flat_map(|l| l["detections"].as_array().unwrap().iter()).filter(|d| d["class"] == "car").count();
     assert!(cars >= 10, "only {cars} cars detected over RTSP");
     let summary = &out.lines("summary")[0];
     assert_eq!(summary["frames_decoded"].as_u64(), Some(30));

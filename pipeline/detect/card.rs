@@ -141,10 +141,8 @@ fn yes() -> bool {
 impl ModelCard {
     /// Reads, validates and verifies a card and its model file (sha256).
     pub fn load(card_path: &Path) -> Result<Self, DetectError> {
-        let text = std::fs::read_to_string(card_path).map_err(|source| DetectError::CardRead {
-            path: card_path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(card_path)
+            .map_err(|source| DetectError::CardRead { path: card_path.to_owned(), source })?;
         let card = Self::parse(card_path, &text)?;
         card.verify_file()?;
         Ok(card)
@@ -155,10 +153,7 @@ impl ModelCard {
         let raw: RawCard = toml::from_str(text).map_err(|e| DetectError::CardParse {
             path: card_path.to_owned(),
             message: e.message().to_owned(),
-            field: e
-                .span()
-                .map(|s| line_of(text, s.start))
-                .map_or_else(String::new, |l| format!("line {l}")),
+            field: e.span().map(|s| line_of(text, s.start)).map_or_else(String::new, |l| format!("line {l}")),
         })?;
         let mut problems = Vec::new();
         let mut bad = |field: &str, msg: String| problems.push(format!("{field}: {msg}"));
@@ -193,7 +188,7 @@ impl ModelCard {
                 bad("output.strides", "needed when grid_decoded = false".into());
             }
             for s in &raw.output.strides {
-                if *s == 0 || raw.input.width % s != 0 || raw.input.height % s != 0 {
+                if *s == 0 || !raw.input.width.is_multiple_of(*s) || !raw.input.height.is_multiple_of(*s) {
                     bad(
                         "output.strides",
                         format!("stride {s} does not divide the input size {}x{}", raw.input.width, raw.input.height),
@@ -212,10 +207,7 @@ impl ModelCard {
             bad("classes.map", "maps no model class to a vehicle class".into());
         }
         if !problems.is_empty() {
-            return Err(DetectError::CardInvalid {
-                path: card_path.to_owned(),
-                problems: problems.join("; "),
-            });
+            return Err(DetectError::CardInvalid { path: card_path.to_owned(), problems: problems.join("; ") });
         }
 
         let dir = card_path.parent().unwrap_or(Path::new("."));
@@ -265,13 +257,7 @@ impl ModelCard {
     /// Candidate count the output must have for a raw YOLOX head: Σ (W/s)·(H/s) over strides.
     pub fn grid_anchors(&self) -> Option<usize> {
         if self.output.format == OutputFormat::Yolox && !self.output.grid_decoded {
-            Some(
-                self.output
-                    .strides
-                    .iter()
-                    .map(|s| ((self.input.width / s) * (self.input.height / s)) as usize)
-                    .sum(),
-            )
+            Some(self.output.strides.iter().map(|s| ((self.input.width / s) * (self.input.height / s)) as usize).sum())
         } else {
             None
         }

@@ -106,7 +106,13 @@ mod tests {
     fn centred_with_normalisation() {
         let data = [255u8, 0, 255];
         let img = ImageView { data: &data, width: 1, height: 1, stride: 3 };
-        let lb = Letterbox { frame: Size::new(1, 1), input: Size::new(3, 3), scaled: Size::new(1, 1), offset_x: 1, offset_y: 1 };
+        let lb = Letterbox {
+            frame: Size::new(1, 1),
+            input: Size::new(3, 3),
+            scaled: Size::new(1, 1),
+            offset_x: 1,
+            offset_y: 1,
+        };
         let norm = Normalise::new(1.0 / 255.0, [0.0; 3], [1.0; 3], 114);
         let mut out = vec![0.0; 27];
         fill_nchw(&img, &lb, &norm, &mut out).unwrap();
@@ -119,7 +125,13 @@ mod tests {
     fn refuses_image_larger_than_input() {
         let data = [0u8; 12];
         let img = ImageView { data: &data, width: 2, height: 2, stride: 6 };
-        let lb = Letterbox { frame: Size::new(2, 2), input: Size::new(1, 1), scaled: Size::new(1, 1), offset_x: 0, offset_y: 0 };
+        let lb = Letterbox {
+            frame: Size::new(2, 2),
+            input: Size::new(1, 1),
+            scaled: Size::new(1, 1),
+            offset_x: 0,
+            offset_y: 0,
+        };
         let norm = Normalise::new(1.0, [0.0; 3], [1.0; 3], 0);
         assert!(fill_nchw(&img, &lb, &norm, &mut [0.0; 3]).is_err());
     }

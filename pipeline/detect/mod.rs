@@ -88,8 +88,8 @@ pub enum DetectError {
     Sha256Mismatch { path: PathBuf, card: PathBuf, expected: String, actual: String },
     #[error(
         "ONNX Runtime library not found (looked in: {looked}); run scripts/setup.sh, which installs it \
-         from the PyPI onnxruntime==1.32.0 wheel into .onnxruntime/, or set ORT_DYLIB_PATH or \
-         detector.onnxruntime to libonnxruntime.so"
+         from the PyPI onnxruntime==1.32.0 wheel into .onnxruntime/, or set ORT_DYLIB_PATH or pass \
+         --onnxruntime with the path of libonnxruntime.so"
     )]
     RuntimeMissing { looked: String },
     #[error("ONNX Runtime library {path} failed to load: {message}; it must be ONNX Runtime 1.31 or newer")]
@@ -98,24 +98,9 @@ pub enum DetectError {
     Session { path: PathBuf, message: String },
     #[error("execution provider {provider} could not be registered: {message} (no silent fallback to CPU)")]
     Provider { provider: &'static str, message: String },
-    #[error("model {path}: {what} {name:?} has shape {actual}, but its card {card} says {expected}")]
-    Shape {
-        path: PathBuf,
-        card: PathBuf,
-        what: &'static str,
-        name: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("model {path}: has no {what} named {name:?} (it has {available}); fix {field} in {card}")]
-    MissingTensor {
-        path: PathBuf,
-        card: PathBuf,
-        what: &'static str,
-        name: String,
-        available: String,
-        field: &'static str,
-    },
+    /// The model's tensors do not fit its card (names, shapes).
+    #[error("model {path}: {detail}")]
+    Mismatch { path: PathBuf, detail: String },
     #[error("inference failed: {0}")]
     Inference(String),
 }

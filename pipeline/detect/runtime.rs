@@ -160,7 +160,8 @@ impl Detector {
         if opts.inter_threads > 0 {
             builder = builder.with_inter_threads(opts.inter_threads).map_err(|e| session_err(e.to_string()))?;
         }
-        let provider_err = |provider: &'static str| move |e: ort::Error<_>| DetectError::Provider { provider, message: e.to_string() };
+        let provider_err =
+            |provider: &'static str| move |e: ort::Error<_>| DetectError::Provider { provider, message: e.to_string() };
         builder = match opts.provider {
             Provider::Cpu => builder,
             Provider::Cuda => builder
@@ -184,11 +185,19 @@ impl Detector {
 
         let input = vec![0.0; 3 * card.input.width as usize * card.input.height as usize];
         let norm = Normalise::new(card.input.scale, card.input.mean, card.input.std, card.letterbox.pad_value);
-        let grid = card
-            .grid_anchors()
-            .map(|_| decode::yolox_grid(card.input.width, card.input.height, &card.output.strides));
+        let grid =
+            card.grid_anchors().map(|_| decode::yolox_grid(card.input.width, card.input.height, &card.output.strides));
         let score = opts.score.unwrap_or(card.thresholds.score);
-        Ok(Self { card, session, input, norm, grid, cands: Vec::with_capacity(256), score, times: StageTimes::default() })
+        Ok(Self {
+            card,
+            session,
+            input,
+            norm,
+            grid,
+            cands: Vec::with_capacity(256),
+            score,
+            times: StageTimes::default(),
+        })
     }
 
     pub fn card(&self) -> &ModelCard {
@@ -255,23 +264,20 @@ impl Detector {
 
 /// Checks the graph's input and output tensors against the card: names, ranks, and every fixed dimension.
 fn check_tensors(card: &ModelCard, session: &Session) -> Result<(), DetectError> {
-    let names = |outlets: &[ort::value::Outlet]| outlets.iter().map(|o| format!("{:?}", o.name())).collect::<Vec<_>>().join(", ");
-    let input = session.inputs().iter().find(|o| o.name() == card.input.name).ok_or_else(|| DetectError::MissingTensor {
-        path: card.model_path.clone(),
-        card: card.card_path.clone(),
-        what: "input",
-        name: card.input.name.clone(),
-        available: names(session.inputs()),
-        field: "input.name",
-    })?;
-    let output = session.outputs().iter().find(|o| o.name() == card.output.name).ok_or_else(|| DetectError::MissingTensor {
-        path: card.model_path.clone(),
-        card: card.card_path.clone(),
-        what: "output",
-        name: card.output.name.clone(),
-        available: names(session.outputs()),
-        field: "output.name",
-    })?;
+    let mismatch = |detail: String| DetectError::Mismatch { path: card.model_path.clone(), detail };
+    let find = |what: &str, outlets: &[ort::value::Outlet], name: &str, field: &str| {
+        let found = outlets.iter().position(|o| o.name() == name);
+        found.ok_or_else(|| {
+            let names: Vec<String> = outlets.iter().map(|o| format!("{:?}", o.name())).collect();
+            mismatch(format!(
+                "has no {what} named {name:?} (it has {}); fix {field} in {}",
+                names.join(", "),
+                card.card_path.display()
+            ))
+        })
+    };
+    let input = &session.inputs()[find("input", session.inputs(), &card.input.name, "input.name")?];
+    let output = &session.outputs()[find("output", session.outputs(), &card.output.name, "output.name")?];
     let c = card.num_classes() as i64;
     let (w, h) = (i64::from(card.input.width), i64::from(card.input.height));
     let anchors = card.grid_anchors().map_or(-1, |n| n as i64);
@@ -280,23 +286,24 @@ fn check_tensors(card: &ModelCard, session: &Session) -> Result<(), DetectError>
         OutputFormat::Yolox => [1, anchors, 5 + c],
         OutputFormat::Yolov8 => [1, 4 + c, -1],
     };
+    let show = |d: &[i64]| {
+        let parts: Vec<String> = d.iter().map(|v| if *v < 0 { "N".into() } else { v.to_string() }).collect();
+        format!("[{}]", parts.join(", "))
+    };
     for (what, outlet, expected) in [("input", input, &expected_in[..]), ("output", output, &expected_out[..])] {
         let actual: Vec<i64> = outlet.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
         // -1 on either side is a dynamic dimension: it fits anything.
-        let fits = actual.len() == expected.len() && actual.iter().zip(expected).all(|(a, e)| *a < 0 || *e < 0 || a == e);
+        let fits =
+            actual.len() == expected.len() && actual.iter().zip(expected).all(|(a, e)| *a < 0 || *e < 0 || a == e);
         if !fits {
-            let show = |d: &[i64]| {
-                let parts: Vec<String> = d.iter().map(|v| if *v < 0 { "N".into() } else { v.to_string() }).collect();
-                format!("[{}]", parts.join(", "))
-            };
-            return Err(DetectError::Shape {
-                path: card.model_path.clone(),
-                card: card.card_path.clone(),
-                what,
-                name: outlet.name().to_owned(),
-                expected: format!("{} ({:?} format, {} classes)", show(expected), card.output.format, c),
-                actual: show(&actual),
-            });
+            return Err(mismatch(format!(
+                "{what} {:?} has shape {}, but its card {} says {} ({:?} format, {c} classes)",
+                outlet.name(),
+                show(&actual),
+                card.card_path.display(),
+                show(expected),
+                card.output.format,
+            )));
         }
     }
     Ok(())

@@ -132,8 +132,11 @@ struct DetectionLine<'a> {
 struct SummaryLine {
     #[serde(rename = "type")]
     kind: &'static str,
+    /// Frames taken from the source.
     frames_decoded: u64,
     frames_analysed: u64,
+    /// Frames the source dropped because inference was busy (`keep_latest`), counted at the appsink.
+    frames_dropped: u64,
     detections: u64,
     wall_s: f64,
     /// Analysed frames per second of wall time.
@@ -245,6 +248,7 @@ fn detect(args: DetectArgs) -> Result<()> {
         kind: "summary",
         frames_decoded: decoded,
         frames_analysed: analysed,
+        frames_dropped: source.dropped(),
         detections: total_dets,
         wall_s: wall.as_secs_f64(),
         fps: analysed as f64 / wall.as_secs_f64().max(1e-9),

@@ -236,6 +236,7 @@ pub struct Source {
     letterbox: Arc<Mutex<Option<Letterbox>>>,
     counters: Arc<SourceCounters>,
     opts: SourceOptions,
+    policy: OnInferenceBusy,
     wall: WallClock,
     opened: Instant,
     last_frame: Option<Instant>,
@@ -395,6 +396,7 @@ impl Source {
             letterbox,
             counters,
             opts,
+            policy,
             wall,
             opened: Instant::now(),
             last_frame: None,
@@ -423,6 +425,17 @@ impl Source {
     /// Frames handed to the caller so far.
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+
+    /// Frames dropped because the caller was busy: always 0 with `Block`; with `KeepLatest`, frames that
+    /// reached the appsink and were not delivered, less the one that may still wait there.
+    pub fn dropped(&self) -> u64 {
+        match self.policy {
+            OnInferenceBusy::Block => 0,
+            OnInferenceBusy::KeepLatest => {
+                self.counters.decoded.load(Ordering::Relaxed).saturating_sub(self.delivered + 1)
+            }
+        }
     }
 
     /// The next frame; `Ok(None)` at a clean end of stream.

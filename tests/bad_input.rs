@@ -119,3 +119,10 @@ fn bad_uri_scheme() {
     let out = junction(&["detect", "ftp://127.0.0.1/clip.mp4"], DEADLINE);
     assert_refused(&out, &["ftp://127.0.0.1/clip.mp4", "unsupported scheme"]);
 }
+
+#[test]
+fn gpu_provider_without_gpu_runtime_is_refused() {
+    // The PyPI wheel is a CPU build: asking for CUDA must fail loudly, not fall back to the CPU.
+    let out = junction(&["detect", clip().to_str().unwrap(), "--provider", "cuda"], DEADLINE);
+    assert_refused(&out, &["cuda", "no silent fallback"]);
+}

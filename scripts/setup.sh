@@ -7,7 +7,8 @@
 #   (geometry), Mosquitto (MQTT tests), Python's venv (reference scripts).
 # - ONNX Runtime: the shared library from the PyPI wheel onnxruntime==$ORT_VERSION, copied into
 #   .onnxruntime/ (git-ignored); the binary finds it there (see `detector.onnxruntime` in DESIGN.md).
-# - .venv/ (git-ignored): numpy and onnxruntime for scripts/reference_detect.py and the benchmarks.
+# - .venv/ (git-ignored): numpy, onnxruntime and onnx for the reference scripts, test fixtures and
+#   benchmarks in scripts/.
 #
 # Runs as root, or as a user with sudo. Reaches only Debian's apt mirrors and PyPI.
 set -euo pipefail
@@ -53,8 +54,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import onnxruntime, numpy, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION')" 2>/dev/null; then
-  .venv/bin/pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "numpy<3"
+if ! .venv/bin/python -c "import onnx, onnxruntime, numpy, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION')" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "numpy<3" "onnx>=1.16,<2"
 fi
 
 lib=$(.venv/bin/python -c "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.$ORT_VERSION'))")

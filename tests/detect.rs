@@ -94,3 +94,65 @@ fn test_source() {
     assert_eq!(lines.len(), 6);
     assert!(lines.iter().all(|l| l["width"] == 320 && l["height"] == 240));
 }
+
+/// The YOLOv8 output layout through a real ONNX Runtime session: the YOLOX model with the grid decode,
+/// score product and transpose appended (scripts/make_yolov8_fixture.py) must give the YOLOX path's
+/// detections through junction's YOLOv8 decoding.
+#[test]
+fn yolov8_layout_matches_yolox() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("yolox_as_v8.onnx");
+    let python = repo().join(".venv/bin/python");
+    let status = std::process::Command::new(&python)
+        .arg(repo().join("scripts/make_yolov8_fixture.py"))
+        .arg(repo().join("models/yolox_nano.onnx"))
+        .arg(&model)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh", python.display()));
+    assert!(status.success(), "make_yolov8_fixture.py failed");
+    let sha: String = sha2::Sha256::digest(std::fs::read(&model).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    let card_text = std::fs::read_to_string(repo().join("models/yolox_nano.toml")).unwrap();
+    let mut edited = Vec::new();
+    for line in card_text.lines() {
+        let line = match line.split_whitespace().next() {
+            Some("file") => format!("file = {:?}", model.to_str().unwrap()),
+            Some("sha256") => format!("sha256 = {sha:?}"),
+            Some("format") => "format = \"yolov8\"".to_owned(),
+            Some("grid_decoded") | Some("strides") => continue,
+            _ if line.starts_with("name = \"output\"") => "name = \"output0\"".to_owned(),
+            _ => line.to_owned(),
+        };
+        edited.push(line);
+    }
+    let card = dir.path().join("yolox_as_v8.toml");
+    std::fs::write(&card, edited.join("\n")).unwrap();
+
+    let run = |card: &str| {
+        let out = junction(
+            &["detect", clip().to_str().unwrap(), "--frames", "120", "--every", "4", "--model", card],
+            Duration::from_secs(180),
+        );
+        assert_eq!(out.code, Some(0), "card {card}: stderr:\n{}", out.stderr);
+        out.lines("frame")
+    };
+    let yolox = run("models/yolox_nano.toml");
+    let yolov8 = run(card.to_str().unwrap());
+    assert_eq!(yolox.len(), 30);
+    assert_eq!(yolox.len(), yolov8.len());
+    let mut compared = 0;
+    for (a, b) in yolox.iter().zip(&yolov8) {
+        let (da, db) = (a["detections"].as_array().unwrap(), b["detections"].as_array().unwrap());
+        assert_eq!(da.len(), db.len(), "frame {}: {da:?} vs {db:?}", a["frame"]);
+        for (x, y) in da.iter().zip(db) {
+            assert_eq!(x["class"], y["class"]);
+            for (p, q) in x["box"].as_array().unwrap().iter().zip(y["box"].as_array().unwrap()) {
+                assert!((p.as_f64().unwrap() - q.as_f64().unwrap()).abs() < 1e-2, "frame {}: {x} vs {y}", a["frame"]);
+            }
+            assert!((x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs() < 1e-4);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 50, "only {compared} detections compared");
+}

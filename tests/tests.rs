@@ -4,6 +4,9 @@
 //! Index:
 //! - `detect::parity`: `junction detect` on the test clip equals the independent Python reference
 //!   (tests/data/reference_detections.json, made by scripts/reference_detect.py).
+//! - `detect::every_nth_frame_and_start_time`: `--every`, `--frames`, and the wall clock from `--start`.
+//! - `detect::yolov8_layout_matches_yolox`: the YOLOv8 output layout through a real session equals the
+//!   YOLOX path (fixture model made by scripts/make_yolov8_fixture.py).
 //! - `detect::test_source`: the `test://` source (videotestsrc) end to end.
 //! - `bad_input`: each bad input gives one clear error line, a non-zero exit, no panic, no hang.
 //! - `rtsp`: the test clip served by an RTSP server on 127.0.0.1 is read by `junction detect`.

@@ -291,6 +291,9 @@ impl Source {
         let scale_sink = scale.static_pad("sink").ok_or_else(|| gst_err("videoscale has no sink pad".into()))?;
         let wall = match &kind {
             SourceUri::File(path) => {
+                if path.is_dir() {
+                    return Err(SourceError::BadUri { uri: shown, reason: "a folder, not a video file".into() });
+                }
                 if !path.is_file() {
                     return Err(SourceError::FileNotFound { path: path.clone() });
                 }
@@ -335,7 +338,18 @@ impl Source {
             SourceUri::Test { pattern, size, fps } => {
                 let src = make("videotestsrc")?;
                 src.set_property("is-live", true);
-                src.set_property_from_str("pattern", pattern);
+                let class = src
+                    .find_property("pattern")
+                    .and_then(|p| gst::glib::EnumClass::with_type(p.value_type()))
+                    .ok_or_else(|| gst_err("videotestsrc has no pattern property".into()))?;
+                let value = class.to_value_by_nick(pattern).ok_or_else(|| SourceError::BadUri {
+                    uri: shown.clone(),
+                    reason: format!(
+                        "unknown test pattern {pattern:?} (one of: {})",
+                        class.values().iter().map(|v| v.nick()).collect::<Vec<_>>().join(", ")
+                    ),
+                })?;
+                src.set_property_from_value("pattern", &value);
                 let caps = make("capsfilter")?;
                 caps.set_property(
                     "caps",
@@ -476,7 +490,7 @@ impl Source {
                 MessageView::Error(e) => {
                     return Err(SourceError::Stream {
                         uri: self.uri.clone(),
-                        hint: hint(&e.error()),
+                        hint: hint(&e.error(), e.debug().as_deref().unwrap_or("")),
                         element: e.src().map(|s| s.path_string().to_string()).unwrap_or_else(|| "pipeline".into()),
                         message: self.scrub(&e.error().to_string()),
                         debug: e.debug().and_then(|d| debug_detail(&d)).map(|d| self.scrub(&d)),
@@ -590,9 +604,12 @@ fn capture_time(pipeline: &gst::Pipeline, sample: &gst::Sample, pts: gst::ClockT
 }
 
 /// What a GStreamer error means for someone pointing junction at a camera or a file.
-fn hint(err: &gst::glib::Error) -> &'static str {
+fn hint(err: &gst::glib::Error, debug: &str) -> &'static str {
     use gst::{ResourceError, StreamError};
-    if err.matches(StreamError::TypeNotFound) || err.matches(StreamError::WrongType) {
+    if err.matches(StreamError::Failed) && debug.contains("not-linked") {
+        // decodebin exposed only streams nobody links: audio, subtitles.
+        "no video track: "
+    } else if err.matches(StreamError::TypeNotFound) || err.matches(StreamError::WrongType) {
         "not a video: "
     } else if err.matches(StreamError::Demux)
         || err.matches(StreamError::Decode)

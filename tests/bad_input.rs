@@ -126,3 +126,30 @@ fn gpu_provider_without_gpu_runtime_is_refused() {
     let out = junction(&["detect", clip().to_str().unwrap(), "--provider", "cuda"], DEADLINE);
     assert_refused(&out, &["cuda", "no silent fallback"]);
 }
+
+#[test]
+fn unknown_test_pattern() {
+    let out = junction(&["detect", "test://plaid"], DEADLINE);
+    assert_refused(&out, &["test://plaid", "unknown test pattern", "smpte"]);
+}
+
+#[test]
+fn audio_only_file_has_no_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tone.ogg");
+    let made = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "audiotestsrc", "num-buffers=50", "!", "vorbisenc", "!", "oggmux", "!", "filesink"])
+        .arg(format!("location={}", path.display()))
+        .status()
+        .expect("gst-launch-1.0 (scripts/setup.sh installs gstreamer1.0-tools)");
+    assert!(made.success());
+    let out = junction(&["detect", path.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &[path.to_str().unwrap(), "no video track"]);
+}
+
+#[test]
+fn folder_is_not_a_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = junction(&["detect", dir.path().to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &[dir.path().to_str().unwrap(), "a folder"]);
+}

@@ -14,3 +14,4 @@ pub mod detect;
 pub mod geometry;
 pub mod source;
 pub mod telemetry;
+pub mod track;

@@ -1,0 +1,369 @@
+//! Multi-object tracking: ByteTrack (Zhang et al., 2022) on frame-pixel boxes.
+//!
+//! Each update: predict every track to the frame's PTS (Kalman, constant velocity, variable time step);
+//! match confident detections to tracked and lost tracks (Hungarian, IoU × score); match the remaining
+//! tracked tracks to the weak detections (IoU), which keeps vehicles through partial occlusion without
+//! letting weak detections start tracks; match new, unconfirmed tracks; start tentative tracks from the
+//! confident leftovers. A track is confirmed after `min_hits` consecutive matches and ends after
+//! `lost_buffer_s` seconds unseen: its id is then reported in [`TrackerOutput::ended`] so that rules
+//! drop their state for it.
+//!
+//! The tracker must be called on every analysed frame, empty ones too: lost tracks age by PTS, so on an
+//! empty night road they still end.
+
+pub mod assign;
+pub mod kalman;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::detect::{Detection, VehicleClass};
+use crate::geometry::{FrameBox, ModelBox};
+use assign::Assigner;
+use kalman::{Kalman, measurement};
+
+/// Tracker parameters. The defaults suit YOLOX-Nano at 416 on street cameras at 5–30 fps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// Detections at or above this score lead the first association and may start tracks. Higher:
+    /// fewer false tracks, more vehicles missed when the detector is unsure (small, distant, occluded).
+    pub high_score: f32,
+    /// Detections from here up to `high_score` only extend tracks that already exist. Lower: tracks
+    /// survive weak frames; too low and clutter extends a track that has left.
+    pub low_score: f32,
+    /// A new track needs a detection at least this confident.
+    pub new_track_score: f32,
+    /// First association gate on 1 − IoU × score. Higher: fast vehicles at low frame rates (little
+    /// overlap between frames) still match; too high and neighbours swap ids.
+    pub match_cost: f32,
+    /// Second association (weak detections) gate on 1 − IoU.
+    pub low_match_cost: f32,
+    /// Gate for matching tentative tracks, on 1 − IoU × score.
+    pub tentative_match_cost: f32,
+    /// Consecutive matches before a track is confirmed and reported. Higher: fewer ghost tracks from
+    /// one-frame false detections, at the cost of reporting a vehicle later.
+    pub min_hits: u32,
+    /// Seconds a lost track is kept for re-association before it ends. Longer bridges occlusions
+    /// (a bus passing in front) but risks giving a new vehicle an old id.
+    pub lost_buffer_s: f64,
+    /// Two detections of different classes overlapping by more than this IoU are one vehicle seen as
+    /// two classes (the detector's NMS is per class): the weaker is dropped before association.
+    pub duplicate_iou: f32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            high_score: 0.4,
+            low_score: 0.1,
+            new_track_score: 0.45,
+            match_cost: 0.8,
+            low_match_cost: 0.5,
+            tentative_match_cost: 0.7,
+            min_hits: 2,
+            lost_buffer_s: 1.5,
+            duplicate_iou: 0.7,
+        }
+    }
+}
+
+/// A confirmed track as seen on this frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackedObject {
+    pub id: u64,
+    /// Kalman-filtered box, frame pixels.
+    pub bbox: FrameBox,
+    /// Majority vote (score-weighted) over the track's life.
+    pub class: VehicleClass,
+    /// Score of the detection matched on this frame.
+    pub score: f32,
+    /// Centre velocity, frame pixels per second.
+    pub velocity: (f32, f32),
+}
+
+/// What one update produced; the caller owns it and reuses it.
+#[derive(Debug, Default, Clone)]
+pub struct TrackerOutput {
+    /// Confirmed tracks matched on this frame.
+    pub tracks: Vec<TrackedObject>,
+    /// Ids of confirmed tracks that ended on this update (lost too long, or `finish`).
+    pub ended: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Tentative,
+    Tracked,
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    id: u64,
+    kf: Kalman,
+    state: State,
+    hits: u32,
+    last_seen: Duration,
+    votes: [f32; VehicleClass::ALL.len()],
+    score: f32,
+    matched: bool,
+}
+
+impl Track {
+    fn class(&self) -> VehicleClass {
+        let mut best = 0;
+        for (i, v) in self.votes.iter().enumerate() {
+            if *v > self.votes[best] {
+                best = i;
+            }
+        }
+        VehicleClass::ALL[best]
+    }
+
+    fn model_box(&self) -> ModelBox {
+        let [x1, y1, x2, y2] = self.kf.bbox();
+        ModelBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 }
+    }
+
+    fn observe(&mut self, det: &Detection, pts: Duration) {
+        self.kf.update(measurement(det.bbox.x1, det.bbox.y1, det.bbox.x2, det.bbox.y2));
+        self.hits += 1;
+        self.last_seen = pts;
+        self.score = det.score;
+        self.votes[class_index(det.class)] += det.score;
+        self.matched = true;
+    }
+}
+
+fn class_index(c: VehicleClass) -> usize {
+    VehicleClass::ALL.iter().position(|x| *x == c).unwrap_or(0)
+}
+
+/// IoU of two frame boxes (same maths as the model-space one).
+fn iou(a: &ModelBox, b: &FrameBox) -> f32 {
+    a.iou(&ModelBox { x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2 })
+}
+
+/// ByteTrack. Owns its tracks; `update` pushes into a caller-owned output.
+#[derive(Debug)]
+pub struct Tracker {
+    cfg: TrackerConfig,
+    tracks: Vec<Track>,
+    next_id: u64,
+    last_pts: Option<Duration>,
+    assigner: Assigner,
+    // Scratch, reused across updates.
+    dets: Vec<Detection>,
+    det_used: Vec<bool>,
+    rows: Vec<usize>,
+    cols: Vec<usize>,
+    cost: Vec<f64>,
+    pairs: Vec<(usize, usize)>,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackerConfig) -> Self {
+        Self {
+            cfg,
+            tracks: Vec::new(),
+            next_id: 1,
+            last_pts: None,
+            assigner: Assigner::default(),
+            dets: Vec::new(),
+            det_used: Vec::new(),
+            rows: Vec::new(),
+            cols: Vec::new(),
+            cost: Vec::new(),
+            pairs: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &TrackerConfig {
+        &self.cfg
+    }
+
+    /// Tracks held (tentative, tracked and lost): stays bounded however long the tracker runs.
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
+
+    /// Advances to `pts` with this frame's detections (possibly none). Clears and fills `out`.
+    pub fn update(&mut self, pts: Duration, detections: &[Detection], out: &mut TrackerOutput) {
+        out.tracks.clear();
+        out.ended.clear();
+        let dt = match self.last_pts {
+            Some(last) if pts > last => (pts - last).as_secs_f64(),
+            _ => 0.0,
+        };
+        self.last_pts = Some(self.last_pts.map_or(pts, |l| l.max(pts)));
+        for t in &mut self.tracks {
+            t.kf.predict(dt);
+            t.matched = false;
+        }
+
+        self.prepare_detections(detections);
+        let cfg = self.cfg.clone();
+
+        // 1. Confident detections ↔ tracked and lost tracks.
+        self.associate(|t| t.state != State::Tentative, |d| d.score >= cfg.high_score, true, cfg.match_cost, pts);
+        // 2. Weak detections ↔ tracks still unmatched that were tracked on the previous frame.
+        self.associate(
+            |t| t.state == State::Tracked,
+            |d| d.score >= cfg.low_score && d.score < cfg.high_score,
+            false,
+            cfg.low_match_cost,
+            pts,
+        );
+        // 3. Confident leftovers ↔ tentative tracks.
+        self.associate(
+            |t| t.state == State::Tentative,
+            |d| d.score >= cfg.high_score,
+            true,
+            cfg.tentative_match_cost,
+            pts,
+        );
+
+        // States: confirm, lose, drop.
+        let lost_buffer = Duration::from_secs_f64(cfg.lost_buffer_s.max(0.0));
+        let mut i = 0;
+        while i < self.tracks.len() {
+            let t = &mut self.tracks[i];
+            let keep = match (t.state, t.matched) {
+                (State::Tentative, true) => {
+                    if t.hits >= cfg.min_hits {
+                        t.state = State::Tracked;
+                    }
+                    true
+                }
+                // A tentative track missed once is a false start: dropped without an end event.
+                (State::Tentative, false) => false,
+                (_, true) => {
+                    t.state = State::Tracked;
+                    true
+                }
+                (_, false) => {
+                    t.state = State::Lost;
+                    let gone = pts.saturating_sub(t.last_seen) > lost_buffer;
+                    if gone {
+                        out.ended.push(t.id);
+                    }
+                    !gone
+                }
+            };
+            if keep {
+                i += 1;
+            } else {
+                self.tracks.swap_remove(i);
+            }
+        }
+
+        // New tentative tracks from confident, unmatched detections.
+        for (d, used) in self.dets.iter().zip(&self.det_used) {
+            if *used || d.score < cfg.new_track_score {
+                continue;
+            }
+            let mut votes = [0.0; VehicleClass::ALL.len()];
+            votes[class_index(d.class)] = d.score;
+            let state = if cfg.min_hits <= 1 { State::Tracked } else { State::Tentative };
+            self.tracks.push(Track {
+                id: self.next_id,
+                kf: Kalman::new(measurement(d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2)),
+                state,
+                hits: 1,
+                last_seen: pts,
+                votes,
+                score: d.score,
+                matched: true,
+            });
+            self.next_id += 1;
+        }
+
+        for t in &self.tracks {
+            if t.state == State::Tracked && t.matched {
+                let [x1, y1, x2, y2] = t.kf.bbox();
+                let (vx, vy) = t.kf.velocity();
+                out.tracks.push(TrackedObject {
+                    id: t.id,
+                    bbox: FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 },
+                    class: t.class(),
+                    score: t.score,
+                    velocity: (vx as f32, vy as f32),
+                });
+            }
+        }
+        out.tracks.sort_unstable_by_key(|t| t.id);
+    }
+
+    /// Ends every confirmed track (end of stream, shutdown): their ids go to `out.ended`.
+    pub fn finish(&mut self, out: &mut TrackerOutput) {
+        out.tracks.clear();
+        out.ended.clear();
+        out.ended.extend(self.tracks.iter().filter(|t| t.state != State::Tentative).map(|t| t.id));
+        self.tracks.clear();
+    }
+
+    /// Copies detections above `low_score`, dropping cross-class duplicates of a stronger detection.
+    fn prepare_detections(&mut self, detections: &[Detection]) {
+        self.dets.clear();
+        self.dets.extend(detections.iter().filter(|d| d.score >= self.cfg.low_score).copied());
+        self.dets.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+        let mut kept = 0;
+        for i in 0..self.dets.len() {
+            let d = self.dets[i];
+            let b = ModelBox { x1: d.bbox.x1, y1: d.bbox.y1, x2: d.bbox.x2, y2: d.bbox.y2 };
+            if self.dets[..kept].iter().any(|k| iou(&b, &k.bbox) > self.cfg.duplicate_iou) {
+                continue;
+            }
+            self.dets[kept] = d;
+            kept += 1;
+        }
+        self.dets.truncate(kept);
+        self.det_used.clear();
+        self.det_used.resize(self.dets.len(), false);
+    }
+
+    /// One association round between unmatched tracks passing `track_ok` and unused detections passing
+    /// `det_ok`; cost 1 − IoU (× score when `fuse_score`), gated at `max_cost`.
+    fn associate(
+        &mut self,
+        track_ok: impl Fn(&Track) -> bool,
+        det_ok: impl Fn(&Detection) -> bool,
+        fuse_score: bool,
+        max_cost: f32,
+        pts: Duration,
+    ) {
+        self.rows.clear();
+        self.rows.extend((0..self.tracks.len()).filter(|&i| !self.tracks[i].matched && track_ok(&self.tracks[i])));
+        self.cols.clear();
+        self.cols.extend((0..self.dets.len()).filter(|&j| !self.det_used[j] && det_ok(&self.dets[j])));
+        if self.rows.is_empty() || self.cols.is_empty() {
+            return;
+        }
+        self.cost.clear();
+        for &i in &self.rows {
+            let tb = self.tracks[i].model_box();
+            for &j in &self.cols {
+                let d = &self.dets[j];
+                let sim = iou(&tb, &d.bbox) * if fuse_score { d.score } else { 1.0 };
+                self.cost.push(f64::from(1.0 - sim));
+            }
+        }
+        self.pairs.clear();
+        self.assigner.solve(&self.cost, self.rows.len(), self.cols.len(), f64::from(max_cost), &mut self.pairs);
+        for &(r, c) in &self.pairs {
+            let (i, j) = (self.rows[r], self.cols[c]);
+            let det = self.dets[j];
+            self.tracks[i].observe(&det, pts);
+            self.det_used[j] = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

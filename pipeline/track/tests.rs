@@ -1,0 +1,126 @@
+use super::*;
+
+fn det(x: f32, y: f32, w: f32, h: f32, score: f32, class: VehicleClass) -> Detection {
+    Detection { bbox: FrameBox { x1: x, y1: y, x2: x + w, y2: y + h }, class, score }
+}
+
+fn car(x: f32, y: f32) -> Detection {
+    det(x, y, 60.0, 30.0, 0.8, VehicleClass::Car)
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Runs frames `(time s, detections)`; returns the outputs per frame.
+fn run(tracker: &mut Tracker, frames: &[(f64, Vec<Detection>)]) -> Vec<TrackerOutput> {
+    frames
+        .iter()
+        .map(|(t, d)| {
+            let mut out = TrackerOutput::default();
+            tracker.update(secs(*t), d, &mut out);
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn confirms_after_min_hits_and_keeps_one_id() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<_> = (0..10).map(|i| (i as f64 * 0.1, vec![car(10.0 * i as f32, 50.0)])).collect();
+    let outs = run(&mut tr, &frames);
+    assert!(outs[0].tracks.is_empty(), "tentative on the first hit");
+    for o in &outs[1..] {
+        assert_eq!(o.tracks.len(), 1);
+        assert_eq!(o.tracks[0].id, outs[1].tracks[0].id);
+    }
+    // 10 px per 0.1 s = 100 px/s.
+    let vx = outs[9].tracks[0].velocity.0;
+    assert!((vx - 100.0).abs() < 15.0, "vx {vx}");
+}
+
+#[test]
+fn empty_frames_age_tracks_until_they_end() {
+    let cfg = TrackerConfig { lost_buffer_s: 1.0, ..TrackerConfig::default() };
+    let mut tr = Tracker::new(cfg);
+    let mut frames: Vec<_> = (0..3).map(|i| (i as f64 * 0.1, vec![car(100.0, 50.0)])).collect();
+    // An empty road: nothing detected for 2 s, frames at 10 fps.
+    frames.extend((3..23).map(|i| (i as f64 * 0.1, vec![])));
+    let outs = run(&mut tr, &frames);
+    let id = outs[2].tracks[0].id;
+    let ended_at: Vec<usize> = outs.iter().enumerate().filter(|(_, o)| !o.ended.is_empty()).map(|(i, _)| i).collect();
+    // Last seen at 0.2 s; ends on the first frame more than 1.0 s later (1.3 s, frame 13).
+    assert_eq!(ended_at, vec![13]);
+    assert_eq!(outs[13].ended, vec![id]);
+    assert!(tr.is_empty());
+}
+
+#[test]
+fn lost_track_is_recovered_with_the_same_id() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let mut frames: Vec<_> = (0..5).map(|i| (i as f64 * 0.1, vec![car(10.0 * i as f32, 50.0)])).collect();
+    // Occluded for 0.5 s, reappears where constant velocity puts it.
+    frames.extend((5..10).map(|i| (i as f64 * 0.1, vec![])));
+    frames.extend((10..13).map(|i| (i as f64 * 0.1, vec![car(10.0 * i as f32, 50.0)])));
+    let outs = run(&mut tr, &frames);
+    assert_eq!(outs[12].tracks.len(), 1);
+    assert_eq!(outs[12].tracks[0].id, outs[4].tracks[0].id);
+    assert!(outs.iter().all(|o| o.ended.is_empty()));
+}
+
+#[test]
+fn tentative_tracks_never_report_an_end() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let outs = run(&mut tr, &[(0.0, vec![car(0.0, 0.0)]), (0.1, vec![]), (5.0, vec![])]);
+    assert!(outs.iter().all(|o| o.tracks.is_empty() && o.ended.is_empty()));
+    assert!(tr.is_empty());
+}
+
+#[test]
+fn weak_detections_extend_but_never_start_tracks() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let weak = |x: f32| det(x, 50.0, 60.0, 30.0, 0.2, VehicleClass::Car);
+    let mut frames: Vec<_> = (0..3).map(|i| (i as f64 * 0.1, vec![car(10.0 * i as f32, 50.0)])).collect();
+    frames.extend((3..8).map(|i| (i as f64 * 0.1, vec![weak(10.0 * i as f32), weak(400.0)])));
+    let outs = run(&mut tr, &frames);
+    for o in &outs[3..] {
+        assert_eq!(o.tracks.len(), 1, "weak detection of the tracked car keeps it; the other starts nothing");
+    }
+}
+
+#[test]
+fn class_is_the_majority_vote_and_duplicates_merge() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<_> = (0..6)
+        .map(|i| {
+            let x = 5.0 * i as f32;
+            // The detector sees the same vehicle as car and truck (its NMS is per class).
+            let truck_score = if i == 0 { 0.9 } else { 0.5 };
+            (i as f64 * 0.1, vec![car(x, 50.0), det(x + 1.0, 50.0, 60.0, 31.0, truck_score, VehicleClass::Truck)])
+        })
+        .collect();
+    let outs = run(&mut tr, &frames);
+    for o in &outs[1..] {
+        assert_eq!(o.tracks.len(), 1, "one vehicle, one track: {o:?}");
+    }
+    assert_eq!(outs[5].tracks[0].class, VehicleClass::Car);
+}
+
+#[test]
+fn fast_vehicle_at_low_frame_rate_keeps_its_id() {
+    // 5 fps, 25 px per frame on a 60 px box: consecutive boxes overlap little without prediction.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<_> = (0..12).map(|i| (i as f64 * 0.2, vec![car(25.0 * i as f32, 50.0)])).collect();
+    let outs = run(&mut tr, &frames);
+    let ids: std::collections::BTreeSet<u64> = outs.iter().flat_map(|o| o.tracks.iter().map(|t| t.id)).collect();
+    assert_eq!(ids.len(), 1, "ids {ids:?}");
+}
+
+#[test]
+fn finish_ends_confirmed_tracks() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    run(&mut tr, &[(0.0, vec![car(0.0, 0.0), car(300.0, 0.0)]), (0.1, vec![car(2.0, 0.0)])]);
+    let mut out = TrackerOutput::default();
+    tr.finish(&mut out);
+    assert_eq!(out.ended.len(), 1, "only the confirmed track: {out:?}");
+}

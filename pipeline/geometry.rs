@@ -37,7 +37,7 @@ pub struct ModelPoint {
 }
 
 /// A point in source-frame pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct FramePoint {
     pub x: f32,
     pub y: f32,

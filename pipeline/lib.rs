@@ -10,6 +10,7 @@
 //! Still to come (see the issues): `track`, `analytics`, `aggregate`, `store`, `publish`, `http`,
 //! `runtime`, `report`, `config`.
 
+pub mod analytics;
 pub mod detect;
 pub mod geometry;
 pub mod source;

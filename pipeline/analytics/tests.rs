@@ -53,6 +53,9 @@ fn run(rules: &mut Rules, steps: &[Step]) -> Vec<(u64, Direction)> {
         .collect()
 }
 
+/// A table row: name, scripted steps, expected crossings (track, direction).
+type Case = (&'static str, Vec<Step>, Vec<(u64, Direction)>);
+
 fn line_rules() -> Rules {
     Rules::new(vec![vertical_line()], vec![], RuleParams::default())
 }
@@ -60,7 +63,7 @@ fn line_rules() -> Rules {
 #[test]
 fn line_crossing_table() {
     use Direction::*;
-    let cases: Vec<(&str, Vec<Step>, Vec<(u64, Direction)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("crossing into the in side", path(1, &[40.0, 60.0, 80.0, 100.0, 120.0, 140.0]), vec![(1, In)]),
         ("crossing out", path(1, &[160.0, 140.0, 120.0, 100.0, 80.0, 60.0]), vec![(1, Out)]),
         ("touching without crossing", path(1, &[40.0, 70.0, 98.0, 99.0, 70.0, 40.0]), vec![]),

@@ -70,6 +70,8 @@ pub struct LineSpec {
     pub b: FramePoint,
     pub in_side: Side,
     pub anchor: Anchor,
+    /// Lane label, for per-lane measures.
+    pub lane: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

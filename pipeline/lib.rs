@@ -10,9 +10,13 @@
 //! Still to come (see the issues): `track`, `analytics`, `aggregate`, `store`, `publish`, `http`,
 //! `runtime`, `report`, `config`.
 
+pub mod aggregate;
 pub mod analytics;
+pub mod config;
 pub mod detect;
 pub mod geometry;
+pub mod runtime;
 pub mod source;
+pub mod store;
 pub mod telemetry;
 pub mod track;

@@ -9,7 +9,12 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use junction::aggregate::FlowReport;
+use junction::analytics::{Anchor, EventKind, LineSpec, Side, TrafficEvent};
+use junction::config::{CameraConfig, Config, StoreConfig, parse_bin, parse_line_arg};
 use junction::detect::{Detection, Detector, DetectorOptions, ModelCard, OptLevel, Provider, VehicleClass};
+use junction::geometry::FramePoint;
+use junction::runtime::{Observer, RunOptions, RunSummary};
 use junction::source::{OnInferenceBusy, Source, SourceOptions};
 
 /// Road-junction cameras to traffic measurements.
@@ -22,8 +27,63 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Count vehicles: track them, count them on lines and in zones, bin by wall clock, store it all.
+    /// With no arguments, runs the bundled example site on the bundled clip.
+    Run(RunArgs),
+    /// Check a site configuration and its calibration files, reporting every problem at once.
+    CheckConfig(CheckArgs),
     /// Detect vehicles in a video: one JSON line per analysed frame on stdout, then a summary line.
     Detect(DetectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Video source for a quick survey without a site file (file, rtsp://, v4l2://, test://); with
+    /// --config it replaces the URI of the configured camera.
+    uri: Option<String>,
+    /// Site configuration (default: deploy/junction.example.toml when no URI is given).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Ad-hoc count line x1,y1,x2,y2 in frame pixels; "in" is the left side walking from the first
+    /// point to the second. Repeatable; named line-1, line-2, … in order.
+    #[arg(long = "line", value_name = "X1,Y1,X2,Y2")]
+    lines: Vec<String>,
+    /// Anchor point of ad-hoc lines: centre (the box centre: a line drawn over the vehicles as they
+    /// appear on screen, any view) or bottom_centre (where the wheels touch the road: lines drawn on
+    /// the road surface of oblique views; the default in site files).
+    #[arg(long, default_value = "centre", value_parser = parse_anchor)]
+    anchor: Anchor,
+    /// Write totals per line, direction and class as JSON to this file at the end.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Wall-clock time of a file's first frame, RFC 3339 UTC (default: the file's creation time).
+    #[arg(long, value_parser = parse_time)]
+    start: Option<SystemTime>,
+    /// SQLite store (overrides the config; ad-hoc default: junction.db).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Bin lengths, comma-separated (overrides the config), e.g. 1m,15m.
+    #[arg(long, value_delimiter = ',')]
+    bins: Vec<String>,
+    /// Model card (overrides the config).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads (overrides the config; 0: one per physical core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// ONNX Runtime library (overrides the config).
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
+    /// Stdout: text (counts as they happen, a table per closed bin) or json (one object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Site configuration.
+    #[arg(long, default_value = "deploy/junction.example.toml")]
+    config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +136,14 @@ fn parse_opt_level(s: &str) -> Result<OptLevel, String> {
     }
 }
 
+fn parse_anchor(s: &str) -> Result<Anchor, String> {
+    match s {
+        "bottom_centre" => Ok(Anchor::BottomCentre),
+        "centre" => Ok(Anchor::Centre),
+        _ => Err("expected bottom_centre or centre".into()),
+    }
+}
+
 fn parse_busy(s: &str) -> Result<OnInferenceBusy, String> {
     match s {
         "keep_latest" => Ok(OnInferenceBusy::KeepLatest),
@@ -92,6 +160,8 @@ fn main() -> ExitCode {
     junction::telemetry::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::CheckConfig(args) => check_config(&args.config),
         Command::Detect(args) => detect(args),
     };
     match result {
@@ -267,4 +337,284 @@ fn detect(args: DetectArgs) -> Result<()> {
     out.flush().context("writing to stdout")?;
     tracing::info!(frames = decoded, analysed, fps = format!("{:.1}", summary.fps), "detect finished");
     Ok(())
+}
+
+/// A path given relative to the working directory, or else to the checkout this binary was built from
+/// (so that `cargo run -- run` works from anywhere in the repository).
+fn bundled(path: &str) -> PathBuf {
+    let here = PathBuf::from(path);
+    if here.exists() { here } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path) }
+}
+
+fn check_config(path: &std::path::Path) -> Result<()> {
+    let cfg = Config::load(path)?;
+    println!("{}: ok: site {}, {} camera(s)", path.display(), cfg.site, cfg.cameras.len());
+    for c in &cfg.cameras {
+        let lines: Vec<&str> = c.lines.iter().map(|l| &*l.id).collect();
+        let zones: Vec<&str> = c.zones.iter().map(|z| &*z.id).collect();
+        println!(
+            "  camera {}: {} lines [{}], {} zones [{}]",
+            c.id,
+            lines.len(),
+            lines.join(", "),
+            zones.len(),
+            zones.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Builds the configuration of a run: the site file, or an ad-hoc one from the command line.
+fn run_config(args: &RunArgs) -> Result<Config> {
+    let adhoc_lines = args
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let [x1, y1, x2, y2] = parse_line_arg(s).map_err(anyhow::Error::msg)?;
+            Ok(LineSpec {
+                id: format!("line-{}", i + 1).into(),
+                a: FramePoint { x: x1, y: y1 },
+                b: FramePoint { x: x2, y: y2 },
+                in_side: Side::Left,
+                anchor: args.anchor,
+                lane: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut cfg = match (&args.config, &args.uri) {
+        (Some(path), _) => Config::load(path)?,
+        (None, None) => Config::load(&bundled("deploy/junction.example.toml"))?,
+        (None, Some(uri)) => {
+            if adhoc_lines.is_empty() {
+                anyhow::bail!("run {uri}: no --line and no --config: nothing to count");
+            }
+            let model_card = bundled("models/yolox_nano.toml");
+            let tracker = junction::track::TrackerConfig::default();
+            Config {
+                path: None,
+                site: "adhoc".into(),
+                model_card,
+                detector: DetectorOptions { score: Some(tracker.low_score), ..DetectorOptions::default() },
+                tracker,
+                rules: Default::default(),
+                cameras: vec![CameraConfig {
+                    id: "camera".into(),
+                    uri: uri.clone(),
+                    calibration: None,
+                    frame_size: None,
+                    lines: Vec::new(),
+                    zones: Vec::new(),
+                    on_inference_busy: None,
+                }],
+                bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
+                store: StoreConfig { path: PathBuf::from("junction.db"), retention_days: 30 },
+            }
+        }
+    };
+    if args.config.is_some()
+        && let Some(uri) = &args.uri
+    {
+        match cfg.cameras.as_mut_slice() {
+            [only] => only.uri = uri.clone(),
+            _ => anyhow::bail!("run {uri}: the configuration has several cameras: which one is meant?"),
+        }
+    }
+    if !adhoc_lines.is_empty() {
+        match cfg.cameras.as_mut_slice() {
+            [only] => only.lines.extend(adhoc_lines),
+            _ => anyhow::bail!("--line: the configuration has several cameras: put the line in a calibration file"),
+        }
+    }
+    if let Some(p) = &args.store {
+        cfg.store.path = p.clone();
+    }
+    if !args.bins.is_empty() {
+        cfg.bins = args
+            .bins
+            .iter()
+            .map(|b| parse_bin(b).map_err(|e| anyhow::anyhow!("--bins: {e}")))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(m) = &args.model {
+        cfg.model_card = m.clone();
+    }
+    if let Some(t) = args.threads {
+        cfg.detector.intra_threads = t;
+    }
+    if let Some(o) = &args.onnxruntime {
+        cfg.detector.onnxruntime = Some(o.clone());
+    }
+    Ok(cfg)
+}
+
+/// Prints events and closed bins as they happen.
+struct Printer {
+    json: bool,
+    out: std::io::Stdout,
+}
+
+impl Observer for Printer {
+    fn event(&mut self, camera: &str, e: &TrafficEvent) {
+        let mut out = self.out.lock();
+        let (kind, direction, dwell) = match &e.kind {
+            EventKind::Crossing { direction } => ("crossing", Some(direction.as_str()), None),
+            EventKind::ZoneEnter => ("zone_enter", None, None),
+            EventKind::ZoneExit { dwell } => ("zone_exit", None, Some(dwell.as_secs_f64())),
+        };
+        let wall = humantime::format_rfc3339_millis(e.wall).to_string();
+        let _ = if self.json {
+            let v = serde_json::json!({
+                "type": "event", "camera": camera, "rule": &*e.rule, "kind": kind, "direction": direction,
+                "class": e.class, "track": e.track, "pts": e.pts.as_secs_f64(), "wall": wall, "dwell_s": dwell,
+            });
+            writeln!(out, "{v}")
+        } else {
+            let what = match (direction, dwell) {
+                (Some(d), _) => format!("{d:<4}"),
+                (None, Some(s)) => format!("exit after {s:.1} s"),
+                (None, None) => "enter".into(),
+            };
+            writeln!(out, "{wall}  {camera:<10} {:<10} {what} {:<10} track {}", &*e.rule, e.class.as_str(), e.track)
+        };
+        let _ = out.flush();
+    }
+
+    fn report(&mut self, r: &FlowReport) {
+        let mut out = self.out.lock();
+        if self.json {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["type"] = "report".into();
+            let _ = writeln!(out, "{v}");
+        } else {
+            let _ = write!(out, "{}", report_table(r));
+        }
+        let _ = out.flush();
+    }
+}
+
+/// A FlowReport as a table: one row per counter and direction, one column per class.
+fn report_table(r: &FlowReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "── {} {} · {} + {} s{} · {} frames analysed, {} dropped",
+        r.site,
+        r.camera,
+        r.bin_start,
+        r.bin_seconds,
+        if r.partial { " (partial)" } else { "" },
+        r.frames_analysed,
+        r.frames_dropped
+    );
+    let _ = write!(s, "   {:<12} {:<4}", "counter", "dir");
+    for c in VehicleClass::ALL {
+        let _ = write!(s, " {:>10}", c.as_str());
+    }
+    let _ = writeln!(s, " {:>6} {:>8}", "total", "veh/h");
+    for f in &r.flows {
+        let _ = write!(s, "   {:<12} {:<4}", f.counter, f.direction.as_str());
+        for c in VehicleClass::ALL {
+            let n = r
+                .volumes
+                .iter()
+                .find(|v| v.counter == f.counter && v.direction == f.direction && v.class == c)
+                .map_or(0, |v| v.vehicles);
+            let _ = write!(s, " {n:>10}");
+        }
+        let _ = writeln!(s, " {:>6} {:>8.0}", f.vehicles, f.veh_per_hour);
+    }
+    if r.flows.is_empty() {
+        let _ = writeln!(s, "   (no vehicles counted)");
+    }
+    for z in &r.zones {
+        let _ = writeln!(
+            s,
+            "   zone {:<12} entries {:>4}  mean {:>5.2} veh  max {:>3}  occupied {:>5.1} %  mean dwell {}",
+            z.zone,
+            z.entries,
+            z.mean_vehicles,
+            z.max_vehicles,
+            100.0 * z.occupied_share,
+            z.mean_dwell_s.map_or("-".into(), |d| format!("{d:.1} s"))
+        );
+    }
+    s
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let cfg = run_config(&args)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while shutting down exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone()).context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    tracing::info!(
+        site = %cfg.site,
+        cameras = cfg.cameras.len(),
+        store = %cfg.store.path.display(),
+        "run starting"
+    );
+    let mut printer = Printer { json: args.format == "json", out: std::io::stdout() };
+    let summary = junction::runtime::run(&cfg, &RunOptions { start: args.start }, &mut printer, &stop)?;
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("stopped by signal: open bins closed as partial, store flushed");
+    }
+    if !printer.json {
+        print!("{}", totals_table(&summary));
+    }
+    if let Some(path) = &args.summary {
+        let json = summary_json(&summary);
+        std::fs::write(path, serde_json::to_vec_pretty(&json).context("summary")?)
+            .with_context(|| format!("writing --summary {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn totals_table(s: &RunSummary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("══ totals\n");
+    for c in &s.cameras {
+        let _ = writeln!(out, "   camera {}: {} frames analysed, {} dropped", c.camera, c.frames, c.dropped);
+        for (line, counts) in &c.lines {
+            let dir = |d: junction::analytics::Direction| {
+                counts.iter().filter(|((x, _), _)| *x == d).map(|(_, n)| n).sum::<u64>()
+            };
+            let _ = writeln!(
+                out,
+                "   {line:<12} in {:>4}  out {:>4}  total {:>4}",
+                dir(junction::analytics::Direction::In),
+                dir(junction::analytics::Direction::Out),
+                counts.values().sum::<u64>()
+            );
+        }
+    }
+    out
+}
+
+/// `{"frames": N, "lines": [{"id", "camera", "in", "out", "by_class": {class: {"in", "out"}}}], …}`
+fn summary_json(s: &RunSummary) -> serde_json::Value {
+    use junction::analytics::Direction;
+    let mut lines = Vec::new();
+    for c in &s.cameras {
+        for (id, counts) in &c.lines {
+            let n = |d: Direction| counts.iter().filter(|((x, _), _)| *x == d).map(|(_, n)| *n).sum::<u64>();
+            let mut by_class = serde_json::Map::new();
+            for ((d, class), count) in counts {
+                let e = by_class.entry(class.as_str()).or_insert_with(|| serde_json::json!({"in": 0, "out": 0}));
+                e[d.as_str()] = (*count).into();
+            }
+            lines.push(serde_json::json!({
+                "id": id, "camera": c.camera, "in": n(Direction::In), "out": n(Direction::Out), "by_class": by_class,
+            }));
+        }
+    }
+    serde_json::json!({
+        "frames": s.cameras.iter().map(|c| c.frames).sum::<u64>(),
+        "frames_dropped": s.cameras.iter().map(|c| c.dropped).sum::<u64>(),
+        "recrossings_suppressed": s.cameras.iter().map(|c| c.recrossings_suppressed).sum::<u64>(),
+        "lines": lines,
+    })
 }

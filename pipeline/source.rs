@@ -220,6 +220,16 @@ impl Frame {
     }
 }
 
+/// What [`Source::poll`] found.
+#[derive(Debug)]
+pub enum Poll {
+    Frame(Frame),
+    /// Nothing yet.
+    Idle,
+    /// Clean end of stream.
+    Ended,
+}
+
 /// Frames decoded and handed over, for drop accounting.
 #[derive(Debug, Default)]
 pub struct SourceCounters {
@@ -242,7 +252,6 @@ pub struct Source {
     last_frame: Option<Instant>,
     first_pts: Option<gst::ClockTime>,
     delivered: u64,
-    eos: bool,
     secret: Option<String>,
 }
 
@@ -416,7 +425,6 @@ impl Source {
             last_frame: None,
             first_pts: None,
             delivered: 0,
-            eos: false,
             secret,
         };
         if source.pipeline.set_state(gst::State::Playing).is_err() {
@@ -452,40 +460,47 @@ impl Source {
         }
     }
 
-    /// The next frame; `Ok(None)` at a clean end of stream.
+    /// The next frame, waiting as long as it takes; `Ok(None)` at a clean end of stream.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
         loop {
-            self.check_bus()?;
-            if let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
-                return self.frame_from(sample).map(Some);
+            match self.poll(Duration::from_millis(50))? {
+                Poll::Frame(f) => return Ok(Some(f)),
+                Poll::Ended => return Ok(None),
+                Poll::Idle => {}
             }
-            if self.sink.is_eos() || self.eos {
-                // Samples queued before EOS were pulled above; a stream that ended without one had no video.
-                if self.sink.is_eos() {
-                    if self.delivered == 0 {
-                        return Err(SourceError::NoVideo { uri: self.uri.clone() });
-                    }
-                    return Ok(None);
-                }
+        }
+    }
+
+    /// Waits at most `timeout` for a frame (zero: only takes one already waiting). Errors when the
+    /// stream failed, never delivered a frame within the open timeout, or stalled.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Poll, SourceError> {
+        self.check_bus()?;
+        let wait = gst::ClockTime::from_nseconds(timeout.as_nanos().min(u128::from(u64::MAX)) as u64);
+        if let Some(sample) = self.sink.try_pull_sample(wait) {
+            return self.frame_from(sample).map(Poll::Frame);
+        }
+        // Samples queued before EOS were pulled above; a stream that ended without one had no video.
+        if self.sink.is_eos() {
+            if self.delivered == 0 {
+                return Err(SourceError::NoVideo { uri: self.uri.clone() });
             }
-            match self.last_frame {
-                None if self.opened.elapsed() > self.opts.open_timeout => {
-                    return Err(SourceError::OpenTimeout { uri: self.uri.clone(), timeout: self.opts.open_timeout });
-                }
-                Some(t) if self.opts.stall_timeout.is_some_and(|s| t.elapsed() > s) => {
-                    let timeout = self.opts.stall_timeout.unwrap_or_default();
-                    return Err(SourceError::Stalled { uri: self.uri.clone(), timeout });
-                }
-                _ => {}
+            return Ok(Poll::Ended);
+        }
+        match self.last_frame {
+            None if self.opened.elapsed() > self.opts.open_timeout => {
+                Err(SourceError::OpenTimeout { uri: self.uri.clone(), timeout: self.opts.open_timeout })
             }
+            Some(t) if self.opts.stall_timeout.is_some_and(|s| t.elapsed() > s) => {
+                let timeout = self.opts.stall_timeout.unwrap_or_default();
+                Err(SourceError::Stalled { uri: self.uri.clone(), timeout })
+            }
+            _ => Ok(Poll::Idle),
         }
     }
 
     fn check_bus(&mut self) -> Result<(), SourceError> {
         use gst::MessageView;
-        while let Some(msg) =
-            self.bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos, gst::MessageType::Warning])
-        {
+        while let Some(msg) = self.bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning]) {
             match msg.view() {
                 MessageView::Error(e) => {
                     return Err(SourceError::Stream {
@@ -505,7 +520,6 @@ impl Source {
                         self.scrub(&w.error().to_string())
                     );
                 }
-                MessageView::Eos(_) => self.eos = true,
                 _ => {}
             }
         }

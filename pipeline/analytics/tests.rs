@@ -8,7 +8,14 @@ fn pt(x: f32, y: f32) -> FramePoint {
 
 /// A vertical line x = 100 from y = 0 to y = 200; walking down the image, "in" (left) is +x.
 fn vertical_line() -> LineSpec {
-    LineSpec { id: "l".into(), a: pt(100.0, 0.0), b: pt(100.0, 200.0), in_side: Side::Left, anchor: Anchor::Centre }
+    LineSpec {
+        id: "l".into(),
+        a: pt(100.0, 0.0),
+        b: pt(100.0, 200.0),
+        in_side: Side::Left,
+        anchor: Anchor::Centre,
+        lane: None,
+    }
 }
 
 fn obj(id: u64, x: f32, y: f32, v: (f32, f32)) -> TrackedObject {
@@ -156,6 +163,7 @@ fn horizontal_line_left_is_up_the_image() {
         b: pt(200.0, 100.0),
         in_side: Side::Left,
         anchor: Anchor::Centre,
+        lane: None,
     };
     let mut rules = Rules::new(vec![line], vec![], RuleParams::default());
     let steps: Vec<Step> = [160.0f32, 130.0, 100.0, 70.0, 40.0]

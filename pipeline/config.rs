@@ -1,0 +1,532 @@
+//! Site configuration and camera calibration files: parsed (unknown fields refused), then resolved and
+//! validated, every problem reported at once with its file and field.
+//!
+//! Relative paths (model card, calibration files, file sources, the store) are relative to the file
+//! that names them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::analytics::{Anchor, LineSpec, RuleParams, Side, ZoneKind, ZoneSpec, segments_intersect};
+use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider};
+use crate::geometry::{FramePoint, Size};
+use crate::source::{OnInferenceBusy, SourceUri};
+use crate::track::TrackerConfig;
+
+/// One problem: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+    }
+}
+
+/// Every problem found; the configuration is refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        write!(f, "configuration refused ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The files as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    site: String,
+    #[serde(default)]
+    detector: RawDetector,
+    #[serde(default)]
+    tracker: TrackerConfig,
+    #[serde(default)]
+    rules: RuleParams,
+    #[serde(default, rename = "camera")]
+    cameras: Vec<RawCamera>,
+    #[serde(default)]
+    aggregate: RawAggregate,
+    #[serde(default)]
+    store: RawStore,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDetector {
+    model: PathBuf,
+    provider: Provider,
+    /// ONNX Runtime intra-op threads (0: one per physical core).
+    threads: usize,
+    optimization: OptLevel,
+    onnxruntime: Option<PathBuf>,
+    /// Detector score threshold feeding the tracker; default: the tracker's `low_score`.
+    score: Option<f32>,
+}
+
+impl Default for RawDetector {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::from("models/yolox_nano.toml"),
+            provider: Provider::Cpu,
+            threads: 0,
+            optimization: OptLevel::All,
+            onnxruntime: None,
+            score: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCamera {
+    id: String,
+    uri: Option<String>,
+    calibration: Option<PathBuf>,
+    on_inference_busy: Option<OnInferenceBusy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAggregate {
+    bins: Vec<String>,
+}
+
+impl Default for RawAggregate {
+    fn default() -> Self {
+        Self { bins: vec!["1m".into(), "15m".into()] }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    path: PathBuf,
+    retention_days: u32,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self { path: PathBuf::from("/var/lib/junction/junction.db"), retention_days: 30 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalibration {
+    /// Frame size in pixels the coordinates below refer to: [width, height].
+    frame_size: [u32; 2],
+    #[serde(default, rename = "line")]
+    lines: Vec<RawLine>,
+    #[serde(default, rename = "zone")]
+    zones: Vec<RawZone>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine {
+    id: String,
+    /// Two points, frame pixels.
+    points: Vec<[f32; 2]>,
+    #[serde(default)]
+    in_side: Side,
+    #[serde(default)]
+    anchor: Anchor,
+    #[serde(default)]
+    lane: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    id: String,
+    /// Vertices, frame pixels, in order.
+    polygon: Vec<[f32; 2]>,
+    #[serde(default)]
+    kind: ZoneKind,
+    #[serde(default)]
+    anchor: Anchor,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Resolved.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (for messages); `None` for an ad-hoc run.
+    pub path: Option<PathBuf>,
+    pub site: String,
+    pub model_card: PathBuf,
+    pub detector: DetectorOptions,
+    pub tracker: TrackerConfig,
+    pub rules: RuleParams,
+    pub cameras: Vec<CameraConfig>,
+    /// Bin lengths, each dividing a day so bins align to UTC midnight.
+    pub bins: Vec<Duration>,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    pub id: String,
+    pub uri: String,
+    /// Calibration file, if any: the frame size its coordinates refer to is checked against the stream.
+    pub calibration: Option<PathBuf>,
+    pub frame_size: Option<Size>,
+    pub lines: Vec<LineSpec>,
+    pub zones: Vec<ZoneSpec>,
+    pub on_inference_busy: Option<OnInferenceBusy>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub retention_days: u32,
+}
+
+struct Collector {
+    problems: Vec<Problem>,
+}
+
+impl Collector {
+    fn add(&mut self, file: &Path, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { file: file.to_owned(), field: field.into(), message: message.into() });
+    }
+}
+
+fn relative_to(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_owned() } else { base.parent().unwrap_or(Path::new(".")).join(p) }
+}
+
+/// MQTT topic levels and file names: letters, digits, `-`, `_`, `.`.
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Parses a bin length: `30s`, `1m`, `15m`, `1h`.
+pub fn parse_bin(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a length like 30s, 1m, 15m, 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: unit must be s, m or h")),
+    };
+    if secs == 0 || 86_400 % secs != 0 {
+        return Err(format!("{s:?} must be positive and divide a day, so that bins align to midnight UTC"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+impl Config {
+    /// Reads and validates a site configuration and the calibration files it names.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut c = Collector { problems: Vec::new() };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                c.add(path, "(file)", e.to_string());
+                return Err(ConfigError { problems: c.problems });
+            }
+        };
+        let raw: RawSite = match toml::from_str(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                c.add(path, parse_error_place(&text, &e), e.message().to_owned());
+                return Err(ConfigError { problems: c.problems });
+            }
+        };
+        let cfg = Self::resolve(path, raw, &mut c);
+        if c.problems.is_empty() { Ok(cfg) } else { Err(ConfigError { problems: c.problems }) }
+    }
+
+    fn resolve(path: &Path, raw: RawSite, c: &mut Collector) -> Self {
+        if !is_identifier(&raw.site) {
+            c.add(path, "site", "must be letters, digits, '-', '_' or '.' (it is an MQTT topic level)");
+        }
+        let model_card = relative_to(path, &raw.detector.model);
+        if let Err(e) = ModelCard::load(&model_card) {
+            c.add(path, "detector.model", e.to_string());
+        }
+        if let Some(s) = raw.detector.score
+            && !(0.0..=1.0).contains(&s)
+        {
+            c.add(path, "detector.score", "must be within 0..=1");
+        }
+        check_tracker(path, &raw.tracker, c);
+        if raw.cameras.is_empty() {
+            c.add(path, "camera", "no [[camera]]: at least one is needed");
+        }
+        let mut cameras: Vec<CameraConfig> = Vec::new();
+        for (i, cam) in raw.cameras.iter().enumerate() {
+            let field = |f: &str| format!("camera[{i}] ({}).{f}", cam.id);
+            if !is_identifier(&cam.id) {
+                c.add(path, field("id"), "must be letters, digits, '-', '_' or '.' (it is an MQTT topic level)");
+            }
+            if cameras.iter().any(|o| o.id == cam.id) {
+                c.add(path, field("id"), "used by another camera");
+            }
+            let uri = match cam.uri.as_deref().map(str::trim) {
+                None | Some("") => {
+                    c.add(path, field("uri"), "missing: the camera's address (rtsp://…, a file, v4l2://…, test://)");
+                    String::new()
+                }
+                Some(u) => match SourceUri::parse(u) {
+                    Ok(SourceUri::File(p)) => relative_to(path, &p).display().to_string(),
+                    Ok(_) => u.to_owned(),
+                    Err(e) => {
+                        c.add(path, field("uri"), e.to_string());
+                        String::new()
+                    }
+                },
+            };
+            let mut camera = CameraConfig {
+                id: cam.id.clone(),
+                uri,
+                calibration: None,
+                frame_size: None,
+                lines: Vec::new(),
+                zones: Vec::new(),
+                on_inference_busy: cam.on_inference_busy,
+            };
+            if let Some(cal) = &cam.calibration {
+                let cal_path = relative_to(path, cal);
+                load_calibration(&cal_path, &mut camera, c);
+                camera.calibration = Some(cal_path);
+            }
+            cameras.push(camera);
+        }
+        let mut bins = Vec::new();
+        for (i, b) in raw.aggregate.bins.iter().enumerate() {
+            match parse_bin(b) {
+                Ok(d) if bins.contains(&d) => c.add(path, format!("aggregate.bins[{i}]"), "listed twice"),
+                Ok(d) => bins.push(d),
+                Err(e) => c.add(path, format!("aggregate.bins[{i}]"), e),
+            }
+        }
+        if bins.is_empty() {
+            c.add(path, "aggregate.bins", "at least one bin length is needed");
+        }
+        let store_path = relative_to(path, &raw.store.path);
+        if raw.store.retention_days == 0 {
+            c.add(path, "store.retention_days", "must be at least 1");
+        }
+        Self {
+            path: Some(path.to_owned()),
+            site: raw.site,
+            model_card,
+            detector: DetectorOptions {
+                provider: raw.detector.provider,
+                intra_threads: raw.detector.threads,
+                optimization: raw.detector.optimization,
+                onnxruntime: raw.detector.onnxruntime.map(|p| relative_to(path, &p)),
+                score: Some(raw.detector.score.unwrap_or(raw.tracker.low_score)),
+                ..DetectorOptions::default()
+            },
+            tracker: raw.tracker,
+            rules: raw.rules,
+            cameras,
+            bins,
+            store: StoreConfig { path: store_path, retention_days: raw.store.retention_days },
+        }
+    }
+}
+
+fn parse_error_place(text: &str, e: &toml::de::Error) -> String {
+    e.span()
+        .map(|s| {
+            format!("line {}", text.as_bytes()[..s.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1)
+        })
+        .unwrap_or_else(|| "(parse)".into())
+}
+
+fn check_tracker(path: &Path, t: &TrackerConfig, c: &mut Collector) {
+    for (name, v) in [
+        ("tracker.high_score", t.high_score),
+        ("tracker.low_score", t.low_score),
+        ("tracker.new_track_score", t.new_track_score),
+        ("tracker.match_cost", t.match_cost),
+        ("tracker.low_match_cost", t.low_match_cost),
+        ("tracker.tentative_match_cost", t.tentative_match_cost),
+        ("tracker.duplicate_iou", t.duplicate_iou),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            c.add(path, name, "must be within 0..=1");
+        }
+    }
+    if t.low_score > t.high_score {
+        c.add(path, "tracker.low_score", "must not exceed tracker.high_score");
+    }
+    if t.min_hits == 0 {
+        c.add(path, "tracker.min_hits", "must be at least 1");
+    }
+    if !(t.lost_buffer_s.is_finite() && t.lost_buffer_s >= 0.0) {
+        c.add(path, "tracker.lost_buffer_s", "must be a non-negative number of seconds");
+    }
+}
+
+fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return c.add(path, "(file)", e.to_string()),
+    };
+    let raw: RawCalibration = match toml::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => return c.add(path, parse_error_place(&text, &e), e.message().to_owned()),
+    };
+    let [w, h] = raw.frame_size;
+    if w == 0 || h == 0 {
+        c.add(path, "frame_size", "width and height must be positive");
+    }
+    let size = Size::new(w, h);
+    camera.frame_size = Some(size);
+    let mut ids: Vec<&str> = Vec::new();
+    for (i, l) in raw.lines.iter().enumerate() {
+        let field = |f: &str| format!("line[{i}] ({}).{f}", l.id);
+        if !is_identifier(&l.id) || ids.contains(&l.id.as_str()) {
+            c.add(path, field("id"), "must be a unique identifier (letters, digits, '-', '_', '.')");
+        }
+        ids.push(&l.id);
+        if l.points.len() != 2 {
+            c.add(path, field("points"), format!("needs exactly 2 points, has {}", l.points.len()));
+            continue;
+        }
+        let (a, b) = (pt(l.points[0]), pt(l.points[1]));
+        if (a.x - b.x).hypot(a.y - b.y) < 1.0 {
+            c.add(path, field("points"), "the two points are the same: a line needs a length");
+        }
+        check_inside(path, &field("points"), &[a, b], size, c);
+        camera.lines.push(LineSpec {
+            id: Arc::from(l.id.as_str()),
+            a,
+            b,
+            in_side: l.in_side,
+            anchor: l.anchor,
+            lane: l.lane.as_deref().map(Arc::from),
+        });
+    }
+    for (i, z) in raw.zones.iter().enumerate() {
+        let field = |f: &str| format!("zone[{i}] ({}).{f}", z.id);
+        if !is_identifier(&z.id) || ids.contains(&z.id.as_str()) {
+            c.add(path, field("id"), "must be a unique identifier (letters, digits, '-', '_', '.')");
+        }
+        ids.push(&z.id);
+        let poly: Vec<FramePoint> = z.polygon.iter().copied().map(pt).collect();
+        if poly.len() < 3 {
+            c.add(path, field("polygon"), format!("needs at least 3 points, has {}", poly.len()));
+            continue;
+        }
+        if let Some((e1, e2)) = self_intersection(&poly) {
+            c.add(path, field("polygon"), format!("edges {e1} and {e2} cross: the polygon intersects itself"));
+        } else if area(&poly).abs() < 1.0 {
+            c.add(path, field("polygon"), "has no area");
+        }
+        check_inside(path, &field("polygon"), &poly, size, c);
+        camera.zones.push(ZoneSpec { id: Arc::from(z.id.as_str()), polygon: poly, kind: z.kind, anchor: z.anchor });
+    }
+}
+
+fn pt(p: [f32; 2]) -> FramePoint {
+    FramePoint { x: p[0], y: p[1] }
+}
+
+fn check_inside(path: &Path, field: &str, pts: &[FramePoint], size: Size, c: &mut Collector) {
+    for p in pts {
+        if !(p.x.is_finite() && p.y.is_finite())
+            || p.x < 0.0
+            || p.y < 0.0
+            || p.x > size.width as f32
+            || p.y > size.height as f32
+        {
+            c.add(path, field, format!("point ({}, {}) is outside the {size} frame", p.x, p.y));
+            return;
+        }
+    }
+}
+
+/// Checks an ad-hoc line against the frame size once the stream has negotiated it.
+pub fn line_outside_frame(line: &LineSpec, size: Size) -> bool {
+    [line.a, line.b].iter().any(|p| p.x < 0.0 || p.y < 0.0 || p.x > size.width as f32 || p.y > size.height as f32)
+}
+
+/// First pair of non-adjacent edges that cross (edge i runs from vertex i to vertex i+1).
+fn self_intersection(poly: &[FramePoint]) -> Option<(usize, usize)> {
+    let n = poly.len();
+    for i in 0..n {
+        for j in i + 1..n {
+            let adjacent = j == i + 1 || (i == 0 && j == n - 1);
+            if adjacent {
+                continue;
+            }
+            if segments_intersect(poly[i], poly[(i + 1) % n], poly[j], poly[(j + 1) % n]) {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}
+
+fn area(poly: &[FramePoint]) -> f32 {
+    let n = poly.len();
+    0.5 * (0..n).map(|i| poly[i].x * poly[(i + 1) % n].y - poly[(i + 1) % n].x * poly[i].y).sum::<f32>()
+}
+
+/// An ad-hoc line from `x1,y1,x2,y2` (frame pixels).
+pub fn parse_line_arg(s: &str) -> Result<[f32; 4], String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("--line {s:?}: expected x1,y1,x2,y2 in frame pixels"))?;
+    let [x1, y1, x2, y2] = v[..] else { return Err(format!("--line {s:?}: expected 4 numbers, got {}", v.len())) };
+    if (x1 - x2).hypot(y1 - y2) < 1.0 {
+        return Err(format!("--line {s:?}: the two points are the same"));
+    }
+    Ok([x1, y1, x2, y2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins() {
+        assert_eq!(parse_bin("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_bin("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_bin("7m").is_err());
+        assert!(parse_bin("0s").is_err());
+        assert!(parse_bin("m").is_err());
+    }
+
+    #[test]
+    fn bowtie_intersects_itself() {
+        let p = |x, y| FramePoint { x, y };
+        assert_eq!(self_intersection(&[p(0.0, 0.0), p(10.0, 10.0), p(10.0, 0.0), p(0.0, 10.0)]), Some((0, 2)));
+        assert_eq!(self_intersection(&[p(0.0, 0.0), p(10.0, 0.0), p(10.0, 10.0), p(0.0, 10.0)]), None);
+    }
+
+    #[test]
+    fn line_args() {
+        assert_eq!(parse_line_arg("320,60,320,220"), Ok([320.0, 60.0, 320.0, 220.0]));
+        assert!(parse_line_arg("1,2,3").is_err());
+        assert!(parse_line_arg("5,5,5,5").is_err());
+    }
+}

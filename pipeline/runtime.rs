@@ -1,0 +1,262 @@
+//! The analysis loop: one thread owns the detector and pulls frames round-robin from every camera,
+//! running detect → track → rules → aggregate for each camera's own state, then stores events and
+//! closed bins. Files block their decoder while inference is busy; live sources keep the newest frame.
+//!
+//! Shutdown (the `stop` flag, set by SIGINT/SIGTERM): sources stop, tracks end, open bins close as
+//! partial, the store is flushed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::aggregate::{Aggregator, FlowReport};
+use crate::analytics::{Direction, EventKind, Rules, TrafficEvent};
+use crate::config::{CameraConfig, Config, line_outside_frame};
+use crate::detect::{DetectError, Detection, Detector, ModelCard, VehicleClass};
+use crate::source::{Poll, Source, SourceError, SourceOptions};
+use crate::store::{Store, StoreError};
+use crate::track::{Tracker, TrackerOutput};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "{file}: frame_size: {expected} but camera {camera:?} delivers {actual} frames; recalibrate or fix frame_size"
+    )]
+    FrameSize { file: String, camera: String, expected: crate::geometry::Size, actual: crate::geometry::Size },
+    #[error("camera {camera:?}: line {line:?} lies outside the {size} frame")]
+    LineOutside { camera: String, line: String, size: crate::geometry::Size },
+}
+
+/// What the loop tells the outside world as it goes.
+pub trait Observer {
+    fn event(&mut self, camera: &str, event: &TrafficEvent);
+    fn report(&mut self, report: &FlowReport);
+}
+
+/// Options of one run that are not site configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Wall clock of file sources' first frame.
+    pub start: Option<SystemTime>,
+}
+
+/// Vehicles counted on one line by direction and class.
+pub type LineCounts = BTreeMap<(Direction, VehicleClass), u64>;
+
+/// Totals of a run, per camera and line.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub cameras: Vec<CameraSummary>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CameraSummary {
+    pub camera: String,
+    pub frames: u64,
+    pub dropped: u64,
+    /// Per line, in configuration order: its id and its counts.
+    pub lines: Vec<(String, LineCounts)>,
+    pub recrossings_suppressed: u64,
+    pub error: Option<String>,
+}
+
+struct Camera {
+    cfg: CameraConfig,
+    source: Option<Source>,
+    tracker: Tracker,
+    rules: Rules,
+    aggregator: Aggregator,
+    checked_size: bool,
+    dropped_seen: u64,
+    last_pts: Duration,
+    last_wall: SystemTime,
+    summary: CameraSummary,
+}
+
+/// Runs until every source has ended or `stop` is set.
+pub fn run(
+    cfg: &Config,
+    opts: &RunOptions,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> Result<RunSummary, RunError> {
+    let card = ModelCard::load(&cfg.model_card)?;
+    let mut detector = Detector::new(card, &cfg.detector)?;
+    let mut store = Store::open(&cfg.store.path)?;
+    let pruned = store.prune(cfg.store.retention_days, SystemTime::now())?;
+    if pruned > 0 {
+        tracing::info!(rows = pruned, days = cfg.store.retention_days, "store: pruned rows past retention");
+    }
+    let mut cameras = Vec::new();
+    for c in &cfg.cameras {
+        let card = detector.card();
+        let source = Source::open(
+            &c.uri,
+            SourceOptions {
+                input: card.input_size(),
+                align: card.letterbox.align,
+                channel_order: card.input.channel_order,
+                on_inference_busy: c.on_inference_busy,
+                start: opts.start,
+                ..SourceOptions::default()
+            },
+        )?;
+        tracing::info!(camera = %c.id, uri = %source.uri(), "camera opened");
+        let counters = c.lines.iter().map(|l| l.id.clone()).collect();
+        let zones = c.zones.iter().map(|z| (z.id.clone(), z.kind)).collect();
+        cameras.push(Camera {
+            cfg: c.clone(),
+            source: Some(source),
+            tracker: Tracker::new(cfg.tracker.clone()),
+            rules: Rules::new(c.lines.clone(), c.zones.clone(), cfg.rules.clone()),
+            aggregator: Aggregator::new(&cfg.site, &c.id, counters, zones, &cfg.bins),
+            checked_size: false,
+            dropped_seen: 0,
+            last_pts: Duration::ZERO,
+            last_wall: SystemTime::now(),
+            summary: CameraSummary {
+                camera: c.id.clone(),
+                lines: c.lines.iter().map(|l| (l.id.to_string(), BTreeMap::new())).collect(),
+                ..CameraSummary::default()
+            },
+        });
+    }
+
+    let mut dets: Vec<Detection> = Vec::new();
+    let mut tracked = TrackerOutput::default();
+    let mut events: Vec<TrafficEvent> = Vec::new();
+    let mut reports: Vec<FlowReport> = Vec::new();
+    let single = cameras.len() == 1;
+    while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| c.source.is_some()) {
+        for cam in cameras.iter_mut() {
+            let Some(source) = cam.source.as_mut() else { continue };
+            let wait = Duration::from_millis(if single { 50 } else { 2 });
+            let frame = match source.poll(wait) {
+                Ok(Poll::Frame(f)) => f,
+                Ok(Poll::Idle) => continue,
+                Ok(Poll::Ended) => {
+                    tracing::info!(camera = %cam.cfg.id, frames = cam.summary.frames, "stream ended");
+                    cam.summary.dropped = source.dropped();
+                    cam.source = None;
+                    finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports)?;
+                    continue;
+                }
+                Err(e) => {
+                    // Stream restarts with backoff come with the operations work; until then a broken
+                    // camera stops alone and the others go on.
+                    tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
+                    cam.summary.error = Some(e.to_string());
+                    cam.summary.dropped = source.dropped();
+                    cam.source = None;
+                    if single {
+                        return Err(e.into());
+                    }
+                    finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports)?;
+                    continue;
+                }
+            };
+            if !cam.checked_size {
+                check_frame_size(&cam.cfg, frame.frame_size())?;
+                cam.checked_size = true;
+            }
+            dets.clear();
+            detector.fill(&frame.image(), &frame.letterbox)?;
+            detector.infer(&frame.letterbox, &mut dets)?;
+            cam.tracker.update(frame.pts, &dets, &mut tracked);
+            events.clear();
+            cam.rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, &mut events);
+            let dropped = source.dropped();
+            reports.clear();
+            cam.aggregator.frame(
+                frame.wall,
+                dropped - cam.dropped_seen,
+                cam.rules.occupancy(),
+                cam.rules.quality,
+                &mut reports,
+            );
+            cam.dropped_seen = dropped;
+            cam.summary.frames += 1;
+            cam.last_pts = frame.pts;
+            cam.last_wall = frame.wall;
+            feed(cam, observer, &events);
+            persist(&cfg.site, cam, &mut store, observer, &events, &reports)?;
+        }
+    }
+    // Stopped by a signal, or every stream ended: close what is open.
+    for cam in cameras.iter_mut() {
+        if let Some(source) = cam.source.take() {
+            cam.summary.dropped = source.dropped();
+            drop(source);
+            finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports)?;
+        }
+    }
+    Ok(RunSummary { cameras: cameras.into_iter().map(|c| c.summary).collect() })
+}
+
+fn check_frame_size(cam: &CameraConfig, actual: crate::geometry::Size) -> Result<(), RunError> {
+    if let (Some(expected), Some(file)) = (cam.frame_size, &cam.calibration)
+        && expected != actual
+    {
+        return Err(RunError::FrameSize { file: file.display().to_string(), camera: cam.id.clone(), expected, actual });
+    }
+    if let Some(l) = cam.lines.iter().find(|l| line_outside_frame(l, actual)) {
+        return Err(RunError::LineOutside { camera: cam.id.clone(), line: l.id.to_string(), size: actual });
+    }
+    Ok(())
+}
+
+/// Feeds events to the open bins and the run totals, and tells the observer.
+fn feed(cam: &mut Camera, observer: &mut dyn Observer, events: &[TrafficEvent]) {
+    for e in events {
+        cam.aggregator.event(e);
+        if let EventKind::Crossing { direction } = e.kind
+            && let Some((_, counts)) = cam.summary.lines.iter_mut().find(|(id, _)| **id == *e.rule)
+        {
+            *counts.entry((direction, e.class)).or_insert(0) += 1;
+        }
+        observer.event(&cam.cfg.id, e);
+    }
+    cam.summary.recrossings_suppressed = cam.rules.quality.recrossings_suppressed;
+}
+
+/// Stores events and closed bins in one transaction, then tells the observer about the bins.
+fn persist(
+    site: &str,
+    cam: &Camera,
+    store: &mut Store,
+    observer: &mut dyn Observer,
+    events: &[TrafficEvent],
+    reports: &[FlowReport],
+) -> Result<(), RunError> {
+    store.save(site, &cam.cfg.id, events, reports)?;
+    for r in reports {
+        observer.report(r);
+    }
+    Ok(())
+}
+
+/// Ends the camera's tracks (closing zone visits) and its open bins, marked partial where cut short.
+fn finish_camera(
+    site: &str,
+    cam: &mut Camera,
+    store: &mut Store,
+    observer: &mut dyn Observer,
+    tracked: &mut TrackerOutput,
+    events: &mut Vec<TrafficEvent>,
+    reports: &mut Vec<FlowReport>,
+) -> Result<(), RunError> {
+    cam.tracker.finish(tracked);
+    events.clear();
+    cam.rules.update(cam.last_pts, cam.last_wall, &[], &tracked.ended, events);
+    // Events first, so that the zone exits land in the bins being closed.
+    feed(cam, observer, events);
+    reports.clear();
+    cam.aggregator.finish(reports);
+    persist(site, cam, store, observer, events, reports)
+}

@@ -1,0 +1,246 @@
+//! The box's own store (SQLite): every FlowReport and every traffic event, kept whether or not a
+//! broker is configured. It will also be the MQTT outbox (`published_at`).
+//!
+//! Schema changes are numbered migrations applied in order at open (`PRAGMA user_version`). Each
+//! closed bin is committed in its own transaction, so a crash loses at most the bins still open.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, params};
+
+use crate::aggregate::FlowReport;
+use crate::analytics::{EventKind, TrafficEvent};
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: reports (the outbox) and events.
+    "CREATE TABLE reports (
+        id TEXT PRIMARY KEY,              -- site/camera/bin_start/bin_seconds: stable across retries
+        site TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        bin_start TEXT NOT NULL,          -- RFC 3339 UTC
+        bin_seconds INTEGER NOT NULL,
+        partial INTEGER NOT NULL,
+        payload TEXT NOT NULL,            -- the FlowReport as JSON
+        stored_at TEXT NOT NULL,
+        published_at TEXT                 -- NULL until the broker acknowledges it
+    );
+    CREATE INDEX reports_unpublished ON reports (published_at, stored_at);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        rule TEXT NOT NULL,               -- line or zone id
+        kind TEXT NOT NULL,               -- crossing | zone_enter | zone_exit
+        direction TEXT,                   -- in | out, for crossings
+        class TEXT NOT NULL,
+        track INTEGER NOT NULL,
+        pts_s REAL NOT NULL,              -- stream time, seconds
+        wall TEXT NOT NULL,               -- RFC 3339 UTC, milliseconds
+        dwell_s REAL                      -- for zone exits
+    );
+    CREATE INDEX events_wall ON events (camera, wall);",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {message}")]
+    Sqlite { path: PathBuf, message: String },
+    #[error("store {path}: cannot create its folder: {source}")]
+    Folder { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: path.to_owned(), source })?;
+        }
+        let err = |e: rusqlite::Error| StoreError::Sqlite { path: path.to_owned(), message: e.to_string() };
+        let conn = Connection::open(path).map_err(err)?;
+        // WAL: readers (reports, the publisher) never block the writer; NORMAL sync survives a crash of
+        // this process (only a power cut may lose the last commits).
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        let mut store = Self { path: path.to_owned(), conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), message: e.to_string() }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: usize =
+            self.conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).map_err(|e| self.err(e))?
+                as usize;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Sqlite {
+                path: self.path.clone(),
+                message: format!("schema version {version} is newer than this junction knows ({})", MIGRATIONS.len()),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), message: e.to_string() })?;
+            tx.execute_batch(sql)
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), message: e.to_string() })?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), message: e.to_string() })?;
+            tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), message: e.to_string() })?;
+            tracing::info!(path = %self.path.display(), version = i + 1, "store migrated");
+        }
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    /// Stores events and closed reports in one transaction. A report already stored (same id) is
+    /// replaced: a re-run over the same file gives the same ids.
+    pub fn save(
+        &mut self,
+        site: &str,
+        camera: &str,
+        events: &[TrafficEvent],
+        reports: &[FlowReport],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() && reports.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = move |e: rusqlite::Error| StoreError::Sqlite { path: path.clone(), message: e.to_string() };
+        let tx = self.conn.transaction().map_err(&err)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO events (site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(&err)?;
+            for e in events {
+                let (kind, direction, dwell) = match &e.kind {
+                    EventKind::Crossing { direction } => ("crossing", Some(direction.as_str()), None),
+                    EventKind::ZoneEnter => ("zone_enter", None, None),
+                    EventKind::ZoneExit { dwell } => ("zone_exit", None, Some(dwell.as_secs_f64())),
+                };
+                ins.execute(params![
+                    site,
+                    camera,
+                    &*e.rule,
+                    kind,
+                    direction,
+                    e.class.as_str(),
+                    e.track as i64,
+                    e.pts.as_secs_f64(),
+                    humantime::format_rfc3339_millis(e.wall).to_string(),
+                    dwell
+                ])
+                .map_err(&err)?;
+            }
+            let mut rep = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO reports (id, site, camera, bin_start, bin_seconds, partial, payload, stored_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(&err)?;
+            let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            for r in reports {
+                let payload = serde_json::to_string(r).map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    message: format!("report {}: {e}", r.id),
+                })?;
+                rep.execute(params![
+                    r.id,
+                    r.site,
+                    r.camera,
+                    r.bin_start,
+                    r.bin_seconds as i64,
+                    r.partial,
+                    payload,
+                    now
+                ])
+                .map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Report ids in the order stored.
+    pub fn report_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare("SELECT id FROM reports ORDER BY rowid").map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Deletes what is older than `days` (by bin start / event wall time). Returns rows removed.
+    pub fn prune(&mut self, days: u32, now: SystemTime) -> Result<usize, StoreError> {
+        let cutoff = humantime::format_rfc3339_seconds(now - Duration::from_secs(u64::from(days) * 86_400)).to_string();
+        let a = self.conn.execute("DELETE FROM events WHERE wall < ?1", [&cutoff]).map_err(|e| self.err(e))?;
+        let b = self
+            .conn
+            .execute("DELETE FROM reports WHERE bin_start < ?1 AND published_at IS NOT NULL", [&cutoff])
+            .map_err(|e| self.err(e))?;
+        Ok(a + b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{FLOW_SCHEMA, Quality};
+
+    fn report(id: &str) -> FlowReport {
+        FlowReport {
+            schema: FLOW_SCHEMA.into(),
+            id: id.into(),
+            site: "s".into(),
+            camera: "c".into(),
+            bin_start: "2026-11-26T08:00:00Z".into(),
+            bin_seconds: 60,
+            partial: false,
+            covered_seconds: 59.5,
+            frames_analysed: 600,
+            frames_dropped: 0,
+            volumes: vec![],
+            flows: vec![],
+            zones: vec![],
+            quality: Quality::default(),
+        }
+    }
+
+    #[test]
+    fn migrates_once_and_keeps_reports_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/junction.db");
+        {
+            let mut s = Store::open(&path).unwrap();
+            assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+            s.save("s", "c", &[], &[report("a"), report("b")]).unwrap();
+            s.save("s", "c", &[], &[report("a")]).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.report_ids().unwrap(), vec!["b".to_string(), "a".to_string()]);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("newer"), "{err}");
+    }
+}

@@ -38,12 +38,16 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.problems.len();
-        write!(f, "configuration refused ({n} problem{}):", if n == 1 { "" } else { "s" })?;
-        for p in &self.problems {
-            write!(f, "\n  {p}")?;
+        match self.problems.as_slice() {
+            [one] => write!(f, "configuration refused: {one}"),
+            all => {
+                write!(f, "configuration refused ({} problems):", all.len())?;
+                for p in all {
+                    write!(f, "\n  {p}")?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 

@@ -171,7 +171,8 @@ pub fn run(
             cam.tracker.update(frame.pts, &dets, &mut tracked);
             events.clear();
             cam.rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, &mut events);
-            let dropped = source.dropped();
+            // The appsink count can lag by the frame waiting there: never let the total go back.
+            let dropped = source.dropped().max(cam.dropped_seen);
             reports.clear();
             cam.aggregator.frame(
                 frame.wall,

@@ -10,9 +10,16 @@
 //! - `detect::test_source`: the `test://` source (videotestsrc) end to end.
 //! - `bad_input`: each bad input gives one clear error line, a non-zero exit, no panic, no hang.
 //! - `rtsp`: the test clip served by an RTSP server on 127.0.0.1 is read by `junction detect`.
+//! - `run::counts_the_example_site`: the example site counts the clip's 8 crossings (±1), both
+//!   directions, no parked car; every closed bin is in the store.
+//! - `run::sigkill_loses_at_most_the_open_bin`, `run::sigterm_closes_partial_bins_and_exits_cleanly`.
+//! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
+//!   and field, all problems at once.
 
 mod common;
 
 mod bad_input;
+mod config;
 mod detect;
 mod rtsp;
+mod run;

@@ -1,0 +1,201 @@
+//! `junction run`: counting on the real clip through the real model, the store, signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{clip, junction, repo};
+
+fn store_reports(db: &std::path::Path) -> Vec<(String, bool)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut st = conn.prepare("SELECT id, partial FROM reports ORDER BY rowid").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// The example site on the bundled clip: x = 320 is crossed by 8 moving vehicles (ground truth from
+/// tests/data/street_topdown_scan_x320.png). Two extra lines lie across parked cars only.
+#[test]
+fn counts_the_example_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let summary = dir.path().join("summary.json");
+    let out = junction(
+        &[
+            "run",
+            "--config",
+            "deploy/junction.example.toml",
+            "--store",
+            db.to_str().unwrap(),
+            "--start",
+            "2026-11-26T08:00:00Z",
+            "--format",
+            "json",
+            // Through the parked cars on the lower kerb (centres about (388, 268) and (232, 255)),
+            // below the traffic lanes.
+            "--line",
+            "388,232,388,330",
+            "--line",
+            "232,232,232,330",
+            "--summary",
+            summary.to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["frames"].as_u64(), Some(753));
+    let lines = s["lines"].as_array().unwrap();
+    let line = |id: &str| lines.iter().find(|l| l["id"] == id).unwrap_or_else(|| panic!("no line {id}: {s}"));
+    let x320 = line("x320");
+    let (inn, outn) = (x320["in"].as_u64().unwrap(), x320["out"].as_u64().unwrap());
+    assert!((7..=9).contains(&(inn + outn)), "x320 counted {inn} in + {outn} out; ground truth 8");
+    assert!(inn >= 2 && outn >= 2, "both directions: {inn} in, {outn} out");
+    for parked in ["line-1", "line-2"] {
+        let l = line(parked);
+        assert_eq!((l["in"].as_u64(), l["out"].as_u64()), (Some(0), Some(0)), "parked car counted on {parked}: {l}");
+    }
+
+    // Every bin printed is in the store, with its events.
+    let printed: Vec<Value> = out.lines("report");
+    let ids: Vec<String> = printed.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    // 1-min bins 08:00 and 08:01 (cut short at 75 s), and the 15-min bin 08:00 (cut short).
+    assert_eq!(
+        ids,
+        vec![
+            "example-street/street/2026-11-26T08:00:00Z/60",
+            "example-street/street/2026-11-26T08:01:00Z/60",
+            "example-street/street/2026-11-26T08:00:00Z/900",
+        ]
+    );
+    assert_eq!(printed.iter().map(|r| r["partial"].as_bool().unwrap()).collect::<Vec<_>>(), vec![false, true, true]);
+    let stored = store_reports(&db);
+    assert_eq!(stored.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), ids);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let crossings: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events WHERE kind = 'crossing' AND rule = 'x320'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(crossings as u64, inn + outn);
+    // The 15-minute bin holds every count of the run.
+    let v: u64 = printed[2]["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["counter"] == "x320")
+        .map(|f| f["vehicles"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v, inn + outn);
+}
+
+/// Starts `junction run` with stdout piped; returns the child.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_junction"))
+        .args(args)
+        .current_dir(repo())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn junction")
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    // Our own child, by its PID.
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap().success();
+    assert!(ok, "kill -{sig} {}", child.id());
+}
+
+fn wait(child: &mut std::process::Child, deadline: Duration) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("junction did not exit within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGKILL mid-run loses at most the open bins: every bin printed before the kill is in the store.
+#[test]
+fn sigkill_loses_at_most_the_open_bin() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let mut child = spawn(&[
+        "run",
+        clip().to_str().unwrap(),
+        "--line",
+        "320,60,320,220",
+        "--bins",
+        "10s",
+        "--start",
+        "2026-11-26T08:00:00Z",
+        "--store",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let stdout = child.stdout.take().unwrap();
+    let mut printed = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["type"] == "report" {
+            printed.push(v["id"].as_str().unwrap().to_owned());
+            if printed.len() == 3 {
+                signal(&child, "KILL");
+                break;
+            }
+        }
+    }
+    let status = wait(&mut child, Duration::from_secs(30));
+    assert!(!status.success(), "killed, not finished");
+    assert_eq!(printed.len(), 3, "the run ended before three 10 s bins closed");
+    let stored: Vec<String> = store_reports(&db).into_iter().map(|(id, _)| id).collect();
+    for id in &printed {
+        assert!(stored.contains(id), "bin {id} was printed (closed) but is not in the store: {stored:?}");
+    }
+    // The store is consistent and reopens for the next run.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}
+
+/// SIGTERM on a live source: sources stop, open bins close as partial, the store is flushed, exit 0.
+#[test]
+fn sigterm_closes_partial_bins_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let mut child = spawn(&[
+        "run",
+        "test://ball?fps=20",
+        "--line",
+        "320,0,320,360",
+        "--bins",
+        "1m,15m",
+        "--store",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    // Let it analyse a few frames first.
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&child, "TERM");
+    let status = wait(&mut child, Duration::from_secs(30));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    let stored = store_reports(&db);
+    assert_eq!(stored.len(), 2, "one partial bin per length: {stored:?}");
+    assert!(stored.iter().all(|(_, partial)| *partial), "{stored:?}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let frames: i64 = conn
+        .query_row("SELECT json_extract(payload, '$.frames_analysed') FROM reports LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert!(frames > 10, "only {frames} frames analysed before the signal");
+}

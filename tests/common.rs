@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn repo() -> &'static Path {
@@ -63,22 +63,28 @@ pub fn junction_env(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> 
         let _ = err.read_to_string(&mut s);
         s
     });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("junction {args:?} hung: still running after {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_at_most(&mut child, started, deadline);
     Output {
         code: status.code(),
         stdout: t_out.join().unwrap_or_default(),
         stderr: t_err.join().unwrap_or_default(),
         elapsed: started.elapsed(),
+    }
+}
+
+/// Waits for our own child; kills it (by its PID) and fails the test if it outlives `deadline` from
+/// `started`: no test can hang.
+pub fn wait_at_most(child: &mut Child, started: Instant, deadline: Duration) -> ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("junction hung: still running after {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{clip, junction, repo};
+use crate::common::{clip, junction, repo, wait_at_most};
 
 fn store_reports(db: &std::path::Path) -> Vec<(String, bool)> {
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -107,21 +107,6 @@ fn signal(child: &std::process::Child, sig: &str) {
     assert!(ok, "kill -{sig} {}", child.id());
 }
 
-fn wait(child: &mut std::process::Child, deadline: Duration) -> std::process::ExitStatus {
-    let t = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if t.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("junction did not exit within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// SIGKILL mid-run loses at most the open bins: every bin printed before the kill is in the store.
 #[test]
 fn sigkill_loses_at_most_the_open_bin() {
@@ -156,7 +141,7 @@ fn sigkill_loses_at_most_the_open_bin() {
             }
         }
     }
-    let status = wait(&mut child, Duration::from_secs(30));
+    let status = wait_at_most(&mut child, Instant::now(), Duration::from_secs(30));
     assert!(!status.success(), "killed, not finished");
     assert_eq!(printed.len(), 3, "the run ended before three 10 s bins closed");
     let stored: Vec<String> = store_reports(&db).into_iter().map(|(id, _)| id).collect();
@@ -202,7 +187,7 @@ fn sigterm_closes_partial_bins_and_exits_cleanly() {
     }
     std::thread::sleep(Duration::from_secs(2));
     signal(&child, "TERM");
-    let status = wait(&mut child, Duration::from_secs(30));
+    let status = wait_at_most(&mut child, Instant::now(), Duration::from_secs(30));
     for line in lines {
         stderr.push_str(&line.unwrap());
         stderr.push('\n');

@@ -117,3 +117,16 @@ fn calibration_for_another_frame_size() {
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0);
 }
+
+/// An ad-hoc line is checked against the frame size once the stream negotiates it.
+#[test]
+fn adhoc_line_outside_the_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let clip = repo().join("tests/data/street_topdown_640x360.mp4");
+    let out = junction(
+        &["run", clip.to_str().unwrap(), "--line", "700,0,700,100", "--store", db.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    assert_refused(&out, &["line-1", "outside the 640x360 frame"]);
+}

@@ -70,6 +70,8 @@ struct RawSite {
     aggregate: RawAggregate,
     #[serde(default)]
     store: RawStore,
+    /// Absent: store only.
+    mqtt: Option<crate::publish::MqttConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +187,8 @@ pub struct Config {
     /// Bin lengths, each dividing a day so bins align to UTC midnight.
     pub bins: Vec<Duration>,
     pub store: StoreConfig,
+    /// Absent: reports stay in the store only.
+    pub mqtt: Option<crate::publish::MqttConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -333,6 +337,14 @@ impl Config {
         if raw.store.retention_days == 0 {
             c.add(path, "store.retention_days", "must be at least 1");
         }
+        if let Some(m) = &raw.mqtt {
+            if let Err(e) = crate::publish::parse_broker_url(&m.url) {
+                c.add(path, "mqtt.url", e.to_string());
+            }
+            if !(m.drain_timeout_s.is_finite() && m.drain_timeout_s >= 0.0) {
+                c.add(path, "mqtt.drain_timeout_s", "must be a non-negative number of seconds");
+            }
+        }
         Self {
             path: Some(path.to_owned()),
             site: raw.site,
@@ -350,6 +362,7 @@ impl Config {
             cameras,
             bins,
             store: StoreConfig { path: store_path, retention_days: raw.store.retention_days },
+            mqtt: raw.mqtt,
         }
     }
 }

@@ -74,6 +74,9 @@ struct RunArgs {
     /// ONNX Runtime library (overrides the config).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
+    /// MQTT broker, mqtt://host[:port] (overrides the config's [mqtt] url).
+    #[arg(long)]
+    mqtt: Option<String>,
     /// Stdout: text (counts as they happen, a table per closed bin) or json (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     format: String,
@@ -409,6 +412,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                 }],
                 bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
                 store: StoreConfig { path: PathBuf::from("junction.db"), retention_days: 30 },
+                mqtt: None,
             }
         }
     };
@@ -444,6 +448,20 @@ fn run_config(args: &RunArgs) -> Result<Config> {
     }
     if let Some(o) = &args.onnxruntime {
         cfg.detector.onnxruntime = Some(o.clone());
+    }
+    if let Some(url) = &args.mqtt {
+        junction::publish::parse_broker_url(url).map_err(|e| anyhow::anyhow!("--mqtt: {e}"))?;
+        match &mut cfg.mqtt {
+            Some(m) => m.url = url.clone(),
+            None => {
+                cfg.mqtt = Some(junction::publish::MqttConfig {
+                    url: url.clone(),
+                    client_id: None,
+                    keep_alive_s: 30,
+                    drain_timeout_s: 10.0,
+                })
+            }
+        }
     }
     Ok(cfg)
 }

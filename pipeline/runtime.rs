@@ -13,6 +13,7 @@ use crate::aggregate::{Aggregator, FlowReport};
 use crate::analytics::{Direction, EventKind, Rules, TrafficEvent};
 use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::detect::{DetectError, Detection, Detector, ModelCard, VehicleClass};
+use crate::publish::Publisher;
 use crate::source::{Poll, Source, SourceError, SourceOptions};
 use crate::store::{Store, StoreError};
 use crate::track::{Tracker, TrackerOutput};
@@ -25,6 +26,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
     #[error(
         "{file}: frame_size: {expected} but camera {camera:?} delivers {actual} frames; recalibrate or fix frame_size"
     )]
@@ -93,6 +96,10 @@ pub fn run(
     if pruned > 0 {
         tracing::info!(rows = pruned, days = cfg.store.retention_days, "store: pruned rows past retention");
     }
+    let publisher = match &cfg.mqtt {
+        Some(m) => Some(Publisher::start(m, &cfg.site, &cfg.store.path)?),
+        None => None,
+    };
     let mut cameras = Vec::new();
     for c in &cfg.cameras {
         let card = detector.card();
@@ -187,6 +194,11 @@ pub fn run(
             cam.last_wall = frame.wall;
             feed(cam, observer, &events);
             persist(&cfg.site, cam, &mut store, observer, &events, &reports)?;
+            if !reports.is_empty()
+                && let Some(p) = &publisher
+            {
+                p.wake();
+            }
         }
     }
     // Stopped by a signal, or every stream ended: close what is open.
@@ -196,6 +208,9 @@ pub fn run(
             drop(source);
             finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports)?;
         }
+    }
+    if let Some(p) = publisher {
+        p.drain();
     }
     Ok(RunSummary { cameras: cameras.into_iter().map(|c| c.summary).collect() })
 }

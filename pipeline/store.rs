@@ -185,6 +185,40 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// The oldest report not yet acknowledged by the broker: (id, camera, payload JSON).
+    pub fn next_unpublished(&self) -> Result<Option<(String, String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, camera, payload FROM reports WHERE published_at IS NULL ORDER BY rowid LIMIT 1")
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(r) => Ok(Some((
+                r.get(0).map_err(|e| self.err(e))?,
+                r.get(1).map_err(|e| self.err(e))?,
+                r.get(2).map_err(|e| self.err(e))?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks a report acknowledged (PUBACK received).
+    pub fn mark_published(&self, id: &str, at: SystemTime) -> Result<(), StoreError> {
+        let at = humantime::format_rfc3339_millis(at).to_string();
+        self.conn
+            .execute("UPDATE reports SET published_at = ?2 WHERE id = ?1", params![id, at])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Reports waiting for the broker.
+    pub fn unpublished(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM reports WHERE published_at IS NULL", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     /// Deletes what is older than `days` (by bin start / event wall time). Returns rows removed.
     pub fn prune(&mut self, days: u32, now: SystemTime) -> Result<usize, StoreError> {
         let cutoff = humantime::format_rfc3339_seconds(now - Duration::from_secs(u64::from(days) * 86_400)).to_string();

@@ -13,6 +13,8 @@
 //! - `run::counts_the_example_site`: the example site counts the clip's 8 crossings (±1), both
 //!   directions, no parked car; every closed bin is in the store.
 //! - `run::sigkill_loses_at_most_the_open_bin`, `run::sigterm_closes_partial_bins_and_exits_cleanly`.
+//! - `mqtt`: a real Mosquitto on 127.0.0.1 and mosquitto_sub: every report arrives in order; a broker
+//!   outage and a crash while the broker is down lose nothing.
 //! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
 //!   and field, all problems at once.
 
@@ -21,5 +23,6 @@ mod common;
 mod bad_input;
 mod config;
 mod detect;
+mod mqtt;
 mod rtsp;
 mod run;

@@ -1,0 +1,302 @@
+//! Publishing to a real Mosquitto started by the test on 127.0.0.1, read by a real subscriber
+//! (mosquitto_sub).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{clip, junction, repo, wait_at_most};
+
+fn mosquitto_bin() -> PathBuf {
+    // Debian installs it in /usr/sbin, which may not be on PATH.
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("mosquitto is not installed: run scripts/setup.sh")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Mosquitto on 127.0.0.1:`port`, stopped (by its PID) when dropped.
+pub struct Broker {
+    pub port: u16,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
+        let mut b = Self { port, conf, child: None };
+        b.up();
+        b
+    }
+
+    pub fn up(&mut self) {
+        let child = Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "mosquitto did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// mosquitto_sub on every junction topic, collecting "topic payload" lines. Reconnects by itself.
+struct Subscriber {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Subscriber {
+    fn start(port: u16) -> Self {
+        // stdbuf: line-buffered stdout, or the lines sit in mosquitto_sub's pipe buffer.
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "junction/#",
+                "-q",
+                "1",
+                "-v",
+            ])
+            .args(["-c", "-i", &format!("test-subscriber-{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub (scripts/setup.sh installs mosquitto-clients)");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        // Subscribed once the broker has it: give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        Self { child, lines }
+    }
+
+    /// Flow report ids received so far, in order.
+    fn report_ids(&self) -> Vec<String> {
+        self.messages("/flow").iter().map(|v| v["id"].as_str().unwrap().to_owned()).collect()
+    }
+
+    fn messages(&self, topic_suffix: &str) -> Vec<Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(t, _)| t.ends_with(topic_suffix))
+            .map(|(_, p)| serde_json::from_str(p).unwrap())
+            .collect()
+    }
+
+    /// Waits until `want` ids have arrived (or 20 s).
+    fn wait_for(&self, want: usize) -> Vec<String> {
+        let t = Instant::now();
+        loop {
+            let ids = self.report_ids();
+            let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+            if distinct.len() >= want || t.elapsed() > Duration::from_secs(20) {
+                return ids;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stored_ids(db: &Path) -> Vec<(String, bool)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut st = conn.prepare("SELECT id, published_at IS NOT NULL FROM reports ORDER BY rowid").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn run_args<'a>(db: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--line",
+        "320,60,320,220",
+        "--bins",
+        "10s",
+        "--start",
+        "2026-11-26T08:00:00Z",
+        "--store",
+        db,
+        "--mqtt",
+        url,
+        "--format",
+        "json",
+    ]
+}
+
+/// Distinct ids in order of first arrival; every repeat must be a repeat of an earlier id.
+fn distinct_in_order(ids: &[String]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for id in ids {
+        if !seen.contains(id) {
+            seen.push(id.clone());
+        }
+    }
+    seen
+}
+
+#[test]
+fn every_report_arrives_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let sub = Subscriber::start(broker.port);
+    let db = dir.path().join("j.db");
+    let url = broker.url();
+    let clip = clip();
+    let mut args = run_args(db.to_str().unwrap(), &url);
+    args.insert(1, clip.to_str().unwrap());
+    let out = junction(&args, Duration::from_secs(300));
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let stored = stored_ids(&db);
+    assert_eq!(stored.len(), 8, "75 s of clip in 10 s bins");
+    assert!(stored.iter().all(|(_, published)| *published), "all acknowledged: {stored:?}");
+    let got = sub.wait_for(stored.len());
+    let want: Vec<String> = stored.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, want, "in order, each once");
+    for r in sub.messages("/flow") {
+        assert_eq!(r["schema"], "junction.flow.v1");
+        assert_eq!(r["site"], "adhoc");
+        assert!(r["frames_analysed"].as_u64().unwrap() > 0);
+    }
+    let status: Vec<String> = sub.messages("/status").iter().map(|s| s["state"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(status.first().map(String::as_str), Some("online"));
+    assert_eq!(status.last().map(String::as_str), Some("offline"));
+}
+
+fn spawn_run(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_junction"))
+        .args(args)
+        .current_dir(repo())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn junction")
+}
+
+/// The broker goes down after the second bin and comes back two bins later: nothing is lost.
+#[test]
+fn broker_outage_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path());
+    let sub = Subscriber::start(broker.port);
+    let db = dir.path().join("j.db");
+    let url = broker.url();
+    let mut args = run_args(db.to_str().unwrap(), &url);
+    let clip = clip();
+    args.insert(1, clip.to_str().unwrap());
+    let mut child = spawn_run(&args);
+    let started = Instant::now();
+    let mut reports = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["type"] == "report" {
+            reports += 1;
+            if reports == 2 {
+                broker.down();
+            }
+            if reports == 4 {
+                broker.up();
+            }
+        }
+    }
+    let status = wait_at_most(&mut child, started, Duration::from_secs(300));
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "stderr:\n{stderr}");
+    assert!(reports >= 4, "the run ended before the outage was over");
+    let stored: Vec<String> = stored_ids(&db).into_iter().map(|(id, _)| id).collect();
+    let got = sub.wait_for(stored.len());
+    assert_eq!(distinct_in_order(&got), stored, "every report, in order (repeats only of the same id)");
+}
+
+/// junction is SIGKILLed while the broker is down; restarted once the broker is back, it publishes
+/// every report closed before the kill.
+#[test]
+fn crash_while_broker_down_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path());
+    let db = dir.path().join("j.db");
+    let url = broker.url();
+    broker.down();
+    let clip = clip();
+    let mut args = run_args(db.to_str().unwrap(), &url);
+    args.insert(1, clip.to_str().unwrap());
+    let mut child = spawn_run(&args);
+    let mut closed = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["type"] == "report" {
+            closed.push(v["id"].as_str().unwrap().to_owned());
+            if closed.len() == 3 {
+                // Our own child, by its PID.
+                assert!(Command::new("kill").arg("-KILL").arg(child.id().to_string()).status().unwrap().success());
+                break;
+            }
+        }
+    }
+    let _ = wait_at_most(&mut child, Instant::now(), Duration::from_secs(30));
+    assert!(stored_ids(&db).iter().filter(|(_, p)| !p).count() >= 3, "the closed bins wait in the outbox");
+
+    broker.up();
+    let sub = Subscriber::start(broker.port);
+    // The restart counts the clip again (same ids) and first drains what the killed run left.
+    let out = junction(&args, Duration::from_secs(300));
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let got = distinct_in_order(&sub.wait_for(8));
+    assert_eq!(&got[..3], &closed[..], "the reports closed before the kill arrive first, in order");
+    assert!(stored_ids(&db).iter().all(|(_, p)| *p));
+}

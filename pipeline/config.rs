@@ -72,6 +72,8 @@ struct RawSite {
     store: RawStore,
     /// Absent: store only.
     mqtt: Option<crate::publish::MqttConfig>,
+    /// Absent: no HTTP endpoint.
+    http: Option<crate::http::HttpConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +191,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Absent: reports stay in the store only.
     pub mqtt: Option<crate::publish::MqttConfig>,
+    /// Absent: no /metrics, /healthz, /readyz.
+    pub http: Option<crate::http::HttpConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +367,7 @@ impl Config {
             bins,
             store: StoreConfig { path: store_path, retention_days: raw.store.retention_days },
             mqtt: raw.mqtt,
+            http: raw.http,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod analytics;
 pub mod config;
 pub mod detect;
 pub mod geometry;
+pub mod http;
 pub mod publish;
 pub mod runtime;
 pub mod source;

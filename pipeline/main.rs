@@ -77,6 +77,9 @@ struct RunArgs {
     /// MQTT broker, mqtt://host[:port] (overrides the config's [mqtt] url).
     #[arg(long)]
     mqtt: Option<String>,
+    /// Serve /metrics, /healthz and /readyz here, e.g. 127.0.0.1:9464 (overrides [http] listen).
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
     /// Stdout: text (counts as they happen, a table per closed bin) or json (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     format: String,
@@ -413,6 +416,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                 bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
                 store: StoreConfig { path: PathBuf::from("junction.db"), retention_days: 30 },
                 mqtt: None,
+                http: None,
             }
         }
     };
@@ -448,6 +452,9 @@ fn run_config(args: &RunArgs) -> Result<Config> {
     }
     if let Some(o) = &args.onnxruntime {
         cfg.detector.onnxruntime = Some(o.clone());
+    }
+    if let Some(listen) = args.http {
+        cfg.http = Some(junction::http::HttpConfig { listen });
     }
     if let Some(url) = &args.mqtt {
         junction::publish::parse_broker_url(url).map_err(|e| anyhow::anyhow!("--mqtt: {e}"))?;

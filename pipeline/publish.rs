@@ -15,6 +15,8 @@ use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS
 use serde::Deserialize;
 
 use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
+use std::sync::Arc;
 
 /// `[mqtt]` in the site configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,7 +119,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the publisher thread. Errors only for a bad URL; a broker that is down is retried.
-    pub fn start(cfg: &MqttConfig, site: &str, store_path: &Path) -> Result<Self, PublishError> {
+    pub fn start(cfg: &MqttConfig, site: &str, store_path: &Path, metrics: Arc<Metrics>) -> Result<Self, PublishError> {
         let broker = parse_broker_url(&cfg.url)?;
         // Fail now if the store cannot be opened, not in the thread.
         Store::open(store_path)?;
@@ -140,7 +142,7 @@ impl Publisher {
                     Ok(rt) => rt,
                     Err(e) => return tracing::error!(error = %e, "mqtt: cannot start the runtime"),
                 };
-                if let Err(e) = rt.block_on(publish_loop(opts, site, store_path, rx, drain, shown)) {
+                if let Err(e) = rt.block_on(publish_loop(opts, site, store_path, rx, drain, shown, metrics)) {
                     tracing::error!(error = %e, "mqtt publisher stopped");
                 }
             })
@@ -179,6 +181,7 @@ async fn publish_loop(
     rx: mpsc::Receiver<Command>,
     drain: Duration,
     shown: String,
+    metrics: Arc<Metrics>,
 ) -> Result<(), PublishError> {
     let store = Store::open(&store_path)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 32);
@@ -222,6 +225,7 @@ async fn publish_loop(
                 None => break,
                 Some(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => {
                     connected = true;
+                    metrics.mqtt_connected.set(1);
                     if let Some(since) = down_since.take() {
                         tracing::info!(broker = %shown, after_s = since.elapsed().as_secs(), "mqtt: reconnected");
                     } else {
@@ -248,6 +252,7 @@ async fn publish_loop(
                     {
                         store.mark_published(id, SystemTime::now())?;
                         inflight = None;
+                        metrics.outbox_pending.set(store.unpublished()? as i64);
                     }
                 }
                 Some(Ok(_)) => {}
@@ -257,12 +262,15 @@ async fn publish_loop(
                         down_since.get_or_insert_with(Instant::now);
                     }
                     connected = false;
+                    metrics.mqtt_connected.set(0);
                 }
             },
             _ = tick.tick() => {
                 loop {
                     match rx.try_recv() {
-                        Ok(Command::Wake) => {}
+                        Ok(Command::Wake) => {
+                            metrics.outbox_pending.set(store.unpublished()? as i64);
+                        }
                         Ok(Command::Drain) | Err(mpsc::TryRecvError::Disconnected) => {
                             draining.get_or_insert_with(Instant::now);
                             break;

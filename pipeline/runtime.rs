@@ -6,16 +6,19 @@
 //! partial, the store is flushed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::aggregate::{Aggregator, FlowReport};
 use crate::analytics::{Direction, EventKind, Rules, TrafficEvent};
 use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::detect::{DetectError, Detection, Detector, ModelCard, VehicleClass};
+use crate::http::{HttpError, HttpServer};
 use crate::publish::Publisher;
 use crate::source::{Poll, Source, SourceError, SourceOptions};
 use crate::store::{Store, StoreError};
+use crate::telemetry::{Labels, Metrics};
 use crate::track::{Tracker, TrackerOutput};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Publish(#[from] crate::publish::PublishError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
     #[error(
         "{file}: frame_size: {expected} but camera {camera:?} delivers {actual} frames; recalibrate or fix frame_size"
     )]
@@ -89,6 +94,12 @@ pub fn run(
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> Result<RunSummary, RunError> {
+    let metrics = Arc::new(Metrics::new(&cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>()));
+    // Bound before anything slow starts: a taken port is refused at once.
+    let _http = match &cfg.http {
+        Some(h) => Some(HttpServer::start(h.listen, metrics.clone())?),
+        None => None,
+    };
     let card = ModelCard::load(&cfg.model_card)?;
     let mut detector = Detector::new(card, &cfg.detector)?;
     let mut store = Store::open(&cfg.store.path)?;
@@ -97,7 +108,7 @@ pub fn run(
         tracing::info!(rows = pruned, days = cfg.store.retention_days, "store: pruned rows past retention");
     }
     let publisher = match &cfg.mqtt {
-        Some(m) => Some(Publisher::start(m, &cfg.site, &cfg.store.path)?),
+        Some(m) => Some(Publisher::start(m, &cfg.site, &cfg.store.path, metrics.clone())?),
         None => None,
     };
     let mut cameras = Vec::new();
@@ -149,35 +160,71 @@ pub fn run(
                 Ok(Poll::Idle) => continue,
                 Ok(Poll::Ended) => {
                     tracing::info!(camera = %cam.cfg.id, frames = cam.summary.frames, "stream ended");
+                    metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
                     cam.summary.dropped = source.dropped();
                     cam.source = None;
-                    finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports)?;
+                    finish_camera(
+                        &cfg.site,
+                        cam,
+                        &mut store,
+                        observer,
+                        &mut tracked,
+                        &mut events,
+                        &mut reports,
+                        &metrics,
+                    )?;
                     continue;
                 }
                 Err(e) => {
                     // Stream restarts with backoff come with the operations work; until then a broken
                     // camera stops alone and the others go on.
                     tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
+                    metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
+                    metrics
+                        .errors
+                        .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
+                        .inc();
                     cam.summary.error = Some(e.to_string());
                     cam.summary.dropped = source.dropped();
                     cam.source = None;
                     if single {
                         return Err(e.into());
                     }
-                    finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports)?;
+                    finish_camera(
+                        &cfg.site,
+                        cam,
+                        &mut store,
+                        observer,
+                        &mut tracked,
+                        &mut events,
+                        &mut reports,
+                        &metrics,
+                    )?;
                     continue;
                 }
             };
             if !cam.checked_size {
                 check_frame_size(&cam.cfg, frame.frame_size())?;
                 cam.checked_size = true;
+                metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(1);
             }
+            let labels = camera_labels(&cam.cfg.id);
+            metrics.frames_decoded.get_or_create(&labels).inc();
+            metrics.frame_seen(&cam.cfg.id);
+            let t = Instant::now();
             dets.clear();
             detector.fill(&frame.image(), &frame.letterbox)?;
             detector.infer(&frame.letterbox, &mut dets)?;
+            let t_track = Instant::now();
             cam.tracker.update(frame.pts, &dets, &mut tracked);
+            let t_rules = Instant::now();
             events.clear();
             cam.rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, &mut events);
+            let t_end = Instant::now();
+            metrics.frames_analysed.get_or_create(&labels).inc();
+            for (stage, d) in [("detect", t_track - t), ("track", t_rules - t_track), ("rules", t_end - t_rules)] {
+                metrics.stage_duration.get_or_create(&vec![("stage".into(), stage.into())]).observe(d.as_secs_f64());
+            }
             // The appsink count can lag by the frame waiting there: never let the total go back.
             let dropped = source.dropped().max(cam.dropped_seen);
             reports.clear();
@@ -188,12 +235,20 @@ pub fn run(
                 cam.rules.quality,
                 &mut reports,
             );
+            metrics.frames_dropped.get_or_create(&labels).inc_by(dropped - cam.dropped_seen);
             cam.dropped_seen = dropped;
             cam.summary.frames += 1;
             cam.last_pts = frame.pts;
             cam.last_wall = frame.wall;
-            feed(cam, observer, &events);
+            feed(cam, observer, &events, &metrics);
+            let t = Instant::now();
             persist(&cfg.site, cam, &mut store, observer, &events, &reports)?;
+            if !events.is_empty() || !reports.is_empty() {
+                metrics
+                    .stage_duration
+                    .get_or_create(&vec![("stage".into(), "store".into())])
+                    .observe(t.elapsed().as_secs_f64());
+            }
             if !reports.is_empty()
                 && let Some(p) = &publisher
             {
@@ -206,7 +261,7 @@ pub fn run(
         if let Some(source) = cam.source.take() {
             cam.summary.dropped = source.dropped();
             drop(source);
-            finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports)?;
+            finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports, &metrics)?;
         }
     }
     if let Some(p) = publisher {
@@ -228,17 +283,33 @@ fn check_frame_size(cam: &CameraConfig, actual: crate::geometry::Size) -> Result
 }
 
 /// Feeds events to the open bins and the run totals, and tells the observer.
-fn feed(cam: &mut Camera, observer: &mut dyn Observer, events: &[TrafficEvent]) {
+fn feed(cam: &mut Camera, observer: &mut dyn Observer, events: &[TrafficEvent], metrics: &Metrics) {
     for e in events {
         cam.aggregator.event(e);
-        if let EventKind::Crossing { direction } = e.kind
-            && let Some((_, counts)) = cam.summary.lines.iter_mut().find(|(id, _)| **id == *e.rule)
-        {
-            *counts.entry((direction, e.class)).or_insert(0) += 1;
+        if let EventKind::Crossing { direction } = e.kind {
+            if let Some((_, counts)) = cam.summary.lines.iter_mut().find(|(id, _)| **id == *e.rule) {
+                *counts.entry((direction, e.class)).or_insert(0) += 1;
+            }
+            let labels = vec![
+                ("camera".into(), cam.cfg.id.clone()),
+                ("counter".into(), e.rule.to_string()),
+                ("direction".into(), direction.as_str().into()),
+                ("class".into(), e.class.as_str().into()),
+            ];
+            metrics.vehicles_counted.get_or_create(&labels).inc();
         }
         observer.event(&cam.cfg.id, e);
     }
-    cam.summary.recrossings_suppressed = cam.rules.quality.recrossings_suppressed;
+    let suppressed = cam.rules.quality.recrossings_suppressed;
+    metrics
+        .recrossings_suppressed
+        .get_or_create(&camera_labels(&cam.cfg.id))
+        .inc_by(suppressed - cam.summary.recrossings_suppressed);
+    cam.summary.recrossings_suppressed = suppressed;
+}
+
+fn camera_labels(camera: &str) -> Labels {
+    crate::telemetry::camera(camera)
 }
 
 /// Stores events and closed bins in one transaction, then tells the observer about the bins.
@@ -258,6 +329,7 @@ fn persist(
 }
 
 /// Ends the camera's tracks (closing zone visits) and its open bins, marked partial where cut short.
+#[allow(clippy::too_many_arguments)]
 fn finish_camera(
     site: &str,
     cam: &mut Camera,
@@ -266,12 +338,13 @@ fn finish_camera(
     tracked: &mut TrackerOutput,
     events: &mut Vec<TrafficEvent>,
     reports: &mut Vec<FlowReport>,
+    metrics: &Metrics,
 ) -> Result<(), RunError> {
     cam.tracker.finish(tracked);
     events.clear();
     cam.rules.update(cam.last_pts, cam.last_wall, &[], &tracked.ended, events);
     // Events first, so that the zone exits land in the bins being closed.
-    feed(cam, observer, events);
+    feed(cam, observer, events, metrics);
     reports.clear();
     cam.aggregator.finish(reports);
     persist(site, cam, store, observer, events, reports)

@@ -1,7 +1,19 @@
-//! Logging: `tracing` to stderr, level from `RUST_LOG` (default `info`).
+//! Logging set-up and the Prometheus metrics.
+//!
+//! Names follow `junction_<name>_<unit>[_total]`; labels have bounded values (camera, counter, direction,
+//! class, stage), never a track id. Counters are registered without `_total`: prometheus-client adds it
+//! (and panics in debug builds on a name that already ends in it).
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls do nothing.
@@ -13,4 +25,114 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+pub type Labels = Vec<(String, String)>;
+
+fn stage_histogram() -> Histogram {
+    // 50 µs … ~1.6 s, doubling: covers NMS (µs) to a slow inference (hundreds of ms).
+    Histogram::new(exponential_buckets(5e-5, 2.0, 16))
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    pub frames_decoded: Family<Labels, Counter>,
+    pub frames_analysed: Family<Labels, Counter>,
+    pub frames_dropped: Family<Labels, Counter>,
+    pub stage_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    pub vehicles_counted: Family<Labels, Counter>,
+    pub recrossings_suppressed: Family<Labels, Counter>,
+    pub stream_up: Family<Labels, Gauge>,
+    pub stream_restarts: Family<Labels, Counter>,
+    pub errors: Family<Labels, Counter>,
+    pub outbox_pending: Gauge,
+    pub mqtt_connected: Gauge,
+    /// Last analysed frame per camera, for readiness.
+    last_frame: Mutex<HashMap<String, Option<Instant>>>,
+    /// A camera is ready when its last frame is at most this old.
+    pub ready_window: Duration,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+pub fn camera(c: &str) -> Labels {
+    vec![("camera".into(), c.into())]
+}
+
+impl Metrics {
+    pub fn new(cameras: &[String]) -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            frames_decoded: Family::default(),
+            frames_analysed: Family::default(),
+            frames_dropped: Family::default(),
+            stage_duration: Family::new_with_constructor(stage_histogram),
+            vehicles_counted: Family::default(),
+            recrossings_suppressed: Family::default(),
+            stream_up: Family::default(),
+            stream_restarts: Family::default(),
+            errors: Family::default(),
+            outbox_pending: Gauge::default(),
+            mqtt_connected: Gauge::default(),
+            last_frame: Mutex::new(cameras.iter().map(|c| (c.clone(), None)).collect()),
+            ready_window: Duration::from_secs(10),
+            registry: Registry::default(),
+        };
+        registry.register("junction_frames_decoded", "Frames taken from the source", m.frames_decoded.clone());
+        registry.register("junction_frames_analysed", "Frames run through detection", m.frames_analysed.clone());
+        registry.register(
+            "junction_frames_dropped",
+            "Frames dropped while inference was busy",
+            m.frames_dropped.clone(),
+        );
+        registry.register(
+            "junction_stage_duration_seconds",
+            "Time per frame in each analysis stage",
+            m.stage_duration.clone(),
+        );
+        registry.register("junction_vehicles_counted", "Line crossings counted", m.vehicles_counted.clone());
+        registry.register(
+            "junction_recrossings_suppressed",
+            "Crossings not counted because the track had already crossed that line",
+            m.recrossings_suppressed.clone(),
+        );
+        registry.register("junction_stream_up", "1 while the camera delivers frames", m.stream_up.clone());
+        registry.register("junction_stream_restarts", "Camera pipeline restarts", m.stream_restarts.clone());
+        registry.register("junction_errors", "Errors by stage and kind", m.errors.clone());
+        registry.register(
+            "junction_outbox_pending",
+            "Reports stored but not yet acknowledged by the broker",
+            m.outbox_pending.clone(),
+        );
+        registry.register("junction_mqtt_connected", "1 while connected to the broker", m.mqtt_connected.clone());
+        Self { registry, ..m }
+    }
+
+    pub fn encode(&self) -> Result<String, String> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    pub fn frame_seen(&self, camera: &str) {
+        if let Ok(mut m) = self.last_frame.lock() {
+            m.insert(camera.to_owned(), Some(Instant::now()));
+        }
+    }
+
+    /// Ready when every camera delivered a frame within `ready_window`.
+    pub fn readiness(&self) -> Result<(), String> {
+        let m = self.last_frame.lock().map_err(|_| "state poisoned".to_owned())?;
+        let late: Vec<&str> = m
+            .iter()
+            .filter(|(_, t)| t.is_none_or(|t| t.elapsed() > self.ready_window))
+            .map(|(c, _)| c.as_str())
+            .collect();
+        if late.is_empty() { Ok(()) } else { Err(format!("no recent frame from camera {}", late.join(", "))) }
+    }
 }

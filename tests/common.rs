@@ -98,3 +98,14 @@ pub fn assert_refused(out: &Output, needles: &[&str]) {
         assert!(line.contains(n), "error line lacks {n:?}: {line}");
     }
 }
+
+/// Validates `instance` against a JSON Schema in deploy/schema/ (formats such as date-time checked).
+pub fn assert_schema(schema_file: &str, instance: &serde_json::Value) {
+    let path = repo().join("deploy/schema").join(schema_file);
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("schema JSON");
+    let validator = jsonschema::options().should_validate_formats(true).build(&schema).expect("a valid schema");
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{schema_file}: {instance}\n{}", errors.join("\n"));
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{clip, junction, repo, wait_at_most};
+use crate::common::{assert_schema, clip, junction, repo, wait_at_most};
 
 fn mosquitto_bin() -> PathBuf {
     // Debian installs it in /usr/sbin, which may not be on PATH.
@@ -206,9 +206,12 @@ fn every_report_arrives_in_order() {
     let want: Vec<String> = stored.into_iter().map(|(id, _)| id).collect();
     assert_eq!(got, want, "in order, each once");
     for r in sub.messages("/flow") {
-        assert_eq!(r["schema"], "junction.flow.v1");
+        assert_schema("flow.v1.json", &r);
         assert_eq!(r["site"], "adhoc");
         assert!(r["frames_analysed"].as_u64().unwrap() > 0);
+    }
+    for s in sub.messages("/status") {
+        assert_schema("status.v1.json", &s);
     }
     let status: Vec<String> = sub.messages("/status").iter().map(|s| s["state"].as_str().unwrap().to_owned()).collect();
     assert_eq!(status.first().map(String::as_str), Some("online"));
@@ -299,4 +302,11 @@ fn crash_while_broker_down_loses_nothing() {
     let got = distinct_in_order(&sub.wait_for(8));
     assert_eq!(&got[..3], &closed[..], "the reports closed before the kill arrive first, in order");
     assert!(stored_ids(&db).iter().all(|(_, p)| *p));
+}
+
+/// The schema check itself must be able to fail: a payload that drifted from the schema is refused.
+#[test]
+fn flow_schema_refuses_a_drifted_payload() {
+    let bad = serde_json::json!({"schema": "junction.flow.v1", "id": "s/c/2026-11-26T08:00:00Z/60", "extra": 1});
+    assert!(std::panic::catch_unwind(|| assert_schema("flow.v1.json", &bad)).is_err());
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{clip, junction, repo, wait_at_most};
+use crate::common::{assert_schema, clip, junction, repo, wait_at_most};
 
 fn store_reports(db: &std::path::Path) -> Vec<(String, bool)> {
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -59,6 +59,12 @@ fn counts_the_example_site() {
 
     // Every bin printed is in the store, with its events.
     let printed: Vec<Value> = out.lines("report");
+    for r in &printed {
+        // The printed line adds "type"; the payload is the rest.
+        let mut payload = r.clone();
+        payload.as_object_mut().unwrap().remove("type");
+        assert_schema("flow.v1.json", &payload);
+    }
     let ids: Vec<String> = printed.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
     // 1-min bins 08:00 and 08:01 (cut short at 75 s), and the 15-min bin 08:00 (cut short).
     assert_eq!(

@@ -15,6 +15,8 @@
 //! - `run::sigkill_loses_at_most_the_open_bin`, `run::sigterm_closes_partial_bins_and_exits_cleanly`.
 //! - `mqtt`: a real Mosquitto on 127.0.0.1 and mosquitto_sub: every report arrives in order; a broker
 //!   outage and a crash while the broker is down lose nothing.
+//! - `http`: /metrics, /healthz, /readyz scraped over HTTP from a running `junction run`; a taken port
+//!   is refused.
 //! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
 //!   and field, all problems at once.
 
@@ -23,6 +25,7 @@ mod common;
 mod bad_input;
 mod config;
 mod detect;
+mod http;
 mod mqtt;
 mod rtsp;
 mod run;

@@ -1,0 +1,99 @@
+//! /metrics, /healthz and /readyz scraped over real HTTP from a running `junction run`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{repo, wait_at_most};
+
+/// A plain HTTP/1.1 GET on 127.0.0.1: (status, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    (status, body.to_owned())
+}
+
+/// Value of one sample line `name{labels} value` (labels given exactly as printed).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_health_and_readiness() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_junction"))
+        .args([
+            "run",
+            "test://ball?fps=20",
+            "--line",
+            "320,0,320,360",
+            "--store",
+            db.to_str().unwrap(),
+            "--http",
+            &addr,
+        ])
+        .current_dir(repo())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("camera opened") {
+            break;
+        }
+    }
+    // Ready once the camera has delivered a frame.
+    let mut ready = get(port, "/readyz");
+    while ready.0 != 200 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+        ready = get(port, "/readyz");
+    }
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    assert_eq!(get(port, "/healthz"), (200, "ok\n".to_owned()));
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, metrics) = get(port, "/metrics");
+    assert_eq!(status, 200);
+    let analysed = sample(&metrics, "junction_frames_analysed_total{camera=\"camera\"}").expect(&metrics);
+    assert!(analysed > 0.0, "{metrics}");
+    assert_eq!(sample(&metrics, "junction_stream_up{camera=\"camera\"}"), Some(1.0), "{metrics}");
+    assert!(
+        sample(&metrics, "junction_stage_duration_seconds_count{stage=\"detect\"}").is_some_and(|n| n > 0.0),
+        "{metrics}"
+    );
+    assert!(metrics.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
+    // A second scrape sees more frames: the counters move.
+    std::thread::sleep(Duration::from_millis(500));
+    let later = sample(&get(port, "/metrics").1, "junction_frames_analysed_total{camera=\"camera\"}").unwrap();
+    assert!(later > analysed);
+
+    // Our own child, by its PID.
+    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    let status = wait_at_most(&mut child, started, Duration::from_secs(60));
+    assert!(status.success());
+    for _ in lines {}
+}
+
+#[test]
+fn taken_port_is_refused_before_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let out = crate::common::junction(
+        &["run", "test://ball", "--line", "320,0,320,360", "--store", db.to_str().unwrap(), "--http", &addr],
+        Duration::from_secs(60),
+    );
+    crate::common::assert_refused(&out, &["http.listen", &addr]);
+}

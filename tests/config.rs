@@ -130,3 +130,25 @@ fn adhoc_line_outside_the_frame() {
     );
     assert_refused(&out, &["line-1", "outside the 640x360 frame"]);
 }
+
+#[test]
+fn malformed_broker_url_in_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = site(dir.path(), "", CAMERA, GOOD_CALIBRATION);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[mqtt]\nurl = \"mqtt://broker.example:99999\"\n");
+    std::fs::write(&path, text).unwrap();
+    let out = check(&path);
+    assert_refused(&out, &["site.toml", "mqtt.url", "99999"]);
+}
+
+#[test]
+fn malformed_broker_url_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let out = junction(
+        &["run", "test://ball", "--line", "1,1,100,100", "--store", db.to_str().unwrap(), "--mqtt", "broker:1883"],
+        Duration::from_secs(60),
+    );
+    assert_refused(&out, &["--mqtt", "broker:1883", "mqtt://host[:port]"]);
+}

@@ -109,6 +109,8 @@ struct RawCamera {
     uri: Option<String>,
     calibration: Option<PathBuf>,
     on_inference_busy: Option<OnInferenceBusy>,
+    /// Live sources: seconds without a frame before the stream is restarted (default 10).
+    stall_timeout_s: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +207,8 @@ pub struct CameraConfig {
     pub lines: Vec<LineSpec>,
     pub zones: Vec<ZoneSpec>,
     pub on_inference_busy: Option<OnInferenceBusy>,
+    /// Live sources: no frame for this long restarts the stream.
+    pub stall_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -318,7 +322,15 @@ impl Config {
                 lines: Vec::new(),
                 zones: Vec::new(),
                 on_inference_busy: cam.on_inference_busy,
+                stall_timeout: Duration::from_secs(10),
             };
+            match cam.stall_timeout_s {
+                Some(s) if !(s.is_finite() && s > 0.0) => {
+                    c.add(path, field("stall_timeout_s"), "must be a positive number of seconds");
+                }
+                Some(s) => camera.stall_timeout = Duration::from_secs_f64(s),
+                None => {}
+            }
             if let Some(cal) = &cam.calibration {
                 let cal_path = relative_to(path, cal);
                 load_calibration(&cal_path, &mut camera, c);

@@ -412,6 +412,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                     lines: Vec::new(),
                     zones: Vec::new(),
                     on_inference_busy: None,
+                    stall_timeout: Duration::from_secs(10),
                 }],
                 bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
                 store: StoreConfig { path: PathBuf::from("junction.db"), retention_days: 30 },

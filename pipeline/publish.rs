@@ -164,14 +164,9 @@ impl Publisher {
     }
 }
 
-/// Exponential backoff with jitter: 0.5 s doubling to 30 s, ±25 %.
+/// Reconnect delay: 0.5 s doubling to 30 s, ±25 % jitter.
 fn backoff(attempt: u32) -> Duration {
-    let base = 0.5 * 2f64.powi(attempt.min(6) as i32);
-    let jitter = {
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-        0.75 + 0.5 * f64::from(nanos % 1000) / 1000.0
-    };
-    Duration::from_secs_f64(base.min(30.0) * jitter)
+    crate::runtime::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))
 }
 
 async fn publish_loop(

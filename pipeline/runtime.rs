@@ -16,7 +16,7 @@ use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::detect::{DetectError, Detection, Detector, ModelCard, VehicleClass};
 use crate::http::{HttpError, HttpServer};
 use crate::publish::Publisher;
-use crate::source::{Poll, Source, SourceError, SourceOptions};
+use crate::source::{Poll, Source, SourceError, SourceOptions, SourceUri};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Labels, Metrics};
 use crate::track::{Tracker, TrackerOutput};
@@ -77,6 +77,13 @@ pub struct CameraSummary {
 struct Camera {
     cfg: CameraConfig,
     source: Option<Source>,
+    source_opts: SourceOptions,
+    /// Live sources are restarted when they fail; files end.
+    live: bool,
+    /// Failures since the last frame, for the restart backoff.
+    failures: u32,
+    /// When a failed live source is opened again.
+    restart_at: Option<Instant>,
     tracker: Tracker,
     rules: Rules,
     aggregator: Aggregator,
@@ -114,23 +121,27 @@ pub fn run(
     let mut cameras = Vec::new();
     for c in &cfg.cameras {
         let card = detector.card();
-        let source = Source::open(
-            &c.uri,
-            SourceOptions {
-                input: card.input_size(),
-                align: card.letterbox.align,
-                channel_order: card.input.channel_order,
-                on_inference_busy: c.on_inference_busy,
-                start: opts.start,
-                ..SourceOptions::default()
-            },
-        )?;
+        let live = SourceUri::parse(&c.uri)?.is_live();
+        let source_opts = SourceOptions {
+            input: card.input_size(),
+            align: card.letterbox.align,
+            channel_order: card.input.channel_order,
+            on_inference_busy: c.on_inference_busy,
+            start: opts.start,
+            stall_timeout: live.then_some(c.stall_timeout),
+            ..SourceOptions::default()
+        };
+        let source = Source::open(&c.uri, source_opts.clone())?;
         tracing::info!(camera = %c.id, uri = %source.uri(), "camera opened");
         let counters = c.lines.iter().map(|l| l.id.clone()).collect();
         let zones = c.zones.iter().map(|z| (z.id.clone(), z.kind)).collect();
         cameras.push(Camera {
             cfg: c.clone(),
             source: Some(source),
+            source_opts,
+            live,
+            failures: 0,
+            restart_at: None,
             tracker: Tracker::new(cfg.tracker.clone()),
             rules: Rules::new(c.lines.clone(), c.zones.clone(), cfg.rules.clone()),
             aggregator: Aggregator::new(&cfg.site, &c.id, counters, zones, &cfg.bins),
@@ -151,17 +162,46 @@ pub fn run(
     let mut events: Vec<TrafficEvent> = Vec::new();
     let mut reports: Vec<FlowReport> = Vec::new();
     let single = cameras.len() == 1;
-    while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| c.source.is_some()) {
+    while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| c.source.is_some() || c.restart_at.is_some()) {
+        if cameras.iter().all(|c| c.source.is_none()) {
+            // Every camera is waiting for its restart.
+            std::thread::sleep(Duration::from_millis(50));
+        }
         for cam in cameras.iter_mut() {
+            if cam.source.is_none()
+                && let Some(at) = cam.restart_at
+                && Instant::now() >= at
+            {
+                cam.restart_at = None;
+                metrics.stream_restarts.get_or_create(&camera_labels(&cam.cfg.id)).inc();
+                match Source::open(&cam.cfg.uri, cam.source_opts.clone()) {
+                    Ok(s) => {
+                        tracing::info!(camera = %cam.cfg.id, attempt = cam.failures, "camera restarted");
+                        cam.source = Some(s);
+                        cam.dropped_seen = 0;
+                    }
+                    Err(e) => schedule_restart(cam, &e),
+                }
+            }
             let Some(source) = cam.source.as_mut() else { continue };
             let wait = Duration::from_millis(if single { 50 } else { 2 });
             let frame = match source.poll(wait) {
                 Ok(Poll::Frame(f)) => f,
                 Ok(Poll::Idle) => continue,
+                Ok(Poll::Ended) if cam.live => {
+                    // A camera does not end: the sender stopped. Restart it like a failure.
+                    metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
+                    cam.summary.dropped += source.dropped();
+                    cam.source = None;
+                    schedule_restart(cam, &"end of stream");
+                    end_tracks(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &metrics)?;
+                    cam.tracker = Tracker::new(cfg.tracker.clone());
+                    continue;
+                }
                 Ok(Poll::Ended) => {
                     tracing::info!(camera = %cam.cfg.id, frames = cam.summary.frames, "stream ended");
                     metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
-                    cam.summary.dropped = source.dropped();
+                    cam.summary.dropped += source.dropped();
                     cam.source = None;
                     finish_camera(
                         &cfg.site,
@@ -176,17 +216,23 @@ pub fn run(
                     continue;
                 }
                 Err(e) => {
-                    // Stream restarts with backoff come with the operations work; until then a broken
-                    // camera stops alone and the others go on.
-                    tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
                     metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
                     metrics
                         .errors
                         .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
                         .inc();
-                    cam.summary.error = Some(e.to_string());
-                    cam.summary.dropped = source.dropped();
+                    cam.summary.dropped += source.dropped();
                     cam.source = None;
+                    if cam.live {
+                        // A live camera restarts alone, with backoff; the others go on. Its tracks end
+                        // (the new pipeline's timestamps start afresh); its bins stay open.
+                        schedule_restart(cam, &e);
+                        end_tracks(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &metrics)?;
+                        cam.tracker = Tracker::new(cfg.tracker.clone());
+                        continue;
+                    }
+                    tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
+                    cam.summary.error = Some(e.to_string());
                     if single {
                         return Err(e.into());
                     }
@@ -206,6 +252,9 @@ pub fn run(
             if !cam.checked_size {
                 check_frame_size(&cam.cfg, frame.frame_size())?;
                 cam.checked_size = true;
+            }
+            if cam.failures > 0 || metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).get() == 0 {
+                cam.failures = 0;
                 metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(1);
             }
             let labels = camera_labels(&cam.cfg.id);
@@ -258,8 +307,9 @@ pub fn run(
     }
     // Stopped by a signal, or every stream ended: close what is open.
     for cam in cameras.iter_mut() {
+        cam.restart_at = None;
         if let Some(source) = cam.source.take() {
-            cam.summary.dropped = source.dropped();
+            cam.summary.dropped += source.dropped();
             drop(source);
             finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports, &metrics)?;
         }
@@ -328,7 +378,24 @@ fn persist(
     Ok(())
 }
 
-/// Ends the camera's tracks (closing zone visits) and its open bins, marked partial where cut short.
+/// Ends the camera's tracks, closing their zone visits; the events are stored.
+fn end_tracks(
+    site: &str,
+    cam: &mut Camera,
+    store: &mut Store,
+    observer: &mut dyn Observer,
+    tracked: &mut TrackerOutput,
+    events: &mut Vec<TrafficEvent>,
+    metrics: &Metrics,
+) -> Result<(), RunError> {
+    cam.tracker.finish(tracked);
+    events.clear();
+    cam.rules.update(cam.last_pts, cam.last_wall, &[], &tracked.ended, events);
+    feed(cam, observer, events, metrics);
+    persist(site, cam, store, observer, events, &[])
+}
+
+/// Ends the camera's tracks and closes its open bins, marked partial where cut short.
 #[allow(clippy::too_many_arguments)]
 fn finish_camera(
     site: &str,
@@ -340,12 +407,25 @@ fn finish_camera(
     reports: &mut Vec<FlowReport>,
     metrics: &Metrics,
 ) -> Result<(), RunError> {
-    cam.tracker.finish(tracked);
-    events.clear();
-    cam.rules.update(cam.last_pts, cam.last_wall, &[], &tracked.ended, events);
-    // Events first, so that the zone exits land in the bins being closed.
-    feed(cam, observer, events, metrics);
+    // Tracks first, so that the zone exits land in the bins being closed.
+    end_tracks(site, cam, store, observer, tracked, events, metrics)?;
     reports.clear();
     cam.aggregator.finish(reports);
-    persist(site, cam, store, observer, events, reports)
+    persist(site, cam, store, observer, &[], reports)
+}
+
+/// Exponential backoff with ±25 % jitter: `base` doubling up to `max`.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let d = base.as_secs_f64() * 2f64.powi(attempt.min(16) as i32);
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let jitter = 0.75 + 0.5 * f64::from(nanos % 1000) / 1000.0;
+    Duration::from_secs_f64(d.min(max.as_secs_f64()) * jitter)
+}
+
+/// A live camera failed: try again after 1 s, doubling up to 60 s.
+fn schedule_restart(cam: &mut Camera, err: &dyn std::fmt::Display) {
+    let wait = backoff(cam.failures, Duration::from_secs(1), Duration::from_secs(60));
+    tracing::warn!(camera = %cam.cfg.id, error = %err, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "camera down; restarting alone");
+    cam.failures += 1;
+    cam.restart_at = Some(Instant::now() + wait);
 }

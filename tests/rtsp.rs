@@ -12,18 +12,24 @@ use crate::common::{clip, junction};
 /// Stops when dropped.
 pub struct RtspServer {
     pub port: i32,
+    server: rtsp::RTSPServer,
     main_loop: gst::glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RtspServer {
     pub fn start(clip: &std::path::Path) -> Self {
+        Self::start_on(clip, 0)
+    }
+
+    /// On a given port (0: any free one).
+    pub fn start_on(clip: &std::path::Path, port: i32) -> Self {
         gst::init().unwrap();
         let context = gst::glib::MainContext::new();
         let main_loop = gst::glib::MainLoop::new(Some(&context), false);
         let server = rtsp::RTSPServer::new();
         server.set_address("127.0.0.1");
-        server.set_service("0");
+        server.set_service(&port.to_string());
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(&format!(
             "( filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
@@ -35,11 +41,8 @@ impl RtspServer {
         let port = server.bound_port();
         assert!(port > 0, "RTSP server did not bind");
         let ml = main_loop.clone();
-        let thread = std::thread::spawn(move || {
-            let _server = server;
-            ml.run();
-        });
-        Self { port, main_loop, thread: Some(thread) }
+        let thread = std::thread::spawn(move || ml.run());
+        Self { port, server, main_loop, thread: Some(thread) }
     }
 
     pub fn url(&self) -> String {
@@ -49,6 +52,8 @@ impl RtspServer {
 
 impl Drop for RtspServer {
     fn drop(&mut self) {
+        // Close every client session (which stops its media), then the server's own loop.
+        self.server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
         self.main_loop.quit();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -71,4 +76,92 @@ fn detect_reads_rtsp() {
     assert!(cars >= 10, "only {cars} cars detected over RTSP");
     let summary = &out.lines("summary")[0];
     assert_eq!(summary["frames_decoded"].as_u64(), Some(30));
+}
+
+/// Two cameras, one of them RTSP: its server stops and comes back on the same port. That camera
+/// restarts by itself; the other never stops; /metrics shows the restart.
+#[test]
+fn a_camera_restarts_alone() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::time::Instant;
+
+    // Empty until junction listens.
+    let get = |port: u16, path: &str| -> String {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+        let mut r = String::new();
+        if write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_ok() {
+            let _ = s.read_to_string(&mut r);
+        }
+        r
+    };
+    let sample = |m: &str, series: &str| -> f64 {
+        m.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+    };
+    let wait_until = |what: &str, secs: u64, cond: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !cond() {
+            assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let server = RtspServer::start(&clip());
+    let rtsp_port = server.port;
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::common::repo().join("models/yolox_nano.toml");
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "site = \"restart-test\"\n[detector]\nmodel = {model:?}\n\n\
+             [[camera]]\nid = \"rtsp\"\nuri = \"{}\"\nstall_timeout_s = 2\n\n\
+             [[camera]]\nid = \"pattern\"\nuri = \"test://ball?fps=10\"\n\n\
+             [store]\npath = \"j.db\"\nretention_days = 1\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_junction"))
+        .args(["run", "--config", site.to_str().unwrap()])
+        .current_dir(crate::common::repo())
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(l + "\n"));
+        }
+    });
+    let metrics = || get(http, "/metrics");
+    let frames = |cam: &str| sample(&metrics(), &format!("junction_frames_analysed_total{{camera=\"{cam}\"}}"));
+    wait_until("both cameras to deliver", 60, &|| frames("rtsp") > 5.0 && frames("pattern") > 5.0);
+
+    drop(server);
+    wait_until("the RTSP camera to be down", 30, &|| sample(&metrics(), "junction_stream_up{camera=\"rtsp\"}") == 0.0);
+    let pattern_during = frames("pattern");
+    let rtsp_before = frames("rtsp");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(frames("pattern") > pattern_during, "the other camera kept counting during the outage");
+
+    let _server = RtspServer::start_on(&clip(), rtsp_port);
+    wait_until("the RTSP camera to recover", 60, &|| {
+        let m = metrics();
+        sample(&m, "junction_stream_up{camera=\"rtsp\"}") == 1.0
+            && sample(&m, "junction_frames_analysed_total{camera=\"rtsp\"}") > rtsp_before + 5.0
+    });
+    let m = metrics();
+    assert!(sample(&m, "junction_stream_restarts_total{camera=\"rtsp\"}") >= 1.0, "{m}");
+    assert_eq!(sample(&m, "junction_stream_restarts_total{camera=\"pattern\"}"), 0.0, "{m}");
+
+    assert!(std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    let status = crate::common::wait_at_most(&mut child, started, Duration::from_secs(180));
+    assert!(status.success(), "{}", log.lock().unwrap());
 }

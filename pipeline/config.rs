@@ -353,9 +353,20 @@ impl Config {
         if raw.store.retention_days == 0 {
             c.add(path, "store.retention_days", "must be at least 1");
         }
-        if let Some(m) = &raw.mqtt {
-            if let Err(e) = crate::publish::parse_broker_url(&m.url) {
-                c.add(path, "mqtt.url", e.to_string());
+        // Relative files are relative to this configuration.
+        let mqtt = raw.mqtt.map(|mut m| {
+            for f in [&mut m.ca_file, &mut m.client_cert, &mut m.client_key, &mut m.password_file] {
+                if let Some(p) = f.as_mut() {
+                    *p = relative_to(path, p);
+                }
+            }
+            m
+        });
+        if let Some(m) = &mqtt {
+            match crate::publish::connection_settings(m) {
+                Err(e @ crate::publish::PublishError::Url { .. }) => c.add(path, "mqtt.url", e.to_string()),
+                Err(e) => c.add(path, "mqtt", e.to_string()),
+                Ok(_) => {}
             }
             if !(m.drain_timeout_s.is_finite() && m.drain_timeout_s >= 0.0) {
                 c.add(path, "mqtt.drain_timeout_s", "must be a non-negative number of seconds");
@@ -378,7 +389,7 @@ impl Config {
             cameras,
             bins,
             store: StoreConfig { path: store_path, retention_days: raw.store.retention_days },
-            mqtt: raw.mqtt,
+            mqtt,
             http: raw.http,
         }
     }

@@ -464,6 +464,12 @@ fn run_config(args: &RunArgs) -> Result<Config> {
             None => {
                 cfg.mqtt = Some(junction::publish::MqttConfig {
                     url: url.clone(),
+                    ca_file: None,
+                    client_cert: None,
+                    client_key: None,
+                    username: None,
+                    password_file: None,
+                    password_env: None,
                     client_id: None,
                     keep_alive_s: 30,
                     drain_timeout_s: 10.0,

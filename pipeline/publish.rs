@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS};
+use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS, TlsConfiguration, Transport};
 use serde::Deserialize;
 
 use crate::store::{Store, StoreError};
@@ -22,8 +22,25 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `mqtt://host[:port]` (TLS, `mqtts://`, is not available yet).
+    /// `mqtt://host[:port]` (1883) or `mqtts://host[:port]` (TLS, 8883).
     pub url: String,
+    /// TLS: PEM file of the CA(s) that signed the broker's certificate (default: the system's,
+    /// /etc/ssl/certs/ca-certificates.crt).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// TLS client certificate and key (PEM), for brokers that authenticate clients by certificate.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password, read from this file (first line) ...
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// ... or from this environment variable. Never from the configuration itself, never logged.
+    #[serde(default)]
+    pub password_env: Option<String>,
     /// Default: `junction-<site>`. Must be unique per broker: it names the persistent session.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -47,32 +64,37 @@ fn default_drain() -> f64 {
 pub struct Broker {
     pub host: String,
     pub port: u16,
+    pub tls: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("mqtt.url {url:?}: {reason}")]
     Url { url: String, reason: String },
+    #[error("{field} {path}: {message}")]
+    File { field: &'static str, path: PathBuf, message: String },
+    #[error("mqtt.password_env {name}: {message}")]
+    Env { name: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Parses `mqtt://host[:port]` or `tcp://…` (port 1883 by default).
+/// Parses `mqtt://host[:port]` or `tcp://…` (port 1883), `mqtts://…` or `ssl://…` (TLS, port 8883).
 pub fn parse_broker_url(url: &str) -> Result<Broker, PublishError> {
     let bad = |reason: &str| PublishError::Url { url: url.to_owned(), reason: reason.to_owned() };
     let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected mqtt://host[:port]"))?;
-    match scheme {
-        "mqtt" | "tcp" => {}
-        "mqtts" | "ssl" => return Err(bad("TLS is not available in this build yet: use mqtt://")),
-        other => return Err(bad(&format!("unsupported scheme {other:?} (mqtt)"))),
-    }
+    let tls = match scheme {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => return Err(bad(&format!("unsupported scheme {other:?} (mqtt, mqtts)"))),
+    };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     if authority.contains('@') {
         return Err(bad("credentials in the URL are not supported (they would be logged)"));
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad(&format!("port {p:?} is not a number 1-65535")))?),
-        None => (authority, 1883),
+        None => (authority, if tls { 8883 } else { 1883 }),
     };
     if host.is_empty() {
         return Err(bad("no host"));
@@ -80,7 +102,97 @@ pub fn parse_broker_url(url: &str) -> Result<Broker, PublishError> {
     if port == 0 {
         return Err(bad("port 0"));
     }
-    Ok(Broker { host: host.to_owned(), port })
+    Ok(Broker { host: host.to_owned(), port, tls })
+}
+
+/// Debian's bundle of the system's trusted CAs.
+const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn read_file(field: &'static str, path: &Path) -> Result<Vec<u8>, PublishError> {
+    std::fs::read(path).map_err(|e| PublishError::File { field, path: path.to_owned(), message: e.to_string() })
+}
+
+/// What a connection uses, read and checked from `[mqtt]`.
+pub struct Connection {
+    pub broker: Broker,
+    pub tls: Option<TlsConfiguration>,
+    /// Username and password.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Reads and checks the TLS and credential files of `cfg`.
+pub fn connection_settings(cfg: &MqttConfig) -> Result<Connection, PublishError> {
+    let broker = parse_broker_url(&cfg.url)?;
+    let tls = if broker.tls {
+        let ca_path = cfg.ca_file.clone().unwrap_or_else(|| PathBuf::from(SYSTEM_CA));
+        let ca = read_file("mqtt.ca_file", &ca_path)?;
+        let certs = rustls_pemfile::certs(&mut &ca[..]).filter(Result::is_ok).count();
+        if certs == 0 {
+            return Err(PublishError::File {
+                field: "mqtt.ca_file",
+                path: ca_path,
+                message: "holds no PEM certificate".into(),
+            });
+        }
+        let client_auth = match (&cfg.client_cert, &cfg.client_key) {
+            (Some(c), Some(k)) => Some((read_file("mqtt.client_cert", c)?, read_file("mqtt.client_key", k)?)),
+            (None, None) => None,
+            (Some(c), None) | (None, Some(c)) => {
+                return Err(PublishError::File {
+                    field: "mqtt.client_cert",
+                    path: c.clone(),
+                    message: "client_cert and client_key go together".into(),
+                });
+            }
+        };
+        // rustls needs a process-wide crypto provider: ring (no C toolchain beyond cc).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Some(TlsConfiguration::Simple { ca, alpn: None, client_auth })
+    } else {
+        if cfg.ca_file.is_some() || cfg.client_cert.is_some() {
+            return Err(PublishError::Url { url: cfg.url.clone(), reason: "ca_file/client_cert need mqtts://".into() });
+        }
+        None
+    };
+    let credentials = match &cfg.username {
+        None => None,
+        Some(user) => {
+            let password = match (&cfg.password_file, &cfg.password_env) {
+                (Some(p), _) => {
+                    let text =
+                        String::from_utf8(read_file("mqtt.password_file", p)?).map_err(|_| PublishError::File {
+                            field: "mqtt.password_file",
+                            path: p.clone(),
+                            message: "not UTF-8 text".into(),
+                        })?;
+                    text.lines().next().unwrap_or("").to_owned()
+                }
+                (None, Some(name)) => {
+                    std::env::var(name).map_err(|e| PublishError::Env { name: name.clone(), message: e.to_string() })?
+                }
+                (None, None) => String::new(),
+            };
+            Some((user.clone(), password))
+        }
+    };
+    Ok(Connection { broker, tls, credentials })
+}
+
+/// What a connection error means for the operator, naming the setting to look at.
+fn explain(e: &rumqttc::ConnectionError, cfg_hint: &str) -> String {
+    use rumqttc::{ConnectReturnCode, ConnectionError};
+    match e {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => {
+            format!("the broker refused the credentials (mqtt.username, mqtt.password_file / password_env): {e}")
+        }
+        ConnectionError::Tls(t) => format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {t}"),
+        ConnectionError::Io(io) if io.to_string().contains("certificate") => {
+            format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {io}")
+        }
+        other => other.to_string(),
+    }
 }
 
 pub fn flow_topic(site: &str, camera: &str) -> String {
@@ -120,7 +232,7 @@ pub struct Publisher {
 impl Publisher {
     /// Starts the publisher thread. Errors only for a bad URL; a broker that is down is retried.
     pub fn start(cfg: &MqttConfig, site: &str, store_path: &Path, metrics: Arc<Metrics>) -> Result<Self, PublishError> {
-        let broker = parse_broker_url(&cfg.url)?;
+        let Connection { broker, tls, credentials } = connection_settings(cfg)?;
         // Fail now if the store cannot be opened, not in the thread.
         Store::open(store_path)?;
         let client_id = cfg.client_id.clone().unwrap_or_else(|| format!("junction-{site}"));
@@ -130,11 +242,18 @@ impl Publisher {
         // the report in flight is sent again after a reconnect (same id: receivers drop duplicates).
         opts.set_clean_session(true);
         opts.set_last_will(LastWill::new(status_topic(site), status_payload(site, "offline"), QoS::AtLeastOnce, true));
+        if let Some(tls) = tls {
+            opts.set_transport(Transport::tls_with_config(tls));
+        }
+        if let Some((user, password)) = credentials {
+            opts.set_credentials(user, password);
+        }
+        let ca_hint = cfg.ca_file.as_ref().map_or_else(|| SYSTEM_CA.to_owned(), |p| p.display().to_string());
         let (tx, rx) = mpsc::channel();
         let site = site.to_owned();
         let store_path = store_path.to_owned();
         let drain = Duration::from_secs_f64(cfg.drain_timeout_s.max(0.0));
-        let shown = format!("mqtt://{}:{}", broker.host, broker.port);
+        let shown = format!("{}://{}:{}", if broker.tls { "mqtts" } else { "mqtt" }, broker.host, broker.port);
         let thread = std::thread::Builder::new()
             .name("junction-mqtt".into())
             .spawn(move || {
@@ -142,7 +261,8 @@ impl Publisher {
                     Ok(rt) => rt,
                     Err(e) => return tracing::error!(error = %e, "mqtt: cannot start the runtime"),
                 };
-                if let Err(e) = rt.block_on(publish_loop(opts, site, store_path, rx, drain, shown, metrics)) {
+                let settings = LoopSettings { site, store_path, drain, shown, ca_hint };
+                if let Err(e) = rt.block_on(publish_loop(opts, settings, rx, metrics)) {
                     tracing::error!(error = %e, "mqtt publisher stopped");
                 }
             })
@@ -169,15 +289,25 @@ fn backoff(attempt: u32) -> Duration {
     crate::runtime::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))
 }
 
-async fn publish_loop(
-    opts: MqttOptions,
+/// Everything the publishing loop needs besides the client options and its channels.
+struct LoopSettings {
     site: String,
     store_path: PathBuf,
-    rx: mpsc::Receiver<Command>,
+    /// How long to keep publishing after `Drain`.
     drain: Duration,
+    /// The broker address for logs.
     shown: String,
+    /// The CA file in use, for TLS error messages.
+    ca_hint: String,
+}
+
+async fn publish_loop(
+    opts: MqttOptions,
+    settings: LoopSettings,
+    rx: mpsc::Receiver<Command>,
     metrics: Arc<Metrics>,
 ) -> Result<(), PublishError> {
+    let LoopSettings { site, store_path, drain, shown, ca_hint } = settings;
     let store = Store::open(&store_path)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 32);
     // The event loop runs in its own task (rumqttc reconnects on the next poll after an error); its
@@ -196,7 +326,7 @@ async fn publish_loop(
                     }
                 }
                 Err(e) => {
-                    if ev_tx.send(Err(e.to_string())).is_err() {
+                    if ev_tx.send(Err(explain(&e, &ca_hint))).is_err() {
                         return;
                     }
                     tokio::time::sleep(backoff(attempt)).await;
@@ -307,9 +437,16 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1884").unwrap(), Broker { host: "127.0.0.1".into(), port: 1884 });
+        assert_eq!(
+            parse_broker_url("mqtt://127.0.0.1:1884").unwrap(),
+            Broker { host: "127.0.0.1".into(), port: 1884, tls: false }
+        );
         assert_eq!(parse_broker_url("tcp://broker").unwrap().port, 1883);
-        for bad in ["127.0.0.1:1883", "http://x", "mqtt://", "mqtt://h:99999", "mqtt://u:p@h", "mqtts://h"] {
+        assert_eq!(
+            parse_broker_url("mqtts://broker").unwrap(),
+            Broker { host: "broker".into(), port: 8883, tls: true }
+        );
+        for bad in ["127.0.0.1:1883", "http://x", "mqtt://", "mqtt://h:99999", "mqtt://u:p@h"] {
             let e = parse_broker_url(bad).unwrap_err().to_string();
             assert!(e.starts_with("mqtt.url"), "{bad}: {e}");
         }

@@ -152,3 +152,14 @@ fn malformed_broker_url_on_the_command_line() {
     );
     assert_refused(&out, &["--mqtt", "broker:1883", "mqtt://host[:port]"]);
 }
+
+#[test]
+fn unreadable_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = site(dir.path(), "", CAMERA, GOOD_CALIBRATION);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[mqtt]\nurl = \"mqtts://broker.example\"\nca_file = \"missing-ca.pem\"\n");
+    std::fs::write(&path, text).unwrap();
+    let out = check(&path);
+    assert_refused(&out, &["site.toml", "mqtt.ca_file", "missing-ca.pem", "No such file"]);
+}

@@ -41,9 +41,11 @@ impl Broker {
     }
 
     pub fn up(&mut self) {
+        // Files named in the configuration are relative to its folder.
         let child = Command::new(mosquitto_bin())
             .arg("-c")
             .arg(&self.conf)
+            .current_dir(self.conf.parent().unwrap_or(Path::new(".")))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -309,4 +311,184 @@ fn crash_while_broker_down_loses_nothing() {
 fn flow_schema_refuses_a_drifted_payload() {
     let bad = serde_json::json!({"schema": "junction.flow.v1", "id": "s/c/2026-11-26T08:00:00Z/60", "extra": 1});
     assert!(std::panic::catch_unwind(|| assert_schema("flow.v1.json", &bad)).is_err());
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl").args(args).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(ok.expect("openssl").success(), "openssl {args:?}");
+}
+
+/// A CA named `name` (name.pem, name.key) in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let subj = format!("/CN=junction test {name}");
+    openssl(
+        dir,
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj],
+    );
+}
+
+/// server.pem / server.key for 127.0.0.1, signed by `ca`.
+fn make_server_cert(dir: &Path, ca: &str) {
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+        ],
+    );
+}
+
+/// A broker with the given extra configuration lines (TLS, passwords), on a free port.
+fn broker_with(dir: &Path, extra: &str) -> Broker {
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    // `user root`: a broker started as root would otherwise drop to the mosquitto user, who cannot read
+    // the test's key files. Ignored when not root.
+    std::fs::write(&conf, format!("user root\nlistener {port} 127.0.0.1\npersistence false\n{extra}")).unwrap();
+    let mut b = Broker { port, conf, child: None };
+    b.up();
+    b
+}
+
+/// A site file publishing to `url` with the given extra [mqtt] lines.
+fn mqtt_site(dir: &Path, url: &str, mqtt_extra: &str) -> PathBuf {
+    let model = repo().join("models/yolox_nano.toml");
+    let path = dir.join("site.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "site = \"tls-test\"\n[detector]\nmodel = {model:?}\n\n[[camera]]\nid = \"street\"\nuri = {:?}\n\n\
+             [aggregate]\nbins = [\"10s\"]\n\n[store]\npath = \"j.db\"\nretention_days = 1\n\n\
+             [mqtt]\nurl = \"{url}\"\ndrain_timeout_s = 3\n{mqtt_extra}\n",
+            clip().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn tls_publishes_and_a_wrong_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "ca");
+    make_ca(d, "other-ca");
+    make_server_cert(d, "ca");
+    let broker = broker_with(d, "cafile ca.pem\ncertfile server.pem\nkeyfile server.key\nallow_anonymous true\n");
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+
+    // The right CA: every report arrives over TLS.
+    let good = d.join("good");
+    std::fs::create_dir(&good).unwrap();
+    let site = mqtt_site(&good, &url, &format!("ca_file = {:?}", d.join("ca.pem").to_str().unwrap()));
+    let sub_out = d.join("sub.txt");
+    let mut sub = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec stdbuf -oL mosquitto_sub -h 127.0.0.1 -p {} --cafile {} -t 'junction/+/+/+/flow' -q 1 > {}",
+            broker.port,
+            d.join("ca.pem").display(),
+            sub_out.display()
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = junction(
+        &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T08:00:00Z"],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let stored = stored_ids(&good.join("j.db"));
+    assert_eq!(stored.len(), 8);
+    assert!(stored.iter().all(|(_, p)| *p), "all acknowledged over TLS: {stored:?}");
+    let t = Instant::now();
+    let received = loop {
+        let n = std::fs::read_to_string(&sub_out).unwrap_or_default().lines().count();
+        if n >= 8 || t.elapsed() > Duration::from_secs(20) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = sub.kill();
+    let _ = sub.wait();
+    assert_eq!(received, 8, "a TLS subscriber received every report");
+
+    // Another CA: refused with an error naming the setting; nothing lost, the reports wait.
+    let bad = d.join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    let site = mqtt_site(&bad, &url, &format!("ca_file = {:?}", d.join("other-ca.pem").to_str().unwrap()));
+    let out = junction(
+        &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T08:00:00Z"],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(out.stderr.contains("TLS handshake failed (mqtt.ca_file"), "stderr:\n{}", out.stderr);
+    let stored = stored_ids(&bad.join("j.db"));
+    assert_eq!(stored.len(), 8);
+    assert!(stored.iter().all(|(_, p)| !*p), "kept in the outbox: {stored:?}");
+}
+
+#[test]
+fn rejected_credentials_are_named_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let made = Command::new("mosquitto_passwd")
+        .args(["-b", "-c", "pw.txt", "junction", "right-secret"])
+        .current_dir(d)
+        .status();
+    assert!(made.expect("mosquitto_passwd").success());
+    let broker = broker_with(d, "allow_anonymous false\npassword_file pw.txt\n");
+    std::fs::write(d.join("secret"), "hunter2-wrong\n").unwrap();
+    let site = mqtt_site(d, &broker.url(), "username = \"junction\"\npassword_file = \"secret\"");
+    let out = junction(
+        &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T08:00:00Z"],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(out.stderr.contains("refused the credentials (mqtt.username"), "stderr:\n{}", out.stderr);
+    assert!(!out.stderr.contains("hunter2"), "the password leaked into the log");
+    let stored = stored_ids(&d.join("j.db"));
+    assert_eq!(stored.len(), 8);
+    assert!(stored.iter().all(|(_, p)| !*p), "kept in the outbox: {stored:?}");
+
+    // The right password from the environment: the backlog goes out.
+    let site = mqtt_site(d, &broker.url(), "username = \"junction\"\npassword_env = \"JUNCTION_TEST_MQTT_PASSWORD\"");
+    let out = crate::common::junction_env(
+        &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T08:00:00Z"],
+        &[("JUNCTION_TEST_MQTT_PASSWORD", "right-secret")],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(stored_ids(&d.join("j.db")).iter().all(|(_, p)| *p), "published once the credentials are right");
 }

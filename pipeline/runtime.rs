@@ -188,53 +188,38 @@ pub fn run(
             let frame = match source.poll(wait) {
                 Ok(Poll::Frame(f)) => f,
                 Ok(Poll::Idle) => continue,
-                Ok(Poll::Ended) if cam.live => {
-                    // A camera does not end: the sender stopped. Restart it like a failure.
+                ended => {
+                    // The stream ended or failed.
+                    let err = ended.err();
                     metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
-                    cam.summary.dropped += source.dropped();
-                    cam.source = None;
-                    schedule_restart(cam, &"end of stream");
-                    end_tracks(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &metrics)?;
-                    cam.tracker = Tracker::new(cfg.tracker.clone());
-                    continue;
-                }
-                Ok(Poll::Ended) => {
-                    tracing::info!(camera = %cam.cfg.id, frames = cam.summary.frames, "stream ended");
-                    metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
-                    cam.summary.dropped += source.dropped();
-                    cam.source = None;
-                    finish_camera(
-                        &cfg.site,
-                        cam,
-                        &mut store,
-                        observer,
-                        &mut tracked,
-                        &mut events,
-                        &mut reports,
-                        &metrics,
-                    )?;
-                    continue;
-                }
-                Err(e) => {
-                    metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
-                    metrics
-                        .errors
-                        .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
-                        .inc();
+                    if err.is_some() {
+                        metrics
+                            .errors
+                            .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
+                            .inc();
+                    }
                     cam.summary.dropped += source.dropped();
                     cam.source = None;
                     if cam.live {
-                        // A live camera restarts alone, with backoff; the others go on. Its tracks end
-                        // (the new pipeline's timestamps start afresh); its bins stay open.
-                        schedule_restart(cam, &e);
+                        // A camera does not end: it restarts alone, with backoff, and the others go on.
+                        // Its tracks end (the new pipeline's timestamps start afresh); its bins stay open.
+                        match &err {
+                            Some(e) => schedule_restart(cam, e),
+                            None => schedule_restart(cam, &"end of stream"),
+                        }
                         end_tracks(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &metrics)?;
                         cam.tracker = Tracker::new(cfg.tracker.clone());
                         continue;
                     }
-                    tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
-                    cam.summary.error = Some(e.to_string());
-                    if single {
-                        return Err(e.into());
+                    match err {
+                        None => tracing::info!(camera = %cam.cfg.id, frames = cam.summary.frames, "stream ended"),
+                        Some(e) => {
+                            tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
+                            cam.summary.error = Some(e.to_string());
+                            if single {
+                                return Err(e.into());
+                            }
+                        }
                     }
                     finish_camera(
                         &cfg.site,

@@ -101,7 +101,8 @@ pub fn run(
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> Result<RunSummary, RunError> {
-    let metrics = Arc::new(Metrics::new(&cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>()));
+    let metrics =
+        Arc::new(Metrics::new(&cfg.cameras.iter().map(|c| (c.id.clone(), c.stall_timeout)).collect::<Vec<_>>()));
     // Bound before anything slow starts: a taken port is refused at once.
     let _http = match &cfg.http {
         Some(h) => Some(HttpServer::start(h.listen, metrics.clone())?),
@@ -110,6 +111,7 @@ pub fn run(
     let card = ModelCard::load(&cfg.model_card)?;
     let mut detector = Detector::new(card, &cfg.detector)?;
     let mut store = Store::open(&cfg.store.path)?;
+    metrics.store_writable.store(true, Ordering::Relaxed);
     let pruned = store.prune(cfg.store.retention_days, SystemTime::now())?;
     if pruned > 0 {
         tracing::info!(rows = pruned, days = cfg.store.retention_days, "store: pruned rows past retention");
@@ -276,7 +278,9 @@ pub fn run(
             cam.last_wall = frame.wall;
             feed(cam, observer, &events, &metrics);
             let t = Instant::now();
-            persist(&cfg.site, cam, &mut store, observer, &events, &reports)?;
+            let saved = persist(&cfg.site, cam, &mut store, observer, &events, &reports);
+            metrics.store_writable.store(saved.is_ok(), Ordering::Relaxed);
+            saved?;
             if !events.is_empty() || !reports.is_empty() {
                 metrics
                     .stage_duration

@@ -48,10 +48,10 @@ pub struct Metrics {
     pub errors: Family<Labels, Counter>,
     pub outbox_pending: Gauge,
     pub mqtt_connected: Gauge,
-    /// Last analysed frame per camera, for readiness.
-    last_frame: Mutex<HashMap<String, Option<Instant>>>,
-    /// A camera is ready when its last frame is at most this old.
-    pub ready_window: Duration,
+    /// Per camera: last analysed frame and how old it may be (the camera's stall timeout).
+    last_frame: Mutex<HashMap<String, (Option<Instant>, Duration)>>,
+    /// Set once the store is open and after each successful write; cleared by a failed one.
+    pub store_writable: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -65,7 +65,8 @@ pub fn camera(c: &str) -> Labels {
 }
 
 impl Metrics {
-    pub fn new(cameras: &[String]) -> Self {
+    /// `cameras`: id and readiness window (its stall timeout) of each camera.
+    pub fn new(cameras: &[(String, Duration)]) -> Self {
         let mut registry = Registry::default();
         let m = Self {
             frames_decoded: Family::default(),
@@ -79,8 +80,8 @@ impl Metrics {
             errors: Family::default(),
             outbox_pending: Gauge::default(),
             mqtt_connected: Gauge::default(),
-            last_frame: Mutex::new(cameras.iter().map(|c| (c.clone(), None)).collect()),
-            ready_window: Duration::from_secs(10),
+            last_frame: Mutex::new(cameras.iter().map(|(c, w)| (c.clone(), (None, *w))).collect()),
+            store_writable: std::sync::atomic::AtomicBool::new(false),
             registry: Registry::default(),
         };
         registry.register("junction_frames_decoded", "Frames taken from the source", m.frames_decoded.clone());
@@ -120,19 +121,25 @@ impl Metrics {
     }
 
     pub fn frame_seen(&self, camera: &str) {
-        if let Ok(mut m) = self.last_frame.lock() {
-            m.insert(camera.to_owned(), Some(Instant::now()));
+        if let Ok(mut m) = self.last_frame.lock()
+            && let Some(entry) = m.get_mut(camera)
+        {
+            entry.0 = Some(Instant::now());
         }
     }
 
-    /// Ready when every camera delivered a frame within `ready_window`.
+    /// Ready when every camera delivered a frame within its window and the store is writable.
     pub fn readiness(&self) -> Result<(), String> {
+        if !self.store_writable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("the store is not writable".into());
+        }
         let m = self.last_frame.lock().map_err(|_| "state poisoned".to_owned())?;
-        let late: Vec<&str> = m
+        let mut late: Vec<&str> = m
             .iter()
-            .filter(|(_, t)| t.is_none_or(|t| t.elapsed() > self.ready_window))
+            .filter(|(_, (t, window))| t.is_none_or(|t| t.elapsed() > *window))
             .map(|(c, _)| c.as_str())
             .collect();
+        late.sort_unstable();
         if late.is_empty() { Ok(()) } else { Err(format!("no recent frame from camera {}", late.join(", "))) }
     }
 }

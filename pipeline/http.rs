@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Deserialize;
 
+use crate::snapshot::{Snapshots, encode_jpeg, render};
 use crate::telemetry::Metrics;
 
 /// `[http]` in the site configuration.
@@ -21,6 +22,15 @@ use crate::telemetry::Metrics;
 pub struct HttpConfig {
     /// Address to listen on, e.g. `127.0.0.1:9464`.
     pub listen: SocketAddr,
+    /// Serve `/snapshot/<camera>.jpg`. Off by default: images leave the box only when asked for.
+    #[serde(default)]
+    pub snapshots: bool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    snapshots: Option<Snapshots>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +47,7 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds now (so that a taken port is an error before start) and serves on its own thread.
-    pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<Self, HttpError> {
+    pub fn start(addr: SocketAddr, metrics: Arc<Metrics>, snapshots: Option<Snapshots>) -> Result<Self, HttpError> {
         let err = |message: String| HttpError { addr, message };
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| err(e.to_string()))?;
         std_listener.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
@@ -58,20 +68,21 @@ impl HttpServer {
                         .route("/metrics", get(metrics_handler))
                         .route("/healthz", get(|| async { "ok\n" }))
                         .route("/readyz", get(ready_handler))
-                        .with_state(metrics);
+                        .route("/snapshot/{file}", get(snapshot_handler))
+                        .with_state(AppState { metrics, snapshots });
                     if let Err(e) = axum::serve(listener, app).await {
                         tracing::error!(error = %e, "http server stopped");
                     }
                 });
             })
             .map_err(|e| err(e.to_string()))?;
-        tracing::info!(addr = %bound, "http: /metrics /healthz /readyz");
+        tracing::info!(addr = %bound, "http: /metrics /healthz /readyz /snapshot/<camera>.jpg");
         Ok(Self { addr: bound })
     }
 }
 
-async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    match m.encode() {
+async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
+    match s.metrics.encode() {
         Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
@@ -81,9 +92,31 @@ async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     }
 }
 
-async fn ready_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    match m.readiness() {
+async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
+    match s.metrics.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    }
+}
+
+async fn snapshot_handler(State(s): State<AppState>, Path(file): Path<String>) -> axum::response::Response {
+    let text = |code: StatusCode, msg: String| (code, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
+    let Some(snapshots) = s.snapshots else {
+        return text(StatusCode::NOT_FOUND, "snapshots are off: set [http] snapshots = true\n".into());
+    };
+    let Some(camera) = file.strip_suffix(".jpg") else {
+        return text(StatusCode::NOT_FOUND, "ask for /snapshot/<camera>.jpg\n".into());
+    };
+    let snap = match snapshots.lock() {
+        Ok(m) => m.get(camera).cloned(),
+        Err(_) => None,
+    };
+    let Some(snap) = snap.filter(|s| s.width > 0) else {
+        return text(StatusCode::NOT_FOUND, format!("no frame from camera {camera:?} yet\n"));
+    };
+    let px = render(&snap);
+    match encode_jpeg(&px, snap.width, snap.height) {
+        Ok(jpeg) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding failed: {e}\n")),
     }
 }

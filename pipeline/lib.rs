@@ -18,6 +18,7 @@ pub mod geometry;
 pub mod http;
 pub mod publish;
 pub mod runtime;
+pub mod snapshot;
 pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -80,6 +80,9 @@ struct RunArgs {
     /// Serve /metrics, /healthz and /readyz here, e.g. 127.0.0.1:9464 (overrides [http] listen).
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
+    /// Serve /snapshot/<camera>.jpg on the HTTP endpoint (needs --http or [http]).
+    #[arg(long)]
+    snapshots: bool,
     /// Stdout: text (counts as they happen, a table per closed bin) or json (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     format: String,
@@ -455,7 +458,14 @@ fn run_config(args: &RunArgs) -> Result<Config> {
         cfg.detector.onnxruntime = Some(o.clone());
     }
     if let Some(listen) = args.http {
-        cfg.http = Some(junction::http::HttpConfig { listen });
+        let snapshots = cfg.http.as_ref().is_some_and(|h| h.snapshots);
+        cfg.http = Some(junction::http::HttpConfig { listen, snapshots });
+    }
+    if args.snapshots {
+        match &mut cfg.http {
+            Some(h) => h.snapshots = true,
+            None => anyhow::bail!("--snapshots: no HTTP endpoint: add --http ADDR or [http] listen"),
+        }
     }
     if let Some(url) = &args.mqtt {
         junction::publish::parse_broker_url(url).map_err(|e| anyhow::anyhow!("--mqtt: {e}"))?;

@@ -16,6 +16,7 @@ use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::detect::{DetectError, Detection, Detector, ModelCard, VehicleClass};
 use crate::http::{HttpError, HttpServer};
 use crate::publish::Publisher;
+use crate::snapshot::Snapshots;
 use crate::source::{Poll, Source, SourceError, SourceOptions, SourceUri};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Labels, Metrics};
@@ -104,8 +105,9 @@ pub fn run(
     let metrics =
         Arc::new(Metrics::new(&cfg.cameras.iter().map(|c| (c.id.clone(), c.stall_timeout)).collect::<Vec<_>>()));
     // Bound before anything slow starts: a taken port is refused at once.
+    let snapshots: Option<Snapshots> = cfg.http.as_ref().filter(|h| h.snapshots).map(|_| Snapshots::default());
     let _http = match &cfg.http {
-        Some(h) => Some(HttpServer::start(h.listen, metrics.clone())?),
+        Some(h) => Some(HttpServer::start(h.listen, metrics.clone(), snapshots.clone())?),
         None => None,
     };
     let card = ModelCard::load(&cfg.model_card)?;
@@ -277,6 +279,26 @@ pub fn run(
             cam.last_pts = frame.pts;
             cam.last_wall = frame.wall;
             feed(cam, observer, &events, &metrics);
+            if let Some(shared) = &snapshots
+                && let Ok(mut all) = shared.lock()
+            {
+                let snap = all.entry(cam.cfg.id.clone()).or_default();
+                snap.set_image(&frame.image(), frame.letterbox);
+                snap.tracks.clone_from(&tracked.tracks);
+                if snap.lines.is_empty() && snap.zones.is_empty() {
+                    snap.lines = cam.cfg.lines.clone();
+                    snap.zones = cam.cfg.zones.clone();
+                }
+                snap.counts = cam
+                    .summary
+                    .lines
+                    .iter()
+                    .map(|(id, c)| {
+                        let n = |d: Direction| c.iter().filter(|((x, _), _)| *x == d).map(|(_, v)| *v).sum();
+                        (id.clone(), n(Direction::In), n(Direction::Out))
+                    })
+                    .collect();
+            }
             let t = Instant::now();
             let saved = persist(&cfg.site, cam, &mut store, observer, &events, &reports);
             metrics.store_writable.store(saved.is_ok(), Ordering::Relaxed);

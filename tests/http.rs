@@ -62,6 +62,8 @@ fn metrics_health_and_readiness() {
     }
     assert_eq!(ready.0, 200, "{}", ready.1);
     assert_eq!(get(port, "/healthz"), (200, "ok\n".to_owned()));
+    let (code, body) = get(port, "/snapshot/camera.jpg");
+    assert_eq!((code, body.contains("snapshots are off")), (404, true), "snapshots are off by default");
     std::thread::sleep(Duration::from_secs(1));
     let (status, metrics) = get(port, "/metrics");
     assert_eq!(status, 200);
@@ -96,4 +98,61 @@ fn taken_port_is_refused_before_start() {
         Duration::from_secs(60),
     );
     crate::common::assert_refused(&out, &["http.listen", &addr]);
+}
+
+/// Reads a whole HTTP response as bytes: (status, body).
+fn get_bytes(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    (status, raw[split + 4..].to_vec())
+}
+
+/// /snapshot/<camera>.jpg returns a JPEG of the annotated frame that GStreamer decodes; off by default.
+#[test]
+fn snapshot_is_a_decodable_jpeg() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let addr = format!("127.0.0.1:{port}");
+    let clip = crate::common::clip();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_junction"))
+        .args(["run", clip.to_str().unwrap(), "--line", "320,60,320,220", "--store", db.to_str().unwrap()])
+        .args(["--http", &addr, "--snapshots"])
+        .current_dir(repo())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut jpeg = (0, Vec::new());
+    while started.elapsed() < Duration::from_secs(60) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            jpeg = get_bytes(port, "/snapshot/camera.jpg");
+            if jpeg.0 == 200 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(jpeg.0, 200, "{}", String::from_utf8_lossy(&jpeg.1));
+    let path = dir.path().join("snap.jpg");
+    std::fs::write(&path, &jpeg.1).unwrap();
+    let decoded = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", path.display()))
+        .args(["!", "jpegdec", "!", "fakesink"])
+        .status()
+        .unwrap();
+    assert!(decoded.success(), "GStreamer could not decode the snapshot");
+    assert_eq!(get_bytes(port, "/snapshot/nosuchcamera.jpg").0, 404);
+    let _ = child.kill();
+    let _ = wait_at_most(&mut child, started, Duration::from_secs(60));
 }

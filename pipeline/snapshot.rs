@@ -1,0 +1,242 @@
+//! `/snapshot/<camera>.jpg`: the latest analysed frame with the count lines, zones, tracked boxes,
+//! track ids and counts drawn on it. Off unless enabled (`[http] snapshots = true`): images leave the
+//! box only when an operator asks.
+//!
+//! The frame kept is the letterboxed image the detector saw (model-input pixels, e.g. 416 × 234 for a
+//! 640 × 360 camera); geometry in frame pixels is scaled onto it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::analytics::{LineSpec, ZoneSpec};
+use crate::detect::{ImageView, VehicleClass};
+use crate::geometry::{FramePoint, Letterbox};
+use crate::track::TrackedObject;
+
+/// What one camera looked like on its last analysed frame.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Packed BGR, `width × height × 3`.
+    pub bgr: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub letterbox: Option<Letterbox>,
+    pub tracks: Vec<TrackedObject>,
+    pub lines: Vec<LineSpec>,
+    pub zones: Vec<ZoneSpec>,
+    /// Per line: id, vehicles in, vehicles out, since start.
+    pub counts: Vec<(String, u64, u64)>,
+}
+
+/// Latest snapshot per camera, shared between the analysis loop and the HTTP server.
+pub type Snapshots = Arc<Mutex<HashMap<String, Snapshot>>>;
+
+impl Snapshot {
+    /// Copies a frame (dropping GStreamer's row padding).
+    pub fn set_image(&mut self, img: &ImageView<'_>, lb: Letterbox) {
+        let row = img.width as usize * 3;
+        self.bgr.clear();
+        for y in 0..img.height as usize {
+            if let Some(r) = img.data.get(y * img.stride..y * img.stride + row) {
+                self.bgr.extend_from_slice(r);
+            }
+        }
+        self.width = img.width;
+        self.height = img.height;
+        self.letterbox = Some(lb);
+    }
+}
+
+const YELLOW: [u8; 3] = [0, 220, 255];
+const CYAN: [u8; 3] = [255, 220, 0];
+
+fn class_colour(c: VehicleClass) -> [u8; 3] {
+    match c {
+        VehicleClass::Car => [0, 200, 255],
+        VehicleClass::Motorcycle => [0, 255, 0],
+        VehicleClass::Bus => [255, 0, 200],
+        VehicleClass::Truck => [255, 120, 0],
+        VehicleClass::Bicycle => [255, 255, 0],
+        VehicleClass::Person => [0, 0, 255],
+    }
+}
+
+/// 3 × 5 digits, one row per 3 bits, top row first.
+const DIGITS: [[u8; 5]; 10] = [
+    [7, 5, 5, 5, 7],
+    [2, 6, 2, 2, 7],
+    [7, 1, 7, 4, 7],
+    [7, 1, 7, 1, 7],
+    [5, 5, 7, 1, 1],
+    [7, 4, 7, 1, 7],
+    [7, 4, 7, 5, 7],
+    [7, 1, 1, 1, 1],
+    [7, 5, 7, 5, 7],
+    [7, 5, 7, 1, 7],
+];
+
+struct Canvas<'a> {
+    px: &'a mut [u8],
+    w: i32,
+    h: i32,
+}
+
+impl Canvas<'_> {
+    fn dot(&mut self, x: i32, y: i32, c: [u8; 3]) {
+        if x >= 0 && y >= 0 && x < self.w && y < self.h {
+            let i = (y * self.w + x) as usize * 3;
+            self.px[i..i + 3].copy_from_slice(&c);
+        }
+    }
+
+    fn line(&mut self, a: (i32, i32), b: (i32, i32), c: [u8; 3]) {
+        // Bresenham, 2 px thick.
+        let (mut x, mut y) = a;
+        let (dx, dy) = ((b.0 - x).abs(), -(b.1 - y).abs());
+        let (sx, sy) = (if x < b.0 { 1 } else { -1 }, if y < b.1 { 1 } else { -1 });
+        let mut err = dx + dy;
+        loop {
+            self.dot(x, y, c);
+            self.dot(x + 1, y, c);
+            self.dot(x, y + 1, c);
+            if (x, y) == b {
+                break;
+            }
+            let e2 = 2 * err;
+            if e2 >= dy {
+                err += dy;
+                x += sx;
+            }
+            if e2 <= dx {
+                err += dx;
+                y += sy;
+            }
+        }
+    }
+
+    fn number(&mut self, n: u64, x: i32, y: i32, c: [u8; 3]) {
+        for (k, ch) in n.to_string().bytes().enumerate() {
+            let glyph = DIGITS[(ch - b'0') as usize];
+            for (r, bits) in glyph.iter().enumerate() {
+                for col in 0..3 {
+                    if bits & (4 >> col) != 0 {
+                        // Each font pixel is 2 × 2.
+                        for (ox, oy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                            self.dot(x + k as i32 * 8 + col * 2 + ox, y + r as i32 * 2 + oy, c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Draws the overlay on a copy of the image: zones, lines with their in/out counts, boxes with ids.
+pub fn render(s: &Snapshot) -> Vec<u8> {
+    let mut px = s.bgr.clone();
+    let Some(lb) = s.letterbox else { return px };
+    let mut canvas = Canvas { px: &mut px, w: s.width as i32, h: s.height as i32 };
+    let sx = s.width as f32 / lb.frame.width.max(1) as f32;
+    let sy = s.height as f32 / lb.frame.height.max(1) as f32;
+    let p = |q: FramePoint| ((q.x * sx).round() as i32, (q.y * sy).round() as i32);
+    for z in &s.zones {
+        for (i, a) in z.polygon.iter().enumerate() {
+            canvas.line(p(*a), p(z.polygon[(i + 1) % z.polygon.len()]), CYAN);
+        }
+    }
+    for l in &s.lines {
+        let (a, b) = (p(l.a), p(l.b));
+        canvas.line(a, b, YELLOW);
+        if let Some((_, i, o)) = s.counts.iter().find(|(id, _, _)| *id == *l.id) {
+            canvas.number(*i, a.0 + 4, a.1 + 4, YELLOW);
+            canvas.number(*o, a.0 + 4, a.1 + 16, [255, 255, 255]);
+        }
+    }
+    for t in &s.tracks {
+        let c = class_colour(t.class);
+        let (x1, y1) = p(FramePoint { x: t.bbox.x1, y: t.bbox.y1 });
+        let (x2, y2) = p(FramePoint { x: t.bbox.x2, y: t.bbox.y2 });
+        canvas.line((x1, y1), (x2, y1), c);
+        canvas.line((x2, y1), (x2, y2), c);
+        canvas.line((x2, y2), (x1, y2), c);
+        canvas.line((x1, y2), (x1, y1), c);
+        canvas.number(t.id, x1 + 3, y1 + 3, c);
+    }
+    px
+}
+
+/// Encodes packed BGR as JPEG with GStreamer (videoconvert ! jpegenc).
+pub fn encode_jpeg(bgr: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let pipeline = gst::parse::launch(
+        "appsrc name=src format=time ! videoconvert ! jpegenc quality=85 ! appsink name=sink sync=false",
+    )
+    .map_err(|e| e.to_string())?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| "not a pipeline".to_owned())?;
+    let src = pipeline.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or("no appsrc")?;
+    let sink = pipeline.by_name("sink").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).ok_or("no appsink")?;
+    // Rows of GStreamer's BGR are padded to 4 bytes.
+    let stride = (width as usize * 3).div_ceil(4) * 4;
+    let mut padded = vec![0u8; stride * height as usize];
+    for y in 0..height as usize {
+        let row = width as usize * 3;
+        padded[y * stride..y * stride + row].copy_from_slice(&bgr[y * row..(y + 1) * row]);
+    }
+    let caps = gstreamer_video::VideoCapsBuilder::new()
+        .format(gstreamer_video::VideoFormat::Bgr)
+        .width(width as i32)
+        .height(height as i32)
+        .framerate(gst::Fraction::new(1, 1))
+        .build();
+    src.set_caps(Some(&caps));
+    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let result = (|| {
+        src.push_buffer(gst::Buffer::from_mut_slice(padded)).map_err(|e| e.to_string())?;
+        src.end_of_stream().map_err(|e| e.to_string())?;
+        let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(5)).ok_or("the encoder gave no image")?;
+        let buffer = sample.buffer().ok_or("empty sample")?;
+        let map = buffer.map_readable().map_err(|e| e.to_string())?;
+        Ok(map.as_slice().to_vec())
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{LetterboxAlign, Size};
+
+    #[test]
+    fn renders_and_encodes_a_jpeg() {
+        let lb = Letterbox::new(Size::new(640, 360), Size::new(416, 416), LetterboxAlign::TopLeft);
+        let snap = Snapshot {
+            bgr: vec![60; 416 * 234 * 3],
+            width: 416,
+            height: 234,
+            letterbox: Some(lb),
+            tracks: vec![TrackedObject {
+                id: 17,
+                bbox: crate::geometry::FrameBox { x1: 100.0, y1: 100.0, x2: 200.0, y2: 150.0 },
+                class: VehicleClass::Car,
+                score: 0.9,
+                velocity: (0.0, 0.0),
+            }],
+            lines: vec![],
+            zones: vec![],
+            counts: vec![],
+        };
+        let px = render(&snap);
+        // The box's top-left corner (100, 100) frame px = (65, 65) in the 416 × 234 image is drawn.
+        let i = (65 * 416 + 65) * 3;
+        assert_eq!(&px[i..i + 3], &class_colour(VehicleClass::Car));
+        let jpeg = encode_jpeg(&px, 416, 234).unwrap();
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+        assert_eq!(&jpeg[jpeg.len() - 2..], &[0xFF, 0xD9]);
+    }
+}

@@ -42,7 +42,7 @@ pub struct InputSpec {
     /// Only "nchw" is supported: `[1, 3, H, W]` row-major f32.
     pub layout: String,
     pub channel_order: ChannelOrder,
-    /// value = (pixel (0–255) × scale − mean[c]) / std[c], c in the tensor's channel order.
+    /// `value = (pixel (0–255) × scale − mean[c]) / std[c]`, `c` in the tensor's channel order.
     #[serde(default = "one")]
     pub scale: f32,
     #[serde(default = "zeros")]

@@ -17,7 +17,7 @@ pub struct ImageView<'a> {
     pub stride: usize,
 }
 
-/// Per-channel normalisation as a lookup table: `lut[c][pixel]` = (pixel × scale − mean[c]) / std[c].
+/// Per-channel normalisation as a lookup table: `lut[c][pixel] = (pixel × scale − mean[c]) / std[c]`.
 #[derive(Debug, Clone)]
 pub struct Normalise {
     lut: [[f32; 256]; 3],

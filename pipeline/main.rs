@@ -10,11 +10,11 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use junction::aggregate::FlowReport;
-use junction::analytics::{Anchor, EventKind, LineSpec, Side, TrafficEvent};
+use junction::analytics::{Anchor, Direction, EventKind, LineSpec, Side, TrafficEvent};
 use junction::config::{CameraConfig, Config, StoreConfig, parse_bin, parse_line_arg};
 use junction::detect::{Detection, Detector, DetectorOptions, ModelCard, OptLevel, Provider, VehicleClass};
 use junction::geometry::FramePoint;
-use junction::runtime::{Observer, RunOptions, RunSummary};
+use junction::runtime::{Observer, RunOptions, RunSummary, direction_total};
 use junction::source::{OnInferenceBusy, Source, SourceOptions};
 
 /// Road-junction cameras to traffic measurements.
@@ -621,14 +621,11 @@ fn totals_table(s: &RunSummary) -> String {
     for c in &s.cameras {
         let _ = writeln!(out, "   camera {}: {} frames analysed, {} dropped", c.camera, c.frames, c.dropped);
         for (line, counts) in &c.lines {
-            let dir = |d: junction::analytics::Direction| {
-                counts.iter().filter(|((x, _), _)| *x == d).map(|(_, n)| n).sum::<u64>()
-            };
             let _ = writeln!(
                 out,
                 "   {line:<12} in {:>4}  out {:>4}  total {:>4}",
-                dir(junction::analytics::Direction::In),
-                dir(junction::analytics::Direction::Out),
+                direction_total(counts, Direction::In),
+                direction_total(counts, Direction::Out),
                 counts.values().sum::<u64>()
             );
         }
@@ -638,11 +635,10 @@ fn totals_table(s: &RunSummary) -> String {
 
 /// `{"frames": N, "lines": [{"id", "camera", "in", "out", "by_class": {class: {"in", "out"}}}], …}`
 fn summary_json(s: &RunSummary) -> serde_json::Value {
-    use junction::analytics::Direction;
     let mut lines = Vec::new();
     for c in &s.cameras {
         for (id, counts) in &c.lines {
-            let n = |d: Direction| counts.iter().filter(|((x, _), _)| *x == d).map(|(_, n)| *n).sum::<u64>();
+            let n = |d: Direction| direction_total(counts, d);
             let mut by_class = serde_json::Map::new();
             for ((d, class), count) in counts {
                 let e = by_class.entry(class.as_str()).or_insert_with(|| serde_json::json!({"in": 0, "out": 0}));

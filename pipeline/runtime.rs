@@ -58,6 +58,11 @@ pub struct RunOptions {
 /// Vehicles counted on one line by direction and class.
 pub type LineCounts = BTreeMap<(Direction, VehicleClass), u64>;
 
+/// Vehicles counted in one direction, every class.
+pub fn direction_total(counts: &LineCounts, d: Direction) -> u64 {
+    counts.iter().filter(|((x, _), _)| *x == d).map(|(_, n)| *n).sum()
+}
+
 /// Totals of a run, per camera and line.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
@@ -293,10 +298,7 @@ pub fn run(
                     .summary
                     .lines
                     .iter()
-                    .map(|(id, c)| {
-                        let n = |d: Direction| c.iter().filter(|((x, _), _)| *x == d).map(|(_, v)| *v).sum();
-                        (id.clone(), n(Direction::In), n(Direction::Out))
-                    })
+                    .map(|(id, c)| (id.clone(), direction_total(c, Direction::In), direction_total(c, Direction::Out)))
                     .collect();
             }
             let t = Instant::now();

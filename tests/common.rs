@@ -109,3 +109,22 @@ pub fn assert_schema(schema_file: &str, instance: &serde_json::Value) {
         validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "{schema_file}: {instance}\n{}", errors.join("\n"));
 }
+
+/// A plain HTTP/1.1 GET on 127.0.0.1: (status, body); `None` while nothing listens there.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    Some((status, raw[split + 4..].to_vec()))
+}
+
+/// Value of one sample line `name{labels} value` of a metrics text (labels exactly as printed).
+pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -1,26 +1,15 @@
 //! /metrics, /healthz and /readyz scraped over real HTTP from a running `junction run`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{repo, wait_at_most};
+use crate::common::{http_get, metric_sample, repo, wait_at_most};
 
-/// A plain HTTP/1.1 GET on 127.0.0.1: (status, body).
+/// GET as text: (status, body).
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
-    (status, body.to_owned())
-}
-
-/// Value of one sample line `name{labels} value` (labels given exactly as printed).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    let (status, body) = http_get(port, path).expect("junction listens");
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[test]
@@ -67,17 +56,17 @@ fn metrics_health_and_readiness() {
     std::thread::sleep(Duration::from_secs(1));
     let (status, metrics) = get(port, "/metrics");
     assert_eq!(status, 200);
-    let analysed = sample(&metrics, "junction_frames_analysed_total{camera=\"camera\"}").expect(&metrics);
+    let analysed = metric_sample(&metrics, "junction_frames_analysed_total{camera=\"camera\"}").expect(&metrics);
     assert!(analysed > 0.0, "{metrics}");
-    assert_eq!(sample(&metrics, "junction_stream_up{camera=\"camera\"}"), Some(1.0), "{metrics}");
+    assert_eq!(metric_sample(&metrics, "junction_stream_up{camera=\"camera\"}"), Some(1.0), "{metrics}");
     assert!(
-        sample(&metrics, "junction_stage_duration_seconds_count{stage=\"detect\"}").is_some_and(|n| n > 0.0),
+        metric_sample(&metrics, "junction_stage_duration_seconds_count{stage=\"detect\"}").is_some_and(|n| n > 0.0),
         "{metrics}"
     );
     assert!(metrics.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
     // A second scrape sees more frames: the counters move.
     std::thread::sleep(Duration::from_millis(500));
-    let later = sample(&get(port, "/metrics").1, "junction_frames_analysed_total{camera=\"camera\"}").unwrap();
+    let later = metric_sample(&get(port, "/metrics").1, "junction_frames_analysed_total{camera=\"camera\"}").unwrap();
     assert!(later > analysed);
 
     // Our own child, by its PID.
@@ -98,19 +87,6 @@ fn taken_port_is_refused_before_start() {
         Duration::from_secs(60),
     );
     crate::common::assert_refused(&out, &["http.listen", &addr]);
-}
-
-/// Reads a whole HTTP response as bytes: (status, body).
-fn get_bytes(port: u16, path: &str) -> (u16, Vec<u8>) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
-    (status, raw[split + 4..].to_vec())
 }
 
 /// /snapshot/<camera>.jpg returns a JPEG of the annotated frame that GStreamer decodes; off by default.
@@ -134,11 +110,10 @@ fn snapshot_is_a_decodable_jpeg() {
     let started = Instant::now();
     let mut jpeg = (0, Vec::new());
     while started.elapsed() < Duration::from_secs(60) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            jpeg = get_bytes(port, "/snapshot/camera.jpg");
-            if jpeg.0 == 200 {
-                break;
-            }
+        // Nothing until junction listens.
+        jpeg = http_get(port, "/snapshot/camera.jpg").unwrap_or_default();
+        if jpeg.0 == 200 {
+            break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -152,7 +127,7 @@ fn snapshot_is_a_decodable_jpeg() {
         .status()
         .unwrap();
     assert!(decoded.success(), "GStreamer could not decode the snapshot");
-    assert_eq!(get_bytes(port, "/snapshot/nosuchcamera.jpg").0, 404);
+    assert_eq!(http_get(port, "/snapshot/nosuchcamera.jpg").expect("junction listens").0, 404);
     let _ = child.kill();
     let _ = wait_at_most(&mut child, started, Duration::from_secs(60));
 }

@@ -82,21 +82,16 @@ fn detect_reads_rtsp() {
 /// restarts by itself; the other never stops; /metrics shows the restart.
 #[test]
 fn a_camera_restarts_alone() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufRead, BufReader};
     use std::time::Instant;
+
+    use crate::common::{http_get, metric_sample};
 
     // Empty until junction listens.
     let get = |port: u16, path: &str| -> String {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
-        let mut r = String::new();
-        if write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_ok() {
-            let _ = s.read_to_string(&mut r);
-        }
-        r
+        http_get(port, path).map(|(_, body)| String::from_utf8_lossy(&body).into_owned()).unwrap_or_default()
     };
-    let sample = |m: &str, series: &str| -> f64 {
-        m.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
-    };
+    let sample = |m: &str, series: &str| -> f64 { metric_sample(m, series).unwrap_or(0.0) };
     let wait_until = |what: &str, secs: u64, cond: &dyn Fn() -> bool| {
         let t = Instant::now();
         while !cond() {

@@ -130,11 +130,12 @@ impl Default for RawAggregate {
 struct RawStore {
     path: PathBuf,
     retention_days: u32,
+    max_size_mb: u64,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
-        Self { path: PathBuf::from("/var/lib/junction/junction.db"), retention_days: 30 }
+        Self { path: PathBuf::from("/var/lib/junction/junction.db"), retention_days: 30, max_size_mb: 1024 }
     }
 }
 
@@ -215,6 +216,9 @@ pub struct CameraConfig {
 pub struct StoreConfig {
     pub path: PathBuf,
     pub retention_days: u32,
+    /// Bound on the store's live data, MiB: past it the oldest events and delivered reports go
+    /// first, then (logged as errors, counted) the oldest undelivered reports.
+    pub max_size_mb: u64,
 }
 
 struct Collector {
@@ -353,6 +357,9 @@ impl Config {
         if raw.store.retention_days == 0 {
             c.add(path, "store.retention_days", "must be at least 1");
         }
+        if raw.store.max_size_mb < 16 {
+            c.add(path, "store.max_size_mb", "must be at least 16 (MiB)");
+        }
         // Relative files are relative to this configuration.
         let mqtt = raw.mqtt.map(|mut m| {
             for f in [&mut m.ca_file, &mut m.client_cert, &mut m.client_key, &mut m.password_file] {
@@ -388,7 +395,11 @@ impl Config {
             rules: raw.rules,
             cameras,
             bins,
-            store: StoreConfig { path: store_path, retention_days: raw.store.retention_days },
+            store: StoreConfig {
+                path: store_path,
+                retention_days: raw.store.retention_days,
+                max_size_mb: raw.store.max_size_mb,
+            },
             mqtt,
             http: raw.http,
         }

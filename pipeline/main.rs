@@ -77,6 +77,12 @@ struct RunArgs {
     /// MQTT broker, mqtt://host[:port] (overrides the config's [mqtt] url).
     #[arg(long)]
     mqtt: Option<String>,
+    /// MQTT protocol version, 3.1.1 or 5 (overrides [mqtt] protocol).
+    #[arg(long, value_parser = ["3.1.1", "5"])]
+    mqtt_protocol: Option<String>,
+    /// Also publish per-vehicle events to junction/v1/<site>/<camera>/events (sets [mqtt] events).
+    #[arg(long)]
+    mqtt_events: bool,
     /// Serve /metrics, /healthz and /readyz here, e.g. 127.0.0.1:9464 (overrides [http] listen).
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
@@ -418,7 +424,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                     stall_timeout: Duration::from_secs(10),
                 }],
                 bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
-                store: StoreConfig { path: PathBuf::from("junction.db"), retention_days: 30 },
+                store: StoreConfig { path: PathBuf::from("junction.db"), retention_days: 30, max_size_mb: 1024 },
                 mqtt: None,
                 http: None,
             }
@@ -483,9 +489,22 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                     client_id: None,
                     keep_alive_s: 30,
                     drain_timeout_s: 10.0,
+                    protocol: junction::publish::Protocol::default(),
+                    events: false,
                 })
             }
         }
+    }
+    if args.mqtt_protocol.is_some() || args.mqtt_events {
+        let Some(m) = &mut cfg.mqtt else {
+            anyhow::bail!("--mqtt-protocol/--mqtt-events: no broker: add --mqtt URL or [mqtt] url");
+        };
+        match args.mqtt_protocol.as_deref() {
+            Some("5") => m.protocol = junction::publish::Protocol::V5,
+            Some(_) => m.protocol = junction::publish::Protocol::V311,
+            None => {}
+        }
+        m.events |= args.mqtt_events;
     }
     Ok(cfg)
 }

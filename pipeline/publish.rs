@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS, TlsConfiguration, Transport};
+use rumqttc::{Outgoing, QoS, TlsConfiguration, Transport};
 use serde::Deserialize;
 
 use crate::store::{Store, StoreError};
@@ -50,6 +50,22 @@ pub struct MqttConfig {
     /// At shutdown, how long to keep publishing the outbox before leaving it for the next start.
     #[serde(default = "default_drain")]
     pub drain_timeout_s: f64,
+    /// MQTT protocol version: "3.1.1" (default) or "5".
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Also publish every per-vehicle event (crossings, zone enter/exit, ...) to
+    /// `junction/v1/<site>/<camera>/events`, through the same outbox, after the reports.
+    #[serde(default)]
+    pub events: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "3.1.1")]
+    V311,
+    #[serde(rename = "5")]
+    V5,
 }
 
 fn default_keep_alive() -> u64 {
@@ -178,25 +194,53 @@ pub fn connection_settings(cfg: &MqttConfig) -> Result<Connection, PublishError>
     Ok(Connection { broker, tls, credentials })
 }
 
+const CREDENTIALS_REFUSED: &str =
+    "the broker refused the credentials (mqtt.username, mqtt.password_file / password_env)";
+
 /// What a connection error means for the operator, naming the setting to look at.
 fn explain(e: &rumqttc::ConnectionError, cfg_hint: &str) -> String {
     use rumqttc::{ConnectReturnCode, ConnectionError};
     match e {
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-        ) => {
-            format!("the broker refused the credentials (mqtt.username, mqtt.password_file / password_env): {e}")
+        ) => format!("{CREDENTIALS_REFUSED}: {e}"),
+        ConnectionError::Tls(t) => format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {t}"),
+        ConnectionError::Io(io) => explain_io(io, cfg_hint),
+        other => other.to_string(),
+    }
+}
+
+/// The same for an MQTT 5 connection.
+fn explain_v5(e: &rumqttc::v5::ConnectionError, cfg_hint: &str) -> String {
+    use rumqttc::v5::ConnectionError;
+    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
+    match e {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => format!("{CREDENTIALS_REFUSED}: {e}"),
+        ConnectionError::ConnectionRefused(ConnectReturnCode::UnsupportedProtocolVersion) => {
+            format!("the broker does not speak MQTT 5 (mqtt.protocol): {e}")
         }
         ConnectionError::Tls(t) => format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {t}"),
-        ConnectionError::Io(io) if io.to_string().contains("certificate") => {
-            format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {io}")
-        }
+        ConnectionError::Io(io) => explain_io(io, cfg_hint),
         other => other.to_string(),
+    }
+}
+
+fn explain_io(io: &std::io::Error, cfg_hint: &str) -> String {
+    if io.to_string().contains("certificate") {
+        format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {io}")
+    } else {
+        format!("I/O: {io}")
     }
 }
 
 pub fn flow_topic(site: &str, camera: &str) -> String {
     format!("junction/v1/{site}/{camera}/flow")
+}
+
+pub fn events_topic(site: &str, camera: &str) -> String {
+    format!("junction/v1/{site}/{camera}/events")
 }
 
 pub fn status_topic(site: &str) -> String {
@@ -232,28 +276,37 @@ pub struct Publisher {
 impl Publisher {
     /// Starts the publisher thread. Errors only for a bad URL; a broker that is down is retried.
     pub fn start(cfg: &MqttConfig, site: &str, store_path: &Path, metrics: Arc<Metrics>) -> Result<Self, PublishError> {
-        let Connection { broker, tls, credentials } = connection_settings(cfg)?;
+        let conn = connection_settings(cfg)?;
         // Fail now if the store cannot be opened, not in the thread.
         Store::open(store_path)?;
         let client_id = cfg.client_id.clone().unwrap_or_else(|| format!("junction-{site}"));
-        let mut opts = MqttOptions::new(client_id, broker.host.clone(), broker.port);
-        opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(1)));
-        // The outbox, not the broker session, is what survives: a clean session on every connect, and
-        // the report in flight is sent again after a reconnect (same id: receivers drop duplicates).
-        opts.set_clean_session(true);
-        opts.set_last_will(LastWill::new(status_topic(site), status_payload(site, "offline"), QoS::AtLeastOnce, true));
-        if let Some(tls) = tls {
-            opts.set_transport(Transport::tls_with_config(tls));
-        }
-        if let Some((user, password)) = credentials {
-            opts.set_credentials(user, password);
-        }
         let ca_hint = cfg.ca_file.as_ref().map_or_else(|| SYSTEM_CA.to_owned(), |p| p.display().to_string());
         let (tx, rx) = mpsc::channel();
-        let site = site.to_owned();
-        let store_path = store_path.to_owned();
-        let drain = Duration::from_secs_f64(cfg.drain_timeout_s.max(0.0));
-        let shown = format!("{}://{}:{}", if broker.tls { "mqtts" } else { "mqtt" }, broker.host, broker.port);
+        let shown = format!(
+            "{}://{}:{} (MQTT {})",
+            if conn.broker.tls { "mqtts" } else { "mqtt" },
+            conn.broker.host,
+            conn.broker.port,
+            match cfg.protocol {
+                Protocol::V311 => "3.1.1",
+                Protocol::V5 => "5",
+            }
+        );
+        let settings = LoopSettings {
+            site: site.to_owned(),
+            store_path: store_path.to_owned(),
+            drain: Duration::from_secs_f64(cfg.drain_timeout_s.max(0.0)),
+            shown,
+            events: cfg.events,
+        };
+        let options = ClientOptions {
+            protocol: cfg.protocol,
+            client_id,
+            conn,
+            keep_alive: Duration::from_secs(cfg.keep_alive_s.max(1)),
+            will: (status_topic(site), status_payload(site, "offline")),
+            ca_hint,
+        };
         let thread = std::thread::Builder::new()
             .name("junction-mqtt".into())
             .spawn(move || {
@@ -261,8 +314,7 @@ impl Publisher {
                     Ok(rt) => rt,
                     Err(e) => return tracing::error!(error = %e, "mqtt: cannot start the runtime"),
                 };
-                let settings = LoopSettings { site, store_path, drain, shown, ca_hint };
-                if let Err(e) = rt.block_on(publish_loop(opts, settings, rx, metrics)) {
+                if let Err(e) = rt.block_on(publish_loop(options, settings, rx, metrics)) {
                     tracing::error!(error = %e, "mqtt publisher stopped");
                 }
             })
@@ -289,7 +341,7 @@ fn backoff(attempt: u32) -> Duration {
     crate::runtime::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))
 }
 
-/// Everything the publishing loop needs besides the client options and its channels.
+/// Everything the publishing loop needs besides the client and its channels.
 struct LoopSettings {
     site: String,
     store_path: PathBuf,
@@ -297,58 +349,221 @@ struct LoopSettings {
     drain: Duration,
     /// The broker address for logs.
     shown: String,
+    /// Publish per-vehicle events too.
+    events: bool,
+}
+
+/// What the client is built from, for either protocol version.
+struct ClientOptions {
+    protocol: Protocol,
+    client_id: String,
+    conn: Connection,
+    keep_alive: Duration,
+    /// Last will: topic and payload (retained, QoS 1).
+    will: (String, Vec<u8>),
     /// The CA file in use, for TLS error messages.
     ca_hint: String,
 }
 
+/// What the loop needs to know of the protocol's events, the same for 3.1.1 and 5.
+enum Ev {
+    ConnAck,
+    /// A PUBLISH left with this packet id.
+    Sent(u16),
+    /// PUBACK for a packet id; MQTT 5 may carry a refusal (reason code ≥ 0x80).
+    Acked {
+        pkid: u16,
+        refused: Option<String>,
+    },
+    Other,
+}
+
+/// rumqttc's two clients behind one face.
+enum Client {
+    V311(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+impl Client {
+    /// Creates the client and spawns its event loop, which reconnects with backoff and sends what
+    /// happens, or the explained error, to the returned channel (which `select!` can wait on safely).
+    fn spawn(
+        o: ClientOptions,
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Result<Ev, String>>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Ev, String>>();
+        let ClientOptions { protocol, client_id, conn, keep_alive, will, ca_hint } = o;
+        let Connection { broker, tls, credentials } = conn;
+        let transport = tls.map(Transport::tls_with_config);
+        // The outbox, not the broker session, is what survives: a clean session on every connect, and
+        // the message in flight is sent again after a reconnect (same id: receivers drop duplicates).
+        match protocol {
+            Protocol::V311 => {
+                let mut opts = rumqttc::MqttOptions::new(client_id, broker.host, broker.port);
+                opts.set_keep_alive(keep_alive).set_clean_session(true).set_last_will(rumqttc::LastWill::new(
+                    will.0,
+                    will.1,
+                    QoS::AtLeastOnce,
+                    true,
+                ));
+                if let Some(t) = transport {
+                    opts.set_transport(t);
+                }
+                if let Some((user, password)) = credentials {
+                    opts.set_credentials(user, password);
+                }
+                let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 32);
+                let task = tokio::spawn(async move {
+                    use rumqttc::{Event, Incoming};
+                    let mut attempt = 0u32;
+                    loop {
+                        let ev = match eventloop.poll().await {
+                            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                                attempt = 0;
+                                Ok(Ev::ConnAck)
+                            }
+                            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
+                            Ok(Event::Incoming(Incoming::PubAck(a))) => Ok(Ev::Acked { pkid: a.pkid, refused: None }),
+                            Ok(_) => Ok(Ev::Other),
+                            Err(e) => Err(explain(&e, &ca_hint)),
+                        };
+                        let failed = ev.is_err();
+                        if tx.send(ev).is_err() {
+                            return;
+                        }
+                        if failed {
+                            tokio::time::sleep(backoff(attempt)).await;
+                            attempt += 1;
+                        }
+                    }
+                });
+                (Self::V311(client), rx, task)
+            }
+            Protocol::V5 => {
+                use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+                let mut opts = rumqttc::v5::MqttOptions::new(client_id, broker.host, broker.port);
+                let will_props = LastWillProperties {
+                    payload_format_indicator: Some(1),
+                    content_type: Some("application/json".into()),
+                    delay_interval: None,
+                    message_expiry_interval: None,
+                    response_topic: None,
+                    correlation_data: None,
+                    user_properties: Vec::new(),
+                };
+                opts.set_keep_alive(keep_alive).set_clean_start(true).set_last_will(LastWill::new(
+                    will.0,
+                    will.1,
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    true,
+                    Some(will_props),
+                ));
+                if let Some(t) = transport {
+                    opts.set_transport(t);
+                }
+                if let Some((user, password)) = credentials {
+                    opts.set_credentials(user, password);
+                }
+                let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 32);
+                let task = tokio::spawn(async move {
+                    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+                    use rumqttc::v5::{Event, Incoming};
+                    let mut attempt = 0u32;
+                    loop {
+                        let ev = match eventloop.poll().await {
+                            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                                attempt = 0;
+                                Ok(Ev::ConnAck)
+                            }
+                            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
+                            Ok(Event::Incoming(Incoming::PubAck(a))) => Ok(Ev::Acked {
+                                pkid: a.pkid,
+                                refused: match a.reason {
+                                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
+                                    other => Some(format!("{other:?}")),
+                                },
+                            }),
+                            Ok(_) => Ok(Ev::Other),
+                            Err(e) => Err(explain_v5(&e, &ca_hint)),
+                        };
+                        let failed = ev.is_err();
+                        if tx.send(ev).is_err() {
+                            return;
+                        }
+                        if failed {
+                            tokio::time::sleep(backoff(attempt)).await;
+                            attempt += 1;
+                        }
+                    }
+                });
+                (Self::V5(client), rx, task)
+            }
+        }
+    }
+
+    /// Queues a QoS 1 publish (JSON payload).
+    async fn publish(&self, topic: String, retain: bool, payload: Vec<u8>) {
+        match self {
+            Self::V311(c) => {
+                let _ = c.publish(topic, QoS::AtLeastOnce, retain, payload).await;
+            }
+            Self::V5(c) => {
+                let props = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                    payload_format_indicator: Some(1),
+                    content_type: Some("application/json".into()),
+                    ..Default::default()
+                };
+                let _ = c
+                    .publish_with_properties(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, retain, payload, props)
+                    .await;
+            }
+        }
+    }
+
+    async fn disconnect(&self) {
+        match self {
+            Self::V311(c) => {
+                let _ = c.disconnect().await;
+            }
+            Self::V5(c) => {
+                let _ = c.disconnect().await;
+            }
+        }
+    }
+}
+
+/// An outbox row on its way to the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    Report(String),
+    Event(i64),
+}
+
 async fn publish_loop(
-    opts: MqttOptions,
+    options: ClientOptions,
     settings: LoopSettings,
     rx: mpsc::Receiver<Command>,
     metrics: Arc<Metrics>,
 ) -> Result<(), PublishError> {
-    let LoopSettings { site, store_path, drain, shown, ca_hint } = settings;
+    let LoopSettings { site, store_path, drain, shown, events } = settings;
     let store = Store::open(&store_path)?;
-    let (client, mut eventloop) = AsyncClient::new(opts, 32);
-    // The event loop runs in its own task (rumqttc reconnects on the next poll after an error); its
-    // events come here over a channel, which `select!` can wait on safely.
-    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<Result<Event, String>>();
-    let events = tokio::spawn(async move {
-        let mut attempt = 0u32;
-        loop {
-            match eventloop.poll().await {
-                Ok(ev) => {
-                    if matches!(ev, Event::Incoming(Incoming::ConnAck(_))) {
-                        attempt = 0;
-                    }
-                    if ev_tx.send(Ok(ev)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    if ev_tx.send(Err(explain(&e, &ca_hint))).is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-            }
-        }
-    });
+    let (client, mut ev_rx, event_task) = Client::spawn(options);
 
     let mut connected = false;
-    // The report awaiting its PUBACK: id and, once sent, its packet id.
-    let mut inflight: Option<(String, Option<u16>)> = None;
-    // Publishes in the order they were handed to the client: report id, or None for a status message.
-    let mut sent: VecDeque<Option<String>> = VecDeque::new();
+    // The row awaiting its PUBACK and, once sent, its packet id.
+    let mut inflight: Option<(Item, Option<u16>)> = None;
+    // Publishes in the order they were handed to the client: the row, or None for a status message.
+    let mut sent: VecDeque<Option<Item>> = VecDeque::new();
     let mut draining: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut down_since: Option<Instant> = None;
+    // After a broker refused a message (MQTT 5 reason code), wait before offering it again.
+    let mut hold_until: Option<Instant> = None;
+    let mut refusals = 0u32;
     loop {
         tokio::select! {
             ev = ev_rx.recv() => match ev {
                 None => break,
-                Some(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => {
+                Some(Ok(Ev::ConnAck)) => {
                     connected = true;
                     metrics.mqtt_connected.set(1);
                     if let Some(since) = down_since.take() {
@@ -357,30 +572,40 @@ async fn publish_loop(
                         tracing::info!(broker = %shown, "mqtt: connected");
                     }
                     // A clean session: rumqttc dropped what was in flight; it is sent again from the outbox.
-                    let _ = ack;
                     inflight = None;
                     sent.clear();
                     sent.push_back(None);
-                    let _ = client.publish(status_topic(&site), QoS::AtLeastOnce, true, status_payload(&site, "online")).await;
+                    client.publish(status_topic(&site), true, status_payload(&site, "online")).await;
                 }
-                Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                    if let Some(Some(id)) = sent.pop_front()
+                Some(Ok(Ev::Sent(pkid))) => {
+                    if let Some(Some(item)) = sent.pop_front()
                         && let Some((want, slot)) = inflight.as_mut()
-                        && *want == id
+                        && *want == item
                     {
                         *slot = Some(pkid);
                     }
                 }
-                Some(Ok(Event::Incoming(Incoming::PubAck(ack)))) => {
-                    if let Some((id, Some(pkid))) = &inflight
-                        && *pkid == ack.pkid
+                Some(Ok(Ev::Acked { pkid, refused })) => {
+                    if let Some((item, Some(p))) = &inflight
+                        && *p == pkid
                     {
-                        store.mark_published(id, SystemTime::now())?;
+                        if let Some(reason) = refused {
+                            // Kept in the outbox: a broker that refuses (quota, ACL) may accept later.
+                            tracing::error!(broker = %shown, item = ?item, reason, "mqtt: the broker refused a message; it stays in the outbox");
+                            hold_until = Some(Instant::now() + backoff(refusals));
+                            refusals += 1;
+                        } else {
+                            match item {
+                                Item::Report(id) => store.mark_published(id, SystemTime::now())?,
+                                Item::Event(seq) => store.mark_event_published(*seq, SystemTime::now())?,
+                            }
+                            refusals = 0;
+                        }
                         inflight = None;
                         metrics.outbox_pending.set(store.unpublished()? as i64);
                     }
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(Ev::Other)) => {}
                 Some(Err(e)) => {
                     if connected || down_since.is_none() {
                         tracing::warn!(broker = %shown, error = %e, pending = store.unpublished().unwrap_or(0), "mqtt: broker unreachable; reports stay in the outbox");
@@ -405,11 +630,20 @@ async fn publish_loop(
                 }
             }
         }
-        if connected && inflight.is_none() {
-            if let Some((id, camera, payload)) = store.next_unpublished()? {
-                sent.push_back(Some(id.clone()));
-                inflight = Some((id, None));
-                let _ = client.publish(flow_topic(&site, &camera), QoS::AtLeastOnce, false, payload).await;
+        let held = hold_until.is_some_and(|t| Instant::now() < t);
+        if connected && inflight.is_none() && !held {
+            // Reports first: they are what the centre plans with; events follow when asked for.
+            let next = match store.next_unpublished()? {
+                Some((id, camera, payload)) => Some((Item::Report(id), flow_topic(&site, &camera), payload)),
+                None if events => store
+                    .next_unpublished_event()?
+                    .map(|(seq, camera, payload)| (Item::Event(seq), events_topic(&site, &camera), payload)),
+                None => None,
+            };
+            if let Some((item, topic, payload)) = next {
+                sent.push_back(Some(item.clone()));
+                inflight = Some((item, None));
+                client.publish(topic, false, payload.into_bytes()).await;
             } else if draining.is_some() {
                 break;
             }
@@ -421,13 +655,13 @@ async fn publish_loop(
         }
     }
     if connected {
-        let _ = client.publish(status_topic(&site), QoS::AtLeastOnce, true, status_payload(&site, "offline")).await;
+        client.publish(status_topic(&site), true, status_payload(&site, "offline")).await;
         // Give the event loop a moment to send it, then disconnect.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let _ = client.disconnect().await;
+        client.disconnect().await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    events.abort();
+    event_task.abort();
     Ok(())
 }
 

@@ -100,6 +100,35 @@ struct Camera {
     summary: CameraSummary,
 }
 
+/// How often retention and the store's size bound are applied while running.
+const HOUSEKEEPING: Duration = Duration::from_secs(3600);
+
+/// Applies retention (days) and the size bound to the store, loudly when reports are lost.
+fn housekeep(store: &mut Store, cfg: &Config, metrics: &Metrics) -> Result<(), RunError> {
+    let pruned = store.prune(cfg.store.retention_days, SystemTime::now())?;
+    if pruned > 0 {
+        tracing::info!(rows = pruned, days = cfg.store.retention_days, "store: pruned rows past retention");
+    }
+    let bound = store.bound_size(cfg.store.max_size_mb * 1024 * 1024)?;
+    if bound.events + bound.delivered > 0 {
+        tracing::warn!(
+            events = bound.events,
+            delivered_reports = bound.delivered,
+            max_size_mb = cfg.store.max_size_mb,
+            "store: full; deleted the oldest events and delivered reports"
+        );
+    }
+    if bound.undelivered > 0 {
+        metrics.reports_dropped.inc_by(bound.undelivered as u64);
+        tracing::error!(
+            reports = bound.undelivered,
+            max_size_mb = cfg.store.max_size_mb,
+            "store: full; deleted the oldest reports the broker never acknowledged (raise store.max_size_mb or fix the broker link)"
+        );
+    }
+    Ok(())
+}
+
 /// Runs until every source has ended or `stop` is set.
 pub fn run(
     cfg: &Config,
@@ -119,10 +148,8 @@ pub fn run(
     let mut detector = Detector::new(card, &cfg.detector)?;
     let mut store = Store::open(&cfg.store.path)?;
     metrics.store_writable.store(true, Ordering::Relaxed);
-    let pruned = store.prune(cfg.store.retention_days, SystemTime::now())?;
-    if pruned > 0 {
-        tracing::info!(rows = pruned, days = cfg.store.retention_days, "store: pruned rows past retention");
-    }
+    housekeep(&mut store, cfg, &metrics)?;
+    let mut housekept = Instant::now();
     let publisher = match &cfg.mqtt {
         Some(m) => Some(Publisher::start(m, &cfg.site, &cfg.store.path, metrics.clone())?),
         None => None,
@@ -315,6 +342,10 @@ pub fn run(
                 && let Some(p) = &publisher
             {
                 p.wake();
+            }
+            if housekept.elapsed() > HOUSEKEEPING {
+                housekeep(&mut store, cfg, &metrics)?;
+                housekept = Instant::now();
             }
         }
     }

@@ -41,7 +41,23 @@ const MIGRATIONS: &[&str] = &[
         dwell_s REAL                      -- for zone exits
     );
     CREATE INDEX events_wall ON events (camera, wall);",
+    // 2: events are an outbox too, for the optional per-vehicle MQTT topic.
+    "ALTER TABLE events ADD COLUMN published_at TEXT;
+    CREATE INDEX events_unpublished ON events (published_at, seq);",
 ];
+
+/// Schema name of a per-vehicle event message (`deploy/schema/event.v1.json`).
+pub const EVENT_SCHEMA: &str = "junction.event.v1";
+
+/// What [`Store::bound_size`] removed to keep the store under its size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SizePrune {
+    pub events: usize,
+    /// Reports the broker had already acknowledged.
+    pub delivered: usize,
+    /// Reports never delivered: lost for the traffic centre (logged loudly, counted).
+    pub undelivered: usize,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -219,6 +235,112 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The oldest event not yet published: (seq, camera, payload JSON of schema junction.event.v1).
+    /// The id is stable across retries: site/camera/rule/track/kind/wall time.
+    pub fn next_unpublished_event(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s FROM events
+                 WHERE published_at IS NULL ORDER BY seq LIMIT 1",
+            )
+            .map_err(|e| self.err(e))?;
+        let row = st
+            .query_row([], |r| {
+                let (seq, site, camera, rule, kind): (i64, String, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                let (direction, class, track, pts_s, wall, dwell_s): (
+                    Option<String>,
+                    String,
+                    i64,
+                    f64,
+                    String,
+                    Option<f64>,
+                ) = (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?);
+                let mut v = serde_json::json!({
+                    "schema": EVENT_SCHEMA,
+                    "id": format!("{site}/{camera}/{rule}/{track}/{kind}/{wall}"),
+                    "site": site,
+                    "camera": camera,
+                    "rule": rule,
+                    "kind": kind,
+                    "class": class,
+                    "track": track,
+                    "pts_s": pts_s,
+                    "at": wall,
+                });
+                if let Some(d) = direction {
+                    v["direction"] = d.into();
+                }
+                if let Some(d) = dwell_s {
+                    v["dwell_s"] = d.into();
+                }
+                Ok((seq, camera, v.to_string()))
+            })
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(|e| self.err(e))?;
+        Ok(row)
+    }
+
+    pub fn mark_event_published(&self, seq: i64, at: SystemTime) -> Result<(), StoreError> {
+        let at = humantime::format_rfc3339_millis(at).to_string();
+        self.conn
+            .execute("UPDATE events SET published_at = ?2 WHERE seq = ?1", params![seq, at])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Bytes the store's live pages take (freed pages are reused, so this, not the file size, is
+    /// what grows).
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let q =
+            |pragma: &str| self.conn.pragma_query_value(None, pragma, |r| r.get::<_, i64>(0)).map_err(|e| self.err(e));
+        Ok((q("page_count")? - q("freelist_count")?).max(0) as u64 * q("page_size")? as u64)
+    }
+
+    /// Keeps the store under `max_bytes`: deletes the oldest events and acknowledged reports first,
+    /// an hour of them at a time, and only when none are left the oldest undelivered reports.
+    pub fn bound_size(&mut self, max_bytes: u64) -> Result<SizePrune, StoreError> {
+        let mut out = SizePrune::default();
+        while self.used_bytes()? > max_bytes {
+            let oldest: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT MIN(t) FROM (SELECT MIN(wall) AS t FROM events
+                     UNION ALL SELECT MIN(bin_start) FROM reports WHERE published_at IS NOT NULL)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            if let Some(oldest) = oldest {
+                let cutoff = humantime::parse_rfc3339_weak(&oldest)
+                    .map(|t| humantime::format_rfc3339_millis(t + Duration::from_secs(3600)).to_string())
+                    .unwrap_or(oldest);
+                out.events +=
+                    self.conn.execute("DELETE FROM events WHERE wall <= ?1", [&cutoff]).map_err(|e| self.err(e))?;
+                out.delivered += self
+                    .conn
+                    .execute("DELETE FROM reports WHERE published_at IS NOT NULL AND bin_start <= ?1", [&cutoff])
+                    .map_err(|e| self.err(e))?;
+            } else {
+                let n = self
+                    .conn
+                    .execute(
+                        "DELETE FROM reports WHERE rowid IN
+                         (SELECT rowid FROM reports WHERE published_at IS NULL ORDER BY rowid LIMIT 100)",
+                        [],
+                    )
+                    .map_err(|e| self.err(e))?;
+                if n == 0 {
+                    break;
+                }
+                out.undelivered += n;
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes what is older than `days` (by bin start / event wall time). Returns rows removed.
     pub fn prune(&mut self, days: u32, now: SystemTime) -> Result<usize, StoreError> {
         let cutoff = humantime::format_rfc3339_seconds(now - Duration::from_secs(u64::from(days) * 86_400)).to_string();
@@ -267,6 +389,61 @@ mod tests {
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(s.report_ids().unwrap(), vec!["b".to_string(), "a".to_string()]);
+    }
+
+    fn event(rule: &str, secs: u64) -> TrafficEvent {
+        TrafficEvent {
+            rule: rule.into(),
+            kind: EventKind::Crossing { direction: crate::analytics::Direction::In },
+            track: 7,
+            class: crate::detect::VehicleClass::Car,
+            pts: Duration::from_secs(secs),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000 + secs),
+        }
+    }
+
+    #[test]
+    fn events_are_an_outbox_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        s.save("s", "c", &[event("a", 1), event("b", 2)], &[]).unwrap();
+        let (seq, camera, payload) = s.next_unpublished_event().unwrap().unwrap();
+        assert_eq!(camera, "c");
+        let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(
+            (v["rule"].as_str(), v["direction"].as_str(), v["track"].as_i64()),
+            (Some("a"), Some("in"), Some(7))
+        );
+        assert!(v["id"].as_str().unwrap().starts_with("s/c/a/7/crossing/"), "{v}");
+        s.mark_event_published(seq, SystemTime::now()).unwrap();
+        let (_, _, next) = s.next_unpublished_event().unwrap().unwrap();
+        assert!(next.contains(r#""rule":"b""#), "{next}");
+    }
+
+    #[test]
+    fn size_bound_drops_delivered_then_undelivered_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let r = |id: &str, hour: u32| {
+            let mut r = report(id);
+            r.bin_start = format!("2026-11-26T{hour:02}:00:00Z");
+            r
+        };
+        let big: Vec<FlowReport> = (0..24).map(|h| r(&format!("r{h}"), h)).collect();
+        s.save("s", "c", &(0..2000).map(|i| event("a", i)).collect::<Vec<_>>(), &big).unwrap();
+        for h in 0..12 {
+            s.mark_published(&format!("r{h}"), SystemTime::now()).unwrap();
+        }
+        let full = s.used_bytes().unwrap();
+        // Room for the undelivered reports but not the events and delivered ones.
+        let pruned = s.bound_size(full / 2).unwrap();
+        assert_eq!(pruned.undelivered, 0, "{pruned:?}");
+        assert!(pruned.events > 0 && s.used_bytes().unwrap() <= full / 2, "{pruned:?}");
+        assert_eq!(s.unpublished().unwrap(), 12);
+        // Too small for anything: the undelivered go too, oldest first, and are counted.
+        let pruned = s.bound_size(1).unwrap();
+        assert_eq!(pruned.undelivered, 12, "{pruned:?}");
+        assert_eq!(s.report_ids().unwrap().len(), 0);
     }
 
     #[test]

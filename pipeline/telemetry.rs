@@ -47,6 +47,8 @@ pub struct Metrics {
     pub stream_restarts: Family<Labels, Counter>,
     pub errors: Family<Labels, Counter>,
     pub outbox_pending: Gauge,
+    /// Reports deleted before the broker acknowledged them, to keep the store under its size.
+    pub reports_dropped: Counter,
     pub mqtt_connected: Gauge,
     /// Per camera: last analysed frame and how old it may be (the camera's stall timeout).
     last_frame: Mutex<HashMap<String, (Option<Instant>, Duration)>>,
@@ -79,6 +81,7 @@ impl Metrics {
             stream_restarts: Family::default(),
             errors: Family::default(),
             outbox_pending: Gauge::default(),
+            reports_dropped: Counter::default(),
             mqtt_connected: Gauge::default(),
             last_frame: Mutex::new(cameras.iter().map(|(c, w)| (c.clone(), (None, *w))).collect()),
             store_writable: std::sync::atomic::AtomicBool::new(false),
@@ -109,6 +112,11 @@ impl Metrics {
             "junction_outbox_pending",
             "Reports stored but not yet acknowledged by the broker",
             m.outbox_pending.clone(),
+        );
+        registry.register(
+            "junction_reports_dropped",
+            "Reports deleted undelivered to keep the store under store.max_size_mb",
+            m.reports_dropped.clone(),
         );
         registry.register("junction_mqtt_connected", "1 while connected to the broker", m.mqtt_connected.clone());
         Self { registry, ..m }

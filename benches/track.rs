@@ -83,6 +83,7 @@ fn rules_update(c: &mut Criterion) {
                 .map(|(i, d)| TrackedObject {
                     id: i as u64,
                     bbox: d.bbox,
+                    detection: d.bbox,
                     class: d.class,
                     score: d.score,
                     velocity: (120.0, 0.0),

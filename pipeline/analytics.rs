@@ -1,10 +1,15 @@
-//! Counting rules over tracks: directional count lines and zones (occupancy, dwell).
+//! Counting rules over tracks: directional count lines, zones (occupancy, dwell, queues), turning
+//! movements between approaches, virtual loop detectors, and ground speed when the camera is
+//! calibrated.
 //!
 //! [`Rules`] owns the per-track state of every rule; `update` is called once per analysed frame with the
 //! confirmed tracks and the ids the tracker ended, and pushes [`TrafficEvent`]s into a caller-owned
 //! `Vec`. State of an ended track is dropped at once, so memory stays flat however long the box runs.
 //!
-//! All coordinates are source-frame pixels; times are PTS (seconds of stream) plus the wall clock.
+//! All coordinates are source-frame pixels unless named ground (metres, through the camera's
+//! homography); times are PTS (seconds of stream) plus the wall clock.
+
+pub mod speed;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +18,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::VehicleClass;
-use crate::geometry::{FrameBox, FramePoint};
+use crate::geometry::{FrameBox, FramePoint, GroundPoint, Homography};
 use crate::track::TrackedObject;
+pub use speed::Speed;
+use speed::SpeedTrack;
 
 /// Which point of a box stands for the vehicle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -104,19 +111,168 @@ pub struct RuleParams {
     /// A track slower than this (frame pixels per second, Kalman estimate) never counts: parked and
     /// queued vehicles whose boxes breathe across a line stay uncounted.
     pub min_speed_px_s: f32,
+    /// Ground speed is the regression slope over this many seconds of the track (see `speed`).
+    pub speed_window_s: f64,
+    /// Faster than this (km/h) is implausible: flagged and counted, never averaged in.
+    pub max_speed_kmh: f32,
+    /// Which point of a box is the vehicle on the ground, for speed and queue length.
+    pub speed_anchor: Anchor,
+    /// A vehicle in a queue zone slower than this (km/h; uncalibrated: `min_speed_px_s`) is queued.
+    pub queue_speed_kmh: f32,
+    /// A track back in the approach it came from after this long outside it made a U-turn (seconds).
+    pub uturn_min_s: f64,
 }
 
 impl Default for RuleParams {
     fn default() -> Self {
-        Self { band_share: 0.1, band_min_px: 3.0, min_speed_px_s: 8.0 }
+        Self {
+            band_share: 0.1,
+            band_min_px: 3.0,
+            min_speed_px_s: 8.0,
+            speed_window_s: 2.0,
+            max_speed_kmh: 160.0,
+            speed_anchor: Anchor::BottomCentre,
+            queue_speed_kmh: 5.0,
+            uturn_min_s: 2.0,
+        }
+    }
+}
+
+/// A turning movement through the junction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Turn {
+    Left,
+    Through,
+    Right,
+    UTurn,
+}
+
+impl Turn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Turn::Left => "left",
+            Turn::Through => "through",
+            Turn::Right => "right",
+            Turn::UTurn => "u_turn",
+        }
+    }
+}
+
+/// Where an approach is: a polygon over the leg's lanes, or a line across them.
+#[derive(Debug, Clone)]
+pub enum Region {
+    Polygon(Vec<FramePoint>),
+    Line(FramePoint, FramePoint),
+}
+
+impl Region {
+    /// A representative point (polygon vertex mean, line midpoint), frame pixels.
+    pub fn reference(&self) -> FramePoint {
+        match self {
+            Region::Polygon(p) => {
+                let n = p.len().max(1) as f32;
+                FramePoint { x: p.iter().map(|q| q.x).sum::<f32>() / n, y: p.iter().map(|q| q.y).sum::<f32>() / n }
+            }
+            Region::Line(a, b) => FramePoint { x: 0.5 * (a.x + b.x), y: 0.5 * (a.y + b.y) },
+        }
+    }
+
+    /// Whether a track at `now` (coming from `prev`) is at this region: inside the polygon, or
+    /// crossing the line this frame.
+    fn touches(&self, prev: Option<FramePoint>, now: FramePoint) -> bool {
+        match self {
+            Region::Polygon(p) => point_in_polygon(now, p),
+            Region::Line(a, b) => prev.is_some_and(|q| segments_intersect(q, now, *a, *b)),
+        }
+    }
+}
+
+/// One leg of the junction, for turning movements.
+#[derive(Debug, Clone)]
+pub struct ApproachSpec {
+    pub id: Arc<str>,
+    pub region: Region,
+    pub anchor: Anchor,
+}
+
+/// A virtual loop detector: "on" while a vehicle's anchor is in the polygon.
+#[derive(Debug, Clone)]
+pub struct LoopSpec {
+    pub id: Arc<str>,
+    pub polygon: Vec<FramePoint>,
+    /// Detector channel: the parameter of the ATSPM events 81/82.
+    pub channel: u16,
+    pub anchor: Anchor,
+}
+
+/// A zone's state after a frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ZoneNow {
+    pub vehicles: u32,
+    /// Queue zones: vehicles slower than `queue_speed_kmh`.
+    pub queued: u32,
+    /// Queue zones on a calibrated camera: metres from the zone's front edge (its first polygon edge,
+    /// the stop line) to the farthest queued vehicle's anchor.
+    pub queue_m: Option<f32>,
+}
+
+/// Movement of every turn between approaches, from their geometry in the image (seen from above the
+/// road, so clockwise on screen is a right turn): the angle between the heading in (approach →
+/// junction centre) and the heading out (centre → exit approach); within 45° is through.
+pub fn turn_between(approaches: &[ApproachSpec], from: usize, to: usize) -> Turn {
+    if from == to {
+        return Turn::UTurn;
+    }
+    let n = approaches.len().max(1) as f32;
+    let refs: Vec<FramePoint> = approaches.iter().map(|a| a.region.reference()).collect();
+    let c = FramePoint { x: refs.iter().map(|p| p.x).sum::<f32>() / n, y: refs.iter().map(|p| p.y).sum::<f32>() / n };
+    let (ix, iy) = (c.x - refs[from].x, c.y - refs[from].y);
+    let (ox, oy) = (refs[to].x - c.x, refs[to].y - c.y);
+    // Image y points down: a positive cross product turns clockwise on screen.
+    let angle = (ix * oy - iy * ox).atan2(ix * ox + iy * oy).to_degrees();
+    match angle {
+        a if a.abs() <= 45.0 => Turn::Through,
+        a if a.abs() >= 150.0 => Turn::UTurn,
+        a if a > 0.0 => Turn::Right,
+        _ => Turn::Left,
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
-    Crossing { direction: Direction },
+    Crossing {
+        direction: Direction,
+    },
     ZoneEnter,
-    ZoneExit { dwell: Duration },
+    ZoneExit {
+        dwell: Duration,
+    },
+    /// `rule` is the approach the vehicle came from.
+    Movement {
+        to: Arc<str>,
+        turn: Turn,
+    },
+    /// Loop detector on (ATSPM event 82) / off (81); `rule` is the loop id.
+    LoopOn {
+        channel: u16,
+    },
+    LoopOff {
+        channel: u16,
+    },
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Crossing { .. } => "crossing",
+            EventKind::ZoneEnter => "zone_enter",
+            EventKind::ZoneExit { .. } => "zone_exit",
+            EventKind::Movement { .. } => "movement",
+            EventKind::LoopOn { .. } => "loop_on",
+            EventKind::LoopOff { .. } => "loop_off",
+        }
+    }
 }
 
 /// Something a vehicle did, with both clocks.
@@ -129,6 +285,8 @@ pub struct TrafficEvent {
     pub class: VehicleClass,
     pub pts: Duration,
     pub wall: SystemTime,
+    /// Ground speed at the event (crossings, movements) on a calibrated camera.
+    pub speed: Option<Speed>,
 }
 
 /// Quality counters: what the rules refused to count, for an engineer to judge a bin.
@@ -139,6 +297,10 @@ pub struct RuleQuality {
     pub recrossings_suppressed: u64,
     /// A side change too slow to be a passing vehicle (below `min_speed_px_s`): not counted.
     pub slow_crossings_ignored: u64,
+    /// Speeds above `max_speed_kmh`: not averaged in.
+    pub implausible_speeds: u64,
+    /// Tracks that entered by an approach and ended without leaving by one.
+    pub unmatched_movements: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -156,6 +318,33 @@ struct TrackState {
     /// PTS of entry for each zone the track is in.
     zones: Vec<Option<Duration>>,
     class: Option<VehicleClass>,
+    speed: SpeedTrack,
+    /// Ground anchor now, on a calibrated camera.
+    ground: Option<GroundPoint>,
+    /// Approach anchor last frame (for line approaches).
+    approach_anchor: Option<FramePoint>,
+    /// The approach it entered by.
+    entry: Option<usize>,
+    /// When (PTS seconds) it left its entry approach, while outside it.
+    left_entry: Option<f64>,
+    /// Its movement has been counted.
+    moved: bool,
+}
+
+impl TrackState {
+    fn new(n_lines: usize, n_zones: usize) -> Self {
+        Self {
+            lines: vec![LineState::default(); n_lines],
+            zones: vec![None; n_zones],
+            class: None,
+            speed: SpeedTrack::default(),
+            ground: None,
+            approach_anchor: None,
+            entry: None,
+            left_entry: None,
+            moved: false,
+        }
+    }
 }
 
 /// The rules of one camera and their per-track state.
@@ -163,16 +352,80 @@ struct TrackState {
 pub struct Rules {
     lines: Vec<LineSpec>,
     zones: Vec<ZoneSpec>,
+    approaches: Vec<ApproachSpec>,
+    loops: Vec<LoopSpec>,
+    ground: Option<Homography>,
     params: RuleParams,
     tracks: HashMap<u64, TrackState>,
     occupancy: Vec<u32>,
+    zone_now: Vec<ZoneNow>,
+    /// Per loop: the tracks on it (a track stays on until seen off it or ended, so a detection
+    /// missing for a frame does not flicker the detector).
+    loop_members: Vec<Vec<u64>>,
+    /// Per zone: its front edge (first polygon edge) on the ground, for queue length.
+    fronts: Vec<Option<(GroundPoint, GroundPoint)>>,
     pub quality: RuleQuality,
 }
 
 impl Rules {
     pub fn new(lines: Vec<LineSpec>, zones: Vec<ZoneSpec>, params: RuleParams) -> Self {
         let occupancy = vec![0; zones.len()];
-        Self { lines, zones, params, tracks: HashMap::new(), occupancy, quality: RuleQuality::default() }
+        let zone_now = vec![ZoneNow::default(); zones.len()];
+        let fronts = vec![None; zones.len()];
+        Self {
+            lines,
+            zones,
+            approaches: Vec::new(),
+            loops: Vec::new(),
+            ground: None,
+            params,
+            tracks: HashMap::new(),
+            occupancy,
+            zone_now,
+            loop_members: Vec::new(),
+            fronts,
+            quality: RuleQuality::default(),
+        }
+    }
+
+    /// Turning movements between these approaches.
+    pub fn with_approaches(mut self, approaches: Vec<ApproachSpec>) -> Self {
+        self.approaches = approaches;
+        self
+    }
+
+    /// Virtual loop detectors.
+    pub fn with_loops(mut self, loops: Vec<LoopSpec>) -> Self {
+        self.loop_members = vec![Vec::new(); loops.len()];
+        self.loops = loops;
+        self
+    }
+
+    /// The camera's ground plane: speeds and queue lengths in metres.
+    pub fn with_ground(mut self, h: Homography) -> Self {
+        self.fronts = self
+            .zones
+            .iter()
+            .map(|z| match z.polygon.as_slice() {
+                [a, b, ..] => Some((h.to_ground(*a), h.to_ground(*b))),
+                _ => None,
+            })
+            .collect();
+        self.ground = Some(h);
+        self
+    }
+
+    pub fn approaches(&self) -> &[ApproachSpec] {
+        &self.approaches
+    }
+
+    pub fn loops(&self) -> &[LoopSpec] {
+        &self.loops
+    }
+
+    /// Each zone after the last update, in `zones()` order.
+    pub fn zone_now(&self) -> &[ZoneNow] {
+        &self.zone_now
     }
 
     pub fn lines(&self) -> &[LineSpec] {
@@ -204,13 +457,19 @@ impl Rules {
         out: &mut Vec<TrafficEvent>,
     ) {
         let (n_lines, n_zones) = (self.lines.len(), self.zones.len());
+        let secs = pts.as_secs_f64();
         for t in tracks {
-            let state = self.tracks.entry(t.id).or_insert_with(|| TrackState {
-                lines: vec![LineState::default(); n_lines],
-                zones: vec![None; n_zones],
-                class: None,
-            });
+            let state = self.tracks.entry(t.id).or_insert_with(|| TrackState::new(n_lines, n_zones));
             state.class = Some(t.class);
+            let ground_speed = match &self.ground {
+                Some(h) => {
+                    let g = h.to_ground(self.params.speed_anchor.point(&t.detection));
+                    state.ground = Some(g);
+                    state.speed.push(secs, g, self.params.speed_window_s);
+                    state.speed.speed(self.params.speed_window_s, self.params.max_speed_kmh)
+                }
+                None => None,
+            };
             let speed = t.velocity.0.hypot(t.velocity.1);
             let size = 0.5 * ((t.bbox.x2 - t.bbox.x1) + (t.bbox.y2 - t.bbox.y1));
             let band = (self.params.band_share * size).max(self.params.band_min_px);
@@ -230,6 +489,9 @@ impl Rules {
                         ls.counted = true;
                         // Towards side −1 is towards the "in" side.
                         let direction = if side < 0 { Direction::In } else { Direction::Out };
+                        if ground_speed.is_some_and(|s| !s.plausible) {
+                            self.quality.implausible_speeds += 1;
+                        }
                         out.push(TrafficEvent {
                             rule: line.id.clone(),
                             kind: EventKind::Crossing { direction },
@@ -237,6 +499,7 @@ impl Rules {
                             class: t.class,
                             pts,
                             wall,
+                            speed: ground_speed,
                         });
                     }
                 }
@@ -255,6 +518,7 @@ impl Rules {
                             class: t.class,
                             pts,
                             wall,
+                            speed: None,
                         });
                     }
                     (false, Some(since)) => {
@@ -266,14 +530,59 @@ impl Rules {
                             class: t.class,
                             pts,
                             wall,
+                            speed: None,
                         });
                     }
                     _ => {}
                 }
             }
+            // Turning movements: the first approach touched is the entry; the next different one the
+            // exit; back in the entry after `uturn_min_s` outside it, a U-turn.
+            if !self.approaches.is_empty() && !state.moved {
+                let anchor = self.approaches[0].anchor.point(&t.bbox);
+                let prev = state.approach_anchor.replace(anchor);
+                let at: Option<usize> = self.approaches.iter().position(|a| a.region.touches(prev, anchor));
+                let mut movement = None;
+                match (state.entry, at) {
+                    (None, Some(j)) => state.entry = Some(j),
+                    (Some(e), Some(j)) if j != e => movement = Some((e, j)),
+                    (Some(e), Some(_)) => {
+                        if state.left_entry.is_some_and(|t0| secs - t0 >= self.params.uturn_min_s) {
+                            movement = Some((e, e));
+                        }
+                        state.left_entry = None;
+                    }
+                    (Some(_), None) => {
+                        state.left_entry.get_or_insert(secs);
+                    }
+                    (None, None) => {}
+                }
+                if let Some((from, to)) = movement {
+                    state.moved = true;
+                    if ground_speed.is_some_and(|s| !s.plausible) {
+                        self.quality.implausible_speeds += 1;
+                    }
+                    out.push(TrafficEvent {
+                        rule: self.approaches[from].id.clone(),
+                        kind: EventKind::Movement {
+                            to: self.approaches[to].id.clone(),
+                            turn: turn_between(&self.approaches, from, to),
+                        },
+                        track: t.id,
+                        class: t.class,
+                        pts,
+                        wall,
+                        speed: ground_speed,
+                    });
+                }
+            }
         }
+        self.update_loops(pts, wall, tracks, ended, out);
         for id in ended {
             let Some(state) = self.tracks.remove(id) else { continue };
+            if state.entry.is_some() && !state.moved {
+                self.quality.unmatched_movements += 1;
+            }
             let class = state.class.unwrap_or(VehicleClass::Car);
             for (zone, entered) in self.zones.iter().zip(state.zones) {
                 if let Some(since) = entered {
@@ -284,6 +593,7 @@ impl Rules {
                         class,
                         pts,
                         wall,
+                        speed: None,
                     });
                 }
             }
@@ -291,7 +601,90 @@ impl Rules {
         for (z, count) in self.occupancy.iter_mut().enumerate() {
             *count = self.tracks.values().filter(|s| s.zones[z].is_some()).count() as u32;
         }
+        self.update_queues(tracks);
     }
+
+    /// Queue zones: vehicles slower than the queue speed, and the queue's length on the ground.
+    fn update_queues(&mut self, tracks: &[TrackedObject]) {
+        for (z, zone) in self.zones.iter().enumerate() {
+            let mut now = ZoneNow { vehicles: self.occupancy[z], ..ZoneNow::default() };
+            if zone.kind == ZoneKind::Queue {
+                let mut far: Option<f32> = None;
+                for t in tracks {
+                    let Some(state) = self.tracks.get(&t.id) else { continue };
+                    if state.zones[z].is_none() {
+                        continue;
+                    }
+                    let slow = match &self.ground {
+                        Some(_) => state
+                            .speed
+                            .speed(self.params.speed_window_s, self.params.max_speed_kmh)
+                            .is_some_and(|s| s.kmh < self.params.queue_speed_kmh),
+                        None => t.velocity.0.hypot(t.velocity.1) < self.params.min_speed_px_s,
+                    };
+                    if !slow {
+                        continue;
+                    }
+                    now.queued += 1;
+                    if let (Some(g), Some((a, b))) = (state.ground, self.fronts[z]) {
+                        let d = distance_to_segment(g, a, b) as f32;
+                        far = Some(far.map_or(d, |f: f32| f.max(d)));
+                    }
+                }
+                now.queue_m = if self.ground.is_some() { Some(far.unwrap_or(0.0)) } else { None };
+            }
+            self.zone_now[z] = now;
+        }
+    }
+
+    /// Loop detectors: on when the first vehicle arrives, off when the last leaves (or ends).
+    fn update_loops(
+        &mut self,
+        pts: Duration,
+        wall: SystemTime,
+        tracks: &[TrackedObject],
+        ended: &[u64],
+        out: &mut Vec<TrafficEvent>,
+    ) {
+        for (l, spec) in self.loops.iter().enumerate() {
+            let members = &mut self.loop_members[l];
+            let was_on = !members.is_empty();
+            let mut first: Option<&TrackedObject> = None;
+            for t in tracks {
+                let inside = point_in_polygon(spec.anchor.point(&t.bbox), &spec.polygon);
+                let member = members.iter().position(|id| *id == t.id);
+                match (inside, member) {
+                    (true, None) => {
+                        members.push(t.id);
+                        first.get_or_insert(t);
+                    }
+                    (false, Some(i)) => {
+                        members.swap_remove(i);
+                    }
+                    _ => {}
+                }
+            }
+            members.retain(|id| !ended.contains(id));
+            let is_on = !members.is_empty();
+            let channel = spec.channel;
+            let event =
+                |kind, track, class| TrafficEvent { rule: spec.id.clone(), kind, track, class, pts, wall, speed: None };
+            if !was_on && is_on {
+                let (track, class) = first.map_or((0, VehicleClass::Car), |t| (t.id, t.class));
+                out.push(event(EventKind::LoopOn { channel }, track, class));
+            } else if was_on && !is_on {
+                out.push(event(EventKind::LoopOff { channel }, 0, VehicleClass::Car));
+            }
+        }
+    }
+}
+
+/// Distance from `p` to the segment a–b, metres.
+fn distance_to_segment(p: GroundPoint, a: GroundPoint, b: GroundPoint) -> f64 {
+    let (dx, dy) = (b.x - a.x, b.y - a.y);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 { (((p.x - a.x) * dx + (p.y - a.y) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+    p.distance(&GroundPoint { x: a.x + t * dx, y: a.y + t * dy })
 }
 
 /// Signed distance of `p` from the line through the segment, frame pixels: negative on the "in" side.
@@ -337,3 +730,6 @@ pub fn point_in_polygon(p: FramePoint, poly: &[FramePoint]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod traffic_tests;

@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::analytics::{Anchor, LineSpec, RuleParams, Side, ZoneKind, ZoneSpec, segments_intersect};
+use crate::aggregate::PcuFactors;
+use crate::analytics::{
+    Anchor, ApproachSpec, LineSpec, LoopSpec, Region, RuleParams, Side, ZoneKind, ZoneSpec, segments_intersect,
+};
 use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider};
-use crate::geometry::{FramePoint, Size};
+use crate::geometry::{FramePoint, GroundPoint, Homography, Lens, PointPair, Size};
 use crate::source::{OnInferenceBusy, SourceUri};
 use crate::track::TrackerConfig;
 
@@ -70,6 +73,9 @@ struct RawSite {
     aggregate: RawAggregate,
     #[serde(default)]
     store: RawStore,
+    /// Passenger-car unit factors per class.
+    #[serde(default)]
+    pcu: PcuFactors,
     /// Absent: store only.
     mqtt: Option<crate::publish::MqttConfig>,
     /// Absent: no HTTP endpoint.
@@ -131,11 +137,18 @@ struct RawStore {
     path: PathBuf,
     retention_days: u32,
     max_size_mb: u64,
+    /// Folder of the daily ATSPM CSV files of loop detector events (default: `atspm/` beside the store).
+    atspm_dir: Option<PathBuf>,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
-        Self { path: PathBuf::from("/var/lib/junction/junction.db"), retention_days: 30, max_size_mb: 1024 }
+        Self {
+            path: PathBuf::from("/var/lib/junction/junction.db"),
+            retention_days: 30,
+            max_size_mb: 1024,
+            atspm_dir: None,
+        }
     }
 }
 
@@ -148,6 +161,55 @@ struct RawCalibration {
     lines: Vec<RawLine>,
     #[serde(default, rename = "zone")]
     zones: Vec<RawZone>,
+    /// Image ↔ ground correspondences (at least 4, better 6 or more) for the ground plane.
+    #[serde(default)]
+    ground_points: Vec<RawGroundPoint>,
+    lens: Option<RawLens>,
+    #[serde(default, rename = "approach")]
+    approaches: Vec<RawApproach>,
+    #[serde(default, rename = "loop")]
+    loops: Vec<RawLoop>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroundPoint {
+    /// Frame pixels.
+    image: [f64; 2],
+    /// Metres on the road plane.
+    ground: [f64; 2],
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLens {
+    /// [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], frame pixels.
+    camera_matrix: [[f64; 3]; 3],
+    /// k1, k2, p1, p2[, k3]: OpenCV's order.
+    distortion: Vec<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproach {
+    id: String,
+    /// A polygon over the leg's lanes, frame pixels ...
+    polygon: Option<Vec<[f32; 2]>>,
+    /// ... or a line across them (two points).
+    line: Option<Vec<[f32; 2]>>,
+    #[serde(default)]
+    anchor: Anchor,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoop {
+    id: String,
+    polygon: Vec<[f32; 2]>,
+    /// Detector channel, 1–255: the ATSPM event parameter.
+    channel: u16,
+    #[serde(default)]
+    anchor: Anchor,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +254,7 @@ pub struct Config {
     /// Bin lengths, each dividing a day so bins align to UTC midnight.
     pub bins: Vec<Duration>,
     pub store: StoreConfig,
+    pub pcu: PcuFactors,
     /// Absent: reports stay in the store only.
     pub mqtt: Option<crate::publish::MqttConfig>,
     /// Absent: no /metrics, /healthz, /readyz.
@@ -207,6 +270,10 @@ pub struct CameraConfig {
     pub frame_size: Option<Size>,
     pub lines: Vec<LineSpec>,
     pub zones: Vec<ZoneSpec>,
+    pub approaches: Vec<ApproachSpec>,
+    pub loops: Vec<LoopSpec>,
+    /// The ground plane, when the calibration has ground points.
+    pub ground: Option<Homography>,
     pub on_inference_busy: Option<OnInferenceBusy>,
     /// Live sources: no frame for this long restarts the stream.
     pub stall_timeout: Duration,
@@ -219,6 +286,8 @@ pub struct StoreConfig {
     /// Bound on the store's live data, MiB: past it the oldest events and delivered reports go
     /// first, then (logged as errors, counted) the oldest undelivered reports.
     pub max_size_mb: u64,
+    /// Daily ATSPM CSV files of loop detector events.
+    pub atspm_dir: PathBuf,
 }
 
 struct Collector {
@@ -325,6 +394,9 @@ impl Config {
                 frame_size: None,
                 lines: Vec::new(),
                 zones: Vec::new(),
+                approaches: Vec::new(),
+                loops: Vec::new(),
+                ground: None,
                 on_inference_busy: cam.on_inference_busy,
                 stall_timeout: Duration::from_secs(10),
             };
@@ -396,10 +468,15 @@ impl Config {
             cameras,
             bins,
             store: StoreConfig {
+                atspm_dir: match &raw.store.atspm_dir {
+                    Some(d) => relative_to(path, d),
+                    None => store_path.parent().unwrap_or(Path::new(".")).join("atspm"),
+                },
                 path: store_path,
                 retention_days: raw.store.retention_days,
                 max_size_mb: raw.store.max_size_mb,
             },
+            pcu: raw.pcu,
             mqtt,
             http: raw.http,
         }
@@ -498,6 +575,152 @@ fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
         check_inside(path, &field("polygon"), &poly, size, c);
         camera.zones.push(ZoneSpec { id: Arc::from(z.id.as_str()), polygon: poly, kind: z.kind, anchor: z.anchor });
     }
+    for (i, a) in raw.approaches.iter().enumerate() {
+        let field = |f: &str| format!("approach[{i}] ({}).{f}", a.id);
+        if !is_identifier(&a.id) || ids.contains(&a.id.as_str()) {
+            c.add(path, field("id"), "must be a unique identifier (letters, digits, '-', '_', '.')");
+        }
+        ids.push(&a.id);
+        let region = match (&a.polygon, &a.line) {
+            (Some(p), None) => match checked_polygon(path, &field("polygon"), p, size, c) {
+                Some(poly) => Region::Polygon(poly),
+                None => continue,
+            },
+            (None, Some(l)) if l.len() == 2 => {
+                let (p, q) = (pt(l[0]), pt(l[1]));
+                if (p.x - q.x).hypot(p.y - q.y) < 1.0 {
+                    c.add(path, field("line"), "the two points are the same: a line needs a length");
+                }
+                check_inside(path, &field("line"), &[p, q], size, c);
+                Region::Line(p, q)
+            }
+            (None, Some(l)) => {
+                c.add(path, field("line"), format!("needs exactly 2 points, has {}", l.len()));
+                continue;
+            }
+            _ => {
+                c.add(path, field("polygon"), "give exactly one of polygon or line");
+                continue;
+            }
+        };
+        camera.approaches.push(ApproachSpec { id: Arc::from(a.id.as_str()), region, anchor: a.anchor });
+    }
+    if raw.approaches.len() == 1 {
+        c.add(path, "approach", "one approach makes no movement: give at least 2 (or none)");
+    }
+    let mut channels: Vec<u16> = Vec::new();
+    for (i, l) in raw.loops.iter().enumerate() {
+        let field = |f: &str| format!("loop[{i}] ({}).{f}", l.id);
+        if !is_identifier(&l.id) || ids.contains(&l.id.as_str()) {
+            c.add(path, field("id"), "must be a unique identifier (letters, digits, '-', '_', '.')");
+        }
+        ids.push(&l.id);
+        if !(1..=255).contains(&l.channel) || channels.contains(&l.channel) {
+            c.add(path, field("channel"), "must be a detector channel 1-255, unique on the camera");
+        }
+        channels.push(l.channel);
+        if let Some(poly) = checked_polygon(path, &field("polygon"), &l.polygon, size, c) {
+            camera.loops.push(LoopSpec {
+                id: Arc::from(l.id.as_str()),
+                polygon: poly,
+                channel: l.channel,
+                anchor: l.anchor,
+            });
+        }
+    }
+    let lens = raw.lens.as_ref().map(|l| Lens { camera_matrix: l.camera_matrix, distortion: l.distortion.clone() });
+    if let Some(l) = &lens {
+        let k = l.camera_matrix;
+        if !(k[0][0] > 0.0 && k[1][1] > 0.0 && k[2] == [0.0, 0.0, 1.0]) {
+            c.add(path, "lens.camera_matrix", "must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0");
+        }
+        if !matches!(l.distortion.len(), 4 | 5 | 8) {
+            c.add(path, "lens.distortion", "needs 4, 5 or 8 coefficients (k1, k2, p1, p2[, k3[, k4, k5, k6]])");
+        }
+    }
+    if !raw.ground_points.is_empty() {
+        let pairs: Vec<PointPair> = raw
+            .ground_points
+            .iter()
+            .map(|g| PointPair {
+                image: FramePoint { x: g.image[0] as f32, y: g.image[1] as f32 },
+                ground: GroundPoint { x: g.ground[0], y: g.ground[1] },
+            })
+            .collect();
+        check_inside(path, "ground_points", &pairs.iter().map(|p| p.image).collect::<Vec<_>>(), size, c);
+        match Homography::solve(&pairs, lens) {
+            Ok(s) => camera.ground = Some(s.homography),
+            Err(e) => c.add(path, "ground_points", e.to_string()),
+        }
+    } else if lens.is_some() {
+        c.add(path, "lens", "a lens without ground_points is unused: add at least 4 ground points");
+    }
+}
+
+/// A rule polygon: at least 3 points, simple, with an area, inside the frame.
+fn checked_polygon(
+    path: &Path,
+    field: &str,
+    raw: &[[f32; 2]],
+    size: Size,
+    c: &mut Collector,
+) -> Option<Vec<FramePoint>> {
+    let poly: Vec<FramePoint> = raw.iter().copied().map(pt).collect();
+    if poly.len() < 3 {
+        c.add(path, field, format!("needs at least 3 points, has {}", poly.len()));
+        return None;
+    }
+    if let Some((e1, e2)) = self_intersection(&poly) {
+        c.add(path, field, format!("edges {e1} and {e2} cross: the polygon intersects itself"));
+        return None;
+    }
+    if area(&poly).abs() < 1.0 {
+        c.add(path, field, "has no area");
+        return None;
+    }
+    check_inside(path, field, &poly, size, c);
+    Some(poly)
+}
+
+/// Reads a calibration file on its own (for `junction calibrate`): the camera it describes, or every
+/// problem found.
+pub fn load_calibration_file(path: &Path) -> Result<CameraConfig, ConfigError> {
+    let mut c = Collector { problems: Vec::new() };
+    let mut camera = CameraConfig {
+        id: "calibrate".into(),
+        uri: String::new(),
+        calibration: Some(path.to_owned()),
+        frame_size: None,
+        lines: Vec::new(),
+        zones: Vec::new(),
+        approaches: Vec::new(),
+        loops: Vec::new(),
+        ground: None,
+        on_inference_busy: None,
+        stall_timeout: Duration::from_secs(10),
+    };
+    load_calibration(path, &mut camera, &mut c);
+    if c.problems.is_empty() { Ok(camera) } else { Err(ConfigError { problems: c.problems }) }
+}
+
+/// The image ↔ ground pairs and lens of a calibration file, for `junction calibrate`.
+pub fn calibration_points(path: &Path) -> Result<(Vec<PointPair>, Option<Lens>), ConfigError> {
+    let refuse = |field: String, message: String| ConfigError {
+        problems: vec![Problem { file: path.to_owned(), field, message }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| refuse("(file)".into(), e.to_string()))?;
+    let raw: RawCalibration =
+        toml::from_str(&text).map_err(|e| refuse(parse_error_place(&text, &e), e.message().to_owned()))?;
+    let pairs = raw
+        .ground_points
+        .iter()
+        .map(|g| PointPair {
+            image: FramePoint { x: g.image[0] as f32, y: g.image[1] as f32 },
+            ground: GroundPoint { x: g.ground[0], y: g.ground[1] },
+        })
+        .collect();
+    let lens = raw.lens.map(|l| Lens { camera_matrix: l.camera_matrix, distortion: l.distortion });
+    Ok((pairs, lens))
 }
 
 fn pt(p: [f32; 2]) -> FramePoint {

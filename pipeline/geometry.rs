@@ -6,7 +6,13 @@
 //!   caps of the decoded stream, before any scaling).
 //!
 //! Each space has its own type so that a letterboxed box can never reach a counter; the only way from one
-//! to the other is [`Letterbox::to_frame`]. Ground-plane metres arrive with calibration.
+//! to the other is [`Letterbox::to_frame`].
+//! - [`GroundPoint`]: metres on the road plane, from frame pixels through a camera's [`Homography`]
+//!   (`ground`).
+
+mod ground;
+
+pub use ground::{GeometryError, GroundPoint, Homography, Lens, PointPair, RANSAC_THRESHOLD_M, Solution};
 
 use serde::{Deserialize, Serialize};
 

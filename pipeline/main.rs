@@ -34,6 +34,48 @@ enum Command {
     CheckConfig(CheckArgs),
     /// Detect vehicles in a video: one JSON line per analysed frame on stdout, then a summary line.
     Detect(DetectArgs),
+    /// Solve a camera's ground plane: error per point (metres), RMS, and an overlay with a 5 m grid
+    /// and the rules drawn on a frame.
+    Calibrate(CalibrateArgs),
+    /// Turning-movement counts (CSV), peak hour and charts (PNG) from the store.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CalibrateArgs {
+    /// Calibration file (calibration/<site>/<camera>.toml).
+    calibration: PathBuf,
+    /// A frame of the camera (PNG or JPEG) at the calibration's frame_size.
+    #[arg(long)]
+    frame: PathBuf,
+    /// Overlay PNG to write.
+    #[arg(long, default_value = "overlay.png")]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// From (UTC), e.g. 2026-11-26T07:00:00Z.
+    #[arg(long, value_parser = parse_time)]
+    from: SystemTime,
+    /// To (UTC, exclusive).
+    #[arg(long, value_parser = parse_time)]
+    to: SystemTime,
+    /// Only this site's reports.
+    #[arg(long)]
+    site: Option<String>,
+    /// Site configuration whose store is read (default: the bundled example's).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The store to read (overrides the configuration's).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Interval of the table and charts: a configured bin length (15m for the TMC and peak hour).
+    #[arg(long, default_value = "15m")]
+    interval: String,
+    /// Folder for tmc.csv, volumes.png and speeds.png.
+    #[arg(long, default_value = "report")]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,6 +220,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::CheckConfig(args) => check_config(&args.config),
         Command::Detect(args) => detect(args),
+        Command::Calibrate(args) => calibrate(&args),
+        Command::Report(args) => report(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -361,6 +405,39 @@ fn bundled(path: &str) -> PathBuf {
     if here.exists() { here } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path) }
 }
 
+fn calibrate(args: &CalibrateArgs) -> Result<()> {
+    let c = junction::calibrate::solve(&args.calibration)?;
+    print!("{}", junction::calibrate::table(&c));
+    junction::calibrate::overlay(&c, &args.frame, &args.out)?;
+    println!("overlay: {}", args.out.display());
+    Ok(())
+}
+
+fn report(args: &ReportArgs) -> Result<()> {
+    let interval = parse_bin(&args.interval).map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+    let store = match (&args.store, &args.config) {
+        (Some(s), _) => s.clone(),
+        (None, Some(c)) => Config::load(c)?.store.path,
+        (None, None) => Config::load(&bundled("deploy/junction.example.toml"))?.store.path,
+    };
+    if args.to <= args.from {
+        anyhow::bail!("--to must be after --from");
+    }
+    let out = junction::report::make(&junction::report::ReportOptions {
+        store,
+        site: args.site.clone(),
+        from: args.from,
+        to: args.to,
+        interval_s: interval.as_secs(),
+        out_dir: args.out.clone(),
+    })?;
+    print!("{}", out.summary);
+    for f in &out.files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
 fn check_config(path: &std::path::Path) -> Result<()> {
     let cfg = Config::load(path)?;
     println!("{}: ok: site {}, {} camera(s)", path.display(), cfg.site, cfg.cameras.len());
@@ -420,11 +497,20 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                     frame_size: None,
                     lines: Vec::new(),
                     zones: Vec::new(),
+                    approaches: Vec::new(),
+                    loops: Vec::new(),
+                    ground: None,
                     on_inference_busy: None,
                     stall_timeout: Duration::from_secs(10),
                 }],
                 bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
-                store: StoreConfig { path: PathBuf::from("junction.db"), retention_days: 30, max_size_mb: 1024 },
+                store: StoreConfig {
+                    path: PathBuf::from("junction.db"),
+                    retention_days: 30,
+                    max_size_mb: 1024,
+                    atspm_dir: PathBuf::from("atspm"),
+                },
+                pcu: Default::default(),
                 mqtt: None,
                 http: None,
             }
@@ -446,6 +532,8 @@ fn run_config(args: &RunArgs) -> Result<Config> {
     }
     if let Some(p) = &args.store {
         cfg.store.path = p.clone();
+        // The day's ATSPM files go with the store they come from.
+        cfg.store.atspm_dir = p.parent().unwrap_or(std::path::Path::new(".")).join("atspm");
     }
     if !args.bins.is_empty() {
         cfg.bins = args
@@ -518,25 +606,49 @@ struct Printer {
 impl Observer for Printer {
     fn event(&mut self, camera: &str, e: &TrafficEvent) {
         let mut out = self.out.lock();
-        let (kind, direction, dwell) = match &e.kind {
-            EventKind::Crossing { direction } => ("crossing", Some(direction.as_str()), None),
-            EventKind::ZoneEnter => ("zone_enter", None, None),
-            EventKind::ZoneExit { dwell } => ("zone_exit", None, Some(dwell.as_secs_f64())),
+        let (direction, dwell, to, channel) = match &e.kind {
+            EventKind::Crossing { direction } => (Some(direction.as_str()), None, None, None),
+            EventKind::ZoneEnter => (None, None, None, None),
+            EventKind::ZoneExit { dwell } => (None, Some(dwell.as_secs_f64()), None, None),
+            EventKind::Movement { to, turn } => (Some(turn.as_str()), None, Some(&**to), None),
+            EventKind::LoopOn { channel } | EventKind::LoopOff { channel } => (None, None, None, Some(*channel)),
         };
+        let kind = e.kind.name();
+        let speed = e.speed.map(|s| (f64::from(s.kmh) * 10.0).round() / 10.0);
         let wall = humantime::format_rfc3339_millis(e.wall).to_string();
         let _ = if self.json {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "type": "event", "camera": camera, "rule": &*e.rule, "kind": kind, "direction": direction,
                 "class": e.class, "track": e.track, "pts": e.pts.as_secs_f64(), "wall": wall, "dwell_s": dwell,
             });
+            if let Some(to) = to {
+                v["to"] = to.into();
+            }
+            if let Some(c) = channel {
+                v["channel"] = c.into();
+            }
+            if let Some(s) = speed {
+                v["speed_kmh"] = s.into();
+                v["speed_plausible"] = e.speed.is_some_and(|s| s.plausible).into();
+            }
             writeln!(out, "{v}")
         } else {
-            let what = match (direction, dwell) {
-                (Some(d), _) => format!("{d:<4}"),
-                (None, Some(s)) => format!("exit after {s:.1} s"),
-                (None, None) => "enter".into(),
+            let what = match (&e.kind, direction, dwell) {
+                (EventKind::Movement { .. }, Some(d), _) => format!("{d} to {}", to.unwrap_or("")),
+                (EventKind::LoopOn { channel }, ..) => format!("on  (channel {channel})"),
+                (EventKind::LoopOff { channel }, ..) => format!("off (channel {channel})"),
+                (_, Some(d), _) => format!("{d:<4}"),
+                (_, None, Some(s)) => format!("exit after {s:.1} s"),
+                (_, None, None) => "enter".into(),
             };
-            writeln!(out, "{wall}  {camera:<10} {:<10} {what} {:<10} track {}", &*e.rule, e.class.as_str(), e.track)
+            let speed = speed.map(|s| format!("  {s:.0} km/h")).unwrap_or_default();
+            writeln!(
+                out,
+                "{wall}  {camera:<10} {:<10} {what} {:<10} track {}{speed}",
+                &*e.rule,
+                e.class.as_str(),
+                e.track
+            )
         };
         let _ = out.flush();
     }

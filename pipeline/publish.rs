@@ -53,7 +53,7 @@ pub struct MqttConfig {
     /// MQTT protocol version: "3.1.1" (default) or "5".
     #[serde(default)]
     pub protocol: Protocol,
-    /// Also publish every per-vehicle event (crossings, zone enter/exit, ...) to
+    /// Also publish every per-vehicle event (crossings, zone enter/exit, movements) to
     /// `junction/v1/<site>/<camera>/events`, through the same outbox, after the reports.
     #[serde(default)]
     pub events: bool,
@@ -237,6 +237,10 @@ fn explain_io(io: &std::io::Error, cfg_hint: &str) -> String {
 
 pub fn flow_topic(site: &str, camera: &str) -> String {
     format!("junction/v1/{site}/{camera}/flow")
+}
+
+pub fn detector_topic(site: &str, camera: &str) -> String {
+    format!("junction/v1/{site}/{camera}/detector")
 }
 
 pub fn events_topic(site: &str, camera: &str) -> String {
@@ -535,6 +539,7 @@ impl Client {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Item {
     Report(String),
+    Detector(i64),
     Event(i64),
 }
 
@@ -598,6 +603,7 @@ async fn publish_loop(
                             match item {
                                 Item::Report(id) => store.mark_published(id, SystemTime::now())?,
                                 Item::Event(seq) => store.mark_event_published(*seq, SystemTime::now())?,
+                                Item::Detector(seq) => store.mark_detector_published(*seq, SystemTime::now())?,
                             }
                             refusals = 0;
                         }
@@ -632,13 +638,19 @@ async fn publish_loop(
         }
         let held = hold_until.is_some_and(|t| Instant::now() < t);
         if connected && inflight.is_none() && !held {
-            // Reports first: they are what the centre plans with; events follow when asked for.
+            // Reports first: they are what the centre plans with; then loop detector events; per-vehicle
+            // events last, when asked for.
             let next = match store.next_unpublished()? {
                 Some((id, camera, payload)) => Some((Item::Report(id), flow_topic(&site, &camera), payload)),
-                None if events => store
-                    .next_unpublished_event()?
-                    .map(|(seq, camera, payload)| (Item::Event(seq), events_topic(&site, &camera), payload)),
-                None => None,
+                None => match store.next_unpublished_detector()? {
+                    Some((seq, camera, payload)) => {
+                        Some((Item::Detector(seq), detector_topic(&site, &camera), payload))
+                    }
+                    None if events => store
+                        .next_unpublished_event()?
+                        .map(|(seq, camera, payload)| (Item::Event(seq), events_topic(&site, &camera), payload)),
+                    None => None,
+                },
             };
             if let Some((item, topic, payload)) = next {
                 sent.push_back(Some(item.clone()));

@@ -146,7 +146,7 @@ pub fn run(
     };
     let card = ModelCard::load(&cfg.model_card)?;
     let mut detector = Detector::new(card, &cfg.detector)?;
-    let mut store = Store::open(&cfg.store.path)?;
+    let mut store = Store::open(&cfg.store.path)?.with_atspm_csv(&cfg.store.atspm_dir);
     metrics.store_writable.store(true, Ordering::Relaxed);
     housekeep(&mut store, cfg, &metrics)?;
     let mut housekept = Instant::now();
@@ -179,8 +179,16 @@ pub fn run(
             failures: 0,
             restart_at: None,
             tracker: Tracker::new(cfg.tracker.clone()),
-            rules: Rules::new(c.lines.clone(), c.zones.clone(), cfg.rules.clone()),
-            aggregator: Aggregator::new(&cfg.site, &c.id, counters, zones, &cfg.bins),
+            rules: {
+                let rules = Rules::new(c.lines.clone(), c.zones.clone(), cfg.rules.clone())
+                    .with_approaches(c.approaches.clone())
+                    .with_loops(c.loops.clone());
+                match &c.ground {
+                    Some(h) => rules.with_ground(h.clone()),
+                    None => rules,
+                }
+            },
+            aggregator: Aggregator::new(&cfg.site, &c.id, counters, zones, &cfg.bins).with_pcu(cfg.pcu),
             checked_size: false,
             dropped_seen: 0,
             last_pts: Duration::ZERO,
@@ -301,7 +309,7 @@ pub fn run(
             cam.aggregator.frame(
                 frame.wall,
                 dropped - cam.dropped_seen,
-                cam.rules.occupancy(),
+                cam.rules.zone_now(),
                 cam.rules.quality,
                 &mut reports,
             );

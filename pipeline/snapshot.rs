@@ -223,6 +223,7 @@ mod tests {
             tracks: vec![TrackedObject {
                 id: 17,
                 bbox: crate::geometry::FrameBox { x1: 100.0, y1: 100.0, x2: 200.0, y2: 150.0 },
+                detection: crate::geometry::FrameBox { x1: 100.0, y1: 100.0, x2: 200.0, y2: 150.0 },
                 class: VehicleClass::Car,
                 score: 0.9,
                 velocity: (0.0, 0.0),

@@ -41,13 +41,43 @@ const MIGRATIONS: &[&str] = &[
         dwell_s REAL                      -- for zone exits
     );
     CREATE INDEX events_wall ON events (camera, wall);",
-    // 2: events are an outbox too, for the optional per-vehicle MQTT topic.
+    // 2: events are an outbox too (the optional per-vehicle MQTT topic); movements and speeds; loop
+    // detector on/off events (ATSPM 82/81), their own outbox for the detector topic.
     "ALTER TABLE events ADD COLUMN published_at TEXT;
-    CREATE INDEX events_unpublished ON events (published_at, seq);",
+    CREATE INDEX events_unpublished ON events (published_at, seq);
+    ALTER TABLE events ADD COLUMN to_rule TEXT;       -- movements: the exit approach (rule: the entry)
+    ALTER TABLE events ADD COLUMN speed_kmh REAL;     -- ground speed at the event, calibrated cameras
+    ALTER TABLE events ADD COLUMN speed_ok INTEGER;   -- 0: implausible (not averaged in)
+    CREATE TABLE detector_events (
+        seq INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        detector TEXT NOT NULL,           -- loop id
+        channel INTEGER NOT NULL,         -- ATSPM event parameter
+        code INTEGER NOT NULL,            -- 82 on, 81 off
+        wall TEXT NOT NULL,               -- RFC 3339 UTC, tenths of a second
+        published_at TEXT
+    );
+    CREATE INDEX detector_unpublished ON detector_events (published_at, seq);
+    CREATE INDEX detector_wall ON detector_events (camera, wall);",
 ];
+
+/// ATSPM high-resolution controller events (Indiana): detector on, detector off.
+pub const ATSPM_DETECTOR_ON: u8 = 82;
+pub const ATSPM_DETECTOR_OFF: u8 = 81;
+
+/// RFC 3339 UTC with tenths of a second (the resolution of controller event logs), truncated.
+pub fn tenths(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs());
+    let s = humantime::format_rfc3339_seconds(whole).to_string();
+    format!("{}.{}Z", s.trim_end_matches('Z'), d.subsec_millis() / 100)
+}
 
 /// Schema name of a per-vehicle event message (`deploy/schema/event.v1.json`).
 pub const EVENT_SCHEMA: &str = "junction.event.v1";
+/// Schema name of a loop detector message (`deploy/schema/detector.v1.json`).
+pub const DETECTOR_SCHEMA: &str = "junction.detector.v1";
 
 /// What [`Store::bound_size`] removed to keep the store under its size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,6 +101,17 @@ pub enum StoreError {
 pub struct Store {
     path: PathBuf,
     conn: Connection,
+    /// Where loop detector events also go as daily ATSPM CSV files.
+    atspm_dir: Option<PathBuf>,
+}
+
+/// Header of the daily detector CSV: the Indiana high-resolution controller event log's columns.
+pub const ATSPM_CSV_HEADER: &str = "timestamp,event_code,parameter";
+
+/// One row of the daily CSV: `2026-11-26 08:00:00.1,82,3` (UTC, tenths of a second).
+pub fn atspm_csv_row(t: SystemTime, code: u8, channel: u16) -> String {
+    let iso = tenths(t);
+    format!("{},{code},{channel}", iso.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
 impl Store {
@@ -86,9 +127,46 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        let mut store = Self { path: path.to_owned(), conn };
+        let mut store = Self { path: path.to_owned(), conn, atspm_dir: None };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Also append loop detector events to `<dir>/<site>_<camera>_<YYYY-MM-DD>.csv` (UTC days).
+    pub fn with_atspm_csv(mut self, dir: &Path) -> Self {
+        self.atspm_dir = Some(dir.to_owned());
+        self
+    }
+
+    fn append_atspm(&self, site: &str, camera: &str, events: &[TrafficEvent]) -> Result<(), StoreError> {
+        use std::io::Write;
+        let Some(dir) = &self.atspm_dir else { return Ok(()) };
+        let io = |path: &Path, e: std::io::Error| StoreError::Sqlite {
+            path: path.to_owned(),
+            message: format!("ATSPM CSV (store.atspm_dir): {e}"),
+        };
+        for e in events {
+            let (code, channel) = match e.kind {
+                EventKind::LoopOn { channel } => (ATSPM_DETECTOR_ON, channel),
+                EventKind::LoopOff { channel } => (ATSPM_DETECTOR_OFF, channel),
+                _ => continue,
+            };
+            std::fs::create_dir_all(dir).map_err(|err| io(dir, err))?;
+            let day = &tenths(e.wall)[..10];
+            let file = dir.join(format!("{site}_{camera}_{day}.csv"));
+            let new = !file.exists();
+            let mut f =
+                std::fs::OpenOptions::new().create(true).append(true).open(&file).map_err(|err| io(&file, err))?;
+            let mut text = String::new();
+            if new {
+                text.push_str(ATSPM_CSV_HEADER);
+                text.push('\n');
+            }
+            text.push_str(&atspm_csv_row(e.wall, code, channel));
+            text.push('\n');
+            f.write_all(text.as_bytes()).map_err(|err| io(&file, err))?;
+        }
+        Ok(())
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
@@ -142,15 +220,35 @@ impl Store {
         {
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT INTO events (site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO events (site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s,
+                                         to_rule, speed_kmh, speed_ok)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(&err)?;
+            let mut det = tx
+                .prepare_cached(
+                    "INSERT INTO detector_events (site, camera, detector, channel, code, wall)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(&err)?;
             for e in events {
+                if let EventKind::LoopOn { channel } | EventKind::LoopOff { channel } = e.kind {
+                    let code =
+                        if matches!(e.kind, EventKind::LoopOn { .. }) { ATSPM_DETECTOR_ON } else { ATSPM_DETECTOR_OFF };
+                    det.execute(params![site, camera, &*e.rule, channel, code, tenths(e.wall)]).map_err(&err)?;
+                    continue;
+                }
+                let to_rule = match &e.kind {
+                    EventKind::Movement { to, .. } => Some(&**to),
+                    _ => None,
+                };
                 let (kind, direction, dwell) = match &e.kind {
                     EventKind::Crossing { direction } => ("crossing", Some(direction.as_str()), None),
                     EventKind::ZoneEnter => ("zone_enter", None, None),
                     EventKind::ZoneExit { dwell } => ("zone_exit", None, Some(dwell.as_secs_f64())),
+                    EventKind::Movement { turn, .. } => ("movement", Some(turn.as_str()), None),
+                    // Loop detectors have their own table.
+                    EventKind::LoopOn { .. } | EventKind::LoopOff { .. } => continue,
                 };
                 ins.execute(params![
                     site,
@@ -162,7 +260,10 @@ impl Store {
                     e.track as i64,
                     e.pts.as_secs_f64(),
                     humantime::format_rfc3339_millis(e.wall).to_string(),
-                    dwell
+                    dwell,
+                    to_rule,
+                    e.speed.map(|s| f64::from(s.kmh)),
+                    e.speed.map(|s| s.plausible)
                 ])
                 .map_err(&err)?;
             }
@@ -191,7 +292,8 @@ impl Store {
                 .map_err(&err)?;
             }
         }
-        tx.commit().map_err(&err)
+        tx.commit().map_err(&err)?;
+        self.append_atspm(site, camera, events)
     }
 
     /// Report ids in the order stored.
@@ -241,7 +343,8 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT seq, site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s FROM events
+                "SELECT seq, site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s,
+                        to_rule, speed_kmh, speed_ok FROM events
                  WHERE published_at IS NULL ORDER BY seq LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
@@ -275,12 +378,121 @@ impl Store {
                 if let Some(d) = dwell_s {
                     v["dwell_s"] = d.into();
                 }
+                if let Some(to) = r.get::<_, Option<String>>(11)? {
+                    v["to"] = to.into();
+                }
+                if let Some(kmh) = r.get::<_, Option<f64>>(12)? {
+                    v["speed_kmh"] = ((kmh * 10.0).round() / 10.0).into();
+                    v["speed_plausible"] = r.get::<_, Option<bool>>(13)?.unwrap_or(false).into();
+                }
                 Ok((seq, camera, v.to_string()))
             })
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(|e| self.err(e))?;
         Ok(row)
+    }
+
+    /// The oldest loop detector event not yet published: (seq, camera, payload JSON of schema
+    /// junction.detector.v1).
+    pub fn next_unpublished_detector(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, site, camera, detector, channel, code, wall FROM detector_events
+                 WHERE published_at IS NULL ORDER BY seq LIMIT 1",
+            )
+            .map_err(|e| self.err(e))?;
+        st.query_row([], |r| {
+            let (seq, site, camera, detector): (i64, String, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let (channel, code, wall): (i64, i64, String) = (r.get(4)?, r.get(5)?, r.get(6)?);
+            let v = serde_json::json!({
+                "schema": DETECTOR_SCHEMA,
+                "id": format!("{site}/{camera}/{detector}/{code}/{wall}"),
+                "site": site,
+                "camera": camera,
+                "detector": detector,
+                "channel": channel,
+                "event_code": code,
+                "at": wall,
+            });
+            Ok((seq, camera, v.to_string()))
+        })
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        .map_err(|e| self.err(e))
+    }
+
+    pub fn mark_detector_published(&self, seq: i64, at: SystemTime) -> Result<(), StoreError> {
+        let at = humantime::format_rfc3339_millis(at).to_string();
+        self.conn
+            .execute("UPDATE detector_events SET published_at = ?2 WHERE seq = ?1", params![seq, at])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Loop detector events of a camera (all cameras when `None`) in [from, to): (wall, code, channel).
+    pub fn detector_events(
+        &self,
+        camera: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, u8, u16)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT wall, code, channel FROM detector_events
+                 WHERE (?1 IS NULL OR camera = ?1) AND wall >= ?2 AND wall < ?3 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![camera, from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Stored reports of `bin_seconds` with bins starting in [from, to), optionally of one site, in
+    /// time order (then camera).
+    pub fn reports(
+        &self,
+        site: Option<&str>,
+        bin_seconds: u64,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<FlowReport>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT payload FROM reports WHERE (?1 IS NULL OR site = ?1) AND bin_seconds = ?2
+                 AND bin_start >= ?3 AND bin_start < ?4 ORDER BY bin_start, camera",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![site, bin_seconds as i64, from, to], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for payload in rows {
+            let payload = payload.map_err(|e| self.err(e))?;
+            out.push(serde_json::from_str(&payload).map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                message: format!("a stored report does not parse: {e}"),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Spot speeds of crossings in [from, to) (wall clock): (class, km/h), plausible ones only.
+    pub fn crossing_speeds(&self, site: Option<&str>, from: &str, to: &str) -> Result<Vec<(String, f64)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT class, speed_kmh FROM events WHERE kind = 'crossing' AND speed_ok = 1
+                 AND (?1 IS NULL OR site = ?1) AND wall >= ?2 AND wall < ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map(params![site, from, to], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     pub fn mark_event_published(&self, seq: i64, at: SystemTime) -> Result<(), StoreError> {
@@ -373,6 +585,9 @@ mod tests {
             volumes: vec![],
             flows: vec![],
             zones: vec![],
+            speeds: vec![],
+            headways: vec![],
+            movements: vec![],
             quality: Quality::default(),
         }
     }
@@ -399,6 +614,7 @@ mod tests {
             class: crate::detect::VehicleClass::Car,
             pts: Duration::from_secs(secs),
             wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000 + secs),
+            speed: None,
         }
     }
 

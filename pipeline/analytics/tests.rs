@@ -22,6 +22,7 @@ fn obj(id: u64, x: f32, y: f32, v: (f32, f32)) -> TrackedObject {
     TrackedObject {
         id,
         bbox: FrameBox { x1: x - 20.0, y1: y - 10.0, x2: x + 20.0, y2: y + 10.0 },
+        detection: FrameBox { x1: x - 20.0, y1: y - 10.0, x2: x + 20.0, y2: y + 10.0 },
         class: VehicleClass::Car,
         score: 0.9,
         velocity: v,

@@ -78,6 +78,9 @@ pub struct TrackedObject {
     pub id: u64,
     /// Kalman-filtered box, frame pixels.
     pub bbox: FrameBox,
+    /// The detection matched on this frame, frame pixels: unfiltered, so it does not lag when the
+    /// image motion accelerates under perspective (speed regresses over these).
+    pub detection: FrameBox,
     /// Majority vote (score-weighted) over the track's life.
     pub class: VehicleClass,
     /// Score of the detection matched on this frame.
@@ -112,6 +115,8 @@ struct Track {
     votes: [f32; VehicleClass::ALL.len()],
     score: f32,
     matched: bool,
+    /// Box of the last matched detection.
+    detection: FrameBox,
 }
 
 impl Track {
@@ -135,6 +140,7 @@ impl Track {
         self.hits += 1;
         self.last_seen = pts;
         self.score = det.score;
+        self.detection = det.bbox;
         self.votes[class_index(det.class)] += det.score;
         self.matched = true;
     }
@@ -283,6 +289,7 @@ impl Tracker {
                 votes,
                 score: d.score,
                 matched: true,
+                detection: d.bbox,
             });
             self.next_id += 1;
         }
@@ -294,6 +301,7 @@ impl Tracker {
                 out.tracks.push(TrackedObject {
                     id: t.id,
                     bbox: FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 },
+                    detection: t.detection,
                     class: t.class(),
                     score: t.score,
                     velocity: (vx as f32, vy as f32),

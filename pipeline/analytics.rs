@@ -329,6 +329,8 @@ struct TrackState {
     left_entry: Option<f64>,
     /// Its movement has been counted.
     moved: bool,
+    /// Farthest it has been from its entry approach's reference point, frame pixels.
+    max_away: f32,
 }
 
 impl TrackState {
@@ -343,6 +345,7 @@ impl TrackState {
             entry: None,
             left_entry: None,
             moved: false,
+            max_away: 0.0,
         }
     }
 }
@@ -353,6 +356,8 @@ pub struct Rules {
     lines: Vec<LineSpec>,
     zones: Vec<ZoneSpec>,
     approaches: Vec<ApproachSpec>,
+    /// Per approach: distance from its reference point to the junction centre, frame pixels.
+    approach_reach: Vec<f32>,
     loops: Vec<LoopSpec>,
     ground: Option<Homography>,
     params: RuleParams,
@@ -376,6 +381,7 @@ impl Rules {
             lines,
             zones,
             approaches: Vec::new(),
+            approach_reach: Vec::new(),
             loops: Vec::new(),
             ground: None,
             params,
@@ -390,6 +396,11 @@ impl Rules {
 
     /// Turning movements between these approaches.
     pub fn with_approaches(mut self, approaches: Vec<ApproachSpec>) -> Self {
+        let refs: Vec<FramePoint> = approaches.iter().map(|a| a.region.reference()).collect();
+        let n = refs.len().max(1) as f32;
+        let c =
+            FramePoint { x: refs.iter().map(|p| p.x).sum::<f32>() / n, y: refs.iter().map(|p| p.y).sum::<f32>() / n };
+        self.approach_reach = refs.iter().map(|r| (r.x - c.x).hypot(r.y - c.y)).collect();
         self.approaches = approaches;
         self
     }
@@ -538,16 +549,33 @@ impl Rules {
             }
             // Turning movements: the first approach touched is the entry; the next different one the
             // exit; back in the entry after `uturn_min_s` outside it, a U-turn.
+            // A parked vehicle inside an approach is not entering the junction: only moving tracks
+            // touch approaches.
             if !self.approaches.is_empty() && !state.moved {
                 let anchor = self.approaches[0].anchor.point(&t.bbox);
                 let prev = state.approach_anchor.replace(anchor);
-                let at: Option<usize> = self.approaches.iter().position(|a| a.region.touches(prev, anchor));
+                // Moving: faster than the queue speed on the ground when calibrated, else than
+                // min_speed_px_s in the image.
+                let moving = match ground_speed {
+                    Some(g) => g.kmh >= self.params.queue_speed_kmh,
+                    None => speed >= self.params.min_speed_px_s,
+                };
+                let at: Option<usize> =
+                    if !moving { None } else { self.approaches.iter().position(|a| a.region.touches(prev, anchor)) };
                 let mut movement = None;
+                if let Some(e) = state.entry {
+                    let r = self.approaches[e].region.reference();
+                    state.max_away = state.max_away.max((anchor.x - r.x).hypot(anchor.y - r.y));
+                }
                 match (state.entry, at) {
                     (None, Some(j)) => state.entry = Some(j),
                     (Some(e), Some(j)) if j != e => movement = Some((e, j)),
                     (Some(e), Some(_)) => {
-                        if state.left_entry.is_some_and(|t0| secs - t0 >= self.params.uturn_min_s) {
+                        // A U-turn went at least halfway to the junction's centre and came back.
+                        let halfway = 0.5 * self.approach_reach[e];
+                        if state.left_entry.is_some_and(|t0| secs - t0 >= self.params.uturn_min_s)
+                            && state.max_away >= halfway
+                        {
                             movement = Some((e, e));
                         }
                         state.left_entry = None;

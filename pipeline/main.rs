@@ -712,6 +712,49 @@ fn report_table(r: &FlowReport) -> String {
             100.0 * z.occupied_share,
             z.mean_dwell_s.map_or("-".into(), |d| format!("{d:.1} s"))
         );
+        if z.kind == junction::analytics::ZoneKind::Queue {
+            let _ = writeln!(
+                s,
+                "        queue: mean {:.2} veh, max {} veh{}",
+                z.mean_queue_vehicles,
+                z.max_queue_vehicles,
+                z.max_queue_m.map_or(String::new(), |m| format!(", max {m:.1} m"))
+            );
+        }
+    }
+    for v in &r.speeds {
+        let _ = writeln!(
+            s,
+            "   speed {:<12} {:<10} {:>3} veh  mean {:>5.1} km/h  85th percentile {:>5.1} km/h",
+            v.counter,
+            v.class.as_str(),
+            v.vehicles,
+            v.mean_kmh,
+            v.p85_kmh
+        );
+    }
+    for h in &r.headways {
+        let _ = writeln!(
+            s,
+            "   headway {:<10} {:<4} {:>3} gaps  mean {:>6.1} s  min {:>5.1} s",
+            h.counter,
+            h.direction.as_str(),
+            h.gaps,
+            h.mean_s,
+            h.min_s
+        );
+    }
+    for m in &r.movements {
+        let _ = writeln!(
+            s,
+            "   movement {} → {} {:<8} {:<10} {:>3} veh {:>6.1} PCU",
+            m.from,
+            m.to,
+            m.movement.as_str(),
+            m.class.as_str(),
+            m.vehicles,
+            m.pcu
+        );
     }
     s
 }

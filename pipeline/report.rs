@@ -190,7 +190,8 @@ pub fn volume_chart(
         .margin(16)
         .x_label_area_size(56)
         .y_label_area_size(56)
-        .build_cartesian_2d((0..n).into_segmented(), 0..(top + top / 4 + 1))
+        // Segmented 0..k has k + 1 slots.
+        .build_cartesian_2d((0..n - 1).into_segmented(), 0..(top + top / 4 + 1))
         .map_err(|e| err(e.to_string()))?;
     chart
         .configure_mesh()

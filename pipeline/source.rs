@@ -590,6 +590,19 @@ fn add_decodebin(
     if let Some(up) = upstream {
         up.link(&dec).map_err(|e| gst_err(e.to_string()))?;
     }
+    // Every stream exposed and none of them video (an audio-only file): say so now, rather than
+    // waiting for the open timeout when a loaded machine is slow to report the unlinked audio.
+    let watched = target.downgrade();
+    dec.connect_no_more_pads(move |dec| {
+        if watched.upgrade().is_some_and(|t| !t.is_linked()) {
+            gst::element_error!(
+                dec,
+                gst::StreamError::Failed,
+                ("no video stream"),
+                ["not-linked: no video pad was exposed"]
+            );
+        }
+    });
     let target = target.downgrade();
     dec.connect_pad_added(move |_, pad| {
         let Some(target) = target.upgrade() else { return };

@@ -77,13 +77,13 @@ impl Drop for Broker {
 }
 
 /// mosquitto_sub on every junction topic, collecting "topic payload" lines. Reconnects by itself.
-struct Subscriber {
+pub struct Subscriber {
     child: Child,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Subscriber {
-    fn start(port: u16) -> Self {
+    pub fn start(port: u16) -> Self {
         // stdbuf: line-buffered stdout, or the lines sit in mosquitto_sub's pipe buffer.
         let mut child = Command::new("stdbuf")
             .args([
@@ -122,7 +122,7 @@ impl Subscriber {
         self.messages("/flow").iter().map(|v| v["id"].as_str().unwrap().to_owned()).collect()
     }
 
-    fn messages(&self, topic_suffix: &str) -> Vec<Value> {
+    pub fn messages(&self, topic_suffix: &str) -> Vec<Value> {
         self.lines
             .lock()
             .unwrap()

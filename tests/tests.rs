@@ -17,6 +17,9 @@
 //!   outage and a crash while the broker is down lose nothing.
 //! - `http`: /metrics, /healthz, /readyz scraped over HTTP from a running `junction run`; a taken port
 //!   is refused.
+//! - `traffic`: the calibrated example site: speeds, movements, loop detectors (store, MQTT detector
+//!   topic, ATSPM CSV), then `junction calibrate` (overlay) and `junction report` (TMC CSV, charts);
+//!   degenerate ground points refused.
 //! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
 //!   and field, all problems at once.
 
@@ -29,3 +32,4 @@ mod http;
 mod mqtt;
 mod rtsp;
 mod run;
+mod traffic;

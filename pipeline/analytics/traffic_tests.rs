@@ -205,7 +205,10 @@ fn along(id: u64, class: VehicleClass, waypoints: &[FramePoint], start: usize) -
             let f = s as f32 / steps as f32;
             let (x, y) = (a.x + (b.x - a.x) * f, a.y + (b.y - a.y) * f);
             let bbox = FrameBox { x1: x - 15.0, y1: y - 15.0, x2: x + 15.0, y2: y + 15.0 };
-            out.push((frame, TrackedObject { id, bbox, detection: bbox, class, score: 0.9, velocity: (0.0, 0.0) }));
+            // Pixels per second at 10 fps.
+            let len = (b.x - a.x).hypot(b.y - a.y).max(1e-3);
+            let velocity = (10.0 * 20.0 * (b.x - a.x) / len, 10.0 * 20.0 * (b.y - a.y) / len);
+            out.push((frame, TrackedObject { id, bbox, detection: bbox, class, score: 0.9, velocity }));
             frame += 1;
         }
     }
@@ -289,4 +292,36 @@ fn loops_turn_on_and_off_in_order() {
     assert!(
         events.iter().all(|e| matches!(e.kind, EventKind::LoopOn { channel: 3 } | EventKind::LoopOff { channel: 3 }))
     );
+}
+
+#[test]
+fn queue_counts_stopped_vehicles_and_measures_from_the_stop_line() {
+    let g = |x, y| project(GroundPoint { x, y });
+    // Queue zone over the lane y 2–6 m from the stop line at x = 0 back to x = 30 m; its first edge
+    // (vertex 0 → 1) is the stop line.
+    let zone = ZoneSpec {
+        id: "q".into(),
+        polygon: vec![g(0.0, 2.0), g(0.0, 6.0), g(30.0, 6.0), g(30.0, 2.0)],
+        kind: ZoneKind::Queue,
+        anchor: Anchor::BottomCentre,
+    };
+    let mut rules = Rules::new(vec![], vec![zone], RuleParams::default()).with_ground(ground());
+    let boxed = |id: u64, x: f64| {
+        let p = g(x, 4.0);
+        let b = FrameBox { x1: p.x - 40.0, y1: p.y - 30.0, x2: p.x + 40.0, y2: p.y };
+        TrackedObject { id, bbox: b, detection: b, class: VehicleClass::Car, score: 0.9, velocity: (0.0, 0.0) }
+    };
+    let mut events = Vec::new();
+    // 3 s at 10 fps: three cars stand at 4, 10 and 17 m; a fourth drives up the lane at 18 km/h.
+    for f in 0..30 {
+        let t = f as f64 / 10.0;
+        let mut tracks = vec![boxed(1, 4.0), boxed(2, 10.0), boxed(3, 17.0)];
+        tracks.push(boxed(4, 28.0 - 5.0 * t));
+        let pts = Duration::from_secs_f64(t);
+        rules.update(pts, SystemTime::UNIX_EPOCH + pts, &tracks, &[], &mut events);
+    }
+    let z = rules.zone_now()[0];
+    assert_eq!((z.vehicles, z.queued), (4, 3), "{z:?}");
+    let m = f64::from(z.queue_m.unwrap());
+    assert!((m - 17.0).abs() < 0.2, "queue {m} m");
 }

@@ -81,9 +81,13 @@ fn charts_are_pngs() {
     series.insert("west through".to_string(), vec![0, 2]);
     let v = dir.path().join("v.png");
     volume_chart(&v, "Vehicles per 15 min by movement", &intervals, &series).unwrap();
+    // A single interval draws too.
+    let one = dir.path().join("one.png");
+    volume_chart(&one, "one", &intervals[..1], &series.iter().map(|(k, v)| (k.clone(), v[..1].to_vec())).collect())
+        .unwrap();
     let s = dir.path().join("s.png");
     speed_chart(&s, &[31.0, 42.5, 38.0, 55.0]).unwrap();
-    for p in [v, s] {
+    for p in [v, one, s] {
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
         assert!(bytes.len() > 5_000, "a drawn chart, not an empty image: {} bytes", bytes.len());

@@ -77,6 +77,7 @@ pub struct CameraSummary {
     /// Per line, in configuration order: its id and its counts.
     pub lines: Vec<(String, LineCounts)>,
     pub recrossings_suppressed: u64,
+    pub unmatched_movements: u64,
     pub error: Option<String>,
 }
 
@@ -400,6 +401,16 @@ fn feed(cam: &mut Camera, observer: &mut dyn Observer, events: &[TrafficEvent], 
             ];
             metrics.vehicles_counted.get_or_create(&labels).inc();
         }
+        if let EventKind::Movement { to, turn } = &e.kind {
+            let labels = vec![
+                ("camera".into(), cam.cfg.id.clone()),
+                ("from".into(), e.rule.to_string()),
+                ("to".into(), to.to_string()),
+                ("movement".into(), turn.as_str().into()),
+                ("class".into(), e.class.as_str().into()),
+            ];
+            metrics.movements.get_or_create(&labels).inc();
+        }
         observer.event(&cam.cfg.id, e);
     }
     let suppressed = cam.rules.quality.recrossings_suppressed;
@@ -408,6 +419,12 @@ fn feed(cam: &mut Camera, observer: &mut dyn Observer, events: &[TrafficEvent], 
         .get_or_create(&camera_labels(&cam.cfg.id))
         .inc_by(suppressed - cam.summary.recrossings_suppressed);
     cam.summary.recrossings_suppressed = suppressed;
+    let unmatched = cam.rules.quality.unmatched_movements;
+    metrics
+        .unmatched_movements
+        .get_or_create(&camera_labels(&cam.cfg.id))
+        .inc_by(unmatched - cam.summary.unmatched_movements);
+    cam.summary.unmatched_movements = unmatched;
 }
 
 fn camera_labels(camera: &str) -> Labels {

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub stage_duration: Family<Labels, Histogram, fn() -> Histogram>,
     pub vehicles_counted: Family<Labels, Counter>,
     pub recrossings_suppressed: Family<Labels, Counter>,
+    pub movements: Family<Labels, Counter>,
+    pub unmatched_movements: Family<Labels, Counter>,
     pub stream_up: Family<Labels, Gauge>,
     pub stream_restarts: Family<Labels, Counter>,
     pub errors: Family<Labels, Counter>,
@@ -77,6 +79,8 @@ impl Metrics {
             stage_duration: Family::new_with_constructor(stage_histogram),
             vehicles_counted: Family::default(),
             recrossings_suppressed: Family::default(),
+            movements: Family::default(),
+            unmatched_movements: Family::default(),
             stream_up: Family::default(),
             stream_restarts: Family::default(),
             errors: Family::default(),
@@ -104,6 +108,16 @@ impl Metrics {
             "junction_recrossings_suppressed",
             "Crossings not counted because the track had already crossed that line",
             m.recrossings_suppressed.clone(),
+        );
+        registry.register(
+            "junction_movements",
+            "Turning movements by camera, entry approach, exit approach, movement and class",
+            m.movements.clone(),
+        );
+        registry.register(
+            "junction_unmatched_movements",
+            "Tracks that entered by an approach and ended without leaving by one",
+            m.unmatched_movements.clone(),
         );
         registry.register("junction_stream_up", "1 while the camera delivers frames", m.stream_up.clone());
         registry.register("junction_stream_restarts", "Camera pipeline restarts", m.stream_restarts.clone());

@@ -93,6 +93,8 @@ struct RawDetector {
     onnxruntime: Option<PathBuf>,
     /// Detector score threshold feeding the tracker; default: the tracker's `low_score`.
     score: Option<f32>,
+    /// Detect on every Nth frame; the tracker predicts the others.
+    every: u32,
 }
 
 impl Default for RawDetector {
@@ -104,6 +106,7 @@ impl Default for RawDetector {
             optimization: OptLevel::All,
             onnxruntime: None,
             score: None,
+            every: 1,
         }
     }
 }
@@ -360,6 +363,9 @@ impl Config {
         {
             c.add(path, "detector.score", "must be within 0..=1");
         }
+        if raw.detector.every == 0 {
+            c.add(path, "detector.every", "must be at least 1 (1: detect on every frame)");
+        }
         check_tracker(path, &raw.tracker, c);
         if raw.cameras.is_empty() {
             c.add(path, "camera", "no [[camera]]: at least one is needed");
@@ -461,6 +467,7 @@ impl Config {
                 optimization: raw.detector.optimization,
                 onnxruntime: raw.detector.onnxruntime.map(|p| relative_to(path, &p)),
                 score: Some(raw.detector.score.unwrap_or(raw.tracker.low_score)),
+                every: raw.detector.every,
                 ..DetectorOptions::default()
             },
             tracker: raw.tracker,

@@ -116,6 +116,9 @@ struct RunArgs {
     /// ONNX Runtime library (overrides the config).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
+    /// Detect on every Nth frame, the tracker predicting the others (overrides [detector] every).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    detect_every: Option<u32>,
     /// MQTT broker, mqtt://host[:port] (overrides the config's [mqtt] url).
     #[arg(long)]
     mqtt: Option<String>,
@@ -548,6 +551,9 @@ fn run_config(args: &RunArgs) -> Result<Config> {
     if let Some(t) = args.threads {
         cfg.detector.intra_threads = t;
     }
+    if let Some(n) = args.detect_every {
+        cfg.detector.every = n;
+    }
     if let Some(o) = &args.onnxruntime {
         cfg.detector.onnxruntime = Some(o.clone());
     }
@@ -826,6 +832,7 @@ fn summary_json(s: &RunSummary) -> serde_json::Value {
     serde_json::json!({
         "frames": s.cameras.iter().map(|c| c.frames).sum::<u64>(),
         "frames_dropped": s.cameras.iter().map(|c| c.dropped).sum::<u64>(),
+        "frames_detected": s.cameras.iter().map(|c| c.detected).sum::<u64>(),
         "recrossings_suppressed": s.cameras.iter().map(|c| c.recrossings_suppressed).sum::<u64>(),
         "lines": lines,
     })

@@ -78,6 +78,8 @@ pub struct CameraSummary {
     pub lines: Vec<(String, LineCounts)>,
     pub recrossings_suppressed: u64,
     pub unmatched_movements: u64,
+    /// Frames the detector ran on (fewer than `frames` with `detector.every` > 1).
+    pub detected: u64,
     pub error: Option<String>,
 }
 
@@ -202,12 +204,15 @@ pub fn run(
         });
     }
 
+    let mut notifier = crate::telemetry::Notifier::from_env();
+    notifier.ready();
     let mut dets: Vec<Detection> = Vec::new();
     let mut tracked = TrackerOutput::default();
     let mut events: Vec<TrafficEvent> = Vec::new();
     let mut reports: Vec<FlowReport> = Vec::new();
     let single = cameras.len() == 1;
     while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| c.source.is_some() || c.restart_at.is_some()) {
+        notifier.alive();
         if cameras.iter().all(|c| c.source.is_none()) {
             // Every camera is waiting for its restart.
             std::thread::sleep(Duration::from_millis(50));
@@ -291,11 +296,22 @@ pub fn run(
             metrics.frames_decoded.get_or_create(&labels).inc();
             metrics.frame_seen(&cam.cfg.id);
             let t = Instant::now();
-            dets.clear();
-            detector.fill(&frame.image(), &frame.letterbox)?;
-            detector.infer(&frame.letterbox, &mut dets)?;
+            // `detector.every`: the frames between detections are tracked by prediction alone, except
+            // while a new track waits for confirmation (a vehicle just appeared: confirm it quickly).
+            let detect_now =
+                cam.summary.frames.is_multiple_of(u64::from(cfg.detector.every.max(1))) || cam.tracker.has_tentative();
+            if detect_now {
+                cam.summary.detected += 1;
+                dets.clear();
+                detector.fill(&frame.image(), &frame.letterbox)?;
+                detector.infer(&frame.letterbox, &mut dets)?;
+            }
             let t_track = Instant::now();
-            cam.tracker.update(frame.pts, &dets, &mut tracked);
+            if detect_now {
+                cam.tracker.update(frame.pts, &dets, &mut tracked);
+            } else {
+                cam.tracker.predict(frame.pts, &mut tracked);
+            }
             let t_rules = Instant::now();
             events.clear();
             cam.rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, &mut events);
@@ -359,6 +375,7 @@ pub fn run(
         }
     }
     // Stopped by a signal, or every stream ended: close what is open.
+    notifier.stopping();
     for cam in cameras.iter_mut() {
         cam.restart_at = None;
         if let Some(source) = cam.source.take() {

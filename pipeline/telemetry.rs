@@ -37,6 +37,7 @@ fn stage_histogram() -> Histogram {
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
+    names: Vec<String>,
     pub frames_decoded: Family<Labels, Counter>,
     pub frames_analysed: Family<Labels, Counter>,
     pub frames_dropped: Family<Labels, Counter>,
@@ -58,6 +59,20 @@ pub struct Metrics {
     pub store_writable: std::sync::atomic::AtomicBool,
 }
 
+/// Registers a metric and records the series names it is exposed under.
+fn reg<M>(registry: &mut Registry, names: &mut Vec<String>, name: &str, help: &str, metric: M)
+where
+    M: prometheus_client::registry::Metric + prometheus_client::metrics::TypedMetric,
+{
+    use prometheus_client::metrics::MetricType;
+    match M::TYPE {
+        MetricType::Counter => names.push(format!("{name}_total")),
+        MetricType::Histogram => names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}"))),
+        _ => names.push(name.to_owned()),
+    }
+    registry.register(name, help, metric);
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
@@ -72,6 +87,7 @@ impl Metrics {
     /// `cameras`: id and readiness window (its stall timeout) of each camera.
     pub fn new(cameras: &[(String, Duration)]) -> Self {
         let mut registry = Registry::default();
+        let mut names: Vec<String> = Vec::new();
         let m = Self {
             frames_decoded: Family::default(),
             frames_analysed: Family::default(),
@@ -90,50 +106,101 @@ impl Metrics {
             last_frame: Mutex::new(cameras.iter().map(|(c, w)| (c.clone(), (None, *w))).collect()),
             store_writable: std::sync::atomic::AtomicBool::new(false),
             registry: Registry::default(),
+            names: Vec::new(),
         };
-        registry.register("junction_frames_decoded", "Frames taken from the source", m.frames_decoded.clone());
-        registry.register("junction_frames_analysed", "Frames run through detection", m.frames_analysed.clone());
-        registry.register(
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_frames_decoded",
+            "Frames taken from the source",
+            m.frames_decoded.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_frames_analysed",
+            "Frames run through detection",
+            m.frames_analysed.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
             "junction_frames_dropped",
             "Frames dropped while inference was busy",
             m.frames_dropped.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut names,
             "junction_stage_duration_seconds",
             "Time per frame in each analysis stage",
             m.stage_duration.clone(),
         );
-        registry.register("junction_vehicles_counted", "Line crossings counted", m.vehicles_counted.clone());
-        registry.register(
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_vehicles_counted",
+            "Line crossings counted",
+            m.vehicles_counted.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
             "junction_recrossings_suppressed",
             "Crossings not counted because the track had already crossed that line",
             m.recrossings_suppressed.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut names,
             "junction_movements",
             "Turning movements by camera, entry approach, exit approach, movement and class",
             m.movements.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut names,
             "junction_unmatched_movements",
             "Tracks that entered by an approach and ended without leaving by one",
             m.unmatched_movements.clone(),
         );
-        registry.register("junction_stream_up", "1 while the camera delivers frames", m.stream_up.clone());
-        registry.register("junction_stream_restarts", "Camera pipeline restarts", m.stream_restarts.clone());
-        registry.register("junction_errors", "Errors by stage and kind", m.errors.clone());
-        registry.register(
+        reg(&mut registry, &mut names, "junction_stream_up", "1 while the camera delivers frames", m.stream_up.clone());
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_stream_restarts",
+            "Camera pipeline restarts",
+            m.stream_restarts.clone(),
+        );
+        reg(&mut registry, &mut names, "junction_errors", "Errors by stage and kind", m.errors.clone());
+        reg(
+            &mut registry,
+            &mut names,
             "junction_outbox_pending",
             "Reports stored but not yet acknowledged by the broker",
             m.outbox_pending.clone(),
         );
-        registry.register(
+        reg(
+            &mut registry,
+            &mut names,
             "junction_reports_dropped",
             "Reports deleted undelivered to keep the store under store.max_size_mb",
             m.reports_dropped.clone(),
         );
-        registry.register("junction_mqtt_connected", "1 while connected to the broker", m.mqtt_connected.clone());
-        Self { registry, ..m }
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_mqtt_connected",
+            "1 while connected to the broker",
+            m.mqtt_connected.clone(),
+        );
+        Self { registry, names, ..m }
+    }
+
+    /// Every series name the exposition can carry (`_total` of counters, `_bucket`/`_sum`/`_count`
+    /// of histograms), samples or not: what dashboards and alerts may query.
+    pub fn exported_names(&self) -> &[String] {
+        &self.names
     }
 
     pub fn encode(&self) -> Result<String, String> {
@@ -163,5 +230,62 @@ impl Metrics {
             .collect();
         late.sort_unstable();
         if late.is_empty() { Ok(()) } else { Err(format!("no recent frame from camera {}", late.join(", "))) }
+    }
+}
+
+/// systemd's service notification (`sd_notify`), spoken directly on `$NOTIFY_SOCKET`: `READY=1` once
+/// the cameras are open, `WATCHDOG=1` from the analysis loop at half the unit's `WatchdogSec`, so a
+/// loop that hangs is restarted by systemd. Without `$NOTIFY_SOCKET` (not under systemd) it does
+/// nothing.
+#[derive(Debug)]
+pub struct Notifier {
+    socket: Option<(std::os::unix::net::UnixDatagram, std::os::unix::net::SocketAddr)>,
+    /// Half of `$WATCHDOG_USEC`, when the unit has a watchdog.
+    every: Option<Duration>,
+    last: Option<Instant>,
+}
+
+impl Notifier {
+    pub fn from_env() -> Self {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+            let addr = match bytes.strip_prefix(b"@") {
+                Some(name) => SocketAddr::from_abstract_name(name).ok()?,
+                None => SocketAddr::from_pathname(std::path::Path::new(&path)).ok()?,
+            };
+            Some((UnixDatagram::unbound().ok()?, addr))
+        });
+        let every = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|us| Duration::from_micros(us / 2));
+        Self { socket, every, last: None }
+    }
+
+    fn send(&self, state: &str) {
+        if let Some((sock, addr)) = &self.socket
+            && let Err(e) = sock.send_to_addr(state.as_bytes(), addr)
+        {
+            tracing::warn!(error = %e, state, "sd_notify failed");
+        }
+    }
+
+    pub fn ready(&self) {
+        self.send("READY=1");
+    }
+
+    pub fn stopping(&self) {
+        self.send("STOPPING=1");
+    }
+
+    /// Pets the watchdog when it is due.
+    pub fn alive(&mut self) {
+        let Some(every) = self.every else { return };
+        if self.last.is_none_or(|t| t.elapsed() >= every) {
+            self.send("WATCHDOG=1");
+            self.last = Some(Instant::now());
+        }
     }
 }

@@ -4,11 +4,12 @@
 #   scripts/setup.sh
 #
 # - Debian packages: GStreamer 1.22 and its plugins, the RTSP server library (tests), OpenCV and clang
-#   (geometry), Mosquitto (MQTT tests), Python's venv (reference scripts).
+#   (geometry), Mosquitto (MQTT tests), Python's venv (reference scripts), systemd-analyze and
+#   promtool (checks of the deploy files; the prometheus package's service is not needed).
 # - ONNX Runtime: the shared library from the PyPI wheel onnxruntime==$ORT_VERSION, copied into
 #   .onnxruntime/ (git-ignored); the binary finds it there (see `detector.onnxruntime` in DESIGN.md).
 # - .venv/ (git-ignored): numpy, onnxruntime and onnx for the reference scripts, test fixtures and
-#   benchmarks in scripts/.
+#   benchmarks in scripts/; kubernetes-validate for the manifests in deploy/k8s/.
 #
 # Runs as root, or as a user with sudo. Reaches only Debian's apt mirrors and PyPI.
 set -euo pipefail
@@ -26,6 +27,7 @@ APT_PACKAGES=(
   libopencv-dev clang libclang-dev
   mosquitto mosquitto-clients
   python3 python3-venv python3-pip
+  systemd prometheus
 )
 
 missing=()
@@ -56,6 +58,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import onnx, onnxruntime, numpy, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION')" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "numpy<3" "onnx>=1.16,<2"
+fi
+# Deploy checks: Kubernetes manifests against the API schemas bundled in kubernetes-validate.
+if ! .venv/bin/python -c "import kubernetes_validate" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "kubernetes-validate==1.37.0"
 fi
 
 lib=$(.venv/bin/python -c "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.$ORT_VERSION'))")

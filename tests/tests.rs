@@ -20,6 +20,9 @@
 //! - `traffic`: the calibrated example site: speeds, movements, loop detectors (store, MQTT detector
 //!   topic, ATSPM CSV), then `junction calibrate` (overlay) and `junction report` (TMC CSV, charts);
 //!   degenerate ground points refused.
+//! - `deploy`: systemd unit (systemd-analyze verify, security), Prometheus config and alert unit tests
+//!   (promtool), Kubernetes manifests (kubernetes-validate --strict), Grafana queries vs exported
+//!   metric names, the Jetson Dockerfile's form.
 //! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
 //!   and field, all problems at once.
 
@@ -27,6 +30,7 @@ mod common;
 
 mod bad_input;
 mod config;
+mod deploy;
 mod detect;
 mod http;
 mod mqtt;

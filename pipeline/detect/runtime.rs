@@ -68,6 +68,9 @@ pub struct DetectorOptions {
     pub engine_cache: PathBuf,
     /// Score threshold override (the card's default otherwise).
     pub score: Option<f32>,
+    /// `junction run`: detect on every Nth frame of a camera; the tracker predicts the frames between
+    /// (DeepStream's `interval` + 1). 1: every frame.
+    pub every: u32,
 }
 
 impl Default for DetectorOptions {
@@ -81,6 +84,7 @@ impl Default for DetectorOptions {
             device_id: 0,
             engine_cache: PathBuf::from("/var/lib/junction/trt-cache"),
             score: None,
+            every: 1,
         }
     }
 }

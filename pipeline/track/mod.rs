@@ -202,6 +202,11 @@ impl Tracker {
         self.tracks.is_empty()
     }
 
+    /// Whether a track is waiting for confirmation (a vehicle just appeared).
+    pub fn has_tentative(&self) -> bool {
+        self.tracks.iter().any(|t| t.state == State::Tentative)
+    }
+
     /// Advances to `pts` with this frame's detections (possibly none). Clears and fills `out`.
     pub fn update(&mut self, pts: Duration, detections: &[Detection], out: &mut TrackerOutput) {
         out.tracks.clear();
@@ -302,6 +307,36 @@ impl Tracker {
                     id: t.id,
                     bbox: FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 },
                     detection: t.detection,
+                    class: t.class(),
+                    score: t.score,
+                    velocity: (vx as f32, vy as f32),
+                });
+            }
+        }
+        out.tracks.sort_unstable_by_key(|t| t.id);
+    }
+
+    /// Advances to `pts` without detections (a frame the detector skipped, `detector.every`): every
+    /// track moves by its Kalman prediction, no track is confirmed, lost or ended, and the tracks
+    /// matched on the last detected frame are output at their predicted boxes.
+    pub fn predict(&mut self, pts: Duration, out: &mut TrackerOutput) {
+        out.tracks.clear();
+        out.ended.clear();
+        let dt = match self.last_pts {
+            Some(last) if pts > last => (pts - last).as_secs_f64(),
+            _ => 0.0,
+        };
+        self.last_pts = Some(self.last_pts.map_or(pts, |l| l.max(pts)));
+        for t in &mut self.tracks {
+            t.kf.predict(dt);
+            if t.state == State::Tracked && t.matched {
+                let [x1, y1, x2, y2] = t.kf.bbox();
+                let (vx, vy) = t.kf.velocity();
+                let bbox = FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 };
+                out.tracks.push(TrackedObject {
+                    id: t.id,
+                    bbox,
+                    detection: bbox,
                     class: t.class(),
                     score: t.score,
                     velocity: (vx as f32, vy as f32),

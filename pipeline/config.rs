@@ -95,6 +95,8 @@ struct RawDetector {
     score: Option<f32>,
     /// Detect on every Nth frame; the tracker predicts the others.
     every: u32,
+    /// ONNX Runtime's idle intra-op threads spin between runs (off by default: measured faster here).
+    spinning: bool,
 }
 
 impl Default for RawDetector {
@@ -107,6 +109,7 @@ impl Default for RawDetector {
             onnxruntime: None,
             score: None,
             every: 1,
+            spinning: false,
         }
     }
 }
@@ -120,6 +123,9 @@ struct RawCamera {
     on_inference_busy: Option<OnInferenceBusy>,
     /// Live sources: seconds without a frame before the stream is restarted (default 10).
     stall_timeout_s: Option<f64>,
+    /// Files: replay at the recording's own rate, as a live camera (load tests, demos).
+    #[serde(default)]
+    realtime: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +286,8 @@ pub struct CameraConfig {
     pub on_inference_busy: Option<OnInferenceBusy>,
     /// Live sources: no frame for this long restarts the stream.
     pub stall_timeout: Duration,
+    /// Files: replayed at their own rate.
+    pub realtime: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -405,6 +413,7 @@ impl Config {
                 ground: None,
                 on_inference_busy: cam.on_inference_busy,
                 stall_timeout: Duration::from_secs(10),
+                realtime: cam.realtime,
             };
             match cam.stall_timeout_s {
                 Some(s) if !(s.is_finite() && s > 0.0) => {
@@ -468,6 +477,7 @@ impl Config {
                 onnxruntime: raw.detector.onnxruntime.map(|p| relative_to(path, &p)),
                 score: Some(raw.detector.score.unwrap_or(raw.tracker.low_score)),
                 every: raw.detector.every,
+                spinning: raw.detector.spinning,
                 ..DetectorOptions::default()
             },
             tracker: raw.tracker,
@@ -705,6 +715,7 @@ pub fn load_calibration_file(path: &Path) -> Result<CameraConfig, ConfigError> {
         ground: None,
         on_inference_busy: None,
         stall_timeout: Duration::from_secs(10),
+        realtime: false,
     };
     load_calibration(path, &mut camera, &mut c);
     if c.problems.is_empty() { Ok(camera) } else { Err(ConfigError { problems: c.problems }) }

@@ -505,6 +505,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                     ground: None,
                     on_inference_busy: None,
                     stall_timeout: Duration::from_secs(10),
+                    realtime: false,
                 }],
                 bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
                 store: StoreConfig {
@@ -833,6 +834,9 @@ fn summary_json(s: &RunSummary) -> serde_json::Value {
         "frames": s.cameras.iter().map(|c| c.frames).sum::<u64>(),
         "frames_dropped": s.cameras.iter().map(|c| c.dropped).sum::<u64>(),
         "frames_detected": s.cameras.iter().map(|c| c.detected).sum::<u64>(),
+        "cameras": s.cameras.iter().map(|c| serde_json::json!({
+            "id": c.camera, "frames": c.frames, "dropped": c.dropped, "detected": c.detected,
+        })).collect::<Vec<_>>(),
         "recrossings_suppressed": s.cameras.iter().map(|c| c.recrossings_suppressed).sum::<u64>(),
         "lines": lines,
     })

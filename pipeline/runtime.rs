@@ -168,6 +168,7 @@ pub fn run(
             on_inference_busy: c.on_inference_busy,
             start: opts.start,
             stall_timeout: live.then_some(c.stall_timeout),
+            realtime: c.realtime,
             ..SourceOptions::default()
         };
         let source = Source::open(&c.uri, source_opts.clone())?;

@@ -169,6 +169,9 @@ pub struct SourceOptions {
     pub stall_timeout: Option<Duration>,
     /// Wall-clock time of a file's first frame (`None`: the file's creation or modification time).
     pub start: Option<SystemTime>,
+    /// Release a file's frames at its own rate, as a camera would (with `KeepLatest`: dropping what
+    /// the analysis cannot keep up with). For replaying recordings as live load.
+    pub realtime: bool,
 }
 
 impl Default for SourceOptions {
@@ -181,6 +184,7 @@ impl Default for SourceOptions {
             open_timeout: Duration::from_secs(10),
             stall_timeout: None,
             start: None,
+            realtime: false,
         }
     }
 }
@@ -290,7 +294,8 @@ impl Source {
         });
         let sink = gst_app::AppSink::builder()
             .name("frames")
-            .sync(false)
+            // Real-time replay of a recording: frames are released at the clip's own rate.
+            .sync(opts.realtime)
             .max_buffers(if policy == OnInferenceBusy::KeepLatest { 1 } else { 4 })
             .drop(policy == OnInferenceBusy::KeepLatest)
             .build();

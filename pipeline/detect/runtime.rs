@@ -68,6 +68,10 @@ pub struct DetectorOptions {
     pub engine_cache: PathBuf,
     /// Score threshold override (the card's default otherwise).
     pub score: Option<f32>,
+    /// Let ONNX Runtime's idle intra-op threads spin between runs (its own default). Off (junction's
+    /// default), they sleep: the decoder and the analysis thread get the cores back between frames,
+    /// which on 2 cores was faster end to end (benches/README.md).
+    pub spinning: bool,
     /// `junction run`: detect on every Nth frame of a camera; the tracker predicts the frames between
     /// (DeepStream's `interval` + 1). 1: every frame.
     pub every: u32,
@@ -84,6 +88,7 @@ impl Default for DetectorOptions {
             device_id: 0,
             engine_cache: PathBuf::from("/var/lib/junction/trt-cache"),
             score: None,
+            spinning: false,
             every: 1,
         }
     }
@@ -160,6 +165,9 @@ impl Detector {
             .map_err(|e| session_err(e.to_string()))?;
         if opts.intra_threads > 0 {
             builder = builder.with_intra_threads(opts.intra_threads).map_err(|e| session_err(e.to_string()))?;
+        }
+        if !opts.spinning {
+            builder = builder.with_intra_op_spinning(false).map_err(|e| session_err(e.to_string()))?;
         }
         if opts.inter_threads > 0 {
             builder = builder.with_inter_threads(opts.inter_threads).map_err(|e| session_err(e.to_string()))?;

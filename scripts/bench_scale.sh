@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# N cameras on one box: N copies of the clip replayed at their own rate as live cameras
+# (`realtime = true`, `on_inference_busy = "keep_latest"`), each with the example street's rules,
+# analysed by one `junction run`. Prints frames analysed per second per camera and in total, and the
+# share of frames dropped because the box could not keep up.
+#
+#   scripts/bench_scale.sh ["1 2 4 8"] [detect-every: "1"] [threads: 2]
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+COUNTS=${1:-1 2 4 8}
+EVERY=${2:-1}
+THREADS=${3:-2}
+CLIP=$ROOT/tests/data/street_topdown_640x360.mp4
+cargo build --release -q
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+echo "machine: $cpu, $(nproc) cores; clip 640x360, ~10 frames/s of real time (753 frames, 75.1 s); $THREADS intra-op threads"
+printf "%8s %7s %14s %14s %10s %9s\n" cameras every "analysed/s/cam" "analysed/s all" "dropped %" "detected"
+for every in $EVERY; do
+  for n in $COUNTS; do
+    cfg=$out/site-$n-$every.toml
+    {
+      echo "site = \"scale\""
+      echo "[detector]"
+      echo "model = \"$ROOT/models/yolox_nano.toml\""
+      echo "threads = $THREADS"
+      echo "every = $every"
+      for i in $(seq "$n"); do
+        echo "[[camera]]"
+        echo "id = \"cam$i\""
+        echo "uri = \"$CLIP\""
+        echo "calibration = \"$ROOT/calibration/example-street/street.toml\""
+        echo "on_inference_busy = \"keep_latest\""
+        echo "realtime = true"
+      done
+      echo "[store]"
+      echo "path = \"$out/scale-$n-$every.db\""
+    } > "$cfg"
+    start=$EPOCHREALTIME
+    target/release/junction run --config "$cfg" --summary "$out/s-$n-$every.json" > /dev/null 2>"$out/err-$n-$every.log" \
+      || { cat "$out/err-$n-$every.log" >&2; exit 1; }
+    end=$EPOCHREALTIME
+    python3 - "$out/s-$n-$every.json" "$n" "$every" "$start" "$end" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); n = int(sys.argv[2]); every = sys.argv[3]
+wall = float(sys.argv[5]) - float(sys.argv[4])
+cams = s["cameras"]
+analysed = sum(c["frames"] for c in cams)
+dropped = sum(c["dropped"] for c in cams)
+detected = sum(c["detected"] for c in cams)
+worst = max(100 * c["dropped"] / max(1, c["frames"] + c["dropped"]) for c in cams)
+print(f"{n:>8} {every:>7} {analysed / n / wall:>14.1f} {analysed / wall:>14.1f} {100 * dropped / max(1, analysed + dropped):>9.1f}% {detected:>9}"
+      f"   (worst camera {worst:.1f} % dropped; wall {wall:.1f} s)")
+PY
+  done
+done

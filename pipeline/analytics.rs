@@ -170,10 +170,7 @@ impl Region {
     /// A representative point (polygon vertex mean, line midpoint), frame pixels.
     pub fn reference(&self) -> FramePoint {
         match self {
-            Region::Polygon(p) => {
-                let n = p.len().max(1) as f32;
-                FramePoint { x: p.iter().map(|q| q.x).sum::<f32>() / n, y: p.iter().map(|q| q.y).sum::<f32>() / n }
-            }
+            Region::Polygon(p) => centroid(p),
             Region::Line(a, b) => FramePoint { x: 0.5 * (a.x + b.x), y: 0.5 * (a.y + b.y) },
         }
     }
@@ -217,6 +214,12 @@ pub struct ZoneNow {
     pub queue_m: Option<f32>,
 }
 
+/// Mean of the points (the junction centre of approach references, a polygon's reference).
+fn centroid(points: &[FramePoint]) -> FramePoint {
+    let n = points.len().max(1) as f32;
+    FramePoint { x: points.iter().map(|p| p.x).sum::<f32>() / n, y: points.iter().map(|p| p.y).sum::<f32>() / n }
+}
+
 /// Movement of every turn between approaches, from their geometry in the image (seen from above the
 /// road, so clockwise on screen is a right turn): the angle between the heading in (approach →
 /// junction centre) and the heading out (centre → exit approach); within 45° is through.
@@ -224,9 +227,8 @@ pub fn turn_between(approaches: &[ApproachSpec], from: usize, to: usize) -> Turn
     if from == to {
         return Turn::UTurn;
     }
-    let n = approaches.len().max(1) as f32;
     let refs: Vec<FramePoint> = approaches.iter().map(|a| a.region.reference()).collect();
-    let c = FramePoint { x: refs.iter().map(|p| p.x).sum::<f32>() / n, y: refs.iter().map(|p| p.y).sum::<f32>() / n };
+    let c = centroid(&refs);
     let (ix, iy) = (c.x - refs[from].x, c.y - refs[from].y);
     let (ox, oy) = (refs[to].x - c.x, refs[to].y - c.y);
     // Image y points down: a positive cross product turns clockwise on screen.
@@ -397,9 +399,7 @@ impl Rules {
     /// Turning movements between these approaches.
     pub fn with_approaches(mut self, approaches: Vec<ApproachSpec>) -> Self {
         let refs: Vec<FramePoint> = approaches.iter().map(|a| a.region.reference()).collect();
-        let n = refs.len().max(1) as f32;
-        let c =
-            FramePoint { x: refs.iter().map(|p| p.x).sum::<f32>() / n, y: refs.iter().map(|p| p.y).sum::<f32>() / n };
+        let c = centroid(&refs);
         self.approach_reach = refs.iter().map(|r| (r.x - c.x).hypot(r.y - c.y)).collect();
         self.approaches = approaches;
         self

@@ -290,6 +290,26 @@ pub struct CameraConfig {
     pub realtime: bool,
 }
 
+impl CameraConfig {
+    /// A camera with no calibration or rules yet, and the default timeouts.
+    pub fn new(id: &str, uri: String) -> Self {
+        Self {
+            id: id.to_owned(),
+            uri,
+            calibration: None,
+            frame_size: None,
+            lines: Vec::new(),
+            zones: Vec::new(),
+            approaches: Vec::new(),
+            loops: Vec::new(),
+            ground: None,
+            on_inference_busy: None,
+            stall_timeout: Duration::from_secs(10),
+            realtime: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
@@ -402,18 +422,9 @@ impl Config {
                 },
             };
             let mut camera = CameraConfig {
-                id: cam.id.clone(),
-                uri,
-                calibration: None,
-                frame_size: None,
-                lines: Vec::new(),
-                zones: Vec::new(),
-                approaches: Vec::new(),
-                loops: Vec::new(),
-                ground: None,
                 on_inference_busy: cam.on_inference_busy,
-                stall_timeout: Duration::from_secs(10),
                 realtime: cam.realtime,
+                ..CameraConfig::new(&cam.id, uri)
             };
             match cam.stall_timeout_s {
                 Some(s) if !(s.is_finite() && s > 0.0) => {
@@ -656,14 +667,7 @@ fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
         }
     }
     if !raw.ground_points.is_empty() {
-        let pairs: Vec<PointPair> = raw
-            .ground_points
-            .iter()
-            .map(|g| PointPair {
-                image: FramePoint { x: g.image[0] as f32, y: g.image[1] as f32 },
-                ground: GroundPoint { x: g.ground[0], y: g.ground[1] },
-            })
-            .collect();
+        let pairs = point_pairs(&raw.ground_points);
         check_inside(path, "ground_points", &pairs.iter().map(|p| p.image).collect::<Vec<_>>(), size, c);
         match Homography::solve(&pairs, lens) {
             Ok(s) => camera.ground = Some(s.homography),
@@ -672,6 +676,15 @@ fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
     } else if lens.is_some() {
         c.add(path, "lens", "a lens without ground_points is unused: add at least 4 ground points");
     }
+}
+
+fn point_pairs(raw: &[RawGroundPoint]) -> Vec<PointPair> {
+    raw.iter()
+        .map(|g| PointPair {
+            image: FramePoint { x: g.image[0] as f32, y: g.image[1] as f32 },
+            ground: GroundPoint { x: g.ground[0], y: g.ground[1] },
+        })
+        .collect()
 }
 
 /// A rule polygon: at least 3 points, simple, with an area, inside the frame.
@@ -703,20 +716,8 @@ fn checked_polygon(
 /// problem found.
 pub fn load_calibration_file(path: &Path) -> Result<CameraConfig, ConfigError> {
     let mut c = Collector { problems: Vec::new() };
-    let mut camera = CameraConfig {
-        id: "calibrate".into(),
-        uri: String::new(),
-        calibration: Some(path.to_owned()),
-        frame_size: None,
-        lines: Vec::new(),
-        zones: Vec::new(),
-        approaches: Vec::new(),
-        loops: Vec::new(),
-        ground: None,
-        on_inference_busy: None,
-        stall_timeout: Duration::from_secs(10),
-        realtime: false,
-    };
+    let mut camera = CameraConfig::new("calibrate", String::new());
+    camera.calibration = Some(path.to_owned());
     load_calibration(path, &mut camera, &mut c);
     if c.problems.is_empty() { Ok(camera) } else { Err(ConfigError { problems: c.problems }) }
 }
@@ -729,14 +730,7 @@ pub fn calibration_points(path: &Path) -> Result<(Vec<PointPair>, Option<Lens>),
     let text = std::fs::read_to_string(path).map_err(|e| refuse("(file)".into(), e.to_string()))?;
     let raw: RawCalibration =
         toml::from_str(&text).map_err(|e| refuse(parse_error_place(&text, &e), e.message().to_owned()))?;
-    let pairs = raw
-        .ground_points
-        .iter()
-        .map(|g| PointPair {
-            image: FramePoint { x: g.image[0] as f32, y: g.image[1] as f32 },
-            ground: GroundPoint { x: g.ground[0], y: g.ground[1] },
-        })
-        .collect();
+    let pairs = point_pairs(&raw.ground_points);
     let lens = raw.lens.map(|l| Lens { camera_matrix: l.camera_matrix, distortion: l.distortion });
     Ok((pairs, lens))
 }

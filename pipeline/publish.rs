@@ -382,6 +382,75 @@ enum Ev {
     Other,
 }
 
+/// An MQTT event loop of either protocol, reduced to what the publisher needs.
+trait EventSource: Send + 'static {
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Ev, String>> + Send + '_;
+}
+
+struct V311Loop {
+    eventloop: rumqttc::EventLoop,
+    /// The CA file in use, for TLS error messages.
+    ca_hint: String,
+}
+
+impl EventSource for V311Loop {
+    async fn next(&mut self) -> Result<Ev, String> {
+        use rumqttc::{Event, Incoming};
+        match self.eventloop.poll().await {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => Ok(Ev::ConnAck),
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
+            Ok(Event::Incoming(Incoming::PubAck(a))) => Ok(Ev::Acked { pkid: a.pkid, refused: None }),
+            Ok(_) => Ok(Ev::Other),
+            Err(e) => Err(explain(&e, &self.ca_hint)),
+        }
+    }
+}
+
+struct V5Loop {
+    eventloop: rumqttc::v5::EventLoop,
+    ca_hint: String,
+}
+
+impl EventSource for V5Loop {
+    async fn next(&mut self) -> Result<Ev, String> {
+        use rumqttc::v5::Event;
+        use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+        match self.eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck),
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
+            Ok(Event::Incoming(Packet::PubAck(a))) => Ok(Ev::Acked {
+                pkid: a.pkid,
+                refused: match a.reason {
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
+                    other => Some(format!("{other:?}")),
+                },
+            }),
+            Ok(_) => Ok(Ev::Other),
+            Err(e) => Err(explain_v5(&e, &self.ca_hint)),
+        }
+    }
+}
+
+/// Drives an event loop (rumqttc reconnects on the next poll after an error, here after a backoff)
+/// and forwards what happens to the publisher, until the publisher is gone.
+async fn pump<S: EventSource>(mut source: S, tx: tokio::sync::mpsc::UnboundedSender<Result<Ev, String>>) {
+    let mut attempt = 0u32;
+    loop {
+        let ev = source.next().await;
+        if matches!(ev, Ok(Ev::ConnAck)) {
+            attempt = 0;
+        }
+        let failed = ev.is_err();
+        if tx.send(ev).is_err() {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+}
+
 /// rumqttc's two clients behind one face.
 enum Client {
     V311(rumqttc::AsyncClient),
@@ -415,31 +484,8 @@ impl Client {
                 if let Some((user, password)) = credentials {
                     opts.set_credentials(user, password);
                 }
-                let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 32);
-                let task = tokio::spawn(async move {
-                    use rumqttc::{Event, Incoming};
-                    let mut attempt = 0u32;
-                    loop {
-                        let ev = match eventloop.poll().await {
-                            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                                attempt = 0;
-                                Ok(Ev::ConnAck)
-                            }
-                            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
-                            Ok(Event::Incoming(Incoming::PubAck(a))) => Ok(Ev::Acked { pkid: a.pkid, refused: None }),
-                            Ok(_) => Ok(Ev::Other),
-                            Err(e) => Err(explain(&e, &ca_hint)),
-                        };
-                        let failed = ev.is_err();
-                        if tx.send(ev).is_err() {
-                            return;
-                        }
-                        if failed {
-                            tokio::time::sleep(backoff(attempt)).await;
-                            attempt += 1;
-                        }
-                    }
-                });
+                let (client, eventloop) = rumqttc::AsyncClient::new(opts, 32);
+                let task = tokio::spawn(pump(V311Loop { eventloop, ca_hint }, tx));
                 (Self::V311(client), rx, task)
             }
             Protocol::V5 => {
@@ -467,38 +513,8 @@ impl Client {
                 if let Some((user, password)) = credentials {
                     opts.set_credentials(user, password);
                 }
-                let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 32);
-                let task = tokio::spawn(async move {
-                    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
-                    use rumqttc::v5::{Event, Incoming};
-                    let mut attempt = 0u32;
-                    loop {
-                        let ev = match eventloop.poll().await {
-                            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                                attempt = 0;
-                                Ok(Ev::ConnAck)
-                            }
-                            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
-                            Ok(Event::Incoming(Incoming::PubAck(a))) => Ok(Ev::Acked {
-                                pkid: a.pkid,
-                                refused: match a.reason {
-                                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
-                                    other => Some(format!("{other:?}")),
-                                },
-                            }),
-                            Ok(_) => Ok(Ev::Other),
-                            Err(e) => Err(explain_v5(&e, &ca_hint)),
-                        };
-                        let failed = ev.is_err();
-                        if tx.send(ev).is_err() {
-                            return;
-                        }
-                        if failed {
-                            tokio::time::sleep(backoff(attempt)).await;
-                            attempt += 1;
-                        }
-                    }
-                });
+                let (client, eventloop) = rumqttc::v5::AsyncClient::new(opts, 32);
+                let task = tokio::spawn(pump(V5Loop { eventloop, ca_hint }, tx));
                 (Self::V5(client), rx, task)
             }
         }

@@ -130,6 +130,20 @@ impl Track {
         VehicleClass::ALL[best]
     }
 
+    /// As seen on this frame: the Kalman box and velocity, the last matched detection.
+    fn output(&self) -> TrackedObject {
+        let [x1, y1, x2, y2] = self.kf.bbox();
+        let (vx, vy) = self.kf.velocity();
+        TrackedObject {
+            id: self.id,
+            bbox: FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 },
+            detection: self.detection,
+            class: self.class(),
+            score: self.score,
+            velocity: (vx as f32, vy as f32),
+        }
+    }
+
     fn model_box(&self) -> ModelBox {
         let [x1, y1, x2, y2] = self.kf.bbox();
         ModelBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 }
@@ -202,6 +216,16 @@ impl Tracker {
         self.tracks.is_empty()
     }
 
+    /// Seconds since the last frame (0 for the first, or a PTS going back), and remembers `pts`.
+    fn advance(&mut self, pts: Duration) -> f64 {
+        let dt = match self.last_pts {
+            Some(last) if pts > last => (pts - last).as_secs_f64(),
+            _ => 0.0,
+        };
+        self.last_pts = Some(self.last_pts.map_or(pts, |l| l.max(pts)));
+        dt
+    }
+
     /// Whether a track is waiting for confirmation (a vehicle just appeared).
     pub fn has_tentative(&self) -> bool {
         self.tracks.iter().any(|t| t.state == State::Tentative)
@@ -211,11 +235,7 @@ impl Tracker {
     pub fn update(&mut self, pts: Duration, detections: &[Detection], out: &mut TrackerOutput) {
         out.tracks.clear();
         out.ended.clear();
-        let dt = match self.last_pts {
-            Some(last) if pts > last => (pts - last).as_secs_f64(),
-            _ => 0.0,
-        };
-        self.last_pts = Some(self.last_pts.map_or(pts, |l| l.max(pts)));
+        let dt = self.advance(pts);
         for t in &mut self.tracks {
             t.kf.predict(dt);
             t.matched = false;
@@ -301,16 +321,7 @@ impl Tracker {
 
         for t in &self.tracks {
             if t.state == State::Tracked && t.matched {
-                let [x1, y1, x2, y2] = t.kf.bbox();
-                let (vx, vy) = t.kf.velocity();
-                out.tracks.push(TrackedObject {
-                    id: t.id,
-                    bbox: FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 },
-                    detection: t.detection,
-                    class: t.class(),
-                    score: t.score,
-                    velocity: (vx as f32, vy as f32),
-                });
+                out.tracks.push(t.output());
             }
         }
         out.tracks.sort_unstable_by_key(|t| t.id);
@@ -322,25 +333,14 @@ impl Tracker {
     pub fn predict(&mut self, pts: Duration, out: &mut TrackerOutput) {
         out.tracks.clear();
         out.ended.clear();
-        let dt = match self.last_pts {
-            Some(last) if pts > last => (pts - last).as_secs_f64(),
-            _ => 0.0,
-        };
-        self.last_pts = Some(self.last_pts.map_or(pts, |l| l.max(pts)));
+        let dt = self.advance(pts);
         for t in &mut self.tracks {
             t.kf.predict(dt);
             if t.state == State::Tracked && t.matched {
-                let [x1, y1, x2, y2] = t.kf.bbox();
-                let (vx, vy) = t.kf.velocity();
-                let bbox = FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 };
-                out.tracks.push(TrackedObject {
-                    id: t.id,
-                    bbox,
-                    detection: bbox,
-                    class: t.class(),
-                    score: t.score,
-                    velocity: (vx as f32, vy as f32),
-                });
+                let mut seen = t.output();
+                // No detection on this frame: the prediction stands in for it.
+                seen.detection = seen.bbox;
+                out.tracks.push(seen);
             }
         }
         out.tracks.sort_unstable_by_key(|t| t.id);

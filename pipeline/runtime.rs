@@ -431,18 +431,16 @@ fn feed(cam: &mut Camera, observer: &mut dyn Observer, events: &[TrafficEvent], 
         }
         observer.event(&cam.cfg.id, e);
     }
-    let suppressed = cam.rules.quality.recrossings_suppressed;
-    metrics
-        .recrossings_suppressed
-        .get_or_create(&camera_labels(&cam.cfg.id))
-        .inc_by(suppressed - cam.summary.recrossings_suppressed);
-    cam.summary.recrossings_suppressed = suppressed;
-    let unmatched = cam.rules.quality.unmatched_movements;
-    metrics
-        .unmatched_movements
-        .get_or_create(&camera_labels(&cam.cfg.id))
-        .inc_by(unmatched - cam.summary.unmatched_movements);
-    cam.summary.unmatched_movements = unmatched;
+    // The rules count cumulatively; the Prometheus counters take what was added since last frame.
+    let labels = camera_labels(&cam.cfg.id);
+    let q = cam.rules.quality;
+    for (family, now, seen) in [
+        (&metrics.recrossings_suppressed, q.recrossings_suppressed, &mut cam.summary.recrossings_suppressed),
+        (&metrics.unmatched_movements, q.unmatched_movements, &mut cam.summary.unmatched_movements),
+    ] {
+        family.get_or_create(&labels).inc_by(now - *seen);
+        *seen = now;
+    }
 }
 
 fn camera_labels(camera: &str) -> Labels {

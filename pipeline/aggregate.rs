@@ -182,6 +182,8 @@ pub struct Quality {
     pub implausible_speeds: u64,
     #[serde(default)]
     pub unmatched_movements: u64,
+    #[serde(default)]
+    pub track_fragments: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -499,6 +501,7 @@ impl Aggregator {
                     - bin.quality_at_start.slow_crossings_ignored,
                 implausible_speeds: self.quality.implausible_speeds - bin.quality_at_start.implausible_speeds,
                 unmatched_movements: self.quality.unmatched_movements - bin.quality_at_start.unmatched_movements,
+                track_fragments: self.quality.track_fragments - bin.quality_at_start.track_fragments,
             },
         }
     }

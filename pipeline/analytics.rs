@@ -303,6 +303,9 @@ pub struct RuleQuality {
     pub implausible_speeds: u64,
     /// Tracks that entered by an approach and ended without leaving by one.
     pub unmatched_movements: u64,
+    /// From the tracker (set by the runtime): tracks confirmed where one had just been lost, the same
+    /// vehicle under a new id.
+    pub track_fragments: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]

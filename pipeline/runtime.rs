@@ -78,6 +78,7 @@ pub struct CameraSummary {
     pub lines: Vec<(String, LineCounts)>,
     pub recrossings_suppressed: u64,
     pub unmatched_movements: u64,
+    pub track_fragments: u64,
     /// Frames the detector ran on (fewer than `frames` with `detector.every` > 1).
     pub detected: u64,
     pub error: Option<String>,
@@ -96,6 +97,8 @@ struct Camera {
     tracker: Tracker,
     rules: Rules,
     aggregator: Aggregator,
+    /// Track fragments of the trackers this camera had before its last restart.
+    fragments_before: u64,
     checked_size: bool,
     dropped_seen: u64,
     last_pts: Duration,
@@ -194,6 +197,7 @@ pub fn run(
             },
             aggregator: Aggregator::new(&cfg.site, &c.id, counters, zones, &cfg.bins).with_pcu(cfg.pcu),
             checked_size: false,
+            fragments_before: 0,
             dropped_seen: 0,
             last_pts: Duration::ZERO,
             last_wall: SystemTime::now(),
@@ -259,6 +263,7 @@ pub fn run(
                             None => schedule_restart(cam, &"end of stream"),
                         }
                         end_tracks(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &metrics)?;
+                        cam.fragments_before += cam.tracker.fragments;
                         cam.tracker = Tracker::new(cfg.tracker.clone());
                         continue;
                     }
@@ -328,7 +333,7 @@ pub fn run(
                 frame.wall,
                 dropped - cam.dropped_seen,
                 cam.rules.zone_now(),
-                cam.rules.quality,
+                quality(cam),
                 &mut reports,
             );
             metrics.frames_dropped.get_or_create(&labels).inc_by(dropped - cam.dropped_seen);
@@ -433,14 +438,20 @@ fn feed(cam: &mut Camera, observer: &mut dyn Observer, events: &[TrafficEvent], 
     }
     // The rules count cumulatively; the Prometheus counters take what was added since last frame.
     let labels = camera_labels(&cam.cfg.id);
-    let q = cam.rules.quality;
+    let q = quality(cam);
     for (family, now, seen) in [
+        (&metrics.track_fragments, q.track_fragments, &mut cam.summary.track_fragments),
         (&metrics.recrossings_suppressed, q.recrossings_suppressed, &mut cam.summary.recrossings_suppressed),
         (&metrics.unmatched_movements, q.unmatched_movements, &mut cam.summary.unmatched_movements),
     ] {
         family.get_or_create(&labels).inc_by(now - *seen);
         *seen = now;
     }
+}
+
+/// The rules' count-quality counters with the tracker's fragments, all cumulative for the camera.
+fn quality(cam: &Camera) -> crate::analytics::RuleQuality {
+    crate::analytics::RuleQuality { track_fragments: cam.fragments_before + cam.tracker.fragments, ..cam.rules.quality }
 }
 
 fn camera_labels(camera: &str) -> Labels {

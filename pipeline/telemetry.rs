@@ -46,6 +46,7 @@ pub struct Metrics {
     pub recrossings_suppressed: Family<Labels, Counter>,
     pub movements: Family<Labels, Counter>,
     pub unmatched_movements: Family<Labels, Counter>,
+    pub track_fragments: Family<Labels, Counter>,
     pub stream_up: Family<Labels, Gauge>,
     pub stream_restarts: Family<Labels, Counter>,
     pub errors: Family<Labels, Counter>,
@@ -97,6 +98,7 @@ impl Metrics {
             recrossings_suppressed: Family::default(),
             movements: Family::default(),
             unmatched_movements: Family::default(),
+            track_fragments: Family::default(),
             stream_up: Family::default(),
             stream_restarts: Family::default(),
             errors: Family::default(),
@@ -156,6 +158,13 @@ impl Metrics {
             "junction_movements",
             "Turning movements by camera, entry approach, exit approach, movement and class",
             m.movements.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_track_fragments",
+            "Tracks confirmed where a track had just been lost: one vehicle under two ids",
+            m.track_fragments.clone(),
         );
         reg(
             &mut registry,

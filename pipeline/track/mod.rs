@@ -117,6 +117,8 @@ struct Track {
     matched: bool,
     /// Box of the last matched detection.
     detection: FrameBox,
+    /// A newer track has already been counted as this one's continuation (a fragment).
+    succeeded: bool,
 }
 
 impl Track {
@@ -184,6 +186,14 @@ pub struct Tracker {
     cols: Vec<usize>,
     cost: Vec<f64>,
     pairs: Vec<(usize, usize)>,
+    /// Where and when confirmed tracks ended, for `lost_buffer_s`: a track confirmed there soon after
+    /// is a fragment of it.
+    recent_ends: Vec<(Duration, FrameBox)>,
+    /// Boxes of the tracks confirmed on this update (scratch).
+    confirmed: Vec<FrameBox>,
+    /// Tracks confirmed where a confirmed track had just been lost or ended: the same vehicle under a
+    /// new id (an ID switch), which can count it twice. Cumulative.
+    pub fragments: u64,
 }
 
 impl Tracker {
@@ -200,6 +210,9 @@ impl Tracker {
             cols: Vec::new(),
             cost: Vec::new(),
             pairs: Vec::new(),
+            recent_ends: Vec::new(),
+            confirmed: Vec::new(),
+            fragments: 0,
         }
     }
 
@@ -214,6 +227,33 @@ impl Tracker {
 
     pub fn is_empty(&self) -> bool {
         self.tracks.is_empty()
+    }
+
+    /// Counts each track confirmed on this update whose box centre lies within 1.5 × its own size of a
+    /// confirmed track that is lost now or ended within `window`: the same vehicle under a new id.
+    fn count_fragments(&mut self, pts: Duration, window: Duration) {
+        self.recent_ends.retain(|(at, _)| pts.saturating_sub(*at) <= window);
+        let near = |a: &FrameBox, b: &FrameBox| {
+            let reach = 1.5 * (a.x2 - a.x1).max(a.y2 - a.y1);
+            let (ax, ay, bx, by) = (0.5 * (a.x1 + a.x2), 0.5 * (a.y1 + a.y2), 0.5 * (b.x1 + b.x2), 0.5 * (b.y1 + b.y2));
+            (ax - bx).hypot(ay - by) <= reach
+        };
+        for b in &self.confirmed {
+            // A lost track is looked for where its Kalman filter predicts it now.
+            let predicted = |t: &Track| {
+                let [x1, y1, x2, y2] = t.kf.bbox();
+                FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 }
+            };
+            if let Some(t) =
+                self.tracks.iter_mut().find(|t| t.state == State::Lost && !t.succeeded && near(b, &predicted(t)))
+            {
+                t.succeeded = true;
+                self.fragments += 1;
+            } else if let Some(k) = self.recent_ends.iter().position(|(_, e)| near(b, e)) {
+                self.recent_ends.swap_remove(k);
+                self.fragments += 1;
+            }
+        }
     }
 
     /// Seconds since the last frame (0 for the first, or a PTS going back), and remembers `pts`.
@@ -265,6 +305,7 @@ impl Tracker {
 
         // States: confirm, lose, drop.
         let lost_buffer = Duration::from_secs_f64(cfg.lost_buffer_s.max(0.0));
+        self.confirmed.clear();
         let mut i = 0;
         while i < self.tracks.len() {
             let t = &mut self.tracks[i];
@@ -272,6 +313,7 @@ impl Tracker {
                 (State::Tentative, true) => {
                     if t.hits >= cfg.min_hits {
                         t.state = State::Tracked;
+                        self.confirmed.push(t.detection);
                     }
                     true
                 }
@@ -286,6 +328,9 @@ impl Tracker {
                     let gone = pts.saturating_sub(t.last_seen) > lost_buffer;
                     if gone {
                         out.ended.push(t.id);
+                        if !t.succeeded {
+                            self.recent_ends.push((pts, t.detection));
+                        }
                     }
                     !gone
                 }
@@ -315,9 +360,14 @@ impl Tracker {
                 score: d.score,
                 matched: true,
                 detection: d.bbox,
+                succeeded: false,
             });
+            if state == State::Tracked {
+                self.confirmed.push(d.bbox);
+            }
             self.next_id += 1;
         }
+        self.count_fragments(pts, lost_buffer);
 
         for t in &self.tracks {
             if t.state == State::Tracked && t.matched {

@@ -124,3 +124,25 @@ fn finish_ends_confirmed_tracks() {
     tr.finish(&mut out);
     assert_eq!(out.ended.len(), 1, "only the confirmed track: {out:?}");
 }
+
+#[test]
+fn a_new_id_where_a_track_was_just_lost_is_a_fragment() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    // A car (60 × 30 px) moves right 10 px a frame for 1 s, vanishes for 0.5 s, and reappears 60 px
+    // ahead of (and 20 px below) where its filter expects it: no overlap, so a new id, counted once.
+    let mut frames: Vec<(f64, Vec<Detection>)> =
+        (0..10).map(|i| (i as f64 * 0.1, vec![car(10.0 * i as f32, 50.0)])).collect();
+    frames.extend((10..15).map(|i| (i as f64 * 0.1, vec![])));
+    frames.extend((15..25).map(|i| (i as f64 * 0.1, vec![car(10.0 * i as f32 + 60.0, 70.0)])));
+    let out = run(&mut tr, &frames);
+    let ids: std::collections::BTreeSet<u64> = out.iter().flat_map(|o| o.tracks.iter().map(|t| t.id)).collect();
+    assert_eq!(ids.len(), 2, "the reappearance is a new track: {ids:?}");
+    assert_eq!(tr.fragments, 1);
+    // A second vehicle far away, and a track that ends with no successor, count nothing.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let mut frames: Vec<(f64, Vec<Detection>)> =
+        (0..10).map(|i| (i as f64 * 0.1, vec![car(10.0 * i as f32, 50.0)])).collect();
+    frames.extend((10..40).map(|i| (i as f64 * 0.1, vec![car(900.0, 600.0)])));
+    run(&mut tr, &frames);
+    assert_eq!(tr.fragments, 0);
+}

@@ -326,6 +326,8 @@ struct TrackState {
     speed: SpeedTrack,
     /// Ground anchor now, on a calibrated camera.
     ground: Option<GroundPoint>,
+    /// Ground speed now (this frame's regression), on a calibrated camera.
+    speed_now: Option<Speed>,
     /// Approach anchor last frame (for line approaches).
     approach_anchor: Option<FramePoint>,
     /// The approach it entered by.
@@ -346,6 +348,7 @@ impl TrackState {
             class: None,
             speed: SpeedTrack::default(),
             ground: None,
+            speed_now: None,
             approach_anchor: None,
             entry: None,
             left_entry: None,
@@ -484,6 +487,7 @@ impl Rules {
                 }
                 None => None,
             };
+            state.speed_now = ground_speed;
             let speed = t.velocity.0.hypot(t.velocity.1);
             let size = 0.5 * ((t.bbox.x2 - t.bbox.x1) + (t.bbox.y2 - t.bbox.y1));
             let band = (self.params.band_share * size).max(self.params.band_min_px);
@@ -647,10 +651,7 @@ impl Rules {
                         continue;
                     }
                     let slow = match &self.ground {
-                        Some(_) => state
-                            .speed
-                            .speed(self.params.speed_window_s, self.params.max_speed_kmh)
-                            .is_some_and(|s| s.kmh < self.params.queue_speed_kmh),
+                        Some(_) => state.speed_now.is_some_and(|s| s.kmh < self.params.queue_speed_kmh),
                         None => t.velocity.0.hypot(t.velocity.1) < self.params.min_speed_px_s,
                     };
                     if !slow {

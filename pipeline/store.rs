@@ -66,6 +66,15 @@ const MIGRATIONS: &[&str] = &[
 pub const ATSPM_DETECTOR_ON: u8 = 82;
 pub const ATSPM_DETECTOR_OFF: u8 = 81;
 
+/// A loop detector event as ATSPM codes it: (event code, parameter = channel).
+fn atspm_event(kind: &EventKind) -> Option<(u8, u16)> {
+    match *kind {
+        EventKind::LoopOn { channel } => Some((ATSPM_DETECTOR_ON, channel)),
+        EventKind::LoopOff { channel } => Some((ATSPM_DETECTOR_OFF, channel)),
+        _ => None,
+    }
+}
+
 /// RFC 3339 UTC with tenths of a second (the resolution of controller event logs), truncated.
 pub fn tenths(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -145,26 +154,25 @@ impl Store {
             path: path.to_owned(),
             message: format!("ATSPM CSV (store.atspm_dir): {e}"),
         };
+        // Rows per daily file, in event order; each file is opened once per save.
+        let mut rows: std::collections::BTreeMap<PathBuf, String> = std::collections::BTreeMap::new();
         for e in events {
-            let (code, channel) = match e.kind {
-                EventKind::LoopOn { channel } => (ATSPM_DETECTOR_ON, channel),
-                EventKind::LoopOff { channel } => (ATSPM_DETECTOR_OFF, channel),
-                _ => continue,
-            };
-            std::fs::create_dir_all(dir).map_err(|err| io(dir, err))?;
+            let Some((code, channel)) = atspm_event(&e.kind) else { continue };
             let day = &tenths(e.wall)[..10];
-            let file = dir.join(format!("{site}_{camera}_{day}.csv"));
+            let text = rows.entry(dir.join(format!("{site}_{camera}_{day}.csv"))).or_default();
+            text.push_str(&atspm_csv_row(e.wall, code, channel));
+            text.push('\n');
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).map_err(|err| io(dir, err))?;
+        for (file, text) in rows {
             let new = !file.exists();
             let mut f =
                 std::fs::OpenOptions::new().create(true).append(true).open(&file).map_err(|err| io(&file, err))?;
-            let mut text = String::new();
-            if new {
-                text.push_str(ATSPM_CSV_HEADER);
-                text.push('\n');
-            }
-            text.push_str(&atspm_csv_row(e.wall, code, channel));
-            text.push('\n');
-            f.write_all(text.as_bytes()).map_err(|err| io(&file, err))?;
+            let header = if new { format!("{ATSPM_CSV_HEADER}\n") } else { String::new() };
+            f.write_all(format!("{header}{text}").as_bytes()).map_err(|err| io(&file, err))?;
         }
         Ok(())
     }
@@ -232,9 +240,7 @@ impl Store {
                 )
                 .map_err(&err)?;
             for e in events {
-                if let EventKind::LoopOn { channel } | EventKind::LoopOff { channel } = e.kind {
-                    let code =
-                        if matches!(e.kind, EventKind::LoopOn { .. }) { ATSPM_DETECTOR_ON } else { ATSPM_DETECTOR_OFF };
+                if let Some((code, channel)) = atspm_event(&e.kind) {
                     det.execute(params![site, camera, &*e.rule, channel, code, tenths(e.wall)]).map_err(&err)?;
                     continue;
                 }

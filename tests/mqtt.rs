@@ -34,7 +34,19 @@ impl Broker {
     pub fn start(dir: &Path) -> Self {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
+        // Persistence, as a traffic centre's broker has: the subscriber's session (and the messages
+        // queued for it) survives the outage test's broker restart, so what junction publishes before
+        // the subscriber has reconnected is still delivered. `user root`: a broker started as root
+        // would otherwise drop to the mosquitto user, who cannot write the test's folder (ignored when
+        // not root).
+        std::fs::write(
+            &conf,
+            format!(
+                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
         let mut b = Self { port, conf, child: None };
         b.up();
         b
@@ -58,8 +70,18 @@ impl Broker {
         }
     }
 
+    /// Stops the broker as an operator would (SIGTERM to our own child, by its PID), so it saves its
+    /// sessions; SIGKILL only if it has not gone within 10 s.
     pub fn down(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -84,22 +106,18 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn start(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// `tls`: extra arguments for both mosquitto_sub and the probe's mosquitto_pub (`--cafile …`).
+    pub fn start_with(port: u16, tls: &[&str]) -> Self {
+        let port_arg = port.to_string();
+        let conn = [&["-h", "127.0.0.1", "-p", port_arg.as_str()][..], tls].concat();
         // stdbuf: line-buffered stdout, or the lines sit in mosquitto_sub's pipe buffer.
         let mut child = Command::new("stdbuf")
-            .args([
-                "-oL",
-                "mosquitto_sub",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                "junction/#",
-                "-q",
-                "1",
-                "-v",
-            ])
-            .args(["-c", "-i", &format!("test-subscriber-{port}")])
+            .args(["-oL", "mosquitto_sub"])
+            .args(&conn)
+            .args(["-t", "junction/#", "-q", "1", "-v", "-c", "-i", &format!("test-subscriber-{port}")])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -112,9 +130,25 @@ impl Subscriber {
                 sink.lock().unwrap().push(l);
             }
         });
-        // Subscribed once the broker has it: give it a moment.
-        std::thread::sleep(Duration::from_millis(300));
+        // Subscribed once a probe published after the start comes back (a fixed pause raced on a
+        // loaded CI box). The probe's topic matches none of the suffixes the tests read.
+        let t = Instant::now();
+        while !lines.lock().unwrap().iter().any(|l| l.starts_with("junction/probe ")) {
+            assert!(t.elapsed() < Duration::from_secs(20), "mosquitto_sub did not subscribe on {port}");
+            let _ = Command::new("mosquitto_pub")
+                .args(&conn)
+                .args(["-t", "junction/probe", "-m", "{}"])
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Self { child, lines }
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) our own mosquitto_sub, by its PID (stdbuf execs it): a
+    /// consumer at the centre that is slower to come back than junction.
+    fn signal(&self, sig: &str) {
+        assert!(Command::new("kill").arg(sig).arg(self.child.id().to_string()).status().unwrap().success());
     }
 
     /// Flow report ids received so far, in order.
@@ -264,7 +298,8 @@ fn spawn_run(args: &[&str]) -> Child {
         .expect("spawn junction")
 }
 
-/// The broker goes down after the second bin and comes back two bins later: nothing is lost.
+/// The broker goes down after the second bin and comes back two bins later: nothing is lost. The
+/// subscriber stays away until the run has ended, as a slow consumer might.
 #[test]
 fn broker_outage_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -283,6 +318,7 @@ fn broker_outage_loses_nothing() {
         if v["type"] == "report" {
             reports += 1;
             if reports == 2 {
+                sub.signal("-STOP");
                 broker.down();
             }
             if reports == 4 {
@@ -295,6 +331,9 @@ fn broker_outage_loses_nothing() {
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(status.success(), "stderr:\n{stderr}");
     assert!(reports >= 4, "the run ended before the outage was over");
+    // The subscriber reconnects only now, after junction has drained its backlog: the broker kept
+    // its session, so every acknowledged report still reaches it.
+    sub.signal("-CONT");
     let stored: Vec<String> = stored_ids(&db).into_iter().map(|(id, _)| id).collect();
     let got = sub.wait_for(stored.len());
     assert_eq!(distinct_in_order(&got), stored, "every report, in order (repeats only of the same id)");
@@ -444,18 +483,8 @@ fn tls_publishes_and_a_wrong_ca_is_refused() {
     let good = d.join("good");
     std::fs::create_dir(&good).unwrap();
     let site = mqtt_site(&good, &url, &format!("ca_file = {:?}", d.join("ca.pem").to_str().unwrap()));
-    let sub_out = d.join("sub.txt");
-    let mut sub = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "exec stdbuf -oL mosquitto_sub -h 127.0.0.1 -p {} --cafile {} -t 'junction/+/+/+/flow' -q 1 > {}",
-            broker.port,
-            d.join("ca.pem").display(),
-            sub_out.display()
-        ))
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let ca = d.join("ca.pem");
+    let sub = Subscriber::start_with(broker.port, &["--cafile", ca.to_str().unwrap()]);
     let out = junction(
         &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T08:00:00Z"],
         Duration::from_secs(300),
@@ -464,17 +493,9 @@ fn tls_publishes_and_a_wrong_ca_is_refused() {
     let stored = stored_ids(&good.join("j.db"));
     assert_eq!(stored.len(), 8);
     assert!(stored.iter().all(|(_, p)| *p), "all acknowledged over TLS: {stored:?}");
-    let t = Instant::now();
-    let received = loop {
-        let n = std::fs::read_to_string(&sub_out).unwrap_or_default().lines().count();
-        if n >= 8 || t.elapsed() > Duration::from_secs(20) {
-            break n;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = sub.kill();
-    let _ = sub.wait();
-    assert_eq!(received, 8, "a TLS subscriber received every report");
+    let want: Vec<String> = stored.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(sub.wait_for(want.len()), want, "a TLS subscriber received every report, in order");
+    drop(sub);
 
     // Another CA: refused with an error naming the setting; nothing lost, the reports wait.
     let bad = d.join("bad");

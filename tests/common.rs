@@ -42,10 +42,36 @@ pub fn junction(args: &[&str], deadline: Duration) -> Output {
     junction_env(args, &[], deadline)
 }
 
-pub fn junction_env(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Output {
+/// `junction` with `args` from the repo root, logging at `log`, stdin closed, stdout and stderr piped
+/// (a test that does not read one sets it to null, or a full pipe stalls the run).
+pub fn command(args: &[&str], log: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_junction"));
-    cmd.args(args).current_dir(repo()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.env("RUST_LOG", "warn");
+    cmd.args(args)
+        .current_dir(repo())
+        .env("RUST_LOG", log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts [`command`]; the caller waits for the child (or signals it, by its PID).
+pub fn spawn(args: &[&str], log: &str) -> Child {
+    command(args, log).spawn().expect("spawn junction")
+}
+
+/// Sends `sig` ("TERM", "KILL", "STOP", …) to our own child, by its PID; whether `kill` delivered it.
+pub fn try_signal(child: &Child, sig: &str) -> bool {
+    Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().is_ok_and(|s| s.success())
+}
+
+/// [`try_signal`], which must succeed.
+pub fn signal(child: &Child, sig: &str) {
+    assert!(try_signal(child, sig), "kill -{sig} {}", child.id());
+}
+
+pub fn junction_env(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Output {
+    let mut cmd = command(args, "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }

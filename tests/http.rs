@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{http_get, metric_sample, repo, wait_at_most};
+use crate::common::{command, http_get, metric_sample, signal, wait_at_most};
 
 /// GET as text: (status, body).
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -18,24 +18,9 @@ fn metrics_health_and_readiness() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_junction"))
-        .args([
-            "run",
-            "test://ball?fps=20",
-            "--line",
-            "320,0,320,360",
-            "--store",
-            db.to_str().unwrap(),
-            "--http",
-            &addr,
-        ])
-        .current_dir(repo())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let args =
+        ["run", "test://ball?fps=20", "--line", "320,0,320,360", "--store", db.to_str().unwrap(), "--http", &addr];
+    let mut child = command(&args, "info").stdout(Stdio::null()).spawn().unwrap();
     let started = Instant::now();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     for line in lines.by_ref() {
@@ -70,7 +55,7 @@ fn metrics_health_and_readiness() {
     assert!(later > analysed);
 
     // Our own child, by its PID.
-    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    signal(&child, "TERM");
     let status = wait_at_most(&mut child, started, Duration::from_secs(60));
     assert!(status.success());
     for _ in lines {}
@@ -97,12 +82,9 @@ fn snapshot_is_a_decodable_jpeg() {
     let db = dir.path().join("j.db");
     let addr = format!("127.0.0.1:{port}");
     let clip = crate::common::clip();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_junction"))
-        .args(["run", clip.to_str().unwrap(), "--line", "320,60,320,220", "--store", db.to_str().unwrap()])
+    let args = ["run", clip.to_str().unwrap(), "--line", "320,60,320,220", "--store", db.to_str().unwrap()];
+    let mut child = command(&args, "warn")
         .args(["--http", &addr, "--snapshots"])
-        .current_dir(repo())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

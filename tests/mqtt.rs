@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{assert_schema, clip, junction, repo, wait_at_most};
+use crate::common::{assert_schema, clip, junction, repo, signal, spawn, try_signal, wait_at_most};
 
 fn mosquitto_bin() -> PathBuf {
     // Debian installs it in /usr/sbin, which may not be on PATH.
@@ -74,7 +74,7 @@ impl Broker {
     /// sessions; SIGKILL only if it has not gone within 10 s.
     pub fn down(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            try_signal(&c, "TERM");
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(10) {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -148,7 +148,7 @@ impl Subscriber {
     /// Freezes (SIGSTOP) or thaws (SIGCONT) our own mosquitto_sub, by its PID (stdbuf execs it): a
     /// consumer at the centre that is slower to come back than junction.
     fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").arg(sig).arg(self.child.id().to_string()).status().unwrap().success());
+        signal(&self.child, sig);
     }
 
     /// Flow report ids received so far, in order.
@@ -286,18 +286,6 @@ fn every_report_arrives_in_order() {
     assert!(log.lines().any(|l| l.contains("as junction-adhoc (p5")), "{log}");
 }
 
-fn spawn_run(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_junction"))
-        .args(args)
-        .current_dir(repo())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn junction")
-}
-
 /// The broker goes down after the second bin and comes back two bins later: nothing is lost. The
 /// subscriber stays away until the run has ended, as a slow consumer might.
 #[test]
@@ -310,7 +298,7 @@ fn broker_outage_loses_nothing() {
     let mut args = run_args(db.to_str().unwrap(), &url);
     let clip = clip();
     args.insert(1, clip.to_str().unwrap());
-    let mut child = spawn_run(&args);
+    let mut child = spawn(&args, "warn");
     let started = Instant::now();
     let mut reports = 0;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
@@ -318,7 +306,7 @@ fn broker_outage_loses_nothing() {
         if v["type"] == "report" {
             reports += 1;
             if reports == 2 {
-                sub.signal("-STOP");
+                sub.signal("STOP");
                 broker.down();
             }
             if reports == 4 {
@@ -333,7 +321,7 @@ fn broker_outage_loses_nothing() {
     assert!(reports >= 4, "the run ended before the outage was over");
     // The subscriber reconnects only now, after junction has drained its backlog: the broker kept
     // its session, so every acknowledged report still reaches it.
-    sub.signal("-CONT");
+    sub.signal("CONT");
     let stored: Vec<String> = stored_ids(&db).into_iter().map(|(id, _)| id).collect();
     let got = sub.wait_for(stored.len());
     assert_eq!(distinct_in_order(&got), stored, "every report, in order (repeats only of the same id)");
@@ -351,7 +339,7 @@ fn crash_while_broker_down_loses_nothing() {
     let clip = clip();
     let mut args = run_args(db.to_str().unwrap(), &url);
     args.insert(1, clip.to_str().unwrap());
-    let mut child = spawn_run(&args);
+    let mut child = spawn(&args, "warn");
     let mut closed = Vec::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
@@ -359,7 +347,7 @@ fn crash_while_broker_down_loses_nothing() {
             closed.push(v["id"].as_str().unwrap().to_owned());
             if closed.len() == 3 {
                 // Our own child, by its PID.
-                assert!(Command::new("kill").arg("-KILL").arg(child.id().to_string()).status().unwrap().success());
+                signal(&child, "KILL");
                 break;
             }
         }

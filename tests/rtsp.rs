@@ -117,13 +117,8 @@ fn a_camera_restarts_alone() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_junction"))
-        .args(["run", "--config", site.to_str().unwrap()])
-        .current_dir(crate::common::repo())
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
+    let mut child = crate::common::command(&["run", "--config", site.to_str().unwrap()], "info")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let started = Instant::now();
@@ -156,7 +151,7 @@ fn a_camera_restarts_alone() {
     assert!(sample(&m, "junction_stream_restarts_total{camera=\"rtsp\"}") >= 1.0, "{m}");
     assert_eq!(sample(&m, "junction_stream_restarts_total{camera=\"pattern\"}"), 0.0, "{m}");
 
-    assert!(std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    crate::common::signal(&child, "TERM");
     let status = crate::common::wait_at_most(&mut child, started, Duration::from_secs(180));
     assert!(status.success(), "{}", log.lock().unwrap());
 }

@@ -1,12 +1,11 @@
 //! `junction run`: counting on the real clip through the real model, the store, signals.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{assert_schema, clip, junction, repo, wait_at_most};
+use crate::common::{assert_schema, clip, junction, signal, spawn, wait_at_most};
 
 fn store_reports(db: &std::path::Path) -> Vec<(String, bool)> {
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -92,25 +91,6 @@ fn counts_the_example_site() {
         .map(|f| f["vehicles"].as_u64().unwrap())
         .sum();
     assert_eq!(v, inn + outn);
-}
-
-/// Starts `junction run` with stdout and stderr piped (logs at `log` level); returns the child.
-fn spawn(args: &[&str], log: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_junction"))
-        .args(args)
-        .current_dir(repo())
-        .env("RUST_LOG", log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn junction")
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    // Our own child, by its PID.
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap().success();
-    assert!(ok, "kill -{sig} {}", child.id());
 }
 
 /// SIGKILL mid-run loses at most the open bins: every bin printed before the kill is in the store.

@@ -7,7 +7,9 @@
 #   (geometry), Mosquitto (MQTT tests), Python's venv (reference scripts), systemd-analyze and
 #   promtool (checks of the deploy files; the prometheus package's service is not needed).
 # - ONNX Runtime: the shared library from the PyPI wheel onnxruntime==$ORT_VERSION, copied into
-#   .onnxruntime/ (git-ignored); the binary finds it there (see `detector.onnxruntime` in DESIGN.md).
+#   .onnxruntime/ (git-ignored); the binary finds it there (`detector.onnxruntime`, README "Models").
+#   The libraries of $ORT_OLDEST (the oldest supported) and $ORT_TOO_OLD (refused) go to
+#   .onnxruntime/range/ for the range tests.
 # - .venv/ (git-ignored): numpy, onnxruntime and onnx for the reference scripts, test fixtures and
 #   benchmarks in scripts/; kubernetes-validate for the manifests in deploy/k8s/.
 #
@@ -15,6 +17,9 @@
 set -euo pipefail
 
 ORT_VERSION=1.32.0
+# detect::ORT_SUPPORTED's oldest version, and the release before it (must be refused).
+ORT_OLDEST=1.20.1
+ORT_TOO_OLD=1.19.2
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
@@ -71,4 +76,18 @@ if ! cmp -s "$lib" ".onnxruntime/libonnxruntime.so.$ORT_VERSION"; then
 fi
 ln -sf "libonnxruntime.so.$ORT_VERSION" .onnxruntime/libonnxruntime.so
 echo "setup: ONNX Runtime $ORT_VERSION at $ROOT/.onnxruntime/libonnxruntime.so.$ORT_VERSION"
+
+# The supported range's oldest release (ORT_OLDEST, JetPack 6's version) and the release just before it,
+# for the tests that run junction on the oldest and see the one before refused. From the PyPI CPU wheels.
+for v in "$ORT_OLDEST" "$ORT_TOO_OLD"; do
+  dest=".onnxruntime/range/libonnxruntime.so.$v"
+  [ -f "$dest" ] && continue
+  tmp=$(mktemp -d)
+  .venv/bin/pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d "$tmp" "onnxruntime==$v"
+  mkdir -p .onnxruntime/range
+  .venv/bin/python -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], 'wb').write(z.read('onnxruntime/capi/libonnxruntime.so.' + sys.argv[3]))" \
+    "$(ls "$tmp"/onnxruntime-*.whl)" "$dest" "$v"
+  rm -rf "$tmp"
+  echo "setup: ONNX Runtime $v (range test) at $ROOT/$dest"
+done
 echo "setup: done"

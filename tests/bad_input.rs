@@ -115,6 +115,15 @@ fn onnxruntime_library_not_a_library() {
 }
 
 #[test]
+fn onnxruntime_outside_supported_range() {
+    // A real ONNX Runtime (the PyPI 1.19.2 wheel's, installed by scripts/setup.sh), one release too old.
+    let lib = repo().join(".onnxruntime/range/libonnxruntime.so.1.19.2");
+    assert!(lib.is_file(), "{} missing: run scripts/setup.sh", lib.display());
+    let out = junction(&["detect", clip().to_str().unwrap(), "--onnxruntime", lib.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &[lib.to_str().unwrap(), "version 1.19.2", "supported range >= 1.20 and < 2.0"]);
+}
+
+#[test]
 fn bad_uri_scheme() {
     let out = junction(&["detect", "ftp://127.0.0.1/clip.mp4"], DEADLINE);
     assert_refused(&out, &["ftp://127.0.0.1/clip.mp4", "unsupported scheme"]);

@@ -156,3 +156,32 @@ fn yolov8_layout_matches_yolox() {
     }
     assert!(compared >= 50, "only {compared} detections compared");
 }
+
+/// The supported ONNX Runtime range, at both ends: the oldest supported release (1.20.1, from its PyPI
+/// wheel by scripts/setup.sh) gives the same detections as the newest (1.32.0, the default).
+#[test]
+fn onnxruntime_oldest_supported_matches_newest() {
+    let oldest = repo().join(".onnxruntime/range/libonnxruntime.so.1.20.1");
+    assert!(oldest.is_file(), "{} missing: run scripts/setup.sh", oldest.display());
+    let clip = clip();
+    let run = |lib: Option<&std::path::Path>| {
+        let mut args = vec!["detect", clip.to_str().unwrap(), "--frames", "150", "--every", "5"];
+        if let Some(l) = lib {
+            args.extend(["--onnxruntime", l.to_str().unwrap()]);
+        }
+        let out = junction(&args, Duration::from_secs(180));
+        assert_eq!(out.code, Some(0), "{lib:?}: stderr:\n{}", out.stderr);
+        out.lines("frame")
+    };
+    let newest = run(None);
+    let old = run(Some(&oldest));
+    assert_eq!(newest.len(), 30);
+    assert_eq!(newest.len(), old.len());
+    let mut compared = 0;
+    for (a, b) in newest.iter().zip(&old) {
+        let reference = a["detections"].as_array().unwrap();
+        assert_same(a["frame"].as_u64().unwrap(), reference, b["detections"].as_array().unwrap());
+        compared += reference.len();
+    }
+    assert!(compared >= 50, "only {compared} detections compared");
+}

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 pub use card::{ModelCard, OutputFormat};
 pub use decode::Candidate;
 pub use fill::ImageView;
-pub use runtime::{Detector, DetectorOptions, OptLevel, Provider, StageTimes, resolve_runtime_library};
+pub use runtime::{
+    Detector, DetectorOptions, ORT_SUPPORTED, OptLevel, OrtRange, Provider, StageTimes, check_runtime_library,
+    resolve_runtime_library, runtime_version,
+};
 
 use crate::geometry::FrameBox;
 
@@ -92,8 +95,13 @@ pub enum DetectError {
          --onnxruntime with the path of libonnxruntime.so"
     )]
     RuntimeMissing { looked: String },
-    #[error("ONNX Runtime library {path} failed to load: {message}; it must be ONNX Runtime 1.31 or newer")]
+    #[error("ONNX Runtime library {path} failed to load: {message}")]
     RuntimeLoad { path: PathBuf, message: String },
+    #[error(
+        "ONNX Runtime library {path} is version {found}, outside the supported range {supported}; install a \
+         supported one (scripts/setup.sh installs 1.32.0) and point detector.onnxruntime or --onnxruntime at it"
+    )]
+    RuntimeVersion { path: PathBuf, found: String, supported: runtime::OrtRange },
     #[error("model {path}: ONNX Runtime could not create a session: {message}")]
     Session { path: PathBuf, message: String },
     #[error("execution provider {provider} could not be registered: {message} (no silent fallback to CPU)")]

@@ -17,6 +17,62 @@ use crate::geometry::Letterbox;
 /// File name of the library that `scripts/setup.sh` installs from the PyPI wheel.
 const ORT_LIB: &str = "libonnxruntime.so.1.32.0";
 
+/// The ONNX Runtime versions junction runs on: from the C API level it is built against (ort's
+/// `api-20` feature: 1.20, JetPack 6's build) through every later 1.x, whose C API keeps the older
+/// levels. CI runs the oldest (1.20.1) and the newest (1.32.0) PyPI CPU builds.
+pub const ORT_SUPPORTED: OrtRange = OrtRange { major: 1, min_minor: 20 };
+
+/// A range of ONNX Runtime versions: `major.min_minor` up to, not including, the next major version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrtRange {
+    pub major: u32,
+    pub min_minor: u32,
+}
+
+impl OrtRange {
+    /// Whether a version string such as `1.20.1` lies in the range; `None` when it is not `X.Y[.Z…]`.
+    pub fn contains(&self, version: &str) -> Option<bool> {
+        let mut parts = version.trim().split('.');
+        let major: u32 = parts.next()?.parse().ok()?;
+        let minor: u32 = parts.next()?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+        Some(major == self.major && minor >= self.min_minor)
+    }
+}
+
+impl std::fmt::Display for OrtRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, ">= {}.{} and < {}.0", self.major, self.min_minor, self.major + 1)
+    }
+}
+
+/// Opens the library and asks its version (`OrtGetApiBase()->GetVersionString()`), before ort does:
+/// ort would take an older library's API table and fail later, or abort.
+pub fn runtime_version(lib: &Path) -> Result<String, DetectError> {
+    let load_err = |message: String| DetectError::RuntimeLoad { path: lib.to_owned(), message };
+    // SAFETY: loading runs the library's initialisers; this is the library the user chose to run.
+    let library = unsafe { libloading::Library::new(lib) }.map_err(|e| load_err(e.to_string()))?;
+    // SAFETY: the symbol's type is the C API's `const OrtApiBase* OrtGetApiBase(void)`.
+    let get_base = unsafe { library.get::<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase>(b"OrtGetApiBase") }
+        .map_err(|_| load_err("no OrtGetApiBase symbol: not an ONNX Runtime library".into()))?;
+    // SAFETY: OrtGetApiBase returns a pointer to a static struct, valid while the library is loaded.
+    let base = unsafe { get_base() };
+    if base.is_null() {
+        return Err(load_err("OrtGetApiBase returned nothing".into()));
+    }
+    // SAFETY: GetVersionString returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(((*base).GetVersionString)()) };
+    Ok(version.to_string_lossy().into_owned())
+}
+
+/// The library's version, refused (naming both) when outside [`ORT_SUPPORTED`].
+pub fn check_runtime_library(lib: &Path) -> Result<String, DetectError> {
+    let version = runtime_version(lib)?;
+    if ORT_SUPPORTED.contains(&version) != Some(true) {
+        return Err(DetectError::RuntimeVersion { path: lib.to_owned(), found: version, supported: ORT_SUPPORTED });
+    }
+    Ok(version)
+}
+
 /// Where inference runs. There is no silent fallback: a provider that cannot be registered is an error.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -146,6 +202,8 @@ impl Detector {
     /// Loads ONNX Runtime, builds the session and checks the model's tensors against its card.
     pub fn new(card: ModelCard, opts: &DetectorOptions) -> Result<Self, DetectError> {
         let lib = resolve_runtime_library(opts.onnxruntime.as_deref())?;
+        let version = check_runtime_library(&lib)?;
+        tracing::info!(path = %lib.display(), version = %version, "ONNX Runtime library");
         let load_err = |message: String| DetectError::RuntimeLoad { path: lib.clone(), message };
         let env = ort::init_from(&lib)
             .map_err(|e| load_err(e.to_string()))?
@@ -160,7 +218,7 @@ impl Detector {
                 OptLevel::Disable => GraphOptimizationLevel::Disable,
                 OptLevel::Basic => GraphOptimizationLevel::Level1,
                 OptLevel::Extended => GraphOptimizationLevel::Level2,
-                OptLevel::All => GraphOptimizationLevel::Level3,
+                OptLevel::All => GraphOptimizationLevel::All,
             })
             .map_err(|e| session_err(e.to_string()))?;
         if opts.intra_threads > 0 {
@@ -319,4 +377,21 @@ fn check_tensors(card: &ModelCard, session: &Session) -> Result<(), DetectError>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_range_is_major_one_from_minor_twenty() {
+        for v in ["1.20.0", "1.20.1", "1.32.0", "1.40.2-dev"] {
+            assert_eq!(ORT_SUPPORTED.contains(v), Some(true), "{v}");
+        }
+        for v in ["1.19.2", "1.16.3", "0.25.0", "2.0.0"] {
+            assert_eq!(ORT_SUPPORTED.contains(v), Some(false), "{v}");
+        }
+        assert_eq!(ORT_SUPPORTED.contains("garbage"), None);
+        assert_eq!(ORT_SUPPORTED.to_string(), ">= 1.20 and < 2.0");
+    }
 }

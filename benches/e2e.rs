@@ -63,7 +63,7 @@ fn run_clip(det: &mut Detector, store: &mut Store) -> Run {
     let zones = cam.zones.iter().map(|z| (z.id.clone(), z.kind)).collect();
     let mut agg = Aggregator::new("bench", "street", counters, zones, &[Duration::from_secs(60)]);
     let (mut dets, mut tracked, mut events, mut reports) =
-        (Vec::<Detection>::new(), TrackerOutput::default(), Vec::new(), Vec::new());
+        (vec![Vec::<Detection>::new()], TrackerOutput::default(), Vec::new(), Vec::new());
     let mut frames = 0;
     while frames < FRAMES {
         let t = Instant::now();
@@ -74,11 +74,9 @@ fn run_clip(det: &mut Detector, store: &mut Store) -> Run {
             Poll::Idle => continue,
             _ => break,
         };
-        dets.clear();
-        det.fill(&frame.image(), &frame.letterbox).expect("fill");
-        det.infer(&frame.letterbox, &mut dets).expect("infer");
+        det.detect(&[frame.job()], &mut dets).expect("detect");
         let t = Instant::now();
-        tracker.update(frame.pts, &dets, &mut tracked);
+        tracker.update(frame.pts, &dets[0], &mut tracked);
         events.clear();
         rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, &mut events);
         reports.clear();

@@ -78,15 +78,13 @@ fn inference(c: &mut Criterion) {
             break f;
         }
     };
-    det.fill(&frame.image(), &frame.letterbox).expect("fill");
-    let mut out: Vec<Detection> = Vec::new();
+    let mut out: Vec<Vec<Detection>> = vec![Vec::new()];
     let mut g = c.benchmark_group("detect");
     g.throughput(Throughput::Elements(1));
     g.sample_size(30);
-    g.bench_function("yolox_nano_416_ort_run_and_decode_2_threads", |b| {
+    g.bench_function("yolox_nano_416_fill_ort_run_and_decode_2_threads", |b| {
         b.iter(|| {
-            out.clear();
-            det.infer(&frame.letterbox, &mut out).expect("infer");
+            det.detect(&[frame.job()], &mut out).expect("detect");
             black_box(&out);
         })
     });

@@ -15,8 +15,10 @@ use crate::analytics::{
     Anchor, ApproachSpec, LineSpec, LoopSpec, Region, RuleParams, Side, ZoneKind, ZoneSpec, segments_intersect,
 };
 use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider};
-use crate::geometry::{FramePoint, GroundPoint, Homography, Lens, PointPair, Size};
-use crate::source::{OnInferenceBusy, SourceUri};
+use crate::geometry::{
+    FramePoint, GroundPoint, Homography, Lens, PointPair, Rect, RegionSpec, Size, TileGrid, TileSpec,
+};
+use crate::source::{Decoder, OnInferenceBusy, SourceUri};
 use crate::track::TrackerConfig;
 
 /// One problem: where, and what.
@@ -97,6 +99,13 @@ struct RawDetector {
     every: u32,
     /// ONNX Runtime's idle intra-op threads spin between runs (off by default: measured faster here).
     spinning: bool,
+    /// Share of a tile's side that neighbouring tiles overlap by (a vehicle on a border is whole in one).
+    tile_overlap: f32,
+    /// Most images (tiles, cameras' frames) per model run, for a model with a dynamic batch dimension.
+    max_batch: usize,
+    /// Milliseconds to wait for other cameras' frames once one is waiting, so that they share a run
+    /// (0: batch only what is already waiting; no added latency).
+    batch_wait_ms: u64,
 }
 
 impl Default for RawDetector {
@@ -110,8 +119,93 @@ impl Default for RawDetector {
             score: None,
             every: 1,
             spinning: false,
+            tile_overlap: DEFAULT_TILE_OVERLAP,
+            max_batch: 8,
+            batch_wait_ms: 0,
         }
     }
+}
+
+/// Tiles overlap by a fifth of their side: a vehicle up to that long is whole in one of them.
+pub const DEFAULT_TILE_OVERLAP: f32 = 0.2;
+/// The default region of interest: the box around the rules grown by this share of the frame's width
+/// (left, right) and height (above, below), so vehicles are tracked before they reach a line.
+pub const DEFAULT_ROI_MARGIN: f32 = 0.2;
+
+/// A region of interest as written: `"auto"`, `"full"` or `[x1, y1, x2, y2]` (frame pixels).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawRoi {
+    Word(String),
+    Box([f32; 4]),
+}
+
+/// Tiles as written: `"auto"` or `[cols, rows]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawTiles {
+    Word(String),
+    Grid([u32; 2]),
+}
+
+/// The region of interest of a camera, before the frame size is known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Roi {
+    /// The box around the camera's lines, zones, approaches and loops, grown by `margin` × the frame's
+    /// size on each side; the whole frame for a camera without rules.
+    Auto {
+        margin: f32,
+    },
+    Full,
+    /// Frame pixels.
+    Rect(Rect),
+}
+
+impl Default for Roi {
+    fn default() -> Self {
+        Roi::Auto { margin: DEFAULT_ROI_MARGIN }
+    }
+}
+
+/// Parses a region of interest: `auto`, `full` or `x1,y1,x2,y2` (frame pixels).
+pub fn parse_roi(s: &str) -> Result<Roi, String> {
+    match s.trim() {
+        "auto" => Ok(Roi::default()),
+        "full" => Ok(Roi::Full),
+        other => {
+            let [x1, y1, x2, y2] =
+                parse_line_arg(other).map_err(|_| format!("--roi {s:?}: expected auto, full or x1,y1,x2,y2"))?;
+            roi_rect([x1, y1, x2, y2]).map(Roi::Rect)
+        }
+    }
+}
+
+fn roi_rect([x1, y1, x2, y2]: [f32; 4]) -> Result<Rect, String> {
+    if ![x1, y1, x2, y2].iter().all(|v| v.is_finite() && *v >= 0.0) || x2 - x1 < 1.0 || y2 - y1 < 1.0 {
+        return Err(format!("[{x1}, {y1}, {x2}, {y2}]: needs x1 < x2, y1 < y2, all >= 0 (frame pixels)"));
+    }
+    let (l, t) = (x1.floor() as u32, y1.floor() as u32);
+    Ok(Rect::new(l, t, x2.ceil() as u32 - l, y2.ceil() as u32 - t))
+}
+
+/// Parses tiles: `auto`, `1` (none) or `CxR` (e.g. `2x1`).
+pub fn parse_tiles(s: &str, overlap: f32) -> Result<TileSpec, String> {
+    match s.trim() {
+        "auto" => Ok(auto_tiles(overlap)),
+        other => {
+            let (c, r) = other.split_once('x').unwrap_or((other, "1"));
+            match (c.parse::<u32>(), r.parse::<u32>()) {
+                (Ok(c @ 1..=8), Ok(r @ 1..=8)) => Ok(TileSpec::Grid(TileGrid { cols: c, rows: r, overlap })),
+                _ => Err(format!("{s:?}: expected auto or COLSxROWS, each 1-8 (e.g. 2x1)")),
+            }
+        }
+    }
+}
+
+/// `tiles = "auto"`: tiles only where one model input would shrink the region more than twice, at
+/// most 4 of them.
+pub fn auto_tiles(overlap: f32) -> TileSpec {
+    TileSpec::Auto { overlap, max_downscale: 2.0, max_tiles: 4 }
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +220,11 @@ struct RawCamera {
     /// Files: replay at the recording's own rate, as a live camera (load tests, demos).
     #[serde(default)]
     realtime: bool,
+    /// Model inputs the region of interest is split into: "auto" or [cols, rows] (default [1, 1]).
+    tiles: Option<RawTiles>,
+    /// Video decoder: auto | software | nvv4l2decoder | nvh264dec | vaapi.
+    #[serde(default)]
+    decoder: Decoder,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +277,11 @@ struct RawCalibration {
     approaches: Vec<RawApproach>,
     #[serde(default, rename = "loop")]
     loops: Vec<RawLoop>,
+    /// The part of the frame the detector sees: "auto" (the rules' surroundings), "full", or
+    /// [x1, y1, x2, y2] in frame pixels.
+    roi: Option<RawRoi>,
+    /// With roi = "auto": share of the frame's width and height added around the rules on each side.
+    roi_margin: Option<f32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,9 +392,50 @@ pub struct CameraConfig {
     pub stall_timeout: Duration,
     /// Files: replayed at their own rate.
     pub realtime: bool,
+    /// The part of the frame the detector sees.
+    pub roi: Roi,
+    pub tiles: TileSpec,
+    pub decoder: Decoder,
 }
 
 impl CameraConfig {
+    /// The box around every rule (lines, zones, approaches, loops), `[x1, y1, x2, y2]` frame pixels;
+    /// `None` without rules.
+    pub fn rules_bbox(&self) -> Option<[f32; 4]> {
+        let mut pts: Vec<FramePoint> = Vec::new();
+        for l in &self.lines {
+            pts.extend([l.a, l.b]);
+        }
+        for z in &self.zones {
+            pts.extend(&z.polygon);
+        }
+        for a in &self.approaches {
+            match &a.region {
+                Region::Polygon(p) => pts.extend(p),
+                Region::Line(p, q) => pts.extend([*p, *q]),
+            }
+        }
+        for l in &self.loops {
+            pts.extend(&l.polygon);
+        }
+        let first = pts.first()?;
+        Some(pts.iter().fold([first.x, first.y, first.x, first.y], |b, p| {
+            [b[0].min(p.x), b[1].min(p.y), b[2].max(p.x), b[3].max(p.y)]
+        }))
+    }
+
+    /// What the source crops to, once it knows the frame size.
+    pub fn region(&self) -> RegionSpec {
+        match self.roi {
+            Roi::Full => RegionSpec::Full,
+            Roi::Rect(r) => RegionSpec::Rect(r),
+            Roi::Auto { margin } => match self.rules_bbox() {
+                Some(bbox) => RegionSpec::Rules { bbox, margin },
+                None => RegionSpec::Full,
+            },
+        }
+    }
+
     /// A camera with no calibration or rules yet, and the default timeouts.
     pub fn new(id: &str, uri: String) -> Self {
         Self {
@@ -306,6 +451,9 @@ impl CameraConfig {
             on_inference_busy: None,
             stall_timeout: Duration::from_secs(10),
             realtime: false,
+            roi: Roi::default(),
+            tiles: TileSpec::Grid(TileGrid::ONE),
+            decoder: Decoder::Auto,
         }
     }
 }
@@ -394,6 +542,15 @@ impl Config {
         if raw.detector.every == 0 {
             c.add(path, "detector.every", "must be at least 1 (1: detect on every frame)");
         }
+        if !(0.0..=0.5).contains(&raw.detector.tile_overlap) {
+            c.add(path, "detector.tile_overlap", "must be within 0..=0.5 (a share of a tile's side)");
+        }
+        if !(1..=64).contains(&raw.detector.max_batch) {
+            c.add(path, "detector.max_batch", "must be 1 to 64 images");
+        }
+        if raw.detector.batch_wait_ms > 1000 {
+            c.add(path, "detector.batch_wait_ms", "must be at most 1000 ms (it delays every camera's analysis)");
+        }
         check_tracker(path, &raw.tracker, c);
         if raw.cameras.is_empty() {
             c.add(path, "camera", "no [[camera]]: at least one is needed");
@@ -424,7 +581,22 @@ impl Config {
             let mut camera = CameraConfig {
                 on_inference_busy: cam.on_inference_busy,
                 realtime: cam.realtime,
+                decoder: cam.decoder.clone(),
                 ..CameraConfig::new(&cam.id, uri)
+            };
+            camera.tiles = match &cam.tiles {
+                None => TileSpec::Grid(TileGrid { overlap: raw.detector.tile_overlap, ..TileGrid::ONE }),
+                Some(RawTiles::Word(w)) if w == "auto" => auto_tiles(raw.detector.tile_overlap),
+                Some(RawTiles::Word(w)) => {
+                    c.add(path, field("tiles"), format!("{w:?}: expected \"auto\" or [cols, rows]"));
+                    camera.tiles
+                }
+                Some(RawTiles::Grid([cols, rows])) => {
+                    if !(1..=8).contains(cols) || !(1..=8).contains(rows) {
+                        c.add(path, field("tiles"), "[cols, rows]: each must be 1 to 8");
+                    }
+                    TileSpec::Grid(TileGrid { cols: *cols, rows: *rows, overlap: raw.detector.tile_overlap })
+                }
             };
             match cam.stall_timeout_s {
                 Some(s) if !(s.is_finite() && s > 0.0) => {
@@ -489,6 +661,8 @@ impl Config {
                 score: Some(raw.detector.score.unwrap_or(raw.tracker.low_score)),
                 every: raw.detector.every,
                 spinning: raw.detector.spinning,
+                max_batch: raw.detector.max_batch,
+                batch_wait: Duration::from_millis(raw.detector.batch_wait_ms),
                 ..DetectorOptions::default()
             },
             tracker: raw.tracker,
@@ -655,6 +829,26 @@ fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
                 anchor: l.anchor,
             });
         }
+    }
+    let margin = raw.roi_margin.unwrap_or(DEFAULT_ROI_MARGIN);
+    if !(0.0..=1.0).contains(&margin) {
+        c.add(path, "roi_margin", "must be within 0..=1 (a share of the frame's width and height)");
+    }
+    match &raw.roi {
+        None => camera.roi = Roi::Auto { margin },
+        Some(RawRoi::Word(w)) if w == "auto" => camera.roi = Roi::Auto { margin },
+        Some(RawRoi::Word(w)) if w == "full" => camera.roi = Roi::Full,
+        Some(RawRoi::Word(w)) => c.add(path, "roi", format!("{w:?}: expected \"auto\", \"full\" or [x1, y1, x2, y2]")),
+        Some(RawRoi::Box(b)) => match roi_rect(*b) {
+            Ok(r) if r.x + r.width > size.width || r.y + r.height > size.height => {
+                c.add(path, "roi", format!("{b:?} reaches outside the {size} frame"))
+            }
+            Ok(r) => camera.roi = Roi::Rect(r),
+            Err(e) => c.add(path, "roi", e),
+        },
+    }
+    if raw.roi_margin.is_some() && !matches!(camera.roi, Roi::Auto { .. }) {
+        c.add(path, "roi_margin", "only used with roi = \"auto\"");
     }
     let lens = raw.lens.as_ref().map(|l| Lens { camera_matrix: l.camera_matrix, distortion: l.distortion.clone() });
     if let Some(l) = &lens {

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use junction::aggregate::FlowReport;
 use junction::analytics::{Anchor, Direction, EventKind, LineSpec, Side, TrafficEvent};
-use junction::config::{CameraConfig, Config, StoreConfig, parse_bin, parse_line_arg};
+use junction::config::{CameraConfig, Config, DEFAULT_TILE_OVERLAP, Roi, StoreConfig, parse_bin, parse_line_arg};
 use junction::detect::{Detection, Detector, DetectorOptions, ModelCard, OptLevel, Provider, VehicleClass};
-use junction::geometry::FramePoint;
+use junction::geometry::{FramePoint, RegionSpec, TileGrid, TileSpec};
 use junction::runtime::{Observer, RunOptions, RunSummary, direction_total};
 use junction::source::{OnInferenceBusy, Source, SourceOptions};
 
@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Count vehicles: track them, count them on lines and in zones, bin by wall clock, store it all.
     /// With no arguments, runs the bundled example site on the bundled clip.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a site configuration and its calibration files, reporting every problem at once.
     CheckConfig(CheckArgs),
     /// Detect vehicles in a video: one JSON line per analysed frame on stdout, then a summary line.
@@ -137,6 +137,25 @@ struct RunArgs {
     /// Stdout: text (counts as they happen, a table per closed bin) or json (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     format: String,
+    #[command(flatten)]
+    view: ViewArgs,
+}
+
+/// What the detector sees of each frame; each overrides the configuration of every camera.
+#[derive(Debug, Clone, clap::Args)]
+struct ViewArgs {
+    /// Region of interest: auto (the box around the rules, plus a margin), full, or x1,y1,x2,y2 (frame
+    /// pixels). The frame is cropped to it before scaling to the model input.
+    #[arg(long, value_parser = junction::config::parse_roi)]
+    roi: Option<junction::config::Roi>,
+    /// Model inputs the region is split into: 1 (none), COLSxROWS (e.g. 2x1, overlapping by
+    /// [detector] tile_overlap), or auto (tiles only where one input would shrink the region more
+    /// than twice).
+    #[arg(long)]
+    tiles: Option<String>,
+    /// Video decoder: auto (GStreamer's rank), software, nvv4l2decoder, nvh264dec or vaapi.
+    #[arg(long)]
+    decoder: Option<junction::source::Decoder>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -184,6 +203,8 @@ struct DetectArgs {
     /// Default: keep_latest for live sources, block for files.
     #[arg(long, value_parser = parse_busy)]
     on_inference_busy: Option<OnInferenceBusy>,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn parse_opt_level(s: &str) -> Result<OptLevel, String> {
@@ -220,7 +241,7 @@ fn main() -> ExitCode {
     junction::telemetry::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::CheckConfig(args) => check_config(&args.config),
         Command::Detect(args) => detect(args),
         Command::Calibrate(args) => calibrate(&args),
@@ -309,6 +330,17 @@ fn detect(args: DetectArgs) -> Result<()> {
         score: args.score,
         ..DetectorOptions::default()
     };
+    let region = match args.view.roi {
+        None | Some(Roi::Full) => RegionSpec::Full,
+        Some(Roi::Rect(r)) => RegionSpec::Rect(r),
+        Some(Roi::Auto { .. }) => anyhow::bail!("--roi auto: detect has no rules to surround; give x1,y1,x2,y2"),
+    };
+    let tiles = match &args.view.tiles {
+        Some(t) => {
+            junction::config::parse_tiles(t, DEFAULT_TILE_OVERLAP).map_err(|e| anyhow::anyhow!("--tiles {e}"))?
+        }
+        None => TileSpec::Grid(TileGrid::ONE),
+    };
     let source_opts = SourceOptions {
         input: card.input_size(),
         align: card.letterbox.align,
@@ -316,6 +348,9 @@ fn detect(args: DetectArgs) -> Result<()> {
         on_inference_busy: args.on_inference_busy,
         open_timeout: Duration::from_secs_f64(args.open_timeout),
         start: args.start,
+        region,
+        tiles,
+        decoder: args.view.decoder.clone().unwrap_or_default(),
         ..SourceOptions::default()
     };
     let mut detector = Detector::new(card, &opts)?;
@@ -324,7 +359,7 @@ fn detect(args: DetectArgs) -> Result<()> {
 
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut dets: Vec<Detection> = Vec::new();
+    let mut dets: Vec<Vec<Detection>> = vec![Vec::new()];
     let mut by_class = std::collections::BTreeMap::new();
     let (mut decoded, mut analysed, mut total_dets) = (0u64, 0u64, 0u64);
     let (mut t_source, mut t_output) = (Duration::ZERO, Duration::ZERO);
@@ -342,12 +377,11 @@ fn detect(args: DetectArgs) -> Result<()> {
         if index % args.every != 0 {
             continue;
         }
-        dets.clear();
-        detector.fill(&frame.image(), &frame.letterbox)?;
-        detector.infer(&frame.letterbox, &mut dets)?;
+        detector.detect(&[frame.job()], &mut dets)?;
+        let dets = &dets[0][..];
         analysed += 1;
         total_dets += dets.len() as u64;
-        for d in &dets {
+        for d in dets {
             *by_class.entry(d.class).or_insert(0u64) += 1;
         }
 
@@ -545,6 +579,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
     if let Some(o) = &args.onnxruntime {
         cfg.detector.onnxruntime = Some(o.clone());
     }
+    apply_view(&mut cfg, &args.view)?;
     if let Some(listen) = args.http {
         let snapshots = cfg.http.as_ref().is_some_and(|h| h.snapshots);
         cfg.http = Some(junction::http::HttpConfig { listen, snapshots });
@@ -589,6 +624,28 @@ fn run_config(args: &RunArgs) -> Result<Config> {
         m.events |= args.mqtt_events;
     }
     Ok(cfg)
+}
+
+/// The command line's region of interest, tiles and decoder, for every camera.
+fn apply_view(cfg: &mut Config, view: &ViewArgs) -> Result<()> {
+    let tiles = match &view.tiles {
+        Some(t) => {
+            Some(junction::config::parse_tiles(t, DEFAULT_TILE_OVERLAP).map_err(|e| anyhow::anyhow!("--tiles {e}"))?)
+        }
+        None => None,
+    };
+    for cam in &mut cfg.cameras {
+        if let Some(r) = view.roi {
+            cam.roi = r;
+        }
+        if let Some(t) = tiles {
+            cam.tiles = t;
+        }
+        if let Some(d) = &view.decoder {
+            cam.decoder = d.clone();
+        }
+    }
+    Ok(())
 }
 
 /// Prints events and closed bins as they happen.

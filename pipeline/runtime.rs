@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::aggregate::{Aggregator, FlowReport};
 use crate::analytics::{Direction, EventKind, Rules, TrafficEvent};
 use crate::config::{CameraConfig, Config, line_outside_frame};
-use crate::detect::{DetectError, Detection, Detector, ModelCard, VehicleClass};
+use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, VehicleClass};
 use crate::http::{HttpError, HttpServer};
 use crate::publish::Publisher;
 use crate::snapshot::Snapshots;
-use crate::source::{Poll, Source, SourceError, SourceOptions, SourceUri};
+use crate::source::{Frame, Poll, Source, SourceError, SourceOptions, SourceUri};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Labels, Metrics};
 use crate::track::{Tracker, TrackerOutput};
@@ -172,6 +172,9 @@ pub fn run(
             start: opts.start,
             stall_timeout: live.then_some(c.stall_timeout),
             realtime: c.realtime,
+            region: c.region(),
+            tiles: c.tiles,
+            decoder: c.decoder.clone(),
             ..SourceOptions::default()
         };
         let source = Source::open(&c.uri, source_opts.clone())?;
@@ -211,173 +214,112 @@ pub fn run(
 
     let mut notifier = crate::telemetry::Notifier::from_env();
     notifier.ready();
-    let mut dets: Vec<Detection> = Vec::new();
     let mut tracked = TrackerOutput::default();
     let mut events: Vec<TrafficEvent> = Vec::new();
     let mut reports: Vec<FlowReport> = Vec::new();
+    // One detection list per camera; frames gathered this round, by camera index.
+    let mut dets: Vec<Vec<Detection>> = vec![Vec::new(); cameras.len()];
+    let mut ready: Vec<(usize, Frame)> = Vec::new();
     let single = cameras.len() == 1;
+    let batch_wait = cfg.detector.batch_wait;
     while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| c.source.is_some() || c.restart_at.is_some()) {
         notifier.alive();
         if cameras.iter().all(|c| c.source.is_none()) {
             // Every camera is waiting for its restart.
             std::thread::sleep(Duration::from_millis(50));
         }
-        for cam in cameras.iter_mut() {
-            if cam.source.is_none()
-                && let Some(at) = cam.restart_at
-                && Instant::now() >= at
-            {
-                cam.restart_at = None;
-                metrics.stream_restarts.get_or_create(&camera_labels(&cam.cfg.id)).inc();
-                match Source::open(&cam.cfg.uri, cam.source_opts.clone()) {
-                    Ok(s) => {
-                        tracing::info!(camera = %cam.cfg.id, attempt = cam.failures, "camera restarted");
-                        cam.source = Some(s);
-                        cam.dropped_seen = 0;
-                    }
-                    Err(e) => schedule_restart(cam, &e),
+        // Gather: the frame each camera has waiting now; if none has one, wait a little on each (50 ms
+        // for a lone camera, 2 ms each with several); with `batch_wait`, cameras without a frame yet get
+        // that long for theirs, so that their frames share one model run.
+        ready.clear();
+        let gathered_at = Instant::now();
+        for pass in 0..3 {
+            let wait = match pass {
+                0 => Duration::ZERO,
+                1 if ready.is_empty() => Duration::from_millis(if single { 50 } else { 2 }),
+                2 if !ready.is_empty() && !batch_wait.is_zero() => batch_wait.saturating_sub(gathered_at.elapsed()),
+                _ => continue,
+            };
+            for (i, cam) in cameras.iter_mut().enumerate() {
+                if ready.iter().any(|(k, _)| *k == i) {
+                    continue;
                 }
-            }
-            let Some(source) = cam.source.as_mut() else { continue };
-            let wait = Duration::from_millis(if single { 50 } else { 2 });
-            let frame = match source.poll(wait) {
-                Ok(Poll::Frame(f)) => f,
-                Ok(Poll::Idle) => continue,
-                ended => {
-                    // The stream ended or failed.
-                    let err = ended.err();
-                    metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
-                    if err.is_some() {
-                        metrics
-                            .errors
-                            .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
-                            .inc();
-                    }
-                    cam.summary.dropped += source.dropped();
-                    cam.source = None;
-                    if cam.live {
-                        // A camera does not end: it restarts alone, with backoff, and the others go on.
-                        // Its tracks end (the new pipeline's timestamps start afresh); its bins stay open.
-                        match &err {
-                            Some(e) => schedule_restart(cam, e),
-                            None => schedule_restart(cam, &"end of stream"),
-                        }
-                        end_tracks(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &metrics)?;
-                        cam.fragments_before += cam.tracker.fragments;
-                        cam.tracker = Tracker::new(cfg.tracker.clone());
-                        continue;
-                    }
-                    match err {
-                        None => tracing::info!(camera = %cam.cfg.id, frames = cam.summary.frames, "stream ended"),
-                        Some(e) => {
-                            tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
-                            cam.summary.error = Some(e.to_string());
-                            if single {
-                                return Err(e.into());
-                            }
-                        }
-                    }
-                    finish_camera(
+                restart_if_due(cam, &metrics);
+                let taken = take_frame(cam, wait, &metrics);
+                if let Some(frame) = taken.frame {
+                    ready.push((i, frame));
+                } else if let Some(ended) = taken.ended {
+                    stream_ended(
                         &cfg.site,
                         cam,
+                        ended,
+                        single,
                         &mut store,
                         observer,
                         &mut tracked,
                         &mut events,
                         &mut reports,
                         &metrics,
+                        &cfg.tracker,
                     )?;
-                    continue;
                 }
-            };
+            }
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        // Detect: every frame due for detection, all tiles of all of them, in as few model runs as the
+        // model's batch allows. `detector.every`: the frames between detections are tracked by
+        // prediction alone, except while a new track waits for confirmation (a vehicle just appeared).
+        let t_detect = Instant::now();
+        let mut due: Vec<usize> = Vec::new();
+        for (k, (i, frame)) in ready.iter().enumerate() {
+            let cam = &mut cameras[*i];
             if !cam.checked_size {
                 check_frame_size(&cam.cfg, frame.frame_size())?;
                 cam.checked_size = true;
             }
-            if cam.failures > 0 || metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).get() == 0 {
-                cam.failures = 0;
-                metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(1);
+            if cam.summary.frames.is_multiple_of(u64::from(cfg.detector.every.max(1))) || cam.tracker.has_tentative() {
+                due.push(k);
             }
-            let labels = camera_labels(&cam.cfg.id);
-            metrics.frames_decoded.get_or_create(&labels).inc();
-            metrics.frame_seen(&cam.cfg.id);
-            let t = Instant::now();
-            // `detector.every`: the frames between detections are tracked by prediction alone, except
-            // while a new track waits for confirmation (a vehicle just appeared: confirm it quickly).
-            let detect_now =
-                cam.summary.frames.is_multiple_of(u64::from(cfg.detector.every.max(1))) || cam.tracker.has_tentative();
-            if detect_now {
-                cam.summary.detected += 1;
-                dets.clear();
-                detector.fill(&frame.image(), &frame.letterbox)?;
-                detector.infer(&frame.letterbox, &mut dets)?;
+        }
+        if !due.is_empty() {
+            let jobs: Vec<Job<'_>> = due.iter().map(|&k| ready[k].1.job()).collect();
+            let mut outs: Vec<Vec<Detection>> = due.iter().map(|&k| std::mem::take(&mut dets[ready[k].0])).collect();
+            let result = detector.detect(&jobs, &mut outs);
+            for (&k, out) in due.iter().zip(outs) {
+                dets[ready[k].0] = out;
             }
-            let t_track = Instant::now();
-            if detect_now {
-                cam.tracker.update(frame.pts, &dets, &mut tracked);
-            } else {
-                cam.tracker.predict(frame.pts, &mut tracked);
-            }
-            let t_rules = Instant::now();
-            events.clear();
-            cam.rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, &mut events);
-            let t_end = Instant::now();
-            metrics.frames_analysed.get_or_create(&labels).inc();
-            for (stage, d) in [("detect", t_track - t), ("track", t_rules - t_track), ("rules", t_end - t_rules)] {
-                metrics.stage_duration.get_or_create(&vec![("stage".into(), stage.into())]).observe(d.as_secs_f64());
-            }
-            // The appsink count can lag by the frame waiting there: never let the total go back.
-            let dropped = source.dropped().max(cam.dropped_seen);
-            reports.clear();
-            cam.aggregator.frame(
-                frame.wall,
-                dropped - cam.dropped_seen,
-                cam.rules.zone_now(),
-                quality(cam),
+            result?;
+        }
+        // Each frame's share of the detection time, for the stage histogram.
+        let detect_share = t_detect.elapsed() / due.len().max(1) as u32;
+        for (k, (i, frame)) in ready.drain(..).enumerate() {
+            let cam = &mut cameras[i];
+            let detected = due.contains(&k);
+            analyse(
+                &cfg.site,
+                cam,
+                frame,
+                detected.then_some(&dets[i][..]),
+                if detected { detect_share } else { Duration::ZERO },
+                &mut store,
+                observer,
+                &mut tracked,
+                &mut events,
                 &mut reports,
-            );
-            metrics.frames_dropped.get_or_create(&labels).inc_by(dropped - cam.dropped_seen);
-            cam.dropped_seen = dropped;
-            cam.summary.frames += 1;
-            cam.last_pts = frame.pts;
-            cam.last_wall = frame.wall;
-            feed(cam, observer, &events, &metrics);
-            if let Some(shared) = &snapshots
-                && let Ok(mut all) = shared.lock()
-            {
-                let snap = all.entry(cam.cfg.id.clone()).or_default();
-                snap.set_image(&frame.image(), frame.letterbox);
-                snap.tracks.clone_from(&tracked.tracks);
-                if snap.lines.is_empty() && snap.zones.is_empty() {
-                    snap.lines = cam.cfg.lines.clone();
-                    snap.zones = cam.cfg.zones.clone();
-                }
-                snap.counts = cam
-                    .summary
-                    .lines
-                    .iter()
-                    .map(|(id, c)| (id.clone(), direction_total(c, Direction::In), direction_total(c, Direction::Out)))
-                    .collect();
-            }
-            let t = Instant::now();
-            let saved = persist(&cfg.site, cam, &mut store, observer, &events, &reports);
-            metrics.store_writable.store(saved.is_ok(), Ordering::Relaxed);
-            saved?;
-            if !events.is_empty() || !reports.is_empty() {
-                metrics
-                    .stage_duration
-                    .get_or_create(&vec![("stage".into(), "store".into())])
-                    .observe(t.elapsed().as_secs_f64());
-            }
+                &metrics,
+                snapshots.as_ref(),
+            )?;
             if !reports.is_empty()
                 && let Some(p) = &publisher
             {
                 p.wake();
             }
-            if housekept.elapsed() > HOUSEKEEPING {
-                housekeep(&mut store, cfg, &metrics)?;
-                housekept = Instant::now();
-            }
+        }
+        if housekept.elapsed() > HOUSEKEEPING {
+            housekeep(&mut store, cfg, &metrics)?;
+            housekept = Instant::now();
         }
     }
     // Stopped by a signal, or every stream ended: close what is open.
@@ -394,6 +336,174 @@ pub fn run(
         p.drain();
     }
     Ok(RunSummary { cameras: cameras.into_iter().map(|c| c.summary).collect() })
+}
+
+/// A camera due for its restart gets a new source.
+fn restart_if_due(cam: &mut Camera, metrics: &Metrics) {
+    if cam.source.is_none()
+        && let Some(at) = cam.restart_at
+        && Instant::now() >= at
+    {
+        cam.restart_at = None;
+        metrics.stream_restarts.get_or_create(&camera_labels(&cam.cfg.id)).inc();
+        match Source::open(&cam.cfg.uri, cam.source_opts.clone()) {
+            Ok(s) => {
+                tracing::info!(camera = %cam.cfg.id, attempt = cam.failures, "camera restarted");
+                cam.source = Some(s);
+                cam.dropped_seen = 0;
+            }
+            Err(e) => schedule_restart(cam, &e),
+        }
+    }
+}
+
+/// What polling a camera gave: a frame, the end of its stream (clean: `Some(None)`, failed:
+/// `Some(Some(error))`), or nothing yet.
+struct Taken {
+    frame: Option<Frame>,
+    ended: Option<Option<SourceError>>,
+}
+
+/// Polls the camera's source for up to `wait`.
+fn take_frame(cam: &mut Camera, wait: Duration, metrics: &Metrics) -> Taken {
+    let Some(source) = cam.source.as_mut() else { return Taken { frame: None, ended: None } };
+    match source.poll(wait) {
+        Ok(Poll::Frame(f)) => Taken { frame: Some(f), ended: None },
+        Ok(Poll::Idle) => Taken { frame: None, ended: None },
+        ended => {
+            let err = ended.err();
+            metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
+            if err.is_some() {
+                metrics
+                    .errors
+                    .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
+                    .inc();
+            }
+            cam.summary.dropped += source.dropped();
+            cam.source = None;
+            Taken { frame: None, ended: Some(err) }
+        }
+    }
+}
+
+/// A camera's stream ended or failed: a live camera restarts alone, with backoff (its tracks end, its
+/// bins stay open); a file camera is finished. A lone file camera's failure ends the run with it.
+#[allow(clippy::too_many_arguments)]
+fn stream_ended(
+    site: &str,
+    cam: &mut Camera,
+    err: Option<SourceError>,
+    single: bool,
+    store: &mut Store,
+    observer: &mut dyn Observer,
+    tracked: &mut TrackerOutput,
+    events: &mut Vec<TrafficEvent>,
+    reports: &mut Vec<FlowReport>,
+    metrics: &Metrics,
+    tracker: &crate::track::TrackerConfig,
+) -> Result<(), RunError> {
+    if cam.live {
+        match &err {
+            Some(e) => schedule_restart(cam, e),
+            None => schedule_restart(cam, &"end of stream"),
+        }
+        end_tracks(site, cam, store, observer, tracked, events, metrics)?;
+        cam.fragments_before += cam.tracker.fragments;
+        cam.tracker = Tracker::new(tracker.clone());
+        return Ok(());
+    }
+    match err {
+        None => tracing::info!(camera = %cam.cfg.id, frames = cam.summary.frames, "stream ended"),
+        Some(e) => {
+            tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
+            cam.summary.error = Some(e.to_string());
+            if single {
+                return Err(e.into());
+            }
+        }
+    }
+    finish_camera(site, cam, store, observer, tracked, events, reports, metrics)
+}
+
+/// One frame of one camera after detection (`dets`: this frame's detections, `None` on a frame the
+/// detector skipped): track, rules, bins, the snapshot, the store.
+#[allow(clippy::too_many_arguments)]
+fn analyse(
+    site: &str,
+    cam: &mut Camera,
+    frame: Frame,
+    dets: Option<&[Detection]>,
+    detect_time: Duration,
+    store: &mut Store,
+    observer: &mut dyn Observer,
+    tracked: &mut TrackerOutput,
+    events: &mut Vec<TrafficEvent>,
+    reports: &mut Vec<FlowReport>,
+    metrics: &Metrics,
+    snapshots: Option<&Snapshots>,
+) -> Result<(), RunError> {
+    if cam.failures > 0 || metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).get() == 0 {
+        cam.failures = 0;
+        metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(1);
+    }
+    let labels = camera_labels(&cam.cfg.id);
+    metrics.frames_decoded.get_or_create(&labels).inc();
+    metrics.frame_seen(&cam.cfg.id);
+    let t_track = Instant::now();
+    match dets {
+        Some(d) => {
+            cam.summary.detected += 1;
+            cam.tracker.update(frame.pts, d, tracked);
+        }
+        None => cam.tracker.predict(frame.pts, tracked),
+    }
+    let t_rules = Instant::now();
+    events.clear();
+    cam.rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, events);
+    let t_end = Instant::now();
+    metrics.frames_analysed.get_or_create(&labels).inc();
+    for (stage, d) in [("detect", detect_time), ("track", t_rules - t_track), ("rules", t_end - t_rules)] {
+        metrics.stage_duration.get_or_create(&vec![("stage".into(), stage.into())]).observe(d.as_secs_f64());
+    }
+    // The appsink count can lag by the frame waiting there: never let the total go back.
+    let dropped = cam.source.as_ref().map_or(0, Source::dropped).max(cam.dropped_seen);
+    reports.clear();
+    cam.aggregator.frame(frame.wall, dropped - cam.dropped_seen, cam.rules.zone_now(), quality(cam), reports);
+    metrics.frames_dropped.get_or_create(&labels).inc_by(dropped - cam.dropped_seen);
+    cam.dropped_seen = dropped;
+    cam.summary.frames += 1;
+    cam.last_pts = frame.pts;
+    cam.last_wall = frame.wall;
+    feed(cam, observer, events, metrics);
+    if let Some(shared) = snapshots
+        && let Ok(mut all) = shared.lock()
+    {
+        let snap = all.entry(cam.cfg.id.clone()).or_default();
+        snap.set_image(&frame.image(), frame.plan.clone(), cam.source_opts.channel_order);
+        snap.tracks.clone_from(&tracked.tracks);
+        if snap.lines.is_empty() && snap.zones.is_empty() {
+            snap.lines = cam.cfg.lines.clone();
+            snap.zones = cam.cfg.zones.clone();
+        }
+        snap.counts = cam
+            .summary
+            .lines
+            .iter()
+            .map(|(id, c)| (id.clone(), direction_total(c, Direction::In), direction_total(c, Direction::Out)))
+            .collect();
+    }
+    drop(frame);
+    let t = Instant::now();
+    let saved = persist(site, cam, store, observer, events, reports);
+    metrics.store_writable.store(saved.is_ok(), Ordering::Relaxed);
+    saved?;
+    if !events.is_empty() || !reports.is_empty() {
+        metrics
+            .stage_duration
+            .get_or_create(&vec![("stage".into(), "store".into())])
+            .observe(t.elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
 fn check_frame_size(cam: &CameraConfig, actual: crate::geometry::Size) -> Result<(), RunError> {

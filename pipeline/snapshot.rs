@@ -2,8 +2,10 @@
 //! track ids and counts drawn on it. Off unless enabled (`[http] snapshots = true`): images leave the
 //! box only when an operator asks.
 //!
-//! The frame kept is the letterboxed image the detector saw (model-input pixels, e.g. 416 × 234 for a
-//! 640 × 360 camera); geometry in frame pixels is scaled onto it.
+//! The picture is the frame at the scale the detector saw it (e.g. 416 × 234 for a 640 × 360 camera
+//! and YOLOX-Nano): the region of interest as analysed, the rest of the frame (never decoded past the
+//! crop) dark grey, the region's border and its tiles' borders drawn; geometry in frame pixels is
+//! scaled onto it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,18 +15,19 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::analytics::{LineSpec, ZoneSpec};
+use crate::detect::card::ChannelOrder;
 use crate::detect::{ImageView, VehicleClass};
-use crate::geometry::{FramePoint, Letterbox};
+use crate::geometry::{FramePoint, Plan};
 use crate::track::TrackedObject;
 
 /// What one camera looked like on its last analysed frame.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Packed BGR, `width × height × 3`.
+    /// Packed BGR, `width × height × 3`: the whole frame at the region's scale.
     pub bgr: Vec<u8>,
     pub width: u32,
     pub height: u32,
-    pub letterbox: Option<Letterbox>,
+    pub plan: Option<Arc<Plan>>,
     pub tracks: Vec<TrackedObject>,
     pub lines: Vec<LineSpec>,
     pub zones: Vec<ZoneSpec>,
@@ -35,19 +38,33 @@ pub struct Snapshot {
 /// Latest snapshot per camera, shared between the analysis loop and the HTTP server.
 pub type Snapshots = Arc<Mutex<HashMap<String, Snapshot>>>;
 
+/// Grey of the frame outside the region of interest.
+const OUTSIDE: u8 = 40;
+
 impl Snapshot {
-    /// Copies a frame (dropping GStreamer's row padding).
-    pub fn set_image(&mut self, img: &ImageView<'_>, lb: Letterbox) {
-        let row = img.width as usize * 3;
+    /// Copies a frame's scaled region (dropping GStreamer's row padding, in BGR) into a picture of the
+    /// whole frame at the region's scale.
+    pub fn set_image(&mut self, img: &ImageView<'_>, plan: Arc<Plan>, order: ChannelOrder) {
+        let s = plan.scaled.width as f32 / plan.region.width.max(1) as f32;
+        let t = plan.scaled.height as f32 / plan.region.height.max(1) as f32;
+        let (w, h) = ((plan.frame.width as f32 * s).round() as usize, (plan.frame.height as f32 * t).round() as usize);
+        let (ox, oy) = ((plan.region.x as f32 * s).round() as usize, (plan.region.y as f32 * t).round() as usize);
         self.bgr.clear();
+        self.bgr.resize(w * h * 3, OUTSIDE);
+        let row = img.width as usize * 3;
         for y in 0..img.height as usize {
-            if let Some(r) = img.data.get(y * img.stride..y * img.stride + row) {
-                self.bgr.extend_from_slice(r);
+            let (Some(src), true) = (img.data.get(y * img.stride..y * img.stride + row), oy + y < h) else { continue };
+            let at = ((oy + y) * w + ox) * 3;
+            let Some(dst) = self.bgr.get_mut(at..at + row.min((w - ox.min(w)) * 3)) else { continue };
+            let n = dst.len();
+            dst.copy_from_slice(&src[..n]);
+            if order == ChannelOrder::Rgb {
+                dst.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
             }
         }
-        self.width = img.width;
-        self.height = img.height;
-        self.letterbox = Some(lb);
+        self.width = w as u32;
+        self.height = h as u32;
+        self.plan = Some(plan);
     }
 }
 
@@ -138,11 +155,35 @@ impl Canvas<'_> {
 /// Draws the overlay on a copy of the image: zones, lines with their in/out counts, boxes with ids.
 pub fn render(s: &Snapshot) -> Vec<u8> {
     let mut px = s.bgr.clone();
-    let Some(lb) = s.letterbox else { return px };
+    let Some(plan) = &s.plan else { return px };
     let mut canvas = Canvas { px: &mut px, w: s.width as i32, h: s.height as i32 };
-    let sx = s.width as f32 / lb.frame.width.max(1) as f32;
-    let sy = s.height as f32 / lb.frame.height.max(1) as f32;
+    let sx = s.width as f32 / plan.frame.width.max(1) as f32;
+    let sy = s.height as f32 / plan.frame.height.max(1) as f32;
     let p = |q: FramePoint| ((q.x * sx).round() as i32, (q.y * sy).round() as i32);
+    let rect = |canvas: &mut Canvas, x1: f32, y1: f32, x2: f32, y2: f32, c: [u8; 3]| {
+        let (a, b) = (p(FramePoint { x: x1, y: y1 }), p(FramePoint { x: x2, y: y2 }));
+        let (a, b) = ((a.0, a.1), (b.0 - 1, b.1 - 1));
+        canvas.line(a, (b.0, a.1), c);
+        canvas.line((b.0, a.1), b, c);
+        canvas.line(b, (a.0, b.1), c);
+        canvas.line((a.0, b.1), a, c);
+    };
+    // Tiles (grey) and the region of interest (white), where they are not the whole frame.
+    if plan.tiles.len() > 1 {
+        for lb in &plan.tiles {
+            let b = lb.to_frame(&crate::geometry::ModelBox {
+                x1: lb.offset_x as f32,
+                y1: lb.offset_y as f32,
+                x2: (lb.offset_x + lb.window.width) as f32,
+                y2: (lb.offset_y + lb.window.height) as f32,
+            });
+            rect(&mut canvas, b.x1, b.y1, b.x2, b.y2, [128, 128, 128]);
+        }
+    }
+    if plan.region.size() != plan.frame {
+        let r = plan.region;
+        rect(&mut canvas, r.x as f32, r.y as f32, (r.x + r.width) as f32, (r.y + r.height) as f32, [255, 255, 255]);
+    }
     for z in &s.zones {
         for (i, a) in z.polygon.iter().enumerate() {
             canvas.line(p(*a), p(z.polygon[(i + 1) % z.polygon.len()]), CYAN);
@@ -210,16 +251,37 @@ pub fn encode_jpeg(bgr: &[u8], width: u32, height: u32) -> Result<Vec<u8>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::{LetterboxAlign, Size};
+    use crate::geometry::{LetterboxAlign, Rect, Size, TileGrid};
+
+    #[test]
+    fn outside_the_region_is_grey_and_rgb_becomes_bgr() {
+        // A 100 × 50 frame, region 50 × 50 at x = 50, kept 1:1 (input 64 × 64): a 50 × 50 RGB image.
+        let plan = Plan::new(
+            Size::new(100, 50),
+            Some(Rect::new(50, 0, 50, 50)),
+            Size::new(64, 64),
+            LetterboxAlign::TopLeft,
+            TileGrid::ONE,
+        );
+        assert_eq!(plan.scaled, Size::new(50, 50));
+        let data: Vec<u8> = [10u8, 20, 30].repeat(50 * 50);
+        let img = ImageView { data: &data, width: 50, height: 50, stride: 50 * 3 };
+        let mut snap = Snapshot::default();
+        snap.set_image(&img, Arc::new(plan), ChannelOrder::Rgb);
+        assert_eq!((snap.width, snap.height), (100, 50));
+        assert_eq!(&snap.bgr[..3], &[OUTSIDE; 3]);
+        let i = (10 * 100 + 70) * 3;
+        assert_eq!(&snap.bgr[i..i + 3], &[30, 20, 10]);
+    }
 
     #[test]
     fn renders_and_encodes_a_jpeg() {
-        let lb = Letterbox::new(Size::new(640, 360), Size::new(416, 416), LetterboxAlign::TopLeft);
+        let plan = Plan::new(Size::new(640, 360), None, Size::new(416, 416), LetterboxAlign::TopLeft, TileGrid::ONE);
         let snap = Snapshot {
             bgr: vec![60; 416 * 234 * 3],
             width: 416,
             height: 234,
-            letterbox: Some(lb),
+            plan: Some(Arc::new(plan)),
             tracks: vec![TrackedObject {
                 id: 17,
                 bbox: crate::geometry::FrameBox { x1: 100.0, y1: 100.0, x2: 200.0, y2: 150.0 },

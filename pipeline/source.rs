@@ -1,15 +1,16 @@
-//! Camera sources: a GStreamer pipeline from a URI to letterbox-sized frames.
+//! Camera sources: a GStreamer pipeline from a URI to frames of the region the detector sees, scaled.
 //!
 //! ```text
 //! file / rtsp / http:  uridecodebin ─┐
 //! v4l2://dev/videoN:   v4l2src ! decodebin ─┤
-//! test://pattern:      videotestsrc ─┘─▶ videoscale ! videoconvert ! capsfilter ! appsink
+//! test://pattern:      videotestsrc ─┘─▶ videocrop ! videoscale ! videoconvert ! capsfilter ! appsink
 //! ```
 //!
-//! The capsfilter is set, when the decoded caps arrive, to the letterbox size (the frame scaled by
-//! `min(W/w, H/h)`) in the model's channel order; scaling comes before colour conversion because it was
-//! 1.6–1.9× faster at 1080p. The padding to the full model input is written by the tensor fill
-//! ([`crate::detect::fill`]).
+//! When the decoded caps arrive, the frame's [`Plan`] is made: videocrop cuts the region of interest
+//! (the rules' surroundings, or the whole frame) and the capsfilter is set to the size the region is
+//! scaled to (one model input's letterbox, or the mosaic of its tiles) in the model's channel order.
+//! Cropping and scaling come before colour conversion: scaling first was 1.6–1.9× faster at 1080p. The
+//! padding to the full model input is written by the tensor fill ([`crate::detect::fill`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,7 @@ use gstreamer_video as gst_video;
 
 use crate::detect::ImageView;
 use crate::detect::card::ChannelOrder;
-use crate::geometry::{Letterbox, LetterboxAlign, Size};
+use crate::geometry::{LetterboxAlign, Plan, RegionSpec, Size, TileGrid, TileSpec};
 
 /// What happens when a frame arrives while the previous one is still being analysed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -144,6 +145,8 @@ pub enum SourceError {
     Stalled { uri: String, timeout: Duration },
     #[error("source {uri}: the stream ended without a video frame (not a video, or no video track)")]
     NoVideo { uri: String },
+    #[error("decoder {decoder}: no such GStreamer video decoder is installed (this box has: {installed})")]
+    DecoderMissing { decoder: &'static str, installed: String },
 }
 
 /// Where frame wall-clock times come from.
@@ -172,6 +175,12 @@ pub struct SourceOptions {
     /// Release a file's frames at its own rate, as a camera would (with `KeepLatest`: dropping what
     /// the analysis cannot keep up with). For replaying recordings as live load.
     pub realtime: bool,
+    /// The part of the frame the detector sees.
+    pub region: RegionSpec,
+    /// How that region is split into model inputs.
+    pub tiles: TileSpec,
+    /// A decoder element to use (e.g. `nvv4l2decoder`), or `None`: GStreamer's choice by rank.
+    pub decoder: Decoder,
 }
 
 impl Default for SourceOptions {
@@ -185,42 +194,50 @@ impl Default for SourceOptions {
             stall_timeout: None,
             start: None,
             realtime: false,
+            region: RegionSpec::Full,
+            tiles: TileSpec::Grid(TileGrid::ONE),
+            decoder: Decoder::Auto,
         }
     }
 }
 
-/// One decoded frame, scaled to its letterbox size, in the model's channel order.
+/// One decoded frame: its region of interest, scaled, in the model's channel order.
 pub struct Frame {
     /// Buffer PTS (stream time for files, running time for live sources).
     pub pts: Duration,
     /// Wall-clock time of capture (UTC), see [`WallClock`].
     pub wall: SystemTime,
-    /// Source frame size and where the scaled image sits in the model input.
-    pub letterbox: Letterbox,
+    /// Source frame size, the region, the size it was scaled to, and each model input's letterbox.
+    pub plan: Arc<Plan>,
     buffer: gst::MappedBuffer<gst::buffer::Readable>,
     stride: usize,
 }
 
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Frame").field("pts", &self.pts).field("letterbox", &self.letterbox).finish_non_exhaustive()
+        f.debug_struct("Frame").field("pts", &self.pts).field("plan", &self.plan).finish_non_exhaustive()
     }
 }
 
 impl Frame {
     /// Source frame size in pixels (negotiated caps of the decoded stream).
     pub fn frame_size(&self) -> Size {
-        self.letterbox.frame
+        self.plan.frame
     }
 
-    /// The scaled image (letterbox size), packed 3 × 8 bit.
+    /// The scaled region (`plan.scaled` pixels), packed 3 × 8 bit.
     pub fn image(&self) -> ImageView<'_> {
         ImageView {
             data: self.buffer.as_slice(),
-            width: self.letterbox.scaled.width,
-            height: self.letterbox.scaled.height,
+            width: self.plan.scaled.width,
+            height: self.plan.scaled.height,
             stride: self.stride,
         }
+    }
+
+    /// What the detector needs of this frame.
+    pub fn job(&self) -> crate::detect::Job<'_> {
+        crate::detect::Job { image: self.image(), plan: &self.plan }
     }
 }
 
@@ -247,7 +264,7 @@ pub struct Source {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
     bus: gst::Bus,
-    letterbox: Arc<Mutex<Option<Letterbox>>>,
+    plan: Arc<Mutex<Option<Arc<Plan>>>>,
     counters: Arc<SourceCounters>,
     opts: SourceOptions,
     policy: OnInferenceBusy,
@@ -256,6 +273,8 @@ pub struct Source {
     last_frame: Option<Instant>,
     first_pts: Option<gst::ClockTime>,
     delivered: u64,
+    /// Frames skipped because they were scaled before the stream renegotiated its size.
+    stale: u64,
     secret: Option<String>,
 }
 
@@ -270,6 +289,7 @@ impl Source {
     pub fn open(uri: &str, opts: SourceOptions) -> Result<Self, SourceError> {
         let shown = redact(uri);
         let kind = SourceUri::parse(uri)?;
+        opts.decoder.check_installed()?;
         let gst_err = |message: String| SourceError::Gst { uri: shown.clone(), message };
         gst::init().map_err(|e| gst_err(e.to_string()))?;
 
@@ -279,7 +299,10 @@ impl Source {
             })
         };
         let pipeline = gst::Pipeline::with_name("junction-source");
+        let crop = make("videocrop")?;
         let scale = make("videoscale")?;
+        // Never GStreamer's black borders: the tensor fill pads with the model's value.
+        scale.set_property("add-borders", false);
         let convert = make("videoconvert")?;
         let filter = make("capsfilter")?;
         let format = match opts.channel_order {
@@ -299,10 +322,11 @@ impl Source {
             .max_buffers(if policy == OnInferenceBusy::KeepLatest { 1 } else { 4 })
             .drop(policy == OnInferenceBusy::KeepLatest)
             .build();
-        pipeline.add_many([&scale, &convert, &filter, sink.upcast_ref()]).map_err(|e| gst_err(e.to_string()))?;
-        gst::Element::link_many([&scale, &convert, &filter, sink.upcast_ref()]).map_err(|e| gst_err(e.to_string()))?;
+        pipeline.add_many([&crop, &scale, &convert, &filter, sink.upcast_ref()]).map_err(|e| gst_err(e.to_string()))?;
+        gst::Element::link_many([&crop, &scale, &convert, &filter, sink.upcast_ref()])
+            .map_err(|e| gst_err(e.to_string()))?;
 
-        let scale_sink = scale.static_pad("sink").ok_or_else(|| gst_err("videoscale has no sink pad".into()))?;
+        let crop_sink = crop.static_pad("sink").ok_or_else(|| gst_err("videocrop has no sink pad".into()))?;
         let wall = match &kind {
             SourceUri::File(path) => {
                 if path.is_dir() {
@@ -323,11 +347,20 @@ impl Source {
             SourceUri::File(path) => {
                 let abs = std::fs::canonicalize(path).map_err(|_| SourceError::FileNotFound { path: path.clone() })?;
                 let uri = gst::glib::filename_to_uri(&abs, None).map_err(|e| gst_err(e.to_string()))?;
-                add_decodebin(&pipeline, "uridecodebin", Some(uri.as_str()), None, &scale_sink, &gst_err)?;
+                add_decodebin(
+                    &pipeline,
+                    "uridecodebin",
+                    Some(uri.as_str()),
+                    None,
+                    &crop_sink,
+                    &opts.decoder,
+                    &gst_err,
+                )?;
             }
             SourceUri::Network(uri) => {
                 let open_timeout_us = opts.open_timeout.as_micros().min(u128::from(u64::MAX)) as u64;
-                let dec = add_decodebin(&pipeline, "uridecodebin", Some(uri), None, &scale_sink, &gst_err)?;
+                let dec =
+                    add_decodebin(&pipeline, "uridecodebin", Some(uri), None, &crop_sink, &opts.decoder, &gst_err)?;
                 dec.connect("source-setup", false, move |args| {
                     if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
                         // rtspsrc: bound the TCP connect and give the jitterbuffer 200 ms.
@@ -347,7 +380,7 @@ impl Source {
                     .build()
                     .map_err(|_| gst_err("element \"v4l2src\" is missing: install gstreamer1.0-plugins-good".into()))?;
                 pipeline.add(&src).map_err(|e| gst_err(e.to_string()))?;
-                add_decodebin(&pipeline, "decodebin", None, Some(&src), &scale_sink, &gst_err)?;
+                add_decodebin(&pipeline, "decodebin", None, Some(&src), &crop_sink, &opts.decoder, &gst_err)?;
             }
             SourceUri::Test { pattern, size, fps } => {
                 let src = make("videotestsrc")?;
@@ -374,32 +407,41 @@ impl Source {
                         .build(),
                 );
                 pipeline.add_many([&src, &caps]).map_err(|e| gst_err(e.to_string()))?;
-                gst::Element::link_many([&src, &caps, &scale]).map_err(|e| gst_err(e.to_string()))?;
+                gst::Element::link_many([&src, &caps, &crop]).map_err(|e| gst_err(e.to_string()))?;
             }
         }
 
-        // When the decoded caps arrive: fix the scaled size, remember the frame size.
-        let letterbox: Arc<Mutex<Option<Letterbox>>> = Arc::default();
+        // When the decoded caps arrive (before videocrop sees them): plan the frame, set the crop and
+        // the scaled size.
+        let plan: Arc<Mutex<Option<Arc<Plan>>>> = Arc::default();
         {
-            let letterbox = letterbox.clone();
+            let plan = plan.clone();
             let filter = filter.clone();
-            let (input, align) = (opts.input, opts.align);
-            scale_sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_pad, info| {
+            let crop = crop.clone();
+            let (input, align, region, tiles) = (opts.input, opts.align, opts.region, opts.tiles);
+            crop_sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_pad, info| {
                 if let Some(gst::EventView::Caps(ev)) = info.event().map(|e| e.view())
                     && let Ok(vi) = gst_video::VideoInfo::from_caps(ev.caps())
                 {
-                    let lb = Letterbox::new(Size::new(vi.width(), vi.height()), input, align);
-                    filter.set_property(
-                        "caps",
-                        gst_video::VideoCapsBuilder::new()
-                            .format(format)
-                            .width(lb.scaled.width as i32)
-                            .height(lb.scaled.height as i32)
-                            .pixel_aspect_ratio(vi.par())
-                            .build(),
-                    );
-                    if let Ok(mut slot) = letterbox.lock() {
-                        *slot = Some(lb);
+                    let frame = Size::new(vi.width(), vi.height());
+                    let p = Plan::for_frame(frame, &region, &tiles, input, align);
+                    let r = p.region;
+                    crop.set_property("left", r.x as i32);
+                    crop.set_property("top", r.y as i32);
+                    crop.set_property("right", (frame.width - r.x - r.width) as i32);
+                    crop.set_property("bottom", (frame.height - r.y - r.height) as i32);
+                    let mut caps = gst_video::VideoCapsBuilder::new()
+                        .format(format)
+                        .width(p.scaled.width as i32)
+                        .height(p.scaled.height as i32);
+                    // A letterbox keeps the aspect ratio (and so the pixels' shape); a stretch does not.
+                    if align != LetterboxAlign::Stretch || p.tiles.len() > 1 {
+                        caps = caps.pixel_aspect_ratio(vi.par());
+                    }
+                    filter.set_property("caps", caps.build());
+                    tracing::debug!(frame = %frame, region = %r, scaled = %p.scaled, tiles = p.tiles.len(), "frame plan");
+                    if let Ok(mut slot) = plan.lock() {
+                        *slot = Some(Arc::new(p));
                     }
                 }
                 gst::PadProbeReturn::Ok
@@ -421,7 +463,7 @@ impl Source {
             pipeline,
             sink,
             bus,
-            letterbox,
+            plan,
             counters,
             opts,
             policy,
@@ -430,6 +472,7 @@ impl Source {
             last_frame: None,
             first_pts: None,
             delivered: 0,
+            stale: 0,
             secret,
         };
         if source.pipeline.set_state(gst::State::Playing).is_err() {
@@ -454,11 +497,12 @@ impl Source {
         self.delivered
     }
 
-    /// Frames dropped because the caller was busy: always 0 with `Block`; with `KeepLatest`, frames that
-    /// reached the appsink and were not delivered, less the one that may still wait there.
+    /// Frames dropped: with `Block`, only those queued at the old size when the stream renegotiated;
+    /// with `KeepLatest`, frames that reached the appsink and were not delivered (because the caller was
+    /// busy, or stale), less the one that may still wait there.
     pub fn dropped(&self) -> u64 {
         match self.policy {
-            OnInferenceBusy::Block => 0,
+            OnInferenceBusy::Block => self.stale,
             OnInferenceBusy::KeepLatest => {
                 self.counters.decoded.load(Ordering::Relaxed).saturating_sub(self.delivered + 1)
             }
@@ -482,7 +526,7 @@ impl Source {
         self.check_bus()?;
         let wait = gst::ClockTime::from_nseconds(timeout.as_nanos().min(u128::from(u64::MAX)) as u64);
         if let Some(sample) = self.sink.try_pull_sample(wait) {
-            return self.frame_from(sample).map(Poll::Frame);
+            return Ok(self.frame_from(sample)?.map_or(Poll::Idle, Poll::Frame));
         }
         // Samples queued before EOS were pulled above; a stream that ended without one had no video.
         if self.sink.is_eos() {
@@ -539,19 +583,24 @@ impl Source {
         }
     }
 
-    fn frame_from(&mut self, sample: gst::Sample) -> Result<Frame, SourceError> {
+    fn frame_from(&mut self, sample: gst::Sample) -> Result<Option<Frame>, SourceError> {
         let err = |message: &str| SourceError::Gst { uri: self.uri.clone(), message: message.to_owned() };
         let caps = sample.caps().ok_or_else(|| err("sample without caps"))?;
         let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| err("sample caps are not raw video"))?;
         let buffer = sample.buffer_owned().ok_or_else(|| err("sample without buffer"))?;
         let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
-        let mut letterbox = self
-            .letterbox
+        let plan = self
+            .plan
             .lock()
-            .map_err(|_| err("letterbox state poisoned"))?
+            .map_err(|_| err("plan state poisoned"))?
+            .clone()
             .ok_or_else(|| err("frame before caps"))?;
-        // The scaled size is the one this buffer was produced at.
-        letterbox.scaled = Size::new(info.width(), info.height());
+        if plan.scaled != Size::new(info.width(), info.height()) {
+            // A buffer queued before the stream renegotiated (at most 4 for files, 1 live): mapped with
+            // the new plan, every box would land in the wrong place. Skipped, and counted as dropped.
+            self.stale += 1;
+            return Ok(None);
+        }
         let stride = usize::try_from(info.stride()[0]).map_err(|_| err("negative stride"))?;
         let buffer = buffer.into_mapped_buffer_readable().map_err(|_| err("buffer not readable"))?;
 
@@ -564,7 +613,7 @@ impl Source {
         };
         self.last_frame = Some(Instant::now());
         self.delivered += 1;
-        Ok(Frame { pts: Duration::from_nanos(pts.nseconds()), wall, letterbox, buffer, stride })
+        Ok(Some(Frame { pts: Duration::from_nanos(pts.nseconds()), wall, plan, buffer, stride }))
     }
 }
 
@@ -582,6 +631,7 @@ fn add_decodebin(
     uri: Option<&str>,
     upstream: Option<&gst::Element>,
     target: &gst::Pad,
+    decoder: &Decoder,
     gst_err: &dyn Fn(String) -> SourceError,
 ) -> Result<gst::Element, SourceError> {
     let mut builder = gst::ElementFactory::make(factory);
@@ -592,6 +642,21 @@ fn add_decodebin(
         .build()
         .map_err(|_| gst_err(format!("element {factory:?} is missing: install gstreamer1.0-plugins-base")))?;
     pipeline.add(&dec).map_err(|e| gst_err(e.to_string()))?;
+    if *decoder != Decoder::Auto {
+        // decodebin asks before trying each element: video decoders other than the chosen kind are
+        // skipped (GstAutoplugSelectResult: 0 try, 2 skip). The enum type exists once decodebin does.
+        if gst::glib::Type::from_name("GstAutoplugSelectResult").is_none() {
+            return Err(gst_err("decodebin has no autoplug-select result type".into()));
+        }
+        let decoder = decoder.clone();
+        dec.connect("autoplug-select", false, move |args| {
+            let factory = args.get(3).and_then(|v| v.get::<gst::ElementFactory>().ok());
+            let allowed = factory.is_none_or(|f| !is_video_decoder(&f) || decoder.allows(&f));
+            let class =
+                gst::glib::Type::from_name("GstAutoplugSelectResult").and_then(gst::glib::EnumClass::with_type)?;
+            class.to_value(if allowed { 0 } else { 2 })
+        });
+    }
     if let Some(up) = upstream {
         up.link(&dec).map_err(|e| gst_err(e.to_string()))?;
     }
@@ -621,6 +686,101 @@ fn add_decodebin(
         }
     });
     Ok(dec)
+}
+
+/// Which video decoder a camera uses (`source.decoder` in DESIGN.md): GStreamer's choice by rank, or one
+/// kind. A kind that is not installed is refused when the camera opens, naming the decoders there are.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decoder {
+    /// The highest-ranked decoder GStreamer has for the stream (a hardware one where its plugin ranks
+    /// it first, as NVIDIA's do on a Jetson).
+    #[default]
+    Auto,
+    /// CPU decoders only (libav's avdec_*): the same on every box, for comparisons and as a fallback.
+    Software,
+    /// Jetson's V4L2 hardware decoder (NVIDIA's L4T GStreamer plugins).
+    Nvv4l2decoder,
+    /// NVDEC on x86 NVIDIA GPUs (gst-plugins-bad's nvcodec), H.264 only.
+    Nvh264dec,
+    /// VA-API (Intel and AMD GPUs): gstreamer-vaapi's vaapi*dec or gst-plugins-bad's va*dec.
+    Vaapi,
+}
+
+impl Decoder {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decoder::Auto => "auto",
+            Decoder::Software => "software",
+            Decoder::Nvv4l2decoder => "nvv4l2decoder",
+            Decoder::Nvh264dec => "nvh264dec",
+            Decoder::Vaapi => "vaapi",
+        }
+    }
+
+    /// Whether this choice lets decodebin use `f`, a video decoder.
+    fn allows(&self, f: &gst::ElementFactory) -> bool {
+        let name = f.name();
+        match self {
+            Decoder::Auto => true,
+            Decoder::Software => !is_hardware(f),
+            Decoder::Nvv4l2decoder => name == "nvv4l2decoder",
+            Decoder::Nvh264dec => name == "nvh264dec",
+            Decoder::Vaapi => is_vaapi(&name),
+        }
+    }
+
+    /// Refuses a kind with no installed element, naming the video decoders this box has.
+    pub fn check_installed(&self) -> Result<(), SourceError> {
+        if *self == Decoder::Auto {
+            return Ok(());
+        }
+        gst::init().map_err(|e| SourceError::Gst { uri: String::new(), message: e.to_string() })?;
+        let decoders: Vec<gst::ElementFactory> =
+            gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::NONE)
+                .into_iter()
+                .filter(is_video_decoder)
+                .collect();
+        if decoders.iter().any(|f| self.allows(f)) {
+            return Ok(());
+        }
+        let mut names: Vec<String> = decoders.iter().map(|f| f.name().to_string()).collect();
+        names.sort();
+        Err(SourceError::DecoderMissing { decoder: self.as_str(), installed: names.join(", ") })
+    }
+}
+
+impl std::str::FromStr for Decoder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Decoder::Auto, Decoder::Software, Decoder::Nvv4l2decoder, Decoder::Nvh264dec, Decoder::Vaapi]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown decoder {s:?} (auto | software | nvv4l2decoder | nvh264dec | vaapi)"))
+    }
+}
+
+fn is_video_decoder(f: &gst::ElementFactory) -> bool {
+    let klass = f.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
+    klass.contains("Decoder") && klass.contains("Video")
+}
+
+fn is_vaapi(name: &str) -> bool {
+    (name.starts_with("vaapi") || name.starts_with("va")) && name.ends_with("dec")
+}
+
+/// Hardware decoders: those whose class says so, and the NVIDIA, V4L2, VA-API and Intel ones whose
+/// class does not (nvv4l2decoder's is plain "Codec/Decoder/Video").
+fn is_hardware(f: &gst::ElementFactory) -> bool {
+    let klass = f.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
+    let name = f.name();
+    klass.contains("Hardware")
+        || name.starts_with("nv")
+        || name.starts_with("v4l2")
+        || name.starts_with("omx")
+        || name.starts_with("msdk")
+        || name.starts_with("qsv")
+        || is_vaapi(&name)
 }
 
 /// Capture time of a live buffer: now, less how long ago (in pipeline running time) it was captured.

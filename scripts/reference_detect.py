@@ -1,15 +1,24 @@
 #!/usr/bin/env python3
 """Independent reference for junction's detector: ONNX Runtime + numpy, written separately from the Rust.
 
-Decodes the clip with gst-launch-1.0 through the same letterbox scaling junction asks GStreamer for
-(decodebin ! videoscale ! videoconvert to the model's channel order at round(w*r) x round(h*r),
+YOLOX (default): decodes the clip with gst-launch-1.0 through the same letterbox scaling junction asks
+GStreamer for (decodebin ! videoscale ! videoconvert to BGR at round(w*r) x round(h*r),
 r = min(416/h, 416/w)), then in numpy: top-left padding with 114 to 416x416, HWC->CHW f32, the YOLOX
 grid decode, score = objectness x class score > threshold, class-aware greedy NMS (IoU 0.45), boxes
-mapped back to frame pixels and clipped to the frame. Writes a JSON golden file that
-tests/tests.rs (detect::parity) compares with `junction detect`.
+mapped back to frame pixels and clipped to the frame.
+
+DETR (--family detr, DEIMv2): the DEIMv2 sample's preprocessing, a plain resize to 416x416 RGB (GStreamer
+videoscale without borders), /255, CHW; the model is given orig_target_sizes = (416, 416) so boxes come
+back in input pixels; queries above the threshold whose label junction maps are kept, one object under
+two labels (IoU > 0.7) keeps its best; boxes scaled by (w/416, h/416) to frame pixels and clipped.
+
+Writes a JSON golden file that tests/tests.rs (detect::parity, detect::deimv2_parity) compares with
+`junction detect`.
 
   .venv/bin/python scripts/reference_detect.py tests/data/street_topdown_640x360.mp4 \
       models/yolox_nano.onnx --frames 100,150,... > tests/data/reference_detections.json
+  .venv/bin/python scripts/reference_detect.py tests/data/street_topdown_640x360.mp4 \
+      models/deimv2_femto_coco.onnx --family detr --frames 100,150,... > tests/data/reference_detections_deimv2.json
 """
 import argparse
 import hashlib
@@ -39,13 +48,16 @@ def frame_size(clip):
     return int(m.group(1)), int(m.group(2))
 
 
-def scaled_frames(clip, w, h):
-    r = min(INPUT / h, INPUT / w)
-    sw, sh = round(w * r), round(h * r)
+def scaled_frames(clip, w, h, stretch=False):
+    if stretch:
+        sw, sh, caps = INPUT, INPUT, f"video/x-raw,format=RGB,width={INPUT},height={INPUT}"
+    else:
+        r = min(INPUT / h, INPUT / w)
+        sw, sh = round(w * r), round(h * r)
+        caps = f"video/x-raw,format=BGR,width={sw},height={sh},pixel-aspect-ratio=1/1"
     raw = subprocess.run(
-        ["gst-launch-1.0", "-q", "filesrc", f"location={clip}", "!", "decodebin", "!", "videoscale", "!",
-         "videoconvert", "!", f"video/x-raw,format=BGR,width={sw},height={sh},pixel-aspect-ratio=1/1", "!",
-         "fdsink", "fd=1"],
+        ["gst-launch-1.0", "-q", "filesrc", f"location={clip}", "!", "decodebin", "!", "videoscale",
+         "add-borders=false", "!", "videoconvert", "!", caps, "!", "fdsink", "fd=1"],
         capture_output=True, check=True).stdout
     # GStreamer pads each row to a multiple of 4 bytes.
     stride = (sw * 3 + 3) // 4 * 4
@@ -105,16 +117,45 @@ def detect(sess, img, w, h, sw, sh, cells, strides, score_thr, iou_thr):
     return dets
 
 
+def detect_detr(sess, img, w, h, score_thr, merge_iou):
+    x = (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+    labels, boxes, scores = sess.run(["labels", "boxes", "scores"],
+                                     {"images": x, "orig_target_sizes": np.array([[INPUT, INPUT]], np.int64)})
+    labels, boxes, scores = labels[0], boxes[0], scores[0]
+    keep = (scores > score_thr) & np.isin(labels, list(CLASSES))
+    labels, boxes, scores = labels[keep], boxes[keep], scores[keep]
+    boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], 1)
+    order = np.argsort(-scores, kind="stable")
+    kept = []
+    for i in order:
+        if any(iou(boxes[k], boxes[i:i + 1])[0] > merge_iou for k in kept):
+            continue
+        kept.append(i)
+    dets = []
+    for i in kept:
+        b = boxes[i].astype(np.float64)
+        fx = np.clip(b[[0, 2]] * (w / INPUT), 0, w)
+        fy = np.clip(b[[1, 3]] * (h / INPUT), 0, h)
+        dets.append({"box": [round(float(fx[0]), 3), round(float(fy[0]), 3), round(float(fx[1]), 3),
+                             round(float(fy[1]), 3)],
+                     "class": CLASSES[int(labels[i])], "score": round(float(scores[i]), 5)})
+    return dets
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("clip")
     ap.add_argument("model")
     ap.add_argument("--frames", required=True, help="comma-separated frame indices, from 0")
     ap.add_argument("--score", type=float, default=0.3)
-    ap.add_argument("--iou", type=float, default=0.45)
+    ap.add_argument("--iou", type=float, default=0.45, help="YOLOX: NMS IoU; DETR: label merge IoU (0.7)")
+    ap.add_argument("--family", choices=["yolox", "detr"], default="yolox")
     a = ap.parse_args()
+    detr = a.family == "detr"
+    if detr and a.iou == 0.45:
+        a.iou = 0.7
     w, h = frame_size(a.clip)
-    frames, sw, sh = scaled_frames(a.clip, w, h)
+    frames, sw, sh = scaled_frames(a.clip, w, h, stretch=detr)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
@@ -128,8 +169,9 @@ def main():
         "frames_in_clip": len(frames),
         "frame_size": [w, h],
         "score_threshold": a.score,
-        "nms_iou": a.iou,
-        "frames": [{"frame": i, "detections": detect(sess, frames[i], w, h, sw, sh, cells, strides, a.score, a.iou)}
+        ("label_merge_iou" if detr else "nms_iou"): a.iou,
+        "frames": [{"frame": i, "detections": detect_detr(sess, frames[i], w, h, a.score, a.iou) if detr
+                    else detect(sess, frames[i], w, h, sw, sh, cells, strides, a.score, a.iou)}
                    for i in wanted],
     }
     # One detection per line, so that a review of the golden file reads like a table.

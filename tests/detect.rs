@@ -30,15 +30,27 @@ fn assert_same(frame: u64, reference: &[Value], ours: &[Value]) {
 
 #[test]
 fn parity() {
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/data/reference_detections.json")).unwrap())
-            .unwrap();
+    parity_with("tests/data/reference_detections.json", "models/yolox_nano.toml");
+}
+
+/// The second detector family (NMS-free, DETR style): DEIMv2-Femto through `junction detect` equals
+/// the Python reference's plain resize, query filter and label merge.
+#[test]
+fn deimv2_parity() {
+    parity_with("tests/data/reference_detections_deimv2.json", "models/deimv2_femto.toml");
+}
+
+/// `junction detect` with `card` against the golden file made by scripts/reference_detect.py.
+fn parity_with(golden: &str, card: &str) {
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(repo().join(golden)).unwrap()).unwrap();
     let frames = golden["frames"].as_array().unwrap();
     assert!(frames.len() >= 5);
     let last = frames.iter().map(|f| f["frame"].as_u64().unwrap()).max().unwrap();
     let limit = (last + 1).to_string();
-    let out =
-        junction(&["detect", clip().to_str().unwrap(), "--frames", &limit, "--threads", "2"], Duration::from_secs(300));
+    let out = junction(
+        &["detect", clip().to_str().unwrap(), "--frames", &limit, "--threads", "2", "--model", card],
+        Duration::from_secs(300),
+    );
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let ours = out.lines("frame");
     assert_eq!(ours.len() as u64, last + 1, "one line per frame");

@@ -21,6 +21,10 @@ pub enum OutputFormat {
     /// `[1, 4 + C, N]` row-major: `cx, cy, w, h, C class scores`, no objectness, boxes already in
     /// model-input pixels (Ultralytics YOLOv8/v11 export).
     Yolov8,
+    /// NMS-free, DETR style (RT-DETR, D-FINE, DEIMv2): three outputs per image, `labels` `[N, Q]` i64
+    /// (class index), `boxes` `[N, Q, 4]` f32 (`x1, y1, x2, y2`, scaled to the size given in the
+    /// `input.sizes` tensor) and `scores` `[N, Q]` f32. The same object can come back under two labels.
+    Detr,
 }
 
 /// Channel order of the tensor's C axis.
@@ -45,6 +49,10 @@ pub struct InputSpec {
     /// `value = (pixel (0–255) × scale − mean[c]) / std[c]`, `c` in the tensor's channel order.
     #[serde(default = "one")]
     pub scale: f32,
+    /// DETR family: the name of a second input, `[N, 2]` i64, the (width, height) the boxes come back
+    /// scaled to; junction passes the model input's size, so boxes are in model-input pixels.
+    #[serde(default)]
+    pub sizes: Option<String>,
     #[serde(default = "zeros")]
     pub mean: [f32; 3],
     #[serde(default = "ones")]
@@ -62,8 +70,17 @@ pub struct LetterboxSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
+    /// YOLOX and YOLOv8: the output tensor's name.
+    #[serde(default)]
     pub name: String,
     pub format: OutputFormat,
+    /// DETR: the names of the label, box and score outputs.
+    #[serde(default)]
+    pub labels: String,
+    #[serde(default)]
+    pub boxes: String,
+    #[serde(default)]
+    pub scores: String,
     /// YOLOX only: false when the export leaves the grid decode to the caller (`demo_postprocess`).
     #[serde(default = "yes")]
     pub grid_decoded: bool,
@@ -77,8 +94,13 @@ pub struct OutputSpec {
 pub struct Thresholds {
     /// Minimum score (objectness × class score for YOLOX) to keep a candidate.
     pub score: f32,
-    /// IoU above which a lower-scoring box of the same class is suppressed.
+    /// IoU above which a lower-scoring box of the same class is suppressed (YOLO formats; with tiles,
+    /// also between tiles).
     pub nms_iou: f32,
+    /// IoU above which two boxes under different labels are one object and the weaker is dropped
+    /// (DETR: its queries are not de-duplicated across labels). Absent: not applied.
+    #[serde(default)]
+    pub label_merge_iou: Option<f32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +201,32 @@ impl ModelCard {
         }
         if !(0.0..=1.0).contains(&raw.thresholds.nms_iou) {
             bad("thresholds.nms_iou", "must be within 0..=1".into());
+        }
+        if let Some(m) = raw.thresholds.label_merge_iou
+            && !(0.0..=1.0).contains(&m)
+        {
+            bad("thresholds.label_merge_iou", "must be within 0..=1".into());
+        }
+        match raw.output.format {
+            OutputFormat::Yolox | OutputFormat::Yolov8 => {
+                if raw.output.name.is_empty() {
+                    bad("output.name", "the output tensor's name is needed".into());
+                }
+            }
+            OutputFormat::Detr => {
+                for (field, v) in [
+                    ("output.labels", &raw.output.labels),
+                    ("output.boxes", &raw.output.boxes),
+                    ("output.scores", &raw.output.scores),
+                ] {
+                    if v.is_empty() {
+                        bad(field, "needed with format = \"detr\" (the output tensor's name)".into());
+                    }
+                }
+                if raw.input.sizes.is_none() {
+                    bad("input.sizes", "needed with format = \"detr\": the [N, 2] input of target sizes".into());
+                }
+            }
         }
         if raw.classes.names.is_empty() {
             bad("classes.names", "must list the model's classes".into());

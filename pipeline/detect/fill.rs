@@ -1,5 +1,6 @@
 //! Tensor fill: a letterboxed 8-bit, 3-channel image (already scaled and in the model's channel order by
-//! GStreamer) into the model's `[1, 3, H, W]` row-major f32 input, with the padding written here.
+//! GStreamer) into one `[3, H, W]` row-major f32 slot of the model's `[N, 3, H, W]` input, with the
+//! padding written here. With tiles, each slot takes its letterbox's window of the scaled image.
 //!
 //! GStreamer's padding elements (videobox, videoscale add-borders) fill only with fixed colours such as
 //! black; YOLOX wants 114 grey, and this pass touches every tensor element anyway, so padding costs
@@ -43,10 +44,13 @@ impl Normalise {
 #[error("tensor fill: {0}")]
 pub struct FillError(String);
 
-/// Writes `img` at the letterbox offset into `out` (`[1, 3, input.h, input.w]`), padding the rest.
+/// Writes the letterbox's window of `img` (the scaled region) at the letterbox offset into `out`
+/// (`[3, input.h, input.w]`), padding the rest.
 pub fn fill_nchw(img: &ImageView<'_>, lb: &Letterbox, norm: &Normalise, out: &mut [f32]) -> Result<(), FillError> {
     let (iw, ih) = (lb.input.width as usize, lb.input.height as usize);
-    let (w, h) = (img.width as usize, img.height as usize);
+    let win = lb.window;
+    let (w, h) = (win.width as usize, win.height as usize);
+    let (wx, wy) = (win.x as usize, win.y as usize);
     let (ox, oy) = (lb.offset_x as usize, lb.offset_y as usize);
     let plane = iw * ih;
     if out.len() != 3 * plane {
@@ -55,8 +59,17 @@ pub fn fill_nchw(img: &ImageView<'_>, lb: &Letterbox, norm: &Normalise, out: &mu
     if ox + w > iw || oy + h > ih {
         return Err(FillError(format!("image {w}x{h} at ({ox}, {oy}) does not fit the input {iw}x{ih}")));
     }
-    if img.stride < w * 3 || img.data.len() < img.stride * h.saturating_sub(1) + w * 3 {
-        return Err(FillError(format!("image buffer of {} bytes too small for {w}x{h}", img.data.len())));
+    if wx + w > img.width as usize || wy + h > img.height as usize {
+        return Err(FillError(format!("window {win} is not inside the {}x{} image", img.width, img.height)));
+    }
+    let last = (wy + h).saturating_sub(1) * img.stride + (wx + w) * 3;
+    if img.stride < img.width as usize * 3 || img.data.len() < last {
+        return Err(FillError(format!(
+            "image buffer of {} bytes too small for {}x{}",
+            img.data.len(),
+            img.width,
+            img.height
+        )));
     }
     let (p0, rest) = out.split_at_mut(plane);
     let (p1, p2) = rest.split_at_mut(plane);
@@ -71,7 +84,8 @@ pub fn fill_nchw(img: &ImageView<'_>, lb: &Letterbox, norm: &Normalise, out: &mu
             let row = &mut p[(oy + y) * iw..(oy + y + 1) * iw];
             row[..ox].fill(pad);
             row[ox + w..].fill(pad);
-            let src = &img.data[y * img.stride..y * img.stride + w * 3];
+            let at = (wy + y) * img.stride + wx * 3;
+            let src = &img.data[at..at + w * 3];
             for (dst, px) in row[ox..ox + w].iter_mut().zip(src.chunks_exact(3)) {
                 *dst = lut[px[c] as usize];
             }
@@ -83,7 +97,28 @@ pub fn fill_nchw(img: &ImageView<'_>, lb: &Letterbox, norm: &Normalise, out: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::{LetterboxAlign, Size};
+    use crate::geometry::{LetterboxAlign, Rect, Size};
+
+    #[test]
+    fn a_tile_takes_its_window() {
+        // 4x2 image, pixel value = 10 * column + row (all channels); a 2x2 tile at column 2.
+        let mut data = Vec::new();
+        for y in 0..2u8 {
+            for x in 0..4u8 {
+                data.extend([10 * x + y; 3]);
+            }
+        }
+        let img = ImageView { data: &data, width: 4, height: 2, stride: 12 };
+        let lb = Letterbox::new(Size::new(4, 2), Size::new(2, 2), LetterboxAlign::TopLeft);
+        let lb = Letterbox { scaled: Size::new(4, 2), window: Rect::new(2, 0, 2, 2), ..lb };
+        let norm = Normalise::new(1.0, [0.0; 3], [1.0; 3], 114);
+        let mut out = vec![0.0; 12];
+        fill_nchw(&img, &lb, &norm, &mut out).unwrap();
+        assert_eq!(&out[0..4], &[20.0, 30.0, 21.0, 31.0]);
+        // A window past the image's edge is refused.
+        let lb = Letterbox { window: Rect::new(3, 0, 2, 2), ..lb };
+        assert!(fill_nchw(&img, &lb, &norm, &mut out).is_err());
+    }
 
     #[test]
     fn fills_channels_planar_and_pads() {
@@ -92,7 +127,7 @@ mod tests {
         let img = ImageView { data: &data, width: 2, height: 1, stride: 8 };
         let lb = Letterbox::new(Size::new(2, 1), Size::new(4, 4), LetterboxAlign::TopLeft);
         assert_eq!(lb.scaled, Size::new(4, 2)); // frame scale, not the image given here
-        let lb = Letterbox { scaled: Size::new(2, 1), ..lb };
+        let lb = Letterbox { scaled: Size::new(2, 1), window: Rect::new(0, 0, 2, 1), ..lb };
         let norm = Normalise::new(1.0, [0.0; 3], [1.0; 3], 114);
         let mut out = vec![0.0; 48];
         fill_nchw(&img, &lb, &norm, &mut out).unwrap();
@@ -106,13 +141,9 @@ mod tests {
     fn centred_with_normalisation() {
         let data = [255u8, 0, 255];
         let img = ImageView { data: &data, width: 1, height: 1, stride: 3 };
-        let lb = Letterbox {
-            frame: Size::new(1, 1),
-            input: Size::new(3, 3),
-            scaled: Size::new(1, 1),
-            offset_x: 1,
-            offset_y: 1,
-        };
+        let lb = Letterbox::new(Size::new(1, 1), Size::new(3, 3), LetterboxAlign::Center);
+        assert_eq!((lb.scaled, lb.offset_x, lb.offset_y), (Size::new(3, 3), 0, 0));
+        let lb = Letterbox { scaled: Size::new(1, 1), window: Rect::new(0, 0, 1, 1), offset_x: 1, offset_y: 1, ..lb };
         let norm = Normalise::new(1.0 / 255.0, [0.0; 3], [1.0; 3], 114);
         let mut out = vec![0.0; 27];
         fill_nchw(&img, &lb, &norm, &mut out).unwrap();
@@ -126,11 +157,9 @@ mod tests {
         let data = [0u8; 12];
         let img = ImageView { data: &data, width: 2, height: 2, stride: 6 };
         let lb = Letterbox {
-            frame: Size::new(2, 2),
-            input: Size::new(1, 1),
-            scaled: Size::new(1, 1),
-            offset_x: 0,
-            offset_y: 0,
+            scaled: Size::new(2, 2),
+            window: Rect::new(0, 0, 2, 2),
+            ..Letterbox::new(Size::new(2, 2), Size::new(1, 1), LetterboxAlign::TopLeft)
         };
         let norm = Normalise::new(1.0, [0.0; 3], [1.0; 3], 0);
         assert!(fill_nchw(&img, &lb, &norm, &mut [0.0; 3]).is_err());

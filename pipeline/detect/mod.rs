@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use card::{ModelCard, OutputFormat};
-pub use decode::Candidate;
+pub use decode::{Candidate, TileCandidate};
 pub use fill::ImageView;
 pub use runtime::{
-    Detector, DetectorOptions, ORT_SUPPORTED, OptLevel, OrtRange, Provider, StageTimes, check_runtime_library,
+    Detector, DetectorOptions, Job, ORT_SUPPORTED, OptLevel, OrtRange, Provider, StageTimes, check_runtime_library,
     resolve_runtime_library, runtime_version,
 };
 

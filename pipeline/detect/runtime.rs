@@ -9,10 +9,10 @@ use ort::value::TensorRef;
 use serde::Deserialize;
 
 use super::card::OutputFormat;
-use super::decode::{self, Candidate, GridCell};
+use super::decode::{self, Candidate, GridCell, TileCandidate};
 use super::fill::{self, ImageView, Normalise};
 use super::{DetectError, Detection, ModelCard};
-use crate::geometry::Letterbox;
+use crate::geometry::Plan;
 
 /// File name of the library that `scripts/setup.sh` installs from the PyPI wheel.
 const ORT_LIB: &str = "libonnxruntime.so.1.32.0";
@@ -131,6 +131,12 @@ pub struct DetectorOptions {
     /// `junction run`: detect on every Nth frame of a camera; the tracker predicts the frames between
     /// (DeepStream's `interval` + 1). 1: every frame.
     pub every: u32,
+    /// Most images (tiles, frames of several cameras) in one model run, for a model whose batch
+    /// dimension is dynamic.
+    pub max_batch: usize,
+    /// `junction run`: once one camera's frame waits, how long to wait for the others' so that they
+    /// share a model run (zero: only frames already waiting are batched).
+    pub batch_wait: Duration,
 }
 
 impl Default for DetectorOptions {
@@ -146,6 +152,8 @@ impl Default for DetectorOptions {
             score: None,
             spinning: false,
             every: 1,
+            max_batch: 8,
+            batch_wait: Duration::ZERO,
         }
     }
 }
@@ -178,17 +186,37 @@ pub struct StageTimes {
     pub fill: Duration,
     pub infer: Duration,
     pub postprocess: Duration,
+    /// Model runs (one per batch) and images in them (one per tile of each frame).
+    pub runs: u64,
+    pub images: u64,
+}
+
+/// One frame to detect on: its image (the scaled region of interest, from [`crate::source::Frame`])
+/// and how it maps to the model inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub image: ImageView<'a>,
+    pub plan: &'a Plan,
 }
 
 /// Owns the ONNX Runtime session and the buffers reused across frames. One thread owns it.
 pub struct Detector {
     card: ModelCard,
     session: Session,
+    /// `[N, 3, H, W]` row-major, N = images in the batch being run.
     input: Vec<f32>,
+    /// DETR: `[N, 2]` (width, height) the boxes are scaled to.
+    sizes: Vec<i64>,
     norm: Normalise,
     grid: Option<Vec<GridCell>>,
     cands: Vec<Candidate>,
+    /// Per frame of a `detect` call: its tiles' candidates, frame pixels.
+    tiled: Vec<Vec<TileCandidate>>,
+    /// Per batch slot: (job, tile).
+    slots: Vec<(usize, usize)>,
     score: f32,
+    /// Images per model run: 1 when the model's batch dimension is fixed.
+    max_batch: usize,
     pub times: StageTimes,
 }
 
@@ -251,21 +279,25 @@ impl Detector {
                 .map_err(provider_err("tensorrt"))?,
         };
         let session = builder.commit_from_file(&card.model_path).map_err(|e| session_err(e.to_string()))?;
-        check_tensors(&card, &session)?;
+        let dynamic_batch = check_tensors(&card, &session)?;
 
-        let input = vec![0.0; 3 * card.input.width as usize * card.input.height as usize];
         let norm = Normalise::new(card.input.scale, card.input.mean, card.input.std, card.letterbox.pad_value);
         let grid =
             card.grid_anchors().map(|_| decode::yolox_grid(card.input.width, card.input.height, &card.output.strides));
         let score = opts.score.unwrap_or(card.thresholds.score);
+        let max_batch = if dynamic_batch { opts.max_batch.max(1) } else { 1 };
         Ok(Self {
             card,
             session,
-            input,
+            input: Vec::new(),
+            sizes: Vec::new(),
             norm,
             grid,
             cands: Vec::with_capacity(256),
+            tiled: Vec::new(),
+            slots: Vec::new(),
             score,
+            max_batch,
             times: StageTimes::default(),
         })
     }
@@ -274,66 +306,170 @@ impl Detector {
         &self.card
     }
 
-    /// Fills the input tensor from a letterboxed image (see [`fill::fill_nchw`]).
-    pub fn fill(&mut self, img: &ImageView<'_>, lb: &Letterbox) -> Result<(), DetectError> {
+    /// Images one model run takes: above 1 only for a model with a dynamic batch dimension.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Detects on each job's frame: every tile of every frame, in batches of up to [`Self::max_batch`]
+    /// images per model run. `out[j]` is cleared and receives frame `j`'s detections, frame pixels.
+    pub fn detect(&mut self, jobs: &[Job<'_>], out: &mut [Vec<Detection>]) -> Result<(), DetectError> {
+        if out.len() < jobs.len() {
+            return Err(DetectError::Inference(format!("{} outputs for {} frames", out.len(), jobs.len())));
+        }
+        let mut pending: Vec<(usize, usize)> = Vec::new();
+        for (j, job) in jobs.iter().enumerate() {
+            out[j].clear();
+            pending.extend((0..job.plan.tiles.len()).map(|t| (j, t)));
+        }
+        // Candidates of every tile, grouped back per frame after all runs.
+        let mut per_frame = std::mem::take(&mut self.tiled);
+        per_frame.resize_with(jobs.len(), Vec::new);
+        per_frame.iter_mut().for_each(Vec::clear);
+        for chunk in pending.chunks(self.max_batch) {
+            self.slots.clear();
+            self.slots.extend_from_slice(chunk);
+            if let Err(e) = self.run_batch(jobs, &mut per_frame) {
+                self.tiled = per_frame;
+                return Err(e);
+            }
+        }
         let t = Instant::now();
-        fill::fill_nchw(img, lb, &self.norm, &mut self.input).map_err(|e| DetectError::Inference(e.to_string()))?;
-        self.times.fill += t.elapsed();
+        let map = &self.card.class_map;
+        for (j, tiled) in per_frame.iter_mut().enumerate() {
+            if jobs[j].plan.tiles.len() > 1 {
+                decode::merge_tiles(tiled, self.card.thresholds.nms_iou);
+            }
+            out[j].extend(tiled.iter().filter_map(|c| {
+                let class = (*map.get(c.class as usize)?)?;
+                Some(Detection { bbox: c.bbox, class, score: c.score })
+            }));
+        }
+        self.tiled = per_frame;
+        self.times.postprocess += t.elapsed();
         Ok(())
     }
 
-    /// The filled input tensor, `[1, 3, H, W]` row-major.
-    pub fn input(&self) -> &[f32] {
-        &self.input
-    }
-
-    /// Runs the model on the filled input and appends detections in frame pixels to `out`.
-    pub fn infer(&mut self, lb: &Letterbox, out: &mut Vec<Detection>) -> Result<(), DetectError> {
+    /// Fills the input with the images of `self.slots`, runs the model once, and decodes each image into
+    /// `per_frame[job]`.
+    fn run_batch(&mut self, jobs: &[Job<'_>], per_frame: &mut [Vec<TileCandidate>]) -> Result<(), DetectError> {
         let t = Instant::now();
+        let n = self.slots.len();
         let (w, h) = (self.card.input.width as usize, self.card.input.height as usize);
-        let tensor = TensorRef::from_array_view(([1usize, 3, h, w], &self.input[..]))
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.card.input.name.as_str() => tensor])
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let value = outputs
-            .get(self.card.output.name.as_str())
-            .ok_or_else(|| DetectError::Inference(format!("no output named {:?}", self.card.output.name)))?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| DetectError::Inference(e.to_string()))?;
-        let t_post = Instant::now();
-        self.times.infer += t_post - t;
-
-        let c = self.card.num_classes();
-        let map = &self.card.class_map;
-        let keep = |k: usize| map.get(k).is_some_and(Option::is_some);
-        self.cands.clear();
-        match self.card.output.format {
-            OutputFormat::Yolox => {
-                if shape.len() != 3 || shape[2] as usize != 5 + c {
-                    return Err(DetectError::Inference(format!("output shape {shape:?}, expected [1, N, {}]", 5 + c)));
-                }
-                decode::decode_yolox(data, c, self.grid.as_deref(), self.score, keep, &mut self.cands);
-            }
-            OutputFormat::Yolov8 => {
-                if shape.len() != 3 || shape[1] as usize != 4 + c {
-                    return Err(DetectError::Inference(format!("output shape {shape:?}, expected [1, {}, N]", 4 + c)));
-                }
-                decode::decode_yolov8(data, c, shape[2] as usize, self.score, keep, &mut self.cands);
-            }
+        let slot_len = 3 * w * h;
+        self.input.resize(n * slot_len, 0.0);
+        for (k, &(j, tile)) in self.slots.iter().enumerate() {
+            let lb = &jobs[j].plan.tiles[tile];
+            fill::fill_nchw(&jobs[j].image, lb, &self.norm, &mut self.input[k * slot_len..(k + 1) * slot_len])
+                .map_err(|e| DetectError::Inference(e.to_string()))?;
         }
-        decode::nms(&mut self.cands, self.card.thresholds.nms_iou);
-        out.extend(self.cands.iter().filter_map(|cand| {
-            let class = (*map.get(cand.class as usize)?)?;
-            Some(Detection { bbox: lb.to_frame(&cand.bbox), class, score: cand.score })
-        }));
+        self.sizes.clear();
+        for _ in 0..n {
+            self.sizes.extend([w as i64, h as i64]);
+        }
+        let t_run = Instant::now();
+        self.times.fill += t_run - t;
+        let inference = |e: ort::Error| DetectError::Inference(e.to_string());
+        let tensor = TensorRef::from_array_view(([n, 3, h, w], &self.input[..])).map_err(inference)?;
+        let outputs = match &self.card.input.sizes {
+            Some(sizes_name) => {
+                let sizes = TensorRef::from_array_view(([n, 2usize], &self.sizes[..])).map_err(inference)?;
+                self.session.run(ort::inputs![
+                    self.card.input.name.as_str() => tensor,
+                    sizes_name.as_str() => sizes,
+                ])
+            }
+            None => self.session.run(ort::inputs![self.card.input.name.as_str() => tensor]),
+        }
+        .map_err(inference)?;
+        let t_post = Instant::now();
+        self.times.infer += t_post - t_run;
+        self.times.runs += 1;
+        self.times.images += n as u64;
+
+        let card = &self.card;
+        let c = card.num_classes();
+        let map = &card.class_map;
+        let keep = |k: usize| map.get(k).is_some_and(Option::is_some);
+        let output =
+            |name: &str| outputs.get(name).ok_or_else(|| DetectError::Inference(format!("no output named {name:?}")));
+        for (k, &(j, tile)) in self.slots.iter().enumerate() {
+            self.cands.clear();
+            match card.output.format {
+                OutputFormat::Yolox | OutputFormat::Yolov8 => {
+                    let (shape, data) = output(&card.output.name)?.try_extract_tensor::<f32>().map_err(inference)?;
+                    let per_image = data.len() / n.max(1);
+                    let data = &data[k * per_image..(k + 1) * per_image];
+                    if card.output.format == OutputFormat::Yolox {
+                        if shape.len() != 3 || shape[2] as usize != 5 + c {
+                            return Err(DetectError::Inference(format!(
+                                "output shape {shape:?}, expected [N, A, {}]",
+                                5 + c
+                            )));
+                        }
+                        decode::decode_yolox(data, c, self.grid.as_deref(), self.score, keep, &mut self.cands);
+                    } else {
+                        if shape.len() != 3 || shape[1] as usize != 4 + c {
+                            return Err(DetectError::Inference(format!(
+                                "output shape {shape:?}, expected [N, {}, A]",
+                                4 + c
+                            )));
+                        }
+                        decode::decode_yolov8(data, c, shape[2] as usize, self.score, keep, &mut self.cands);
+                    }
+                    decode::nms(&mut self.cands, card.thresholds.nms_iou);
+                }
+                OutputFormat::Detr => {
+                    let (_, labels) = output(&card.output.labels)?.try_extract_tensor::<i64>().map_err(inference)?;
+                    let (_, boxes) = output(&card.output.boxes)?.try_extract_tensor::<f32>().map_err(inference)?;
+                    let (_, scores) = output(&card.output.scores)?.try_extract_tensor::<f32>().map_err(inference)?;
+                    let q = scores.len() / n.max(1);
+                    if labels.len() != n * q || boxes.len() != n * q * 4 {
+                        return Err(DetectError::Inference(format!(
+                            "DETR outputs disagree: {} labels, {} box values, {} scores for {n} images",
+                            labels.len(),
+                            boxes.len(),
+                            scores.len()
+                        )));
+                    }
+                    decode::decode_detr(
+                        &labels[k * q..(k + 1) * q],
+                        &boxes[k * q * 4..(k + 1) * q * 4],
+                        &scores[k * q..(k + 1) * q],
+                        self.score,
+                        keep,
+                        &mut self.cands,
+                    );
+                }
+            }
+            if let Some(iou) = card.thresholds.label_merge_iou {
+                decode::merge_labels(&mut self.cands, iou);
+            }
+            let lb = &jobs[j].plan.tiles[tile];
+            let edges = lb.inner_edges();
+            // A box within 2 % of the window (at least 2 frame px) of an inner edge is cut by it.
+            let tol_x =
+                (0.02 * lb.window.width as f32 * lb.region.width as f32 / lb.scaled.width.max(1) as f32).max(2.0);
+            let tol_y =
+                (0.02 * lb.window.height as f32 * lb.region.height as f32 / lb.scaled.height.max(1) as f32).max(2.0);
+            per_frame[j].extend(self.cands.iter().map(|cand| {
+                let bbox = lb.to_frame(&cand.bbox);
+                let near = |edge: Option<f32>, v: f32, tol: f32| edge.is_some_and(|e| (v - e).abs() <= tol);
+                let cut = near(edges[0], bbox.x1, tol_x)
+                    || near(edges[1], bbox.y1, tol_y)
+                    || near(edges[2], bbox.x2, tol_x)
+                    || near(edges[3], bbox.y2, tol_y);
+                TileCandidate { bbox, score: cand.score, class: cand.class, tile: tile as u16, cut }
+            }));
+        }
         self.times.postprocess += t_post.elapsed();
         Ok(())
     }
 }
 
-/// Checks the graph's input and output tensors against the card: names, ranks, and every fixed dimension.
-fn check_tensors(card: &ModelCard, session: &Session) -> Result<(), DetectError> {
+/// Checks the graph's input and output tensors against the card: names, ranks, and every fixed
+/// dimension. Returns whether the batch dimension is dynamic (several images per run).
+fn check_tensors(card: &ModelCard, session: &Session) -> Result<bool, DetectError> {
     let mismatch = |detail: String| DetectError::Mismatch { path: card.model_path.clone(), detail };
     let find = |what: &str, outlets: &[ort::value::Outlet], name: &str, field: &str| {
         let found = outlets.iter().position(|o| o.name() == name);
@@ -346,37 +482,75 @@ fn check_tensors(card: &ModelCard, session: &Session) -> Result<(), DetectError>
             ))
         })
     };
-    let input = &session.inputs()[find("input", session.inputs(), &card.input.name, "input.name")?];
-    let output = &session.outputs()[find("output", session.outputs(), &card.output.name, "output.name")?];
     let c = card.num_classes() as i64;
     let (w, h) = (i64::from(card.input.width), i64::from(card.input.height));
     let anchors = card.grid_anchors().map_or(-1, |n| n as i64);
-    let expected_in = [1, 3, h, w];
-    let expected_out = match card.output.format {
-        OutputFormat::Yolox => [1, anchors, 5 + c],
-        OutputFormat::Yolov8 => [1, 4 + c, -1],
-    };
+    let mut checks: Vec<(&str, &ort::value::Outlet, Vec<i64>)> = Vec::new();
+    let input = &session.inputs()[find("input", session.inputs(), &card.input.name, "input.name")?];
+    checks.push(("input", input, vec![-1, 3, h, w]));
+    if let Some(sizes) = &card.input.sizes {
+        checks.push(("input", &session.inputs()[find("input", session.inputs(), sizes, "input.sizes")?], vec![-1, 2]));
+    }
+    let outputs = session.outputs();
+    match card.output.format {
+        OutputFormat::Yolox => checks.push((
+            "output",
+            &outputs[find("output", outputs, &card.output.name, "output.name")?],
+            vec![-1, anchors, 5 + c],
+        )),
+        OutputFormat::Yolov8 => checks.push((
+            "output",
+            &outputs[find("output", outputs, &card.output.name, "output.name")?],
+            vec![-1, 4 + c, -1],
+        )),
+        OutputFormat::Detr => {
+            checks.push((
+                "output",
+                &outputs[find("output", outputs, &card.output.labels, "output.labels")?],
+                vec![-1, -1],
+            ));
+            checks.push((
+                "output",
+                &outputs[find("output", outputs, &card.output.boxes, "output.boxes")?],
+                vec![-1, -1, 4],
+            ));
+            checks.push((
+                "output",
+                &outputs[find("output", outputs, &card.output.scores, "output.scores")?],
+                vec![-1, -1],
+            ));
+        }
+    }
     let show = |d: &[i64]| {
         let parts: Vec<String> = d.iter().map(|v| if *v < 0 { "N".into() } else { v.to_string() }).collect();
         format!("[{}]", parts.join(", "))
     };
-    for (what, outlet, expected) in [("input", input, &expected_in[..]), ("output", output, &expected_out[..])] {
-        let actual: Vec<i64> = outlet.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
-        // -1 on either side is a dynamic dimension: it fits anything.
-        let fits =
-            actual.len() == expected.len() && actual.iter().zip(expected).all(|(a, e)| *a < 0 || *e < 0 || a == e);
+    let shape = |o: &ort::value::Outlet| -> Vec<i64> {
+        o.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default()
+    };
+    for (what, outlet, expected) in &checks {
+        let actual = shape(outlet);
+        // -1 on either side is a dynamic dimension: it fits anything. The batch (first) dimension may be
+        // 1 or dynamic.
+        let fits = actual.len() == expected.len()
+            && actual
+                .iter()
+                .zip(expected)
+                .enumerate()
+                .all(|(i, (a, e))| *a < 0 || (i == 0 && *a == 1) || (*e >= 0 && a == e) || (*e < 0 && i > 0));
         if !fits {
+            let expected: Vec<i64> = expected.iter().enumerate().map(|(i, e)| if i == 0 { 1 } else { *e }).collect();
             return Err(mismatch(format!(
                 "{what} {:?} has shape {}, but its card {} says {} ({:?} format, {c} classes)",
                 outlet.name(),
                 show(&actual),
                 card.card_path.display(),
-                show(expected),
+                show(&expected),
                 card.output.format,
             )));
         }
     }
-    Ok(())
+    Ok(shape(input).first().is_some_and(|d| *d < 0))
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ fn scene(n: usize, step: u64) -> Vec<Detection> {
                 bbox: FrameBox { x1: x + j, y1: y, x2: x + 60.0 + j, y2: y + 30.0 - j },
                 class: if i % 3 == 0 { VehicleClass::Motorcycle } else { VehicleClass::Car },
                 score: 0.5 + (i % 5) as f32 * 0.1,
+                riders: 0,
             }
         })
         .collect()
@@ -62,6 +63,7 @@ fn rules_update(c: &mut Criterion) {
             in_side: Side::Left,
             anchor: Anchor::BottomCentre,
             lane: None,
+            classes: None,
         })
         .collect();
     let zones = vec![ZoneSpec {

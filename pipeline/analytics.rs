@@ -79,6 +79,8 @@ pub struct LineSpec {
     pub anchor: Anchor,
     /// Lane label, for per-lane measures.
     pub lane: Option<Arc<str>>,
+    /// Only tracks of these classes count on this line (a crosswalk's `["person"]`); `None`: all.
+    pub classes: Option<Vec<VehicleClass>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -492,6 +494,9 @@ impl Rules {
             let size = 0.5 * ((t.bbox.x2 - t.bbox.x1) + (t.bbox.y2 - t.bbox.y1));
             let band = (self.params.band_share * size).max(self.params.band_min_px);
             for (line, ls) in self.lines.iter().zip(&mut state.lines) {
+                if line.classes.as_ref().is_some_and(|c| !c.contains(&t.class)) {
+                    continue;
+                }
                 let p = line.anchor.point(&t.bbox);
                 let d = signed_distance(line, p);
                 if d.abs() < band {

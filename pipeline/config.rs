@@ -14,7 +14,8 @@ use crate::aggregate::PcuFactors;
 use crate::analytics::{
     Anchor, ApproachSpec, LineSpec, LoopSpec, Region, RuleParams, Side, ZoneKind, ZoneSpec, segments_intersect,
 };
-use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider};
+use crate::detect::twowheel::TwoWheelerParams;
+use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider, VehicleClass};
 use crate::geometry::{
     FramePoint, GroundPoint, Homography, Lens, PointPair, Rect, RegionSpec, Size, TileGrid, TileSpec,
 };
@@ -69,6 +70,9 @@ struct RawSite {
     tracker: TrackerConfig,
     #[serde(default)]
     rules: RuleParams,
+    /// Riders and their bikes as one vehicle (detect::twowheel).
+    #[serde(default)]
+    two_wheelers: TwoWheelerParams,
     #[serde(default, rename = "camera")]
     cameras: Vec<RawCamera>,
     #[serde(default)]
@@ -337,6 +341,9 @@ struct RawLine {
     anchor: Anchor,
     #[serde(default)]
     lane: Option<String>,
+    /// Only these classes count here (e.g. ["person"] on a crosswalk); absent: every class.
+    #[serde(default)]
+    classes: Option<Vec<VehicleClass>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,6 +370,7 @@ pub struct Config {
     pub detector: DetectorOptions,
     pub tracker: TrackerConfig,
     pub rules: RuleParams,
+    pub two_wheelers: TwoWheelerParams,
     pub cameras: Vec<CameraConfig>,
     /// Bin lengths, each dividing a day so bins align to UTC midnight.
     pub bins: Vec<Duration>,
@@ -552,6 +560,9 @@ impl Config {
             c.add(path, "detector.batch_wait_ms", "must be at most 1000 ms (it delays every camera's analysis)");
         }
         check_tracker(path, &raw.tracker, c);
+        for (field, message) in raw.two_wheelers.problems() {
+            c.add(path, format!("two_wheelers.{field}"), message);
+        }
         if raw.cameras.is_empty() {
             c.add(path, "camera", "no [[camera]]: at least one is needed");
         }
@@ -667,6 +678,7 @@ impl Config {
             },
             tracker: raw.tracker,
             rules: raw.rules,
+            two_wheelers: raw.two_wheelers,
             cameras,
             bins,
             store: StoreConfig {
@@ -705,6 +717,11 @@ fn check_tracker(path: &Path, t: &TrackerConfig, c: &mut Collector) {
     ] {
         if !(0.0..=1.0).contains(&v) {
             c.add(path, name, "must be within 0..=1");
+        }
+    }
+    for (class, v) in &t.class_high_score {
+        if !(t.low_score..=1.0).contains(v) {
+            c.add(path, format!("tracker.class_high_score.{class}"), "must be within tracker.low_score..=1");
         }
     }
     if t.low_score > t.high_score {
@@ -756,6 +773,7 @@ fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
             in_side: l.in_side,
             anchor: l.anchor,
             lane: l.lane.as_deref().map(Arc::from),
+            classes: l.classes.clone(),
         });
     }
     for (i, z) in raw.zones.iter().enumerate() {

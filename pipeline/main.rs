@@ -508,6 +508,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                 in_side: Side::Left,
                 anchor: args.anchor,
                 lane: None,
+                classes: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -527,6 +528,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
                 detector: DetectorOptions { score: Some(tracker.low_score), ..DetectorOptions::default() },
                 tracker,
                 rules: Default::default(),
+                two_wheelers: Default::default(),
                 cameras: vec![CameraConfig::new("camera", uri.clone())],
                 bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
                 store: StoreConfig {

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::aggregate::{Aggregator, FlowReport};
 use crate::analytics::{Direction, EventKind, Rules, TrafficEvent};
 use crate::config::{CameraConfig, Config, line_outside_frame};
-use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, VehicleClass};
+use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, VehicleClass, twowheel};
 use crate::http::{HttpError, HttpServer};
 use crate::publish::Publisher;
 use crate::snapshot::Snapshots;
 use crate::source::{Frame, Poll, Source, SourceError, SourceOptions, SourceUri};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Labels, Metrics};
-use crate::track::{Tracker, TrackerOutput};
+use crate::track::{ClassEvidence, Tracker, TrackerOutput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -188,7 +188,7 @@ pub fn run(
             live,
             failures: 0,
             restart_at: None,
-            tracker: Tracker::new(cfg.tracker.clone()),
+            tracker: new_tracker(cfg, c),
             rules: {
                 let rules = Rules::new(c.lines.clone(), c.zones.clone(), cfg.rules.clone())
                     .with_approaches(c.approaches.clone())
@@ -220,6 +220,7 @@ pub fn run(
     // One detection list per camera; frames gathered this round, by camera index.
     let mut dets: Vec<Vec<Detection>> = vec![Vec::new(); cameras.len()];
     let mut ready: Vec<(usize, Frame)> = Vec::new();
+    let mut fuse_scratch = Vec::new();
     let single = cameras.len() == 1;
     let batch_wait = cfg.detector.batch_wait;
     while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| c.source.is_some() || c.restart_at.is_some()) {
@@ -287,7 +288,8 @@ pub fn run(
             let jobs: Vec<Job<'_>> = due.iter().map(|&k| ready[k].1.job()).collect();
             let mut outs: Vec<Vec<Detection>> = due.iter().map(|&k| std::mem::take(&mut dets[ready[k].0])).collect();
             let result = detector.detect(&jobs, &mut outs);
-            for (&k, out) in due.iter().zip(outs) {
+            for (&k, mut out) in due.iter().zip(outs) {
+                twowheel::fuse(&mut out, &cfg.two_wheelers, &mut fuse_scratch);
                 dets[ready[k].0] = out;
             }
             result?;
@@ -336,6 +338,12 @@ pub fn run(
         p.drain();
     }
     Ok(RunSummary { cameras: cameras.into_iter().map(|c| c.summary).collect() })
+}
+
+/// A camera's tracker, with the two-wheeler rules and the camera's ground plane for its class votes.
+fn new_tracker(cfg: &Config, cam: &CameraConfig) -> Tracker {
+    Tracker::new(cfg.tracker.clone())
+        .with_evidence(ClassEvidence { two_wheelers: cfg.two_wheelers.clone(), ground: cam.ground.clone() })
 }
 
 /// A camera due for its restart gets a new source.
@@ -409,7 +417,7 @@ fn stream_ended(
         }
         end_tracks(site, cam, store, observer, tracked, events, metrics)?;
         cam.fragments_before += cam.tracker.fragments;
-        cam.tracker = Tracker::new(tracker.clone());
+        cam.tracker = Tracker::new(tracker.clone()).with_evidence(cam.tracker.evidence().clone());
         return Ok(());
     }
     match err {

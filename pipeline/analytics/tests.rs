@@ -15,6 +15,7 @@ fn vertical_line() -> LineSpec {
         in_side: Side::Left,
         anchor: Anchor::Centre,
         lane: None,
+        classes: None,
     }
 }
 
@@ -165,6 +166,7 @@ fn horizontal_line_left_is_up_the_image() {
         in_side: Side::Left,
         anchor: Anchor::Centre,
         lane: None,
+        classes: None,
     };
     let mut rules = Rules::new(vec![line], vec![], RuleParams::default());
     let steps: Vec<Step> = [160.0f32, 130.0, 100.0, 70.0, 40.0]

@@ -79,7 +79,7 @@ fn drive(kmh: f64, fps: f64, y: f64, x0: f64, x1: f64) -> Vec<(f64, Vec<Detectio
         let (w, h) = (110.0, 60.0);
         let j = |k: usize| 2.0 * noise(8 * i + k);
         let bbox = FrameBox { x1: p.x - w / 2.0 + j(0), y1: p.y - h + j(1), x2: p.x + w / 2.0 + j(2), y2: p.y + j(3) };
-        frames.push((t, vec![Detection { bbox, class: VehicleClass::Car, score: 0.9 }]));
+        frames.push((t, vec![Detection { bbox, class: VehicleClass::Car, score: 0.9, riders: 0 }]));
         i += 1;
     }
     frames
@@ -94,6 +94,7 @@ fn line_at(x: f64) -> LineSpec {
         in_side: Side::Left,
         anchor: Anchor::BottomCentre,
         lane: None,
+        classes: None,
     }
 }
 

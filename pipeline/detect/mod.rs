@@ -8,6 +8,7 @@ pub mod card;
 pub mod decode;
 pub mod fill;
 mod runtime;
+pub mod twowheel;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,13 @@ pub struct Detection {
     pub class: VehicleClass,
     /// Model confidence, 0–1 (objectness × class score for YOLOX).
     pub score: f32,
+    /// Riders fused into this two-wheeler ([`twowheel::fuse`]): 0 for a detection as the model gave it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub riders: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, thiserror::Error)]

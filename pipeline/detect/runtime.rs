@@ -342,7 +342,7 @@ impl Detector {
             }
             out[j].extend(tiled.iter().filter_map(|c| {
                 let class = (*map.get(c.class as usize)?)?;
-                Some(Detection { bbox: c.bbox, class, score: c.score })
+                Some(Detection { bbox: c.bbox, class, score: c.score, riders: 0 })
             }));
         }
         self.tiled = per_frame;

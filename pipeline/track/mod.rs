@@ -18,8 +18,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+
+use crate::detect::twowheel::{self, TwoWheelerParams};
 use crate::detect::{Detection, VehicleClass};
-use crate::geometry::{FrameBox, ModelBox};
+use crate::geometry::{FrameBox, FramePoint, Homography, ModelBox};
 use assign::Assigner;
 use kalman::{Kalman, measurement};
 
@@ -52,6 +55,10 @@ pub struct TrackerConfig {
     /// Two detections of different classes overlapping by more than this IoU are one vehicle seen as
     /// two classes (the detector's NMS is per class): the weaker is dropped before association.
     pub duplicate_iou: f32,
+    /// Per class, `high_score` and `new_track_score` for detections of that class (e.g. a lower one
+    /// for motorcycles, which a small model scores lower than cars). Classes not listed use the two
+    /// above.
+    pub class_high_score: BTreeMap<VehicleClass, f32>,
 }
 
 impl Default for TrackerConfig {
@@ -68,8 +75,29 @@ impl Default for TrackerConfig {
             min_hits: 2,
             lost_buffer_s: 1.5,
             duplicate_iou: 0.7,
+            class_high_score: BTreeMap::new(),
         }
     }
+}
+
+impl TrackerConfig {
+    /// `high_score` for a detection of `class`.
+    fn high(&self, class: VehicleClass) -> f32 {
+        self.class_high_score.get(&class).copied().unwrap_or(self.high_score)
+    }
+
+    /// `new_track_score` for a detection of `class`.
+    fn new_track(&self, class: VehicleClass) -> f32 {
+        self.class_high_score.get(&class).copied().unwrap_or(self.new_track_score)
+    }
+}
+
+/// What a track's class vote needs beyond the detections: the two-wheeler rules and, on a calibrated
+/// camera, the ground plane for a lone person's speed.
+#[derive(Debug, Clone, Default)]
+pub struct ClassEvidence {
+    pub two_wheelers: TwoWheelerParams,
+    pub ground: Option<Homography>,
 }
 
 /// A confirmed track as seen on this frame.
@@ -151,15 +179,40 @@ impl Track {
         ModelBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 }
     }
 
-    fn observe(&mut self, det: &Detection, pts: Duration) {
+    fn observe(&mut self, det: &Detection, pts: Duration, evidence: &ClassEvidence) {
         self.kf.update(measurement(det.bbox.x1, det.bbox.y1, det.bbox.x2, det.bbox.y2));
         self.hits += 1;
         self.last_seen = pts;
         self.score = det.score;
         self.detection = det.bbox;
-        self.votes[class_index(det.class)] += det.score;
+        let (class, weight) = vote(det, self.kf.velocity(), evidence);
+        self.votes[class_index(class)] += det.score * weight;
         self.matched = true;
     }
+}
+
+/// The class a detection votes for on its track, and the vote's weight: a fused rider and bike counts
+/// double (two detections agreeing it is a two-wheeler); a lone person moving like a rider votes
+/// motorcycle ([`twowheel::is_riding`]).
+fn vote(det: &Detection, velocity: (f64, f64), evidence: &ClassEvidence) -> (VehicleClass, f32) {
+    let p = &evidence.two_wheelers;
+    if det.riders > 0 && p.enabled {
+        return (det.class, 2.0);
+    }
+    if det.class == VehicleClass::Person && p.enabled {
+        let b = &det.bbox;
+        let (vx, vy) = (velocity.0 as f32, velocity.1 as f32);
+        let feet = FramePoint { x: 0.5 * (b.x1 + b.x2), y: b.y2 };
+        // Ground speed over the next half second at the Kalman velocity, km/h.
+        let kmh = evidence.ground.as_ref().map(|h| {
+            let ahead = FramePoint { x: feet.x + 0.5 * vx, y: feet.y + 0.5 * vy };
+            (h.to_ground(ahead).distance(&h.to_ground(feet)) / 0.5 * 3.6) as f32
+        });
+        if twowheel::is_riding(p, kmh, vx.hypot(vy), b.y2 - b.y1) {
+            return (VehicleClass::Motorcycle, 1.0);
+        }
+    }
+    (det.class, 1.0)
 }
 
 fn class_index(c: VehicleClass) -> usize {
@@ -179,6 +232,7 @@ pub struct Tracker {
     next_id: u64,
     last_pts: Option<Duration>,
     assigner: Assigner,
+    evidence: ClassEvidence,
     // Scratch, reused across updates.
     dets: Vec<Detection>,
     det_used: Vec<bool>,
@@ -204,6 +258,7 @@ impl Tracker {
             next_id: 1,
             last_pts: None,
             assigner: Assigner::default(),
+            evidence: ClassEvidence::default(),
             dets: Vec::new(),
             det_used: Vec::new(),
             rows: Vec::new(),
@@ -214,6 +269,17 @@ impl Tracker {
             confirmed: Vec::new(),
             fragments: 0,
         }
+    }
+
+    /// With the two-wheeler rules and ground plane the class votes use (default: the rules' defaults,
+    /// no ground plane).
+    pub fn with_evidence(mut self, evidence: ClassEvidence) -> Self {
+        self.evidence = evidence;
+        self
+    }
+
+    pub fn evidence(&self) -> &ClassEvidence {
+        &self.evidence
     }
 
     pub fn config(&self) -> &TrackerConfig {
@@ -285,11 +351,13 @@ impl Tracker {
         let cfg = self.cfg.clone();
 
         // 1. Confident detections ↔ tracked and lost tracks.
-        self.associate(|t| t.state != State::Tentative, |d| d.score >= cfg.high_score, true, cfg.match_cost, pts);
+        self.associate(|t| t.state != State::Tentative, |d| d.score >= cfg.high(d.class), true, cfg.match_cost, pts);
         // 2. Weak detections ↔ tracks still unmatched that were tracked on the previous frame.
         self.associate(
             |t| t.state == State::Tracked,
-            |d| d.score >= cfg.low_score && d.score < cfg.high_score,
+            // Below the higher of the two thresholds: a class whose own threshold is lower (weak
+            // motorcycles) keeps its detections that the score-weighted first round did not match.
+            |d| d.score >= cfg.low_score && d.score < cfg.high(d.class).max(cfg.high_score),
             false,
             cfg.low_match_cost,
             pts,
@@ -297,7 +365,7 @@ impl Tracker {
         // 3. Confident leftovers ↔ tentative tracks.
         self.associate(
             |t| t.state == State::Tentative,
-            |d| d.score >= cfg.high_score,
+            |d| d.score >= cfg.high(d.class),
             false,
             cfg.tentative_match_cost,
             pts,
@@ -344,11 +412,12 @@ impl Tracker {
 
         // New tentative tracks from confident, unmatched detections.
         for (d, used) in self.dets.iter().zip(&self.det_used) {
-            if *used || d.score < cfg.new_track_score {
+            if *used || d.score < cfg.new_track(d.class) {
                 continue;
             }
             let mut votes = [0.0; VehicleClass::ALL.len()];
-            votes[class_index(d.class)] = d.score;
+            let (class, weight) = vote(d, (0.0, 0.0), &self.evidence);
+            votes[class_index(class)] = d.score * weight;
             let state = if cfg.min_hits <= 1 { State::Tracked } else { State::Tentative };
             self.tracks.push(Track {
                 id: self.next_id,
@@ -455,7 +524,7 @@ impl Tracker {
         for &(r, c) in &self.pairs {
             let (i, j) = (self.rows[r], self.cols[c]);
             let det = self.dets[j];
-            self.tracks[i].observe(&det, pts);
+            self.tracks[i].observe(&det, pts, &self.evidence);
             self.det_used[j] = true;
         }
     }

@@ -1,7 +1,7 @@
 use super::*;
 
 fn det(x: f32, y: f32, w: f32, h: f32, score: f32, class: VehicleClass) -> Detection {
-    Detection { bbox: FrameBox { x1: x, y1: y, x2: x + w, y2: y + h }, class, score }
+    Detection { bbox: FrameBox { x1: x, y1: y, x2: x + w, y2: y + h }, class, score, riders: 0 }
 }
 
 fn car(x: f32, y: f32) -> Detection {
@@ -145,4 +145,68 @@ fn a_new_id_where_a_track_was_just_lost_is_a_fragment() {
     frames.extend((10..40).map(|i| (i as f64 * 0.1, vec![car(900.0, 600.0)])));
     run(&mut tr, &frames);
     assert_eq!(tr.fragments, 0);
+}
+
+/// A person box 60 × 80 px moving `speed` px/s for 2 s at 10 fps.
+fn person_track(speed: f32) -> Vec<(f64, Vec<Detection>)> {
+    (0..20)
+        .map(|i| (i as f64 * 0.1, vec![det(speed * 0.1 * i as f32, 100.0, 60.0, 80.0, 0.7, VehicleClass::Person)]))
+        .collect()
+}
+
+#[test]
+fn a_lone_person_moving_like_a_rider_is_a_motorcycle() {
+    // 240 px/s is 3 of its heights a second: a rider whose bike the detector missed.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let outs = run(&mut tr, &person_track(240.0));
+    assert_eq!(outs[19].tracks[0].class, VehicleClass::Motorcycle);
+    // 60 px/s (0.75 heights a second) walks: a pedestrian stays a person.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let outs = run(&mut tr, &person_track(60.0));
+    assert_eq!(outs[19].tracks[0].class, VehicleClass::Person);
+    // With the rules off, the fast one stays a person too.
+    let evidence = ClassEvidence {
+        two_wheelers: TwoWheelerParams { enabled: false, ..TwoWheelerParams::default() },
+        ground: None,
+    };
+    let mut tr = Tracker::new(TrackerConfig::default()).with_evidence(evidence);
+    let outs = run(&mut tr, &person_track(240.0));
+    assert_eq!(outs[19].tracks[0].class, VehicleClass::Person);
+}
+
+#[test]
+fn fused_rider_detections_outvote_car_detections() {
+    // A motorcycle seen 10 frames: 6 times as a plain "car" (0.6), 4 times fused with its rider (0.5):
+    // 4 × 0.5 × 2 = 4.0 against 6 × 0.6 = 3.6.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<_> = (0..10)
+        .map(|i| {
+            let x = 10.0 * i as f32;
+            let d = if i % 5 < 3 {
+                det(x, 50.0, 40.0, 80.0, 0.6, VehicleClass::Car)
+            } else {
+                Detection { riders: 1, ..det(x, 50.0, 40.0, 80.0, 0.5, VehicleClass::Motorcycle) }
+            };
+            (i as f64 * 0.1, vec![d])
+        })
+        .collect();
+    let outs = run(&mut tr, &frames);
+    assert_eq!(outs[9].tracks[0].class, VehicleClass::Motorcycle);
+}
+
+#[test]
+fn class_high_score_lets_weak_motorcycles_start_tracks() {
+    // Motorcycles the detector scores 0.25: below high_score (0.3), no track; with a class override
+    // of 0.2, tracked.
+    let bike = |i: i32| vec![det(5.0 * i as f32, 50.0, 30.0, 40.0, 0.25, VehicleClass::Motorcycle)];
+    let frames: Vec<_> = (0..5).map(|i| (i as f64 * 0.1, bike(i))).collect();
+    let mut tr = Tracker::new(TrackerConfig::default());
+    assert!(run(&mut tr, &frames).iter().all(|o| o.tracks.is_empty()));
+    let cfg = TrackerConfig {
+        class_high_score: [(VehicleClass::Motorcycle, 0.2)].into_iter().collect(),
+        ..TrackerConfig::default()
+    };
+    let mut tr = Tracker::new(cfg);
+    let outs = run(&mut tr, &frames);
+    assert!(outs[1..].iter().all(|o| o.tracks.len() == 1 && o.tracks[0].id == outs[1].tracks[0].id), "{outs:?}");
 }

@@ -196,6 +196,7 @@ fn roi_rect([x1, y1, x2, y2]: [f32; 4]) -> Result<Rect, String> {
 pub fn parse_tiles(s: &str, overlap: f32) -> Result<TileSpec, String> {
     match s.trim() {
         "auto" => Ok(auto_tiles(overlap)),
+        "1" | "1x1" => Ok(TileSpec::Grid(TileGrid::ONE)),
         other => {
             let (c, r) = other.split_once('x').unwrap_or((other, "1"));
             match (c.parse::<u32>(), r.parse::<u32>()) {
@@ -224,7 +225,7 @@ struct RawCamera {
     /// Files: replay at the recording's own rate, as a live camera (load tests, demos).
     #[serde(default)]
     realtime: bool,
-    /// Model inputs the region of interest is split into: "auto" or [cols, rows] (default [1, 1]).
+    /// Model inputs the region of interest is split into: "auto" (the default) or [cols, rows].
     tiles: Option<RawTiles>,
     /// Video decoder: auto | software | nvv4l2decoder | nvh264dec | vaapi.
     #[serde(default)]
@@ -460,7 +461,7 @@ impl CameraConfig {
             stall_timeout: Duration::from_secs(10),
             realtime: false,
             roi: Roi::default(),
-            tiles: TileSpec::Grid(TileGrid::ONE),
+            tiles: auto_tiles(DEFAULT_TILE_OVERLAP),
             decoder: Decoder::Auto,
         }
     }
@@ -513,6 +514,32 @@ pub fn parse_bin(s: &str) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// A site of one camera with every default, for a survey without a site file (`junction run URI
+    /// --line …`, `junction eval`): store `junction.db`, bins of 1 and 15 minutes.
+    pub fn adhoc(model_card: PathBuf, camera: CameraConfig) -> Self {
+        let tracker = TrackerConfig::default();
+        Config {
+            path: None,
+            site: "adhoc".into(),
+            model_card,
+            detector: DetectorOptions { score: Some(tracker.low_score), ..DetectorOptions::default() },
+            tracker,
+            rules: RuleParams::default(),
+            two_wheelers: TwoWheelerParams::default(),
+            cameras: vec![camera],
+            bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
+            store: StoreConfig {
+                path: PathBuf::from("junction.db"),
+                retention_days: 30,
+                max_size_mb: 1024,
+                atspm_dir: PathBuf::from("atspm"),
+            },
+            pcu: PcuFactors::default(),
+            mqtt: None,
+            http: None,
+        }
+    }
+
     /// Reads and validates a site configuration and the calibration files it names.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut c = Collector { problems: Vec::new() };
@@ -596,7 +623,7 @@ impl Config {
                 ..CameraConfig::new(&cam.id, uri)
             };
             camera.tiles = match &cam.tiles {
-                None => TileSpec::Grid(TileGrid { overlap: raw.detector.tile_overlap, ..TileGrid::ONE }),
+                None => auto_tiles(raw.detector.tile_overlap),
                 Some(RawTiles::Word(w)) if w == "auto" => auto_tiles(raw.detector.tile_overlap),
                 Some(RawTiles::Word(w)) => {
                     c.add(path, field("tiles"), format!("{w:?}: expected \"auto\" or [cols, rows]"));

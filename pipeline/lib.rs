@@ -17,12 +17,14 @@
 //! - [`runtime`]: the analysis loop over all cameras, restarts and shutdown.
 //! - [`report`]: offline turning-movement counts, peak hour and charts from the store.
 //! - [`calibrate`]: solving a camera's ground plane and drawing its overlay.
+//! - [`eval`]: a clip against its truth file: count errors by line, direction and class; sweeps.
 
 pub mod aggregate;
 pub mod analytics;
 pub mod calibrate;
 pub mod config;
 pub mod detect;
+pub mod eval;
 pub mod geometry;
 pub mod http;
 pub mod publish;

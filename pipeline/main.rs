@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use junction::aggregate::FlowReport;
 use junction::analytics::{Anchor, Direction, EventKind, LineSpec, Side, TrafficEvent};
-use junction::config::{CameraConfig, Config, DEFAULT_TILE_OVERLAP, Roi, StoreConfig, parse_bin, parse_line_arg};
+use junction::config::{CameraConfig, Config, DEFAULT_TILE_OVERLAP, Roi, parse_bin, parse_line_arg};
 use junction::detect::{Detection, Detector, DetectorOptions, ModelCard, OptLevel, Provider, VehicleClass};
 use junction::geometry::{FramePoint, RegionSpec, TileGrid, TileSpec};
 use junction::runtime::{Observer, RunOptions, RunSummary, direction_total};
@@ -39,6 +39,40 @@ enum Command {
     Calibrate(CalibrateArgs),
     /// Turning-movement counts (CSV), peak hour and charts (PNG) from the store.
     Report(ReportArgs),
+    /// Count a clip against its truth file (tests/data/*.truth.toml): errors per line, direction and
+    /// class, and frames/s; --sweep compares settings.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// Truth file: the clip, its lines and what crosses them.
+    truth: PathBuf,
+    /// Model card (default: models/yolox_nano.toml).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Detect on every Nth frame.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    detect_every: u32,
+    /// ONNX Runtime intra-op threads (0: one per physical core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// ONNX Runtime library.
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
+    /// A counted crossing matches a truth crossing of the same line and direction within this many
+    /// seconds.
+    #[arg(long, default_value_t = 1.0)]
+    tolerance: f64,
+    /// Run several settings: "key=v1|v2 key2=…" (every combination of model, roi, tiles, every,
+    /// score, moto_score, two_wheelers), or nothing for the default set (one change at a time).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    sweep: Option<String>,
+    /// One JSON object per run on stdout instead of tables.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -246,6 +280,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => detect(args),
         Command::Calibrate(args) => calibrate(&args),
         Command::Report(args) => report(&args),
+        Command::Eval(args) => eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -475,6 +510,43 @@ fn report(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
+fn eval(args: &EvalArgs) -> Result<()> {
+    use junction::eval::{Settings, Truth, evaluate, sweep, sweep_table, table};
+    let truth = Truth::load(&args.truth)?;
+    let mut base = Settings::defaults(args.model.clone().unwrap_or_else(|| bundled("models/yolox_nano.toml")));
+    base.every = args.detect_every;
+    base.threads = args.threads;
+    base.onnxruntime.clone_from(&args.onnxruntime);
+    if let Some(r) = args.view.roi {
+        base.roi = r;
+    }
+    if let Some(t) = &args.view.tiles {
+        base.tiles =
+            junction::config::parse_tiles(t, DEFAULT_TILE_OVERLAP).map_err(|e| anyhow::anyhow!("--tiles {e}"))?;
+    }
+    let models = bundled("models");
+    let runs = match args.sweep.as_deref() {
+        None => vec![base.clone()],
+        Some("") => sweep(&base, None, &models)?,
+        Some(spec) => sweep(&base, Some(spec), &models)?,
+    };
+    let mut done = Vec::new();
+    for (i, settings) in runs.into_iter().enumerate() {
+        tracing::info!(run = i + 1, settings = %settings.describe(&base), "eval");
+        let outcome = evaluate(&truth, &settings, args.tolerance)?;
+        if args.json {
+            println!("{}", serde_json::to_string(&outcome).context("eval JSON")?);
+        } else if args.sweep.is_none() {
+            print!("{}", table(&truth, &settings.describe(&base), &outcome));
+        }
+        done.push((settings, outcome));
+    }
+    if args.sweep.is_some() && !args.json {
+        print!("{}", sweep_table(&truth, &base, &done));
+    }
+    Ok(())
+}
+
 fn check_config(path: &std::path::Path) -> Result<()> {
     let cfg = Config::load(path)?;
     println!("{}: ok: site {}, {} camera(s)", path.display(), cfg.site, cfg.cameras.len());
@@ -519,28 +591,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
             if adhoc_lines.is_empty() {
                 anyhow::bail!("run {uri}: no --line and no --config: nothing to count");
             }
-            let model_card = bundled("models/yolox_nano.toml");
-            let tracker = junction::track::TrackerConfig::default();
-            Config {
-                path: None,
-                site: "adhoc".into(),
-                model_card,
-                detector: DetectorOptions { score: Some(tracker.low_score), ..DetectorOptions::default() },
-                tracker,
-                rules: Default::default(),
-                two_wheelers: Default::default(),
-                cameras: vec![CameraConfig::new("camera", uri.clone())],
-                bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
-                store: StoreConfig {
-                    path: PathBuf::from("junction.db"),
-                    retention_days: 30,
-                    max_size_mb: 1024,
-                    atspm_dir: PathBuf::from("atspm"),
-                },
-                pcu: Default::default(),
-                mqtt: None,
-                http: None,
-            }
+            Config::adhoc(bundled("models/yolox_nano.toml"), CameraConfig::new("camera", uri.clone()))
         }
     };
     if args.config.is_some()

@@ -23,6 +23,8 @@
 //! - `deploy`: systemd unit (systemd-analyze verify, security), Prometheus config and alert unit tests
 //!   (promtool), Kubernetes manifests (kubernetes-validate --strict), Grafana queries vs exported
 //!   metric names, the Jetson Dockerfile's form.
+//! - `eval`: `junction eval` on the bundled clip counts what `junction run` counts on the same line;
+//!   every truth file in tests/data loads and runs; a bad truth file is refused naming the field.
 //! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
 //!   and field, all problems at once.
 
@@ -32,6 +34,7 @@ mod bad_input;
 mod config;
 mod deploy;
 mod detect;
+mod eval;
 mod http;
 mod mqtt;
 mod rtsp;

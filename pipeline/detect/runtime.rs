@@ -180,6 +180,29 @@ pub fn resolve_runtime_library(explicit: Option<&Path>) -> Result<PathBuf, Detec
     Err(DetectError::RuntimeMissing { looked: looked.join(", ") })
 }
 
+/// The process's ONNX Runtime environment: ort allows one per process, ever, so detectors made one
+/// after another (`junction eval --sweep`) share it; they must also share its library.
+fn environment(lib: &Path) -> Result<ort::environment::Environment, DetectError> {
+    static ENV: std::sync::Mutex<Option<(PathBuf, ort::environment::Environment)>> = std::sync::Mutex::new(None);
+    let load_err = |message: String| DetectError::RuntimeLoad { path: lib.to_owned(), message };
+    let mut slot = ENV.lock().map_err(|_| load_err("environment lock poisoned".into()))?;
+    if let Some((loaded, env)) = slot.as_ref() {
+        if loaded != lib {
+            return Err(load_err(format!("this process already runs ONNX Runtime from {}", loaded.display())));
+        }
+        return Ok(env.clone());
+    }
+    let version = check_runtime_library(lib)?;
+    tracing::info!(path = %lib.display(), version = %version, "ONNX Runtime library");
+    let env = ort::init_from(lib)
+        .map_err(|e| load_err(e.to_string()))?
+        .with_name("junction")
+        .build()
+        .map_err(|e| load_err(e.to_string()))?;
+    *slot = Some((lib.to_owned(), env.clone()));
+    Ok(env)
+}
+
 /// Time spent per stage, summed over frames.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StageTimes {
@@ -230,14 +253,7 @@ impl Detector {
     /// Loads ONNX Runtime, builds the session and checks the model's tensors against its card.
     pub fn new(card: ModelCard, opts: &DetectorOptions) -> Result<Self, DetectError> {
         let lib = resolve_runtime_library(opts.onnxruntime.as_deref())?;
-        let version = check_runtime_library(&lib)?;
-        tracing::info!(path = %lib.display(), version = %version, "ONNX Runtime library");
-        let load_err = |message: String| DetectError::RuntimeLoad { path: lib.clone(), message };
-        let env = ort::init_from(&lib)
-            .map_err(|e| load_err(e.to_string()))?
-            .with_name("junction")
-            .build()
-            .map_err(|e| load_err(e.to_string()))?;
+        let env = environment(&lib)?;
         let session_err = |message: String| DetectError::Session { path: card.model_path.clone(), message };
 
         let mut builder = Session::builder(&env).map_err(|e| session_err(e.to_string()))?;

@@ -1,0 +1,114 @@
+//! `junction eval`: truth files, and agreement with `junction run`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{assert_refused, junction, repo};
+
+/// Counts per (line, direction, class) of an eval JSON run.
+fn eval_counts(run: &Value) -> Vec<(String, String, String, u64)> {
+    let mut v: Vec<_> = run["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["counted"].as_u64().unwrap() > 0)
+        .map(|c| {
+            (
+                c["line"].as_str().unwrap().to_owned(),
+                c["direction"].as_str().unwrap().to_owned(),
+                c["class"].as_str().unwrap().to_owned(),
+                c["counted"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn eval_agrees_with_run_on_the_bundled_clip() {
+    let truth = repo().join("tests/data/street_topdown_640x360.truth.toml");
+    let out = junction(&["eval", truth.to_str().unwrap(), "--json", "--threads", "2"], Duration::from_secs(300));
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let runs: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(runs.len(), 1);
+    let e = &runs[0];
+    assert_eq!(e["expected"], 8, "the truth file's 8 crossings");
+    assert_eq!(e["frames"], 753);
+
+    // The same line through `junction run`, as a newcomer would type it.
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
+    let clip = repo().join("tests/data/street_topdown_640x360.mp4");
+    let out = junction(
+        &[
+            "run",
+            clip.to_str().unwrap(),
+            "--line",
+            "320,60,320,220",
+            "--anchor",
+            "centre",
+            "--threads",
+            "2",
+            "--store",
+            dir.path().join("j.db").to_str().unwrap(),
+            "--summary",
+            summary.to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let mut ran = Vec::new();
+    for (class, dirs) in s["lines"][0]["by_class"].as_object().unwrap() {
+        for d in ["in", "out"] {
+            if let Some(n) = dirs[d].as_u64().filter(|n| *n > 0) {
+                ran.push(("x320".to_owned(), d.to_owned(), class.clone(), n));
+            }
+        }
+    }
+    ran.sort();
+    assert!(!ran.is_empty(), "run counted nothing");
+    assert_eq!(eval_counts(e), ran, "eval and run disagree");
+    // The totals follow: per direction, at least the difference of the totals is an error.
+    let counted: u64 = ran.iter().map(|r| r.3).sum();
+    assert_eq!(e["counted"].as_u64(), Some(counted));
+    assert!(e["volume_errors"].as_u64().unwrap() >= 8u64.abs_diff(counted), "{e}");
+}
+
+#[test]
+fn every_truth_file_in_tests_data_loads_and_runs() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo().join("tests/data")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".truth.toml") {
+            continue;
+        }
+        seen += 1;
+        let out =
+            junction(&["eval", path.to_str().unwrap(), "--json", "--detect-every", "3"], Duration::from_secs(300));
+        assert_eq!(out.code, Some(0), "{}: stderr:\n{}", path.display(), out.stderr);
+        let run: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+        assert!(run["expected"].as_u64().unwrap() > 0, "{}: no crossings expected", path.display());
+        assert!(run["frames"].as_u64().unwrap() > 100, "{}: {run}", path.display());
+    }
+    assert!(seen >= 2, "only {seen} truth files");
+}
+
+#[test]
+fn a_bad_truth_file_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("tests/data/street_topdown_640x360.truth.toml")).unwrap();
+    let clip = repo().join("tests/data/street_topdown_640x360.mp4");
+    let text = text.replace("clip = \"street_topdown_640x360.mp4\"", &format!("clip = {:?}", clip.to_str().unwrap()));
+    let text = text.replace("evidence = \"street_topdown_scan_x320.png\"\n", "");
+    let path = dir.path().join("t.truth.toml");
+    std::fs::write(&path, text.replace("points = [[320, 60], [320, 220]]", "points = [[320, 60], [320, 400]]"))
+        .unwrap();
+    let out = junction(&["eval", path.to_str().unwrap()], Duration::from_secs(60));
+    assert_refused(&out, &[path.to_str().unwrap(), "line[0] (x320).points", "outside the 640x360 frame"]);
+    std::fs::write(&path, text.replace("{ t = 14.3, direction = \"in\", class = \"car\" },\n", "")).unwrap();
+    let out = junction(&["eval", path.to_str().unwrap()], Duration::from_secs(60));
+    assert_refused(&out, &[path.to_str().unwrap(), "disagree with expected"]);
+}

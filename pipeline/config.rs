@@ -121,7 +121,7 @@ impl Default for RawDetector {
             optimization: OptLevel::All,
             onnxruntime: None,
             score: None,
-            every: 1,
+            every: crate::detect::DEFAULT_EVERY,
             spinning: false,
             tile_overlap: DEFAULT_TILE_OVERLAP,
             max_batch: 8,

@@ -204,7 +204,7 @@ impl Settings {
             model,
             roi: cam.roi,
             tiles: cam.tiles,
-            every: 1,
+            every: crate::detect::DEFAULT_EVERY,
             score: None,
             motorcycle_score: None,
             two_wheelers: true,
@@ -307,7 +307,7 @@ fn tiles_name(t: &TileSpec) -> String {
 /// The default sweep: junction's defaults, then one setting changed at a time.
 pub const DEFAULT_SWEEP: &[&str] = &[
     "",
-    "every=2",
+    "every=1",
     "every=3",
     "roi=full",
     "tiles=1",
@@ -628,9 +628,9 @@ mod tests {
     fn sweep_specs() {
         let base = Settings::defaults("models/yolox_nano.toml".into());
         let models = Path::new("models");
-        let runs = sweep(&base, Some("every=1|2 model=yolox_nano|deimv2_femto"), models).unwrap();
+        let runs = sweep(&base, Some("every=1|3 model=yolox_nano|deimv2_femto"), models).unwrap();
         assert_eq!(runs.len(), 4);
-        assert_eq!(runs[3].describe(&base), "model=deimv2_femto every=2");
+        assert_eq!(runs[3].describe(&base), "model=deimv2_femto every=3");
         assert_eq!(sweep(&base, None, models).unwrap().len(), DEFAULT_SWEEP.len());
         let err = sweep(&base, Some("colour=red"), models).unwrap_err().to_string();
         assert!(err.contains("unknown key \"colour\""), "{err}");

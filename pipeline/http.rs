@@ -40,6 +40,44 @@ pub struct HttpError {
     pub message: String,
 }
 
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("probe {url}: not an http://HOST:PORT/PATH address on this box")]
+    Url { url: String },
+    #[error("probe {url}: {message}")]
+    Io { url: String, message: String },
+    #[error("probe {url}: HTTP {status}: {body}")]
+    Status { url: String, status: u16, body: String },
+}
+
+/// `junction probe http://127.0.0.1:9464/healthz`: one plain HTTP/1.1 GET, success on status 200. For
+/// container health checks where no curl is installed (the Jetson image).
+pub fn probe(url: &str, timeout: std::time::Duration) -> Result<String, ProbeError> {
+    use std::io::{Read, Write};
+    let bad_url = || ProbeError::Url { url: url.to_owned() };
+    let rest = url.strip_prefix("http://").ok_or_else(bad_url)?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let addr: SocketAddr = authority.parse().map_err(|_| bad_url())?;
+    let io = |e: std::io::Error| ProbeError::Io { url: url.to_owned(), message: e.to_string() };
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
+    s.set_write_timeout(Some(timeout)).map_err(io)?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").map_err(io)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(io)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| ProbeError::Io { url: url.to_owned(), message: "no HTTP status line in the answer".into() })?;
+    let body = body.trim().to_owned();
+    if status == 200 { Ok(body) } else { Err(ProbeError::Status { url: url.to_owned(), status, body }) }
+}
+
 /// Handle on the server thread; the server stops with the process.
 pub struct HttpServer {
     pub addr: SocketAddr,

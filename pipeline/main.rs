@@ -39,9 +39,21 @@ enum Command {
     Calibrate(CalibrateArgs),
     /// Turning-movement counts (CSV), peak hour and charts (PNG) from the store.
     Report(ReportArgs),
+    /// GET an HTTP address of this box (e.g. http://127.0.0.1:9464/healthz); exit 0 when it answers
+    /// 200: a container health check that needs no curl.
+    Probe(ProbeArgs),
     /// Count a clip against its truth file (tests/data/*.truth.toml): errors per line, direction and
     /// class, and frames/s; --sweep compares settings.
     Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// http://HOST:PORT/PATH (an IP address, no name lookup).
+    url: String,
+    /// Seconds to wait for the connection and the answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,9 +63,9 @@ struct EvalArgs {
     /// Model card (default: models/yolox_nano.toml).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Detect on every Nth frame.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    detect_every: u32,
+    /// Detect on every Nth frame (default: junction's, 2).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    detect_every: Option<u32>,
     /// ONNX Runtime intra-op threads (0: one per physical core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -281,6 +293,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => calibrate(&args),
         Command::Report(args) => report(&args),
         Command::Eval(args) => eval(&args),
+        Command::Probe(args) => probe(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -510,11 +523,22 @@ fn report(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
+fn probe(args: &ProbeArgs) -> Result<()> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        anyhow::bail!("--timeout {}: must be a positive number of seconds", args.timeout);
+    }
+    let body = junction::http::probe(&args.url, Duration::from_secs_f64(args.timeout))?;
+    println!("{body}");
+    Ok(())
+}
+
 fn eval(args: &EvalArgs) -> Result<()> {
     use junction::eval::{Settings, Truth, evaluate, sweep, sweep_table, table};
     let truth = Truth::load(&args.truth)?;
     let mut base = Settings::defaults(args.model.clone().unwrap_or_else(|| bundled("models/yolox_nano.toml")));
-    base.every = args.detect_every;
+    if let Some(n) = args.detect_every {
+        base.every = n;
+    }
     base.threads = args.threads;
     base.onnxruntime.clone_from(&args.onnxruntime);
     if let Some(r) = args.view.roi {

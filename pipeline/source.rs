@@ -145,8 +145,11 @@ pub enum SourceError {
     Stalled { uri: String, timeout: Duration },
     #[error("source {uri}: the stream ended without a video frame (not a video, or no video track)")]
     NoVideo { uri: String },
-    #[error("decoder {decoder}: no such GStreamer video decoder is installed (this box has: {installed})")]
-    DecoderMissing { decoder: &'static str, installed: String },
+    #[error(
+        "decoder {decoder}: no such GStreamer video decoder is installed (hardware video decoders here: \
+         {hardware}; H.264 decoders: {h264})"
+    )]
+    DecoderMissing { decoder: &'static str, hardware: String, h264: String },
 }
 
 /// Where frame wall-clock times come from.
@@ -744,9 +747,19 @@ impl Decoder {
         if decoders.iter().any(|f| self.allows(f)) {
             return Ok(());
         }
-        let mut names: Vec<String> = decoders.iter().map(|f| f.name().to_string()).collect();
-        names.sort();
-        Err(SourceError::DecoderMissing { decoder: self.as_str(), installed: names.join(", ") })
+        // Name the hardware decoders there are, and the H.264 ones (what cameras send): the whole list
+        // of libav's software decoders is hundreds long.
+        let names = |keep: &dyn Fn(&gst::ElementFactory) -> bool| {
+            let mut v: Vec<String> = decoders.iter().filter(|f| keep(f)).map(|f| f.name().to_string()).collect();
+            v.sort();
+            if v.is_empty() { "none".to_owned() } else { v.join(", ") }
+        };
+        let h264 = |f: &gst::ElementFactory| {
+            f.static_pad_templates()
+                .iter()
+                .any(|t| t.direction() == gst::PadDirection::Sink && t.caps().to_string().contains("video/x-h264"))
+        };
+        Err(SourceError::DecoderMissing { decoder: self.as_str(), hardware: names(&is_hardware), h264: names(&h264) })
     }
 }
 

@@ -124,6 +124,19 @@ fn onnxruntime_outside_supported_range() {
 }
 
 #[test]
+fn chosen_decoder_missing_is_named() {
+    // No Jetson here: NVIDIA's V4L2 decoder is not installed. The error names it and what there is.
+    let out = junction(&["detect", clip().to_str().unwrap(), "--decoder", "nvv4l2decoder"], DEADLINE);
+    assert_refused(
+        &out,
+        &["decoder nvv4l2decoder", "is installed", "hardware video decoders here: none", "avdec_h264"],
+    );
+    let out = junction(&["detect", clip().to_str().unwrap(), "--decoder", "quantum"], DEADLINE);
+    assert_eq!(out.code, Some(2), "clap refuses an unknown decoder: {}", out.stderr);
+    assert!(out.stderr.contains("auto | software | nvv4l2decoder | nvh264dec | vaapi"), "{}", out.stderr);
+}
+
+#[test]
 fn bad_uri_scheme() {
     let out = junction(&["detect", "ftp://127.0.0.1/clip.mp4"], DEADLINE);
     assert_refused(&out, &["ftp://127.0.0.1/clip.mp4", "unsupported scheme"]);

@@ -150,4 +150,29 @@ fn jetson_dockerfile_is_well_formed() {
         continued = t.ends_with('\\');
     }
     assert_eq!(froms, 2, "a build stage and a runtime stage");
+
+    // The health check runs what the runtime image has: junction itself, not curl.
+    let health = text.lines().find(|l| l.starts_with("HEALTHCHECK")).expect("a HEALTHCHECK");
+    assert!(health.contains("/usr/local/bin/junction\", \"probe\""), "{health}");
+    assert!(!text.contains("/usr/bin/curl") && !health.contains("wget"), "{health}");
+    // The pinned GPU build of ONNX Runtime is one junction accepts, and ORT_DYLIB_PATH names the
+    // versioned file that wheel ships.
+    let pinned =
+        text.lines().find_map(|l| l.strip_prefix("ARG ORT_GPU=")).expect("ARG ORT_GPU=<version>").trim().to_owned();
+    assert_eq!(junction::detect::ORT_SUPPORTED.contains(&pinned), Some(true), "ORT_GPU={pinned} outside the range");
+    assert!(text.contains("\"onnxruntime-gpu==${ORT_GPU}\""), "the wheel installed is the pinned one");
+    assert!(text.contains("ORT_DYLIB_PATH=/opt/junction/onnxruntime/libonnxruntime.so.${ORT_GPU}"));
+    assert!(text.contains("cp \"$capi/libonnxruntime.so.${ORT_GPU}\""), "the versioned library is copied");
+}
+
+#[test]
+fn fleet_state_folder_is_made_writable_for_the_unprivileged_user() {
+    // junction runs as uid 10001 on a hostPath that DirectoryOrCreate makes root-owned: an init
+    // container hands it over before junction starts.
+    let text = std::fs::read_to_string(deploy("k8s/daemonset.yaml")).unwrap();
+    assert!(text.contains("runAsUser: 10001"));
+    let init = text.split("initContainers:").nth(1).expect("an init container").split("containers:").next().unwrap();
+    assert!(init.contains("command: [\"/bin/chown\", \"10001:10001\", \"/var/lib/junction\"]"), "{init}");
+    assert!(init.contains("add: [\"CHOWN\"]") && init.contains("drop: [\"ALL\"]"), "{init}");
+    assert!(init.contains("mountPath: /var/lib/junction"), "{init}");
 }

@@ -97,6 +97,23 @@ fn every_nth_frame_and_start_time() {
     assert_eq!(summary["frames_analysed"].as_u64(), Some(3));
 }
 
+/// `--decoder software` (libav's avdec_h264 only) decodes the clip to the same detections as GStreamer's
+/// own choice.
+#[test]
+fn software_decoder_gives_the_same_frames() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["detect", "tests/data/street_topdown_640x360.mp4", "--frames", "40", "--every", "10"];
+        args.extend(extra);
+        let out = junction(&args, Duration::from_secs(120));
+        assert_eq!(out.code, Some(0), "{extra:?}: stderr:\n{}", out.stderr);
+        out.lines("frame")
+    };
+    let auto = run(&[]);
+    let software = run(&["--decoder", "software"]);
+    assert_eq!(auto.len(), 4);
+    assert_eq!(auto, software);
+}
+
 #[test]
 fn test_source() {
     let out =

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{command, http_get, metric_sample, signal, wait_at_most};
+use crate::common::{assert_refused, command, http_get, junction, metric_sample, signal, wait_at_most};
 
 /// GET as text: (status, body).
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -36,6 +36,11 @@ fn metrics_health_and_readiness() {
     }
     assert_eq!(ready.0, 200, "{}", ready.1);
     assert_eq!(get(port, "/healthz"), (200, "ok\n".to_owned()));
+    // The container health check (no curl in the Jetson image): `junction probe`.
+    let probe = |path: &str| junction(&["probe", &format!("http://127.0.0.1:{port}{path}")], Duration::from_secs(30));
+    let ok = probe("/healthz");
+    assert_eq!((ok.code, ok.stdout.trim()), (Some(0), "ok"), "{}", ok.stderr);
+    assert_refused(&probe("/nowhere"), &["probe http://127.0.0.1", "/nowhere", "HTTP 404"]);
     let (code, body) = get(port, "/snapshot/camera.jpg");
     assert_eq!((code, body.contains("snapshots are off")), (404, true), "snapshots are off by default");
     std::thread::sleep(Duration::from_secs(1));
@@ -72,6 +77,10 @@ fn taken_port_is_refused_before_start() {
         Duration::from_secs(60),
     );
     crate::common::assert_refused(&out, &["http.listen", &addr]);
+    // Nothing listening: the probe says so, in one line, and fails.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{free}/healthz");
+    assert_refused(&junction(&["probe", &url, "--timeout", "2"], Duration::from_secs(30)), &[&url, "refused"]);
 }
 
 /// /snapshot/<camera>.jpg returns a JPEG of the annotated frame that GStreamer decodes; off by default.

@@ -18,8 +18,8 @@ pub use card::{ModelCard, OutputFormat};
 pub use decode::{Candidate, TileCandidate};
 pub use fill::ImageView;
 pub use runtime::{
-    Detector, DetectorOptions, Job, ORT_SUPPORTED, OptLevel, OrtRange, Provider, StageTimes, check_runtime_library,
-    resolve_runtime_library, runtime_version,
+    DEFAULT_EVERY, Detector, DetectorOptions, Job, ORT_SUPPORTED, OptLevel, OrtRange, Provider, StageTimes,
+    check_runtime_library, resolve_runtime_library, runtime_version,
 };
 
 use crate::geometry::FrameBox;

@@ -17,6 +17,11 @@ use crate::geometry::Plan;
 /// File name of the library that `scripts/setup.sh` installs from the PyPI wheel.
 const ORT_LIB: &str = "libonnxruntime.so.1.32.0";
 
+/// Detect on every 2nd frame by default: on both bundled truth clips it counts what detecting on every
+/// frame counts (7 of 8, 0 of 4) at 1.7–1.8 times the frames per second; every 3rd frame lost a
+/// crossing (`junction eval --sweep`, benches/README.md).
+pub const DEFAULT_EVERY: u32 = 2;
+
 /// The ONNX Runtime versions junction runs on: from the C API level it is built against (ort's
 /// `api-20` feature: 1.20, JetPack 6's build) through every later 1.x, whose C API keeps the older
 /// levels. CI runs the oldest (1.20.1) and the newest (1.32.0) PyPI CPU builds.
@@ -129,7 +134,8 @@ pub struct DetectorOptions {
     /// which on 2 cores was faster end to end (benches/README.md).
     pub spinning: bool,
     /// `junction run`: detect on every Nth frame of a camera; the tracker predicts the frames between
-    /// (DeepStream's `interval` + 1). 1: every frame.
+    /// (DeepStream's `interval` + 1), except while a new track awaits confirmation. 1: every frame.
+    /// Default [`DEFAULT_EVERY`].
     pub every: u32,
     /// Most images (tiles, frames of several cameras) in one model run, for a model whose batch
     /// dimension is dynamic.
@@ -151,7 +157,7 @@ impl Default for DetectorOptions {
             engine_cache: PathBuf::from("/var/lib/junction/trt-cache"),
             score: None,
             spinning: false,
-            every: 1,
+            every: DEFAULT_EVERY,
             max_batch: 8,
             batch_wait: Duration::ZERO,
         }

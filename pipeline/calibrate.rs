@@ -1,7 +1,8 @@
 //! `junction calibrate`: solves a camera's ground plane from its calibration file, reports how well
 //! it fits (error per point in metres, RMS), and draws an overlay on a frame of the camera: a 5 m
-//! ground grid, the ground points (surveyed vs where the solution puts them), and every rule (lines,
-//! zones, approaches, loops). Drawing and PNG encoding are OpenCV's.
+//! ground grid, the ground points (surveyed vs where the solution puts them), every rule (lines,
+//! zones, approaches, loops) and the region of interest the detector sees (for the default model's
+//! 416 × 416 input). Drawing and PNG encoding are OpenCV's.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use opencv::{imgcodecs, imgproc};
 
 use crate::analytics::Region;
 use crate::config::{CameraConfig, ConfigError, calibration_points, load_calibration_file};
-use crate::geometry::{FramePoint, GeometryError, GroundPoint, Homography, PointPair, Solution};
+use crate::geometry::{FramePoint, GeometryError, GroundPoint, Homography, PointPair, RegionSpec, Size, Solution};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
@@ -66,6 +67,9 @@ pub fn table(c: &Calibration) -> String {
     s.push_str(&format!("RMS {:.3} m over {used} of {} points\n", c.solution.rms_m, c.pairs.len()));
     s
 }
+
+/// The default model's input (YOLOX-Nano at 416): whether the automatic region is cropped depends on it.
+const DEFAULT_INPUT: Size = Size::new(416, 416);
 
 fn bgr(r: f64, g: f64, b: f64) -> Scalar {
     Scalar::new(b, g, r, 0.0)
@@ -215,6 +219,29 @@ pub fn overlay(c: &Calibration, frame: &Path, out: &Path) -> Result<(), Calibrat
     for l in &c.camera.lines {
         imgproc::line(&mut img, ipt(l.a), ipt(l.b), yellow, 3, imgproc::LINE_AA, 0).map_err(&err)?;
         label(&mut img, &format!("line {}", l.id), ipt(l.a) + Point::new(6, 16), yellow, 0.5).map_err(&err)?;
+    }
+    // The region of interest: cropped (white), or the rules' surroundings left uncropped (grey, the
+    // whole frame is analysed).
+    let size = Size::new(img.cols() as u32, img.rows() as u32);
+    let spec = c.camera.region();
+    let (rect, text, colour) = match (spec.resolve(size, DEFAULT_INPUT), spec) {
+        (Some(r), _) => (Some(r), "region of interest (cropped for the detector)".to_owned(), bgr(255.0, 255.0, 255.0)),
+        (None, RegionSpec::Rules { bbox: [x1, y1, x2, y2], margin }) => {
+            let m = (margin * size.width as f32, margin * size.height as f32);
+            let r = crate::geometry::Rect::around(x1, y1, x2, y2, m, size);
+            (
+                Some(r),
+                "rules' surroundings; whole frame analysed (a crop would not double the detail)".to_owned(),
+                bgr(150.0, 150.0, 150.0),
+            )
+        }
+        (None, _) => (None, String::new(), grid),
+    };
+    if let Some(r) = rect {
+        let (a, b) =
+            (Point::new(r.x as i32, r.y as i32), Point::new((r.x + r.width) as i32 - 1, (r.y + r.height) as i32 - 1));
+        imgproc::rectangle_points(&mut img, a, b, colour, 1, imgproc::LINE_AA, 0).map_err(&err)?;
+        label(&mut img, &text, a + Point::new(4, 28), colour, 0.4).map_err(&err)?;
     }
     // Ground points: green circle where surveyed in the image, a cross where the solution puts the
     // surveyed ground position; red for RANSAC outliers.

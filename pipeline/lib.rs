@@ -3,10 +3,12 @@
 //! Module map, in the order a frame flows (see DESIGN.md):
 //!
 //! - [`config`]: site configuration and calibration files, parsed then validated (every problem named).
-//! - [`source`]: GStreamer pipeline per camera, URI → letterbox-sized frames with PTS and wall clock.
-//! - [`detect`]: model card, tensor fill, output decoding, NMS, the ONNX Runtime session.
-//! - [`geometry`]: coordinate spaces (model-input pixels, frame pixels, ground metres), the letterbox,
-//!   and the ground-plane homography (OpenCV).
+//! - [`source`]: GStreamer pipeline per camera, URI → frames of the region of interest, scaled for the
+//!   model (one letterbox, or a mosaic of tiles), with PTS and wall clock; the decoder is selectable.
+//! - [`detect`]: model card, tensor fill, output decoding (YOLOX, YOLOv8, DETR), NMS, merges across
+//!   labels and tiles, the ONNX Runtime session and its batches; riders fused with their two-wheelers.
+//! - [`geometry`]: coordinate spaces (model-input pixels, frame pixels, ground metres), regions,
+//!   tiles and the letterbox between them, and the ground-plane homography (OpenCV).
 //! - [`track`]: ByteTrack on frame-pixel boxes, driven by PTS.
 //! - [`analytics`]: count lines, zones, turning movements, loop detectors and speed over tracks →
 //!   traffic events.

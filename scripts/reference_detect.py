@@ -100,20 +100,30 @@ def detect(sess, img, w, h, sw, sh, cells, strides, score_thr, iou_thr):
     keep = (conf > score_thr) & np.isin(cls, list(CLASSES))
     boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1)[keep]
     conf, cls = conf[keep], cls[keep]
-    order = np.argsort(-conf, kind="stable")
+    kept = greedy(boxes, conf, lambda k, i: cls[k] == cls[i] and iou(boxes[k], boxes[i:i + 1])[0] > iou_thr)
+    return frame_dets(boxes, conf, cls, kept, w / sw, h / sh, w, h)
+
+
+def greedy(boxes, scores, covered):
+    """Indices kept by greedy suppression: highest score first, dropped when covered(kept, i)."""
     kept = []
-    for i in order:
-        if any(cls[k] == cls[i] and iou(boxes[k], boxes[i:i + 1])[0] > iou_thr for k in kept):
+    for i in np.argsort(-scores, kind="stable"):
+        if any(covered(k, i) for k in kept):
             continue
         kept.append(i)
+    return kept
+
+
+def frame_dets(boxes, scores, classes, kept, sx, sy, w, h):
+    """Kept boxes scaled to frame pixels by (sx, sy), clipped to the w x h frame, as golden entries."""
     dets = []
     for i in kept:
         b = boxes[i].astype(np.float64)
-        fx = np.clip(b[[0, 2]] * (w / sw), 0, w)
-        fy = np.clip(b[[1, 3]] * (h / sh), 0, h)
+        fx = np.clip(b[[0, 2]] * sx, 0, w)
+        fy = np.clip(b[[1, 3]] * sy, 0, h)
         dets.append({"box": [round(float(fx[0]), 3), round(float(fy[0]), 3), round(float(fx[1]), 3),
                              round(float(fy[1]), 3)],
-                     "class": CLASSES[int(cls[i])], "score": round(float(conf[i]), 5)})
+                     "class": CLASSES[int(classes[i])], "score": round(float(scores[i]), 5)})
     return dets
 
 
@@ -125,21 +135,8 @@ def detect_detr(sess, img, w, h, score_thr, merge_iou):
     keep = (scores > score_thr) & np.isin(labels, list(CLASSES))
     labels, boxes, scores = labels[keep], boxes[keep], scores[keep]
     boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], 1)
-    order = np.argsort(-scores, kind="stable")
-    kept = []
-    for i in order:
-        if any(iou(boxes[k], boxes[i:i + 1])[0] > merge_iou for k in kept):
-            continue
-        kept.append(i)
-    dets = []
-    for i in kept:
-        b = boxes[i].astype(np.float64)
-        fx = np.clip(b[[0, 2]] * (w / INPUT), 0, w)
-        fy = np.clip(b[[1, 3]] * (h / INPUT), 0, h)
-        dets.append({"box": [round(float(fx[0]), 3), round(float(fy[0]), 3), round(float(fx[1]), 3),
-                             round(float(fy[1]), 3)],
-                     "class": CLASSES[int(labels[i])], "score": round(float(scores[i]), 5)})
-    return dets
+    kept = greedy(boxes, scores, lambda k, i: iou(boxes[k], boxes[i:i + 1])[0] > merge_iou)
+    return frame_dets(boxes, scores, labels, kept, w / INPUT, h / INPUT, w, h)
 
 
 def main():

@@ -187,30 +187,73 @@ fn yolov8_layout_matches_yolox() {
 }
 
 /// The supported ONNX Runtime range, at both ends: the oldest supported release (1.20.1, from its PyPI
-/// wheel by scripts/setup.sh) gives the same detections as the newest (1.32.0, the default).
+/// wheel by scripts/setup.sh) gives the same detections as the newest (1.32.0, the default), with both
+/// model families.
 #[test]
 fn onnxruntime_oldest_supported_matches_newest() {
     let oldest = repo().join(".onnxruntime/range/libonnxruntime.so.1.20.1");
     assert!(oldest.is_file(), "{} missing: run scripts/setup.sh", oldest.display());
     let clip = clip();
-    let run = |lib: Option<&std::path::Path>| {
-        let mut args = vec!["detect", clip.to_str().unwrap(), "--frames", "150", "--every", "5"];
-        if let Some(l) = lib {
-            args.extend(["--onnxruntime", l.to_str().unwrap()]);
+    for (card, at_least) in [("models/yolox_nano.toml", 50), ("models/deimv2_femto.toml", 40)] {
+        let run = |lib: Option<&std::path::Path>| {
+            let mut args = vec!["detect", clip.to_str().unwrap(), "--frames", "150", "--every", "5", "--model", card];
+            if let Some(l) = lib {
+                args.extend(["--onnxruntime", l.to_str().unwrap()]);
+            }
+            let out = junction(&args, Duration::from_secs(180));
+            assert_eq!(out.code, Some(0), "{card} {lib:?}: stderr:\n{}", out.stderr);
+            out.lines("frame")
+        };
+        let newest = run(None);
+        let old = run(Some(&oldest));
+        assert_eq!(newest.len(), 30);
+        assert_eq!(newest.len(), old.len());
+        let mut compared = 0;
+        for (a, b) in newest.iter().zip(&old) {
+            let reference = a["detections"].as_array().unwrap();
+            assert_same(a["frame"].as_u64().unwrap(), reference, b["detections"].as_array().unwrap());
+            compared += reference.len();
         }
-        let out = junction(&args, Duration::from_secs(180));
-        assert_eq!(out.code, Some(0), "{lib:?}: stderr:\n{}", out.stderr);
+        assert!(compared >= at_least, "{card}: only {compared} detections compared");
+    }
+}
+
+/// Tiles on a real frame: 2 × 1 tiles over the 640 × 360 clip (windows x 0–416 and 224–640 of the
+/// frame, kept at its own pixels) give one box per vehicle, the vehicles in the tiles' overlap, which
+/// both tiles see, included.
+#[test]
+fn tiles_give_one_box_per_vehicle() {
+    let run = |tiles: &str| {
+        let out = junction(
+            &["detect", clip().to_str().unwrap(), "--frames", "300", "--every", "50", "--tiles", tiles],
+            Duration::from_secs(180),
+        );
+        assert_eq!(out.code, Some(0), "--tiles {tiles}: stderr:\n{}", out.stderr);
         out.lines("frame")
     };
-    let newest = run(None);
-    let old = run(Some(&oldest));
-    assert_eq!(newest.len(), 30);
-    assert_eq!(newest.len(), old.len());
-    let mut compared = 0;
-    for (a, b) in newest.iter().zip(&old) {
-        let reference = a["detections"].as_array().unwrap();
-        assert_same(a["frame"].as_u64().unwrap(), reference, b["detections"].as_array().unwrap());
-        compared += reference.len();
+    let boxes = |d: &Value| -> [f64; 4] {
+        let v: Vec<f64> = d["box"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        [v[0], v[1], v[2], v[3]]
+    };
+    let inter = |a: [f64; 4], b: [f64; 4]| {
+        (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0)
+    };
+    let area = |a: [f64; 4]| (a[2] - a[0]) * (a[3] - a[1]);
+    let tiled = run("2x1");
+    assert_eq!(tiled.len(), 6);
+    let mut in_overlap = 0;
+    for f in &tiled {
+        let t = f["detections"].as_array().unwrap();
+        // No vehicle twice: no two boxes of a class covering half of the smaller one.
+        for (i, a) in t.iter().enumerate() {
+            for b in &t[i + 1..] {
+                let (ba, bb) = (boxes(a), boxes(b));
+                let ios = inter(ba, bb) / area(ba).min(area(bb));
+                assert!(a["class"] != b["class"] || ios < 0.5, "frame {}: {a} and {b} are one vehicle", f["frame"]);
+            }
+        }
+        in_overlap += t.iter().filter(|d| (224.0..=416.0).contains(&(0.5 * (boxes(d)[0] + boxes(d)[2])))).count();
     }
-    assert!(compared >= 50, "only {compared} detections compared");
+    // Vehicles both tiles saw, so the merge had work to do.
+    assert!(in_overlap >= 5, "only {in_overlap} detections in the tiles' overlap");
 }

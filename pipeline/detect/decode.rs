@@ -118,11 +118,17 @@ pub fn decode_detr(
 /// One object under two labels (a DETR query answering both car and truck): of boxes overlapping by
 /// IoU > `iou_thr`, whatever their class, the highest-scoring is kept. Leaves them sorted by score.
 pub fn merge_labels(cands: &mut Vec<Candidate>, iou_thr: f32) {
+    suppress(cands, |k, c| k.bbox.iou(&c.bbox) > iou_thr);
+}
+
+/// Greedy suppression in place: highest score first, a candidate is dropped when `covered(kept, it)`
+/// holds for a candidate already kept. Leaves the kept ones sorted by score, descending.
+fn suppress(cands: &mut Vec<Candidate>, covered: impl Fn(&Candidate, &Candidate) -> bool) {
     cands.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept = 0;
     for i in 0..cands.len() {
         let c = cands[i];
-        if cands[..kept].iter().any(|k| k.bbox.iou(&c.bbox) > iou_thr) {
+        if cands[..kept].iter().any(|k| covered(k, &c)) {
             continue;
         }
         cands[kept] = c;
@@ -207,17 +213,7 @@ fn argmax(scores: &[f32]) -> (usize, f32) {
 /// Class-aware greedy NMS in place: highest score first, a candidate is dropped when it overlaps a kept
 /// one of the same class by IoU > `iou_thr`. Leaves the kept candidates sorted by score, descending.
 pub fn nms(cands: &mut Vec<Candidate>, iou_thr: f32) {
-    cands.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept = 0;
-    for i in 0..cands.len() {
-        let c = cands[i];
-        if cands[..kept].iter().any(|k| k.class == c.class && k.bbox.iou(&c.bbox) > iou_thr) {
-            continue;
-        }
-        cands[kept] = c;
-        kept += 1;
-    }
-    cands.truncate(kept);
+    suppress(cands, |k, c| k.class == c.class && k.bbox.iou(&c.bbox) > iou_thr);
 }
 
 #[cfg(test)]

@@ -5,13 +5,19 @@
 //! - `detect::parity`: `junction detect` on the test clip equals the independent Python reference
 //!   (tests/data/reference_detections.json, made by scripts/reference_detect.py).
 //! - `detect::every_nth_frame_and_start_time`: `--every`, `--frames`, and the wall clock from `--start`.
+//! - `detect::deimv2_parity`: the same for DEIMv2-Femto (tests/data/reference_detections_deimv2.json).
+//! - `detect::onnxruntime_oldest_supported_matches_newest`: ONNX Runtime 1.20.1 detects what 1.32.0
+//!   does, both model families; `bad_input::onnxruntime_outside_supported_range`: 1.19.2 is refused.
+//! - `detect::software_decoder_gives_the_same_frames`, `bad_input::chosen_decoder_missing_is_named`.
+//! - `detect::tiles_give_one_box_per_vehicle`: 2 × 1 tiles on the clip, one box per vehicle.
 //! - `detect::yolov8_layout_matches_yolox`: the YOLOv8 output layout through a real session equals the
 //!   YOLOX path (fixture model made by scripts/make_yolov8_fixture.py).
 //! - `detect::test_source`: the `test://` source (videotestsrc) end to end.
 //! - `bad_input`: each bad input gives one clear error line, a non-zero exit, no panic, no hang.
 //! - `rtsp`: the test clip served by an RTSP server on 127.0.0.1 is read by `junction detect`.
 //! - `run::counts_the_example_site`: the example site counts the clip's 8 crossings (±1), both
-//!   directions, no parked car; every closed bin is in the store.
+//!   directions, no parked car; every closed bin is in the store. `run::the_second_detector_family_…`:
+//!   the same with DEIMv2-Femto.
 //! - `run::sigkill_loses_at_most_the_open_bin`, `run::sigterm_closes_partial_bins_and_exits_cleanly`.
 //! - `mqtt`: a real Mosquitto on 127.0.0.1 and mosquitto_sub: every report arrives in order; a broker
 //!   outage and a crash while the broker is down lose nothing.

@@ -12,7 +12,7 @@ use opencv::{imgcodecs, imgproc};
 
 use crate::analytics::Region;
 use crate::config::{CameraConfig, ConfigError, calibration_points, load_calibration_file};
-use crate::geometry::{FramePoint, GeometryError, GroundPoint, Homography, PointPair, RegionSpec, Size, Solution};
+use crate::geometry::{FramePoint, GeometryError, GroundPoint, Homography, PointPair, Size, Solution};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
@@ -224,24 +224,20 @@ pub fn overlay(c: &Calibration, frame: &Path, out: &Path) -> Result<(), Calibrat
     // whole frame is analysed).
     let size = Size::new(img.cols() as u32, img.rows() as u32);
     let spec = c.camera.region();
-    let (rect, text, colour) = match (spec.resolve(size, DEFAULT_INPUT), spec) {
-        (Some(r), _) => (Some(r), "region of interest (cropped for the detector)".to_owned(), bgr(255.0, 255.0, 255.0)),
-        (None, RegionSpec::Rules { bbox: [x1, y1, x2, y2], margin }) => {
-            let m = (margin * size.width as f32, margin * size.height as f32);
-            let r = crate::geometry::Rect::around(x1, y1, x2, y2, m, size);
-            (
-                Some(r),
-                "rules' surroundings; whole frame analysed (a crop would not double the detail)".to_owned(),
-                bgr(150.0, 150.0, 150.0),
-            )
-        }
-        (None, _) => (None, String::new(), grid),
+    let (rect, text, colour) = match (spec.resolve(size, DEFAULT_INPUT), spec.candidate(size)) {
+        (Some(r), _) => (Some(r), "region of interest (cropped for the detector)", bgr(255.0, 255.0, 255.0)),
+        (None, Some(r)) => (
+            Some(r),
+            "rules' surroundings; whole frame analysed (a crop would not double the detail)",
+            bgr(150.0, 150.0, 150.0),
+        ),
+        (None, None) => (None, "", grid),
     };
     if let Some(r) = rect {
         let (a, b) =
             (Point::new(r.x as i32, r.y as i32), Point::new((r.x + r.width) as i32 - 1, (r.y + r.height) as i32 - 1));
         imgproc::rectangle_points(&mut img, a, b, colour, 1, imgproc::LINE_AA, 0).map_err(&err)?;
-        label(&mut img, &text, a + Point::new(4, 28), colour, 0.4).map_err(&err)?;
+        label(&mut img, text, a + Point::new(4, 28), colour, 0.4).map_err(&err)?;
     }
     // Ground points: green circle where surveyed in the image, a cross where the solution puts the
     // surveyed ground position; red for RANSAC outliers.

@@ -200,11 +200,17 @@ pub fn parse_tiles(s: &str, overlap: f32) -> Result<TileSpec, String> {
         other => {
             let (c, r) = other.split_once('x').unwrap_or((other, "1"));
             match (c.parse::<u32>(), r.parse::<u32>()) {
-                (Ok(c @ 1..=8), Ok(r @ 1..=8)) => Ok(TileSpec::Grid(TileGrid { cols: c, rows: r, overlap })),
-                _ => Err(format!("{s:?}: expected auto or COLSxROWS, each 1-8 (e.g. 2x1)")),
+                (Ok(c), Ok(r)) => tile_grid(c, r, overlap),
+                _ => None,
             }
+            .ok_or_else(|| format!("{s:?}: expected auto or COLSxROWS, each 1-8 (e.g. 2x1)"))
         }
     }
+}
+
+/// A grid of `cols × rows` tiles, each 1 to 8; `None` outside that.
+fn tile_grid(cols: u32, rows: u32, overlap: f32) -> Option<TileSpec> {
+    ((1..=8).contains(&cols) && (1..=8).contains(&rows)).then_some(TileSpec::Grid(TileGrid { cols, rows, overlap }))
 }
 
 /// `tiles = "auto"`: tiles only where one model input would shrink the region more than twice, at
@@ -631,12 +637,11 @@ impl Config {
                     c.add(path, field("tiles"), format!("{w:?}: expected \"auto\" or [cols, rows]"));
                     camera.tiles
                 }
-                Some(RawTiles::Grid([cols, rows])) => {
-                    if !(1..=8).contains(cols) || !(1..=8).contains(rows) {
+                Some(RawTiles::Grid([cols, rows])) => tile_grid(*cols, *rows, raw.detector.tile_overlap)
+                    .unwrap_or_else(|| {
                         c.add(path, field("tiles"), "[cols, rows]: each must be 1 to 8");
-                    }
-                    TileSpec::Grid(TileGrid { cols: *cols, rows: *rows, overlap: raw.detector.tile_overlap })
-                }
+                        camera.tiles
+                    }),
             };
             match cam.stall_timeout_s {
                 Some(s) if !(s.is_finite() && s > 0.0) => {

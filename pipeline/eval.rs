@@ -213,44 +213,35 @@ impl Settings {
         }
     }
 
+    /// Every setting, named, in the order tables show them.
+    fn fields(&self) -> [(&'static str, String); 7] {
+        let score = |s: Option<f32>| s.map_or("default".into(), |s| s.to_string());
+        [
+            ("model", model_name(&self.model)),
+            ("roi", roi_name(&self.roi)),
+            ("tiles", tiles_name(&self.tiles)),
+            ("every", self.every.to_string()),
+            ("score", score(self.score)),
+            ("moto_score", score(self.motorcycle_score)),
+            ("two_wheelers", if self.two_wheelers { "on" } else { "off" }.into()),
+        ]
+    }
+
     /// `key=value` pairs that differ from `base`, for tables ("defaults" when none).
     pub fn describe(&self, base: &Settings) -> String {
-        let mut parts = Vec::new();
-        if self.model != base.model {
-            parts.push(format!("model={}", model_name(&self.model)));
-        }
-        if self.roi != base.roi {
-            parts.push(format!("roi={}", roi_name(&self.roi)));
-        }
-        if self.tiles != base.tiles {
-            parts.push(format!("tiles={}", tiles_name(&self.tiles)));
-        }
-        if self.every != base.every {
-            parts.push(format!("every={}", self.every));
-        }
-        if self.score != base.score {
-            parts.push(format!("score={}", self.score.map_or("default".into(), |s| s.to_string())));
-        }
-        if self.motorcycle_score != base.motorcycle_score {
-            parts.push(format!("moto_score={}", self.motorcycle_score.map_or("default".into(), |s| s.to_string())));
-        }
-        if self.two_wheelers != base.two_wheelers {
-            parts.push(format!("two_wheelers={}", if self.two_wheelers { "on" } else { "off" }));
-        }
+        let parts: Vec<String> = self
+            .fields()
+            .into_iter()
+            .zip(base.fields())
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|((k, v), _)| format!("{k}={v}"))
+            .collect();
         if parts.is_empty() { "defaults".into() } else { parts.join(" ") }
     }
 
     /// Every setting, named.
     pub fn full(&self) -> BTreeMap<&'static str, String> {
-        BTreeMap::from([
-            ("model", model_name(&self.model)),
-            ("roi", roi_name(&self.roi)),
-            ("tiles", tiles_name(&self.tiles)),
-            ("every", self.every.to_string()),
-            ("score", self.score.map_or("default".into(), |s| s.to_string())),
-            ("moto_score", self.motorcycle_score.map_or("default".into(), |s| s.to_string())),
-            ("two_wheelers", if self.two_wheelers { "on" } else { "off" }.into()),
-        ])
+        self.fields().into_iter().collect()
     }
 
     /// Sets one `key=value` (the keys of `--sweep`).

@@ -214,12 +214,20 @@ impl Letterbox {
         Self { frame, region, input, scaled, window, offset_x, offset_y }
     }
 
-    /// Model-input pixels → source-frame pixels, clipped to the region. Each axis uses its own factor
-    /// (region size / scaled size), exact for the image GStreamer actually produced.
+    /// Frame pixels per scaled pixel, each axis its own (region size / scaled size): exact for the image
+    /// GStreamer actually produced.
+    #[inline]
+    pub fn frame_per_scaled(&self) -> (f32, f32) {
+        (
+            self.region.width as f32 / self.scaled.width.max(1) as f32,
+            self.region.height as f32 / self.scaled.height.max(1) as f32,
+        )
+    }
+
+    /// Model-input pixels → source-frame pixels, clipped to the region ([`Letterbox::frame_per_scaled`]).
     #[inline]
     pub fn to_frame(&self, b: &ModelBox) -> FrameBox {
-        let sx = self.region.width as f32 / self.scaled.width.max(1) as f32;
-        let sy = self.region.height as f32 / self.scaled.height.max(1) as f32;
+        let (sx, sy) = self.frame_per_scaled();
         let dx = self.window.x as f32 - self.offset_x as f32;
         let dy = self.window.y as f32 - self.offset_y as f32;
         let (rx, ry) = (self.region.x as f32, self.region.y as f32);
@@ -235,11 +243,10 @@ impl Letterbox {
     /// Source-frame point → model-input pixels (the inverse of [`Letterbox::to_frame`], unclipped).
     #[inline]
     pub fn to_model(&self, p: FramePoint) -> ModelPoint {
-        let sx = self.scaled.width as f32 / self.region.width.max(1) as f32;
-        let sy = self.scaled.height as f32 / self.region.height.max(1) as f32;
+        let (sx, sy) = self.frame_per_scaled();
         ModelPoint {
-            x: (p.x - self.region.x as f32) * sx - self.window.x as f32 + self.offset_x as f32,
-            y: (p.y - self.region.y as f32) * sy - self.window.y as f32 + self.offset_y as f32,
+            x: (p.x - self.region.x as f32) / sx - self.window.x as f32 + self.offset_x as f32,
+            y: (p.y - self.region.y as f32) / sy - self.window.y as f32 + self.offset_y as f32,
         }
     }
 
@@ -247,8 +254,7 @@ impl Letterbox {
     /// frame pixels: `[left, top, right, bottom]`, `None` for an edge of the region itself. A box cut at
     /// such an edge continues in the next tile.
     pub fn inner_edges(&self) -> [Option<f32>; 4] {
-        let sx = self.region.width as f32 / self.scaled.width.max(1) as f32;
-        let sy = self.region.height as f32 / self.scaled.height.max(1) as f32;
+        let (sx, sy) = self.frame_per_scaled();
         let (rx, ry) = (self.region.x as f32, self.region.y as f32);
         let w = self.window;
         [
@@ -346,14 +352,25 @@ pub enum RegionSpec {
 pub const AUTO_CROP_GAIN: f64 = 2.0;
 
 impl RegionSpec {
-    /// The region in a frame of `frame` pixels for a model input of `input` pixels; `None`: all of it.
-    pub fn resolve(&self, frame: Size, input: Size) -> Option<Rect> {
+    /// The rectangle this specification names in a frame of `frame` pixels (for `Rules`, the rules' box
+    /// grown by the margin, whether or not it is worth cropping to); `None` for the whole frame.
+    pub fn candidate(&self, frame: Size) -> Option<Rect> {
         match *self {
             RegionSpec::Full => None,
             RegionSpec::Rect(r) => r.clamped(frame),
             RegionSpec::Rules { bbox: [x1, y1, x2, y2], margin } => {
                 let m = (margin * frame.width as f32, margin * frame.height as f32);
-                let region = Rect::around(x1, y1, x2, y2, m, frame);
+                Some(Rect::around(x1, y1, x2, y2, m, frame))
+            }
+        }
+    }
+
+    /// The region in a frame of `frame` pixels for a model input of `input` pixels; `None`: all of it.
+    pub fn resolve(&self, frame: Size, input: Size) -> Option<Rect> {
+        match *self {
+            RegionSpec::Full | RegionSpec::Rect(_) => self.candidate(frame),
+            RegionSpec::Rules { .. } => {
+                let region = self.candidate(frame)?;
                 let whole = Letterbox::new(frame, input, LetterboxAlign::TopLeft);
                 let cropped = Letterbox::of_region(frame, region, input, LetterboxAlign::TopLeft);
                 let gain = f64::from(cropped.scaled.width)

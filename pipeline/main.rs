@@ -204,6 +204,16 @@ struct ViewArgs {
     decoder: Option<junction::source::Decoder>,
 }
 
+impl ViewArgs {
+    /// `--tiles`, parsed (tiles overlapping by the default share).
+    fn tiles(&self) -> Result<Option<TileSpec>> {
+        self.tiles
+            .as_deref()
+            .map(|t| junction::config::parse_tiles(t, DEFAULT_TILE_OVERLAP).map_err(|e| anyhow::anyhow!("--tiles {e}")))
+            .transpose()
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct CheckArgs {
     /// Site configuration.
@@ -383,12 +393,7 @@ fn detect(args: DetectArgs) -> Result<()> {
         Some(Roi::Rect(r)) => RegionSpec::Rect(r),
         Some(Roi::Auto { .. }) => anyhow::bail!("--roi auto: detect has no rules to surround; give x1,y1,x2,y2"),
     };
-    let tiles = match &args.view.tiles {
-        Some(t) => {
-            junction::config::parse_tiles(t, DEFAULT_TILE_OVERLAP).map_err(|e| anyhow::anyhow!("--tiles {e}"))?
-        }
-        None => TileSpec::Grid(TileGrid::ONE),
-    };
+    let tiles = args.view.tiles()?.unwrap_or(TileSpec::Grid(TileGrid::ONE));
     let source_opts = SourceOptions {
         input: card.input_size(),
         align: card.letterbox.align,
@@ -544,9 +549,8 @@ fn eval(args: &EvalArgs) -> Result<()> {
     if let Some(r) = args.view.roi {
         base.roi = r;
     }
-    if let Some(t) = &args.view.tiles {
-        base.tiles =
-            junction::config::parse_tiles(t, DEFAULT_TILE_OVERLAP).map_err(|e| anyhow::anyhow!("--tiles {e}"))?;
+    if let Some(t) = args.view.tiles()? {
+        base.tiles = t;
     }
     let models = bundled("models");
     let runs = match args.sweep.as_deref() {
@@ -705,12 +709,7 @@ fn run_config(args: &RunArgs) -> Result<Config> {
 
 /// The command line's region of interest, tiles and decoder, for every camera.
 fn apply_view(cfg: &mut Config, view: &ViewArgs) -> Result<()> {
-    let tiles = match &view.tiles {
-        Some(t) => {
-            Some(junction::config::parse_tiles(t, DEFAULT_TILE_OVERLAP).map_err(|e| anyhow::anyhow!("--tiles {e}"))?)
-        }
-        None => None,
-    };
+    let tiles = view.tiles()?;
     for cam in &mut cfg.cameras {
         if let Some(r) = view.roi {
             cam.roi = r;

@@ -261,7 +261,6 @@ pub fn run(
                         &mut events,
                         &mut reports,
                         &metrics,
-                        &cfg.tracker,
                     )?;
                 }
             }
@@ -408,7 +407,6 @@ fn stream_ended(
     events: &mut Vec<TrafficEvent>,
     reports: &mut Vec<FlowReport>,
     metrics: &Metrics,
-    tracker: &crate::track::TrackerConfig,
 ) -> Result<(), RunError> {
     if cam.live {
         match &err {
@@ -417,7 +415,7 @@ fn stream_ended(
         }
         end_tracks(site, cam, store, observer, tracked, events, metrics)?;
         cam.fragments_before += cam.tracker.fragments;
-        cam.tracker = Tracker::new(tracker.clone()).with_evidence(cam.tracker.evidence().clone());
+        cam.tracker = cam.tracker.fresh();
         return Ok(());
     }
     match err {

@@ -182,7 +182,7 @@ pub struct SourceOptions {
     pub region: RegionSpec,
     /// How that region is split into model inputs.
     pub tiles: TileSpec,
-    /// A decoder element to use (e.g. `nvv4l2decoder`), or `None`: GStreamer's choice by rank.
+    /// Which video decoder: GStreamer's choice by rank, or one kind ([`Decoder`]).
     pub decoder: Decoder,
 }
 

@@ -215,9 +215,6 @@ pub struct StageTimes {
     pub fill: Duration,
     pub infer: Duration,
     pub postprocess: Duration,
-    /// Model runs (one per batch) and images in them (one per tile of each frame).
-    pub runs: u64,
-    pub images: u64,
 }
 
 /// One frame to detect on: its image (the scaled region of interest, from [`crate::source::Frame`])
@@ -328,13 +325,8 @@ impl Detector {
         &self.card
     }
 
-    /// Images one model run takes: above 1 only for a model with a dynamic batch dimension.
-    pub fn max_batch(&self) -> usize {
-        self.max_batch
-    }
-
-    /// Detects on each job's frame: every tile of every frame, in batches of up to [`Self::max_batch`]
-    /// images per model run. `out[j]` is cleared and receives frame `j`'s detections, frame pixels.
+    /// Detects on each job's frame: every tile of every frame, in batches of up to `max_batch` images
+    /// per model run (1 for a model whose batch dimension is fixed). `out[j]` is cleared and receives frame `j`'s detections, frame pixels.
     pub fn detect(&mut self, jobs: &[Job<'_>], out: &mut [Vec<Detection>]) -> Result<(), DetectError> {
         if out.len() < jobs.len() {
             return Err(DetectError::Inference(format!("{} outputs for {} frames", out.len(), jobs.len())));
@@ -406,8 +398,6 @@ impl Detector {
         .map_err(inference)?;
         let t_post = Instant::now();
         self.times.infer += t_post - t_run;
-        self.times.runs += 1;
-        self.times.images += n as u64;
 
         let card = &self.card;
         let c = card.num_classes();
@@ -415,54 +405,56 @@ impl Detector {
         let keep = |k: usize| map.get(k).is_some_and(Option::is_some);
         let output =
             |name: &str| outputs.get(name).ok_or_else(|| DetectError::Inference(format!("no output named {name:?}")));
+        // The batch's outputs, checked once; each image's rows are its share of them.
+        let batch = match card.output.format {
+            OutputFormat::Yolox | OutputFormat::Yolov8 => {
+                let (shape, data) = output(&card.output.name)?.try_extract_tensor::<f32>().map_err(inference)?;
+                // (axis of the attributes, its length, axis of the anchors)
+                let (attr_axis, attrs, anchor_axis) =
+                    if card.output.format == OutputFormat::Yolox { (2, 5 + c, 1) } else { (1, 4 + c, 2) };
+                if shape.len() != 3 || shape[attr_axis] as usize != attrs {
+                    let expected = if attr_axis == 2 { format!("[N, A, {attrs}]") } else { format!("[N, {attrs}, A]") };
+                    return Err(DetectError::Inference(format!("output shape {shape:?}, expected {expected}")));
+                }
+                Outputs::Yolo { data, anchors: shape[anchor_axis] as usize }
+            }
+            OutputFormat::Detr => {
+                let (_, labels) = output(&card.output.labels)?.try_extract_tensor::<i64>().map_err(inference)?;
+                let (_, boxes) = output(&card.output.boxes)?.try_extract_tensor::<f32>().map_err(inference)?;
+                let (_, scores) = output(&card.output.scores)?.try_extract_tensor::<f32>().map_err(inference)?;
+                let q = scores.len() / n.max(1);
+                if labels.len() != n * q || boxes.len() != n * q * 4 {
+                    return Err(DetectError::Inference(format!(
+                        "DETR outputs disagree: {} labels, {} box values, {} scores for {n} images",
+                        labels.len(),
+                        boxes.len(),
+                        scores.len()
+                    )));
+                }
+                Outputs::Detr { labels, boxes, scores, queries: q }
+            }
+        };
         for (k, &(j, tile)) in self.slots.iter().enumerate() {
             self.cands.clear();
-            match card.output.format {
-                OutputFormat::Yolox | OutputFormat::Yolov8 => {
-                    let (shape, data) = output(&card.output.name)?.try_extract_tensor::<f32>().map_err(inference)?;
+            match &batch {
+                Outputs::Yolo { data, anchors } => {
                     let per_image = data.len() / n.max(1);
                     let data = &data[k * per_image..(k + 1) * per_image];
                     if card.output.format == OutputFormat::Yolox {
-                        if shape.len() != 3 || shape[2] as usize != 5 + c {
-                            return Err(DetectError::Inference(format!(
-                                "output shape {shape:?}, expected [N, A, {}]",
-                                5 + c
-                            )));
-                        }
                         decode::decode_yolox(data, c, self.grid.as_deref(), self.score, keep, &mut self.cands);
                     } else {
-                        if shape.len() != 3 || shape[1] as usize != 4 + c {
-                            return Err(DetectError::Inference(format!(
-                                "output shape {shape:?}, expected [N, {}, A]",
-                                4 + c
-                            )));
-                        }
-                        decode::decode_yolov8(data, c, shape[2] as usize, self.score, keep, &mut self.cands);
+                        decode::decode_yolov8(data, c, *anchors, self.score, keep, &mut self.cands);
                     }
                     decode::nms(&mut self.cands, card.thresholds.nms_iou);
                 }
-                OutputFormat::Detr => {
-                    let (_, labels) = output(&card.output.labels)?.try_extract_tensor::<i64>().map_err(inference)?;
-                    let (_, boxes) = output(&card.output.boxes)?.try_extract_tensor::<f32>().map_err(inference)?;
-                    let (_, scores) = output(&card.output.scores)?.try_extract_tensor::<f32>().map_err(inference)?;
-                    let q = scores.len() / n.max(1);
-                    if labels.len() != n * q || boxes.len() != n * q * 4 {
-                        return Err(DetectError::Inference(format!(
-                            "DETR outputs disagree: {} labels, {} box values, {} scores for {n} images",
-                            labels.len(),
-                            boxes.len(),
-                            scores.len()
-                        )));
-                    }
-                    decode::decode_detr(
-                        &labels[k * q..(k + 1) * q],
-                        &boxes[k * q * 4..(k + 1) * q * 4],
-                        &scores[k * q..(k + 1) * q],
-                        self.score,
-                        keep,
-                        &mut self.cands,
-                    );
-                }
+                Outputs::Detr { labels, boxes, scores, queries: q } => decode::decode_detr(
+                    &labels[k * q..(k + 1) * q],
+                    &boxes[k * q * 4..(k + 1) * q * 4],
+                    &scores[k * q..(k + 1) * q],
+                    self.score,
+                    keep,
+                    &mut self.cands,
+                ),
             }
             if let Some(iou) = card.thresholds.label_merge_iou {
                 decode::merge_labels(&mut self.cands, iou);
@@ -470,10 +462,9 @@ impl Detector {
             let lb = &jobs[j].plan.tiles[tile];
             let edges = lb.inner_edges();
             // A box within 2 % of the window (at least 2 frame px) of an inner edge is cut by it.
-            let tol_x =
-                (0.02 * lb.window.width as f32 * lb.region.width as f32 / lb.scaled.width.max(1) as f32).max(2.0);
-            let tol_y =
-                (0.02 * lb.window.height as f32 * lb.region.height as f32 / lb.scaled.height.max(1) as f32).max(2.0);
+            let (sx, sy) = lb.frame_per_scaled();
+            let tol_x = (0.02 * lb.window.width as f32 * sx).max(2.0);
+            let tol_y = (0.02 * lb.window.height as f32 * sy).max(2.0);
             per_frame[j].extend(self.cands.iter().map(|cand| {
                 let bbox = lb.to_frame(&cand.bbox);
                 let near = |edge: Option<f32>, v: f32, tol: f32| edge.is_some_and(|e| (v - e).abs() <= tol);
@@ -487,6 +478,14 @@ impl Detector {
         self.times.postprocess += t_post.elapsed();
         Ok(())
     }
+}
+
+/// One batch's model outputs, as ONNX Runtime returned them.
+enum Outputs<'a> {
+    /// YOLOX `[N, A, 5 + C]` or YOLOv8 `[N, 4 + C, A]`, row-major.
+    Yolo { data: &'a [f32], anchors: usize },
+    /// `[N, Q]` labels, `[N, Q, 4]` boxes, `[N, Q]` scores.
+    Detr { labels: &'a [i64], boxes: &'a [f32], scores: &'a [f32], queries: usize },
 }
 
 /// Checks the graph's input and output tensors against the card: names, ranks, and every fixed
@@ -513,35 +512,19 @@ fn check_tensors(card: &ModelCard, session: &Session) -> Result<bool, DetectErro
     if let Some(sizes) = &card.input.sizes {
         checks.push(("input", &session.inputs()[find("input", session.inputs(), sizes, "input.sizes")?], vec![-1, 2]));
     }
+    // (tensor name, card field, expected shape) of each output the format reads.
+    let wanted: Vec<(&str, &str, Vec<i64>)> = match card.output.format {
+        OutputFormat::Yolox => vec![(&card.output.name, "output.name", vec![-1, anchors, 5 + c])],
+        OutputFormat::Yolov8 => vec![(&card.output.name, "output.name", vec![-1, 4 + c, -1])],
+        OutputFormat::Detr => vec![
+            (&card.output.labels, "output.labels", vec![-1, -1]),
+            (&card.output.boxes, "output.boxes", vec![-1, -1, 4]),
+            (&card.output.scores, "output.scores", vec![-1, -1]),
+        ],
+    };
     let outputs = session.outputs();
-    match card.output.format {
-        OutputFormat::Yolox => checks.push((
-            "output",
-            &outputs[find("output", outputs, &card.output.name, "output.name")?],
-            vec![-1, anchors, 5 + c],
-        )),
-        OutputFormat::Yolov8 => checks.push((
-            "output",
-            &outputs[find("output", outputs, &card.output.name, "output.name")?],
-            vec![-1, 4 + c, -1],
-        )),
-        OutputFormat::Detr => {
-            checks.push((
-                "output",
-                &outputs[find("output", outputs, &card.output.labels, "output.labels")?],
-                vec![-1, -1],
-            ));
-            checks.push((
-                "output",
-                &outputs[find("output", outputs, &card.output.boxes, "output.boxes")?],
-                vec![-1, -1, 4],
-            ));
-            checks.push((
-                "output",
-                &outputs[find("output", outputs, &card.output.scores, "output.scores")?],
-                vec![-1, -1],
-            ));
-        }
+    for (name, field, expected) in wanted {
+        checks.push(("output", &outputs[find("output", outputs, name, field)?], expected));
     }
     let show = |d: &[i64]| {
         let parts: Vec<String> = d.iter().map(|v| if *v < 0 { "N".into() } else { v.to_string() }).collect();

@@ -202,7 +202,7 @@ fn vote(det: &Detection, velocity: (f64, f64), evidence: &ClassEvidence) -> (Veh
     if det.class == VehicleClass::Person && p.enabled {
         let b = &det.bbox;
         let (vx, vy) = (velocity.0 as f32, velocity.1 as f32);
-        let feet = FramePoint { x: 0.5 * (b.x1 + b.x2), y: b.y2 };
+        let feet = b.bottom_centre();
         // Ground speed over the next half second at the Kalman velocity, km/h.
         let kmh = evidence.ground.as_ref().map(|h| {
             let ahead = FramePoint { x: feet.x + 0.5 * vx, y: feet.y + 0.5 * vy };
@@ -278,8 +278,10 @@ impl Tracker {
         self
     }
 
-    pub fn evidence(&self) -> &ClassEvidence {
-        &self.evidence
+    /// A new tracker with this one's configuration and class evidence, and no tracks (a camera's stream
+    /// restarted: the new pipeline's timestamps start afresh).
+    pub fn fresh(&self) -> Self {
+        Self::new(self.cfg.clone()).with_evidence(self.evidence.clone())
     }
 
     pub fn config(&self) -> &TrackerConfig {

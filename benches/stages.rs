@@ -152,7 +152,7 @@ fn busy_report() -> FlowReport {
             agg.event(&crossing(k, t));
         }
     }
-    agg.finish(&mut out);
+    agg.finish(junction::aggregate::GapReason::NoFrames, &mut out);
     out.pop().expect("the 15-minute bin")
 }
 

@@ -6,6 +6,12 @@
 //! Bins are aligned to multiples of their length since the Unix epoch (so to UTC midnight, the lengths
 //! dividing a day) and are closed by the frames' wall clock, not by the system clock: a file replayed at
 //! 10× gives the same reports as the live camera would have. No I/O here.
+//!
+//! Coverage: each frame credits the time since the previous frame to its bins when that is at most
+//! [`MAX_FRAME_GAP`]; longer stretches are gaps with a reason (box not running, camera down, camera
+//! restarting, no frames). While the box runs, [`Aggregator::tick`] closes the bins of a camera that
+//! delivers nothing, so every bin gets a report. A bin reported again after a restart (same id)
+//! carries a higher `revision` and everything counted in it so far ([`BinState`], [`Aggregator::resume`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,26 +24,69 @@ use crate::detect::VehicleClass;
 
 pub const FLOW_SCHEMA: &str = "junction.flow.v1";
 
-/// A first frame later than this after a bin's start makes the bin partial (seconds).
-const PARTIAL_GRACE: Duration = Duration::from_secs(2);
-/// Longest gap between frames credited to zone occupancy: a stalled stream is not "occupied".
-const MAX_FRAME_GAP: Duration = Duration::from_secs(2);
+/// Uncovered time a bin may have and still not be `partial` (seconds): the last frame of a stream
+/// that ends on time is at most a frame interval before the bin's end.
+const PARTIAL_GRACE: f64 = 1.0;
+/// Longest time between two frames credited as covered (and to zone occupancy); longer is a gap.
+pub const MAX_FRAME_GAP: Duration = Duration::from_secs(2);
 
-/// One closed bin of one camera. The `id` is stable (site, camera, bin start, bin length) so that a
-/// receiver can drop duplicates of at-least-once delivery.
+/// Why part of a bin has no frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// junction was not running (before it started, after it stopped or crashed).
+    BoxNotRunning,
+    /// The camera's stream failed or stalled.
+    CameraDown,
+    /// The camera was being reopened after a failure (connecting, negotiating).
+    CameraRestarting,
+    /// The stream was up but delivered no frame for longer than [`MAX_FRAME_GAP`].
+    NoFrames,
+}
+
+impl GapReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BoxNotRunning => "box_not_running",
+            Self::CameraDown => "camera_down",
+            Self::CameraRestarting => "camera_restarting",
+            Self::NoFrames => "no_frames",
+        }
+    }
+}
+
+/// A stretch of a bin without frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    /// RFC 3339 UTC, milliseconds.
+    pub from: String,
+    pub to: String,
+    pub seconds: f64,
+    pub reason: GapReason,
+}
+
+/// One closed bin of one camera. The `id` is stable (site, camera, bin start, bin length); a bin
+/// reported again (after a restart inside it) keeps its id with a higher `revision` and holds
+/// everything counted in it so far. Consumer rule: per id, keep the highest revision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowReport {
     pub schema: String,
     pub id: String,
+    /// 1 for the first report of a bin; each report of the same id again is one higher.
+    #[serde(default = "first_revision")]
+    pub revision: u32,
     pub site: String,
     pub camera: String,
     /// Bin start, RFC 3339 UTC.
     pub bin_start: String,
     pub bin_seconds: u64,
-    /// The bin was cut short: the stream started after it began, or stopped before it ended.
+    /// Coverage is below the bin: see `gaps`.
     pub partial: bool,
-    /// Seconds of the bin covered by frames (first to last frame).
+    /// Seconds of the bin covered by frames (time between frames at most 2 s apart).
     pub covered_seconds: f64,
+    /// The uncovered stretches of the bin, in time order, each with its reason.
+    #[serde(default)]
+    pub gaps: Vec<Gap>,
     pub frames_analysed: u64,
     pub frames_dropped: u64,
     /// Non-zero counts only, sorted by counter, direction, class.
@@ -55,6 +104,13 @@ pub struct FlowReport {
     #[serde(default)]
     pub movements: Vec<MovementCount>,
     pub quality: Quality,
+    /// What the store keeps to continue this bin after a restart (not published).
+    #[serde(skip)]
+    pub state: Option<Arc<BinState>>,
+}
+
+fn first_revision() -> u32 {
+    1
 }
 
 /// Passenger-car units per class: what one vehicle of the class weighs in capacity terms.
@@ -175,6 +231,7 @@ pub struct ZoneStats {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Quality {
     pub recrossings_suppressed: u64,
     pub slow_crossings_ignored: u64,
@@ -186,8 +243,8 @@ pub struct Quality {
     pub track_fragments: u64,
 }
 
-#[derive(Debug, Default, Clone)]
-struct ZoneAcc {
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneAcc {
     entries: u64,
     vehicle_seconds: f64,
     occupied_seconds: f64,
@@ -203,8 +260,11 @@ struct ZoneAcc {
 #[derive(Debug, Clone)]
 struct Bin {
     start: SystemTime,
-    first_frame: SystemTime,
-    last_frame: SystemTime,
+    revision: u32,
+    /// Time up to which the bin's coverage is accounted (covered or a gap).
+    cursor: SystemTime,
+    covered: f64,
+    gaps: Vec<(SystemTime, SystemTime, GapReason)>,
     frames_analysed: u64,
     frames_dropped: u64,
     volumes: BTreeMap<(usize, Direction, VehicleClass), u64>,
@@ -212,13 +272,89 @@ struct Bin {
     headways: BTreeMap<(usize, Direction), Vec<f64>>,
     movements: BTreeMap<(Arc<str>, Arc<str>, Turn, VehicleClass), u64>,
     zones: Vec<ZoneAcc>,
+    /// Quality counted before a restart (from the stored state), and the rules' cumulative counters
+    /// when this process opened or resumed the bin.
+    quality_before: Quality,
     quality_at_start: RuleQuality,
+}
+
+impl Bin {
+    fn new(start: SystemTime, zones: usize, quality: RuleQuality) -> Self {
+        Self {
+            start,
+            revision: 1,
+            cursor: start,
+            covered: 0.0,
+            gaps: Vec::new(),
+            frames_analysed: 0,
+            frames_dropped: 0,
+            volumes: BTreeMap::new(),
+            speeds: BTreeMap::new(),
+            headways: BTreeMap::new(),
+            movements: BTreeMap::new(),
+            zones: vec![ZoneAcc::default(); zones],
+            quality_before: Quality::default(),
+            quality_at_start: quality,
+        }
+    }
+
+    /// Accounts [cursor, min(to, end)) as covered or as a gap.
+    fn account(&mut self, to: SystemTime, end: SystemTime, covered: bool, reason: GapReason) {
+        let to = to.min(end);
+        if to <= self.cursor {
+            return;
+        }
+        if covered {
+            self.covered += secs_between(self.cursor, to);
+        } else {
+            match self.gaps.last_mut() {
+                Some(last) if last.1 == self.cursor && last.2 == reason => last.1 = to,
+                _ => self.gaps.push((self.cursor, to, reason)),
+            }
+        }
+        self.cursor = to;
+    }
+}
+
+/// An open or closed bin as the store keeps it, so that a restarted box continues it: everything
+/// counted so far, with the raw speed and headway samples. Times are Unix seconds (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinState {
+    pub id: String,
+    pub bin_seconds: u64,
+    pub start_s: f64,
+    /// The revision this bin was (closed) or will be (open) reported at.
+    pub revision: u32,
+    /// Reported already (closed by a shutdown or its end): continued at `revision + 1` only if the
+    /// same bin opens again. Not reported (a checkpoint of an open bin): continued at `revision`.
+    pub reported: bool,
+    pub cursor_s: f64,
+    pub covered_s: f64,
+    pub gaps: Vec<(f64, f64, GapReason)>,
+    pub frames_analysed: u64,
+    pub frames_dropped: u64,
+    pub volumes: Vec<(String, Direction, VehicleClass, u64)>,
+    pub speeds: Vec<(String, VehicleClass, Vec<f64>)>,
+    pub headways: Vec<(String, Direction, Vec<f64>)>,
+    pub movements: Vec<(String, String, Turn, VehicleClass, u64)>,
+    pub zones: Vec<(String, ZoneAcc)>,
+    pub quality: Quality,
+}
+
+fn unix_s(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+fn from_unix_s(s: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(s.max(0.0))
 }
 
 #[derive(Debug)]
 struct BinSeries {
     len: Duration,
     current: Option<Bin>,
+    /// A reported bin of an earlier run: continued if the bin with its start opens again.
+    resume: Option<BinState>,
 }
 
 /// Bins of one camera, for each configured length.
@@ -232,6 +368,8 @@ pub struct Aggregator {
     last_frame: Option<SystemTime>,
     quality: RuleQuality,
     pcu: PcuFactors,
+    /// Why the time since the last frame (or since the start) has no frames.
+    pending: GapReason,
     /// Last crossing per counter and direction, across bins (a headway belongs to the bin of the
     /// second vehicle).
     last_crossing: HashMap<(usize, Direction), SystemTime>,
@@ -260,10 +398,11 @@ impl Aggregator {
             camera: camera.to_owned(),
             counters,
             zones,
-            series: bins.iter().map(|len| BinSeries { len: *len, current: None }).collect(),
+            series: bins.iter().map(|len| BinSeries { len: *len, current: None, resume: None }).collect(),
             last_frame: None,
             quality: RuleQuality::default(),
             pcu: PcuFactors::default(),
+            pending: GapReason::BoxNotRunning,
             last_crossing: HashMap::new(),
         }
     }
@@ -284,29 +423,16 @@ impl Aggregator {
         quality: RuleQuality,
         out: &mut Vec<FlowReport>,
     ) {
-        self.close_before(wall, out);
-        let dt = self
-            .last_frame
-            .map(|l| wall.duration_since(l).unwrap_or_default().min(MAX_FRAME_GAP).as_secs_f64())
-            .unwrap_or(0.0);
-        self.last_frame = Some(wall);
+        let since = self.last_frame.and_then(|l| wall.duration_since(l).ok());
+        let covered = since.is_some_and(|d| d <= MAX_FRAME_GAP);
         self.quality = quality;
-        let n_zones = self.zones.len();
+        self.advance(wall, covered, self.pending, out);
+        // Zone occupancy is time-weighted over covered time only: a stalled stream is not "occupied".
+        let dt = if covered { since.unwrap_or_default().as_secs_f64() } else { 0.0 };
+        self.last_frame = Some(self.last_frame.map_or(wall, |l| l.max(wall)));
+        self.pending = GapReason::NoFrames;
         for s in &mut self.series {
-            let bin = s.current.get_or_insert_with(|| Bin {
-                start: align(wall, s.len),
-                first_frame: wall,
-                last_frame: wall,
-                frames_analysed: 0,
-                frames_dropped: 0,
-                volumes: BTreeMap::new(),
-                speeds: BTreeMap::new(),
-                headways: BTreeMap::new(),
-                movements: BTreeMap::new(),
-                zones: vec![ZoneAcc::default(); n_zones],
-                quality_at_start: quality,
-            });
-            bin.last_frame = wall;
+            let Some(bin) = s.current.as_mut() else { continue };
             bin.frames_analysed += 1;
             bin.frames_dropped += dropped;
             for (acc, z) in bin.zones.iter_mut().zip(zones) {
@@ -327,6 +453,170 @@ impl Aggregator {
         }
     }
 
+    /// The time since the last frame has no frames because of `reason` (a stream failed: camera down).
+    pub fn gap_reason(&mut self, reason: GapReason) {
+        self.pending = reason;
+    }
+
+    /// Accounts the time up to `now` as a gap of the current reason, then `next` is the reason of what
+    /// follows (the camera is being reopened: camera restarting). Closes bins that ended.
+    pub fn mark(&mut self, now: SystemTime, next: GapReason, out: &mut Vec<FlowReport>) {
+        self.advance(now, false, self.pending, out);
+        self.pending = next;
+    }
+
+    /// While the box runs and the camera delivers nothing (no frame for [`MAX_FRAME_GAP`]), the wall
+    /// clock closes its bins: each gets a report with its gaps, frames or not.
+    pub fn tick(&mut self, now: SystemTime, out: &mut Vec<FlowReport>) {
+        let quiet = self.last_frame.is_none_or(|l| now.duration_since(l).is_ok_and(|d| d > MAX_FRAME_GAP));
+        if quiet {
+            self.advance(now, false, self.pending, out);
+        }
+    }
+
+    /// Continues bins of an earlier run (or of this camera before its restart) from the store: an open
+    /// bin's checkpoint becomes the open bin again; a reported bin is continued, one revision higher,
+    /// if the same bin opens again.
+    pub fn resume(&mut self, states: Vec<BinState>) {
+        for st in states {
+            let Some(i) = self.series.iter().position(|s| s.len.as_secs() == st.bin_seconds) else { continue };
+            if st.reported {
+                self.series[i].resume = Some(st);
+            } else {
+                let bin = self.bin_of(&st);
+                self.series[i].current = Some(bin);
+            }
+        }
+    }
+
+    /// The open bins as the store checkpoints them (not yet reported).
+    pub fn checkpoint(&self) -> Vec<BinState> {
+        self.series.iter().filter_map(|s| s.current.as_ref().map(|b| self.state_of(b, s.len, false))).collect()
+    }
+
+    /// Accounts the time up to `t` in every series (covered, or a gap of `reason`), closing the bins
+    /// that ended and opening the next: contiguous bins, except over a stretch the box was not running
+    /// (nobody can report those bins: the next bin is the one holding `t`).
+    fn advance(&mut self, t: SystemTime, covered: bool, reason: GapReason, out: &mut Vec<FlowReport>) {
+        for i in 0..self.series.len() {
+            let len = self.series[i].len;
+            loop {
+                let Some(bin) = self.series[i].current.as_mut() else {
+                    let bin = self.open(i, align(t, len), t);
+                    self.series[i].current = Some(bin);
+                    continue;
+                };
+                if t < bin.start {
+                    // The clock went back (a file replayed from an earlier start): close what is open.
+                    if let Some(bin) = self.series[i].current.take() {
+                        out.push(self.report(bin, len, None));
+                    }
+                    continue;
+                }
+                let end = bin.start + len;
+                bin.account(t, end, covered, reason);
+                if t < end {
+                    break;
+                }
+                if let Some(bin) = self.series[i].current.take() {
+                    out.push(self.report(bin, len, None));
+                }
+                let next = if !covered && reason == GapReason::BoxNotRunning { align(t, len) } else { end };
+                let bin = self.open(i, next, t);
+                self.series[i].current = Some(bin);
+            }
+        }
+    }
+
+    /// A new bin of series `i` starting at `start`, opened by time `t`: the reported bin of an earlier
+    /// run if it is this one and `t` is past what it covered (one revision higher), else empty. (A
+    /// replayed file is not continued: it would count the same time twice.)
+    fn open(&mut self, i: usize, start: SystemTime, t: SystemTime) -> Bin {
+        match self.series[i].resume.take() {
+            Some(st) if from_unix_s(st.start_s) == start && from_unix_s(st.cursor_s) <= t => {
+                let mut bin = self.bin_of(&st);
+                bin.revision = st.revision + 1;
+                bin
+            }
+            _ => Bin::new(start, self.zones.len(), self.quality),
+        }
+    }
+
+    fn bin_of(&self, st: &BinState) -> Bin {
+        let counter = |name: &str| self.counters.iter().position(|c| **c == *name);
+        let mut bin = Bin::new(from_unix_s(st.start_s), self.zones.len(), self.quality);
+        bin.revision = st.revision;
+        bin.cursor = from_unix_s(st.cursor_s);
+        bin.covered = st.covered_s;
+        bin.gaps = st.gaps.iter().map(|&(a, b, r)| (from_unix_s(a), from_unix_s(b), r)).collect();
+        bin.frames_analysed = st.frames_analysed;
+        bin.frames_dropped = st.frames_dropped;
+        // Counters and zones no longer configured are left out.
+        for (name, d, class, n) in &st.volumes {
+            if let Some(c) = counter(name) {
+                *bin.volumes.entry((c, *d, *class)).or_insert(0) += n;
+            }
+        }
+        for (name, class, v) in &st.speeds {
+            if let Some(c) = counter(name) {
+                bin.speeds.entry((c, *class)).or_default().extend(v);
+            }
+        }
+        for (name, d, v) in &st.headways {
+            if let Some(c) = counter(name) {
+                bin.headways.entry((c, *d)).or_default().extend(v);
+            }
+        }
+        for (from, to, turn, class, n) in &st.movements {
+            *bin.movements.entry((from.as_str().into(), to.as_str().into(), *turn, *class)).or_insert(0) += n;
+        }
+        for (name, acc) in &st.zones {
+            if let Some(z) = self.zones.iter().position(|(id, _)| **id == *name) {
+                bin.zones[z] = acc.clone();
+            }
+        }
+        bin.quality_before = st.quality;
+        bin
+    }
+
+    fn state_of(&self, bin: &Bin, len: Duration, reported: bool) -> BinState {
+        let start = humantime::format_rfc3339_seconds(bin.start).to_string();
+        BinState {
+            id: format!("{}/{}/{}/{}", self.site, self.camera, start, len.as_secs()),
+            bin_seconds: len.as_secs(),
+            start_s: unix_s(bin.start),
+            revision: bin.revision,
+            reported,
+            cursor_s: unix_s(bin.cursor),
+            covered_s: bin.covered,
+            gaps: bin.gaps.iter().map(|&(a, b, r)| (unix_s(a), unix_s(b), r)).collect(),
+            frames_analysed: bin.frames_analysed,
+            frames_dropped: bin.frames_dropped,
+            volumes: bin.volumes.iter().map(|(&(c, d, k), &n)| (self.counters[c].to_string(), d, k, n)).collect(),
+            speeds: bin.speeds.iter().map(|(&(c, k), v)| (self.counters[c].to_string(), k, v.clone())).collect(),
+            headways: bin.headways.iter().map(|(&(c, d), v)| (self.counters[c].to_string(), d, v.clone())).collect(),
+            movements: bin
+                .movements
+                .iter()
+                .map(|((f, t, turn, k), &n)| (f.to_string(), t.to_string(), *turn, *k, n))
+                .collect(),
+            zones: self.zones.iter().zip(&bin.zones).map(|((id, _), acc)| (id.to_string(), acc.clone())).collect(),
+            quality: self.bin_quality(bin),
+        }
+    }
+
+    fn bin_quality(&self, bin: &Bin) -> Quality {
+        let (q, s, b) = (&self.quality, &bin.quality_at_start, &bin.quality_before);
+        Quality {
+            recrossings_suppressed: b.recrossings_suppressed
+                + q.recrossings_suppressed.saturating_sub(s.recrossings_suppressed),
+            slow_crossings_ignored: b.slow_crossings_ignored
+                + q.slow_crossings_ignored.saturating_sub(s.slow_crossings_ignored),
+            implausible_speeds: b.implausible_speeds + q.implausible_speeds.saturating_sub(s.implausible_speeds),
+            unmatched_movements: b.unmatched_movements + q.unmatched_movements.saturating_sub(s.unmatched_movements),
+            track_fragments: b.track_fragments + q.track_fragments.saturating_sub(s.track_fragments),
+        }
+    }
     /// Adds an event to the open bins (call after `frame` for the frame that produced it).
     pub fn event(&mut self, e: &TrafficEvent) {
         let mut headway = None;
@@ -369,31 +659,34 @@ impl Aggregator {
         }
     }
 
-    /// Closes every open bin (end of stream, shutdown): those cut short are marked partial.
-    pub fn finish(&mut self, out: &mut Vec<FlowReport>) {
+    /// Closes every open bin (end of stream, shutdown, a camera restarted after an error): the rest of
+    /// each bin is a gap of `rest` in the report, which is partial when that is more than a second.
+    /// If the same bin opens again (the camera is back within it), it continues one revision higher.
+    pub fn finish(&mut self, rest: GapReason, out: &mut Vec<FlowReport>) {
         for i in 0..self.series.len() {
             if let Some(bin) = self.series[i].current.take() {
                 let len = self.series[i].len;
-                let complete = bin.last_frame + PARTIAL_GRACE >= bin.start + len;
-                out.push(self.report(bin, len, !complete));
+                let report = self.report(bin, len, Some(rest));
+                self.series[i].resume = report.state.as_deref().cloned();
+                out.push(report);
             }
         }
+        self.last_frame = None;
+        self.pending = rest;
     }
 
-    fn close_before(&mut self, wall: SystemTime, out: &mut Vec<FlowReport>) {
-        for i in 0..self.series.len() {
-            let len = self.series[i].len;
-            let ended = self.series[i].current.as_ref().is_some_and(|b| wall >= b.start + len);
-            if ended && let Some(bin) = self.series[i].current.take() {
-                out.push(self.report(bin, len, false));
-            }
+    /// The report of a bin; `rest`: the bin closes before its end, the rest of it a gap of that reason.
+    fn report(&self, bin: Bin, len: Duration, rest: Option<GapReason>) -> FlowReport {
+        let state = Arc::new(self.state_of(&bin, len, true));
+        let end = bin.start + len;
+        let mut gaps = bin.gaps.clone();
+        if let Some(reason) = rest
+            && secs_between(bin.cursor, end) > PARTIAL_GRACE
+        {
+            gaps.push((bin.cursor, end, reason));
         }
-    }
-
-    fn report(&self, bin: Bin, len: Duration, cut_short: bool) -> FlowReport {
-        let late_start = bin.first_frame.duration_since(bin.start).unwrap_or_default() > PARTIAL_GRACE;
-        let partial = cut_short || late_start;
-        let covered = secs_between(bin.first_frame, bin.last_frame);
+        let covered = bin.covered;
+        let partial = covered + PARTIAL_GRACE < len.as_secs_f64();
         let hours = if partial { covered.max(1.0) } else { len.as_secs_f64() } / 3600.0;
         let mut flows: BTreeMap<(usize, Direction), u64> = BTreeMap::new();
         let mut pcus: BTreeMap<(usize, Direction), f64> = BTreeMap::new();
@@ -477,15 +770,26 @@ impl Aggregator {
             })
             .collect();
         let start = humantime::format_rfc3339_seconds(bin.start).to_string();
+        let ms = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
         FlowReport {
             schema: FLOW_SCHEMA.to_owned(),
-            id: format!("{}/{}/{}/{}", self.site, self.camera, start, len.as_secs()),
+            id: state.id.clone(),
+            revision: bin.revision,
             site: self.site.clone(),
             camera: self.camera.clone(),
             bin_start: start,
             bin_seconds: len.as_secs(),
             partial,
-            covered_seconds: covered,
+            covered_seconds: (covered * 1000.0).round() / 1000.0,
+            gaps: gaps
+                .iter()
+                .map(|&(a, b, reason)| Gap {
+                    from: ms(a),
+                    to: ms(b),
+                    seconds: (secs_between(a, b) * 1000.0).round() / 1000.0,
+                    reason,
+                })
+                .collect(),
             frames_analysed: bin.frames_analysed,
             frames_dropped: bin.frames_dropped,
             volumes,
@@ -494,15 +798,8 @@ impl Aggregator {
             speeds,
             headways,
             movements,
-            quality: Quality {
-                recrossings_suppressed: self.quality.recrossings_suppressed
-                    - bin.quality_at_start.recrossings_suppressed,
-                slow_crossings_ignored: self.quality.slow_crossings_ignored
-                    - bin.quality_at_start.slow_crossings_ignored,
-                implausible_speeds: self.quality.implausible_speeds - bin.quality_at_start.implausible_speeds,
-                unmatched_movements: self.quality.unmatched_movements - bin.quality_at_start.unmatched_movements,
-                track_fragments: self.quality.track_fragments - bin.quality_at_start.track_fragments,
-            },
+            quality: state.quality,
+            state: Some(state),
         }
     }
 }
@@ -556,7 +853,7 @@ mod tests {
             }
             t += 0.5;
         }
-        agg.finish(&mut out);
+        agg.finish(GapReason::NoFrames, &mut out);
         assert_eq!(out.len(), 3);
         assert!(out[0].partial && !out[1].partial && out[2].partial);
         assert_eq!(out[1].bin_start, "2026-11-26T08:01:00Z");
@@ -577,6 +874,105 @@ mod tests {
         assert_eq!(out[1].frames_analysed, 120);
     }
 
+    fn frames(agg: &mut Aggregator, from: f64, to: f64, out: &mut Vec<FlowReport>) {
+        let mut t = from;
+        while t <= to + 1e-9 {
+            agg.frame(at(t), 0, &[], RuleQuality::default(), out);
+            t += 0.5;
+        }
+    }
+
+    #[test]
+    fn coverage_and_gaps_say_why_frames_are_missing() {
+        let mut agg = Aggregator::new("s", "c", vec!["x".into()], vec![], &[Duration::from_secs(60)]);
+        let mut out = Vec::new();
+        // Box starts at 5 s; frames to 20 s; the stream fails; reopened at 100 s; frames from 110 s.
+        frames(&mut agg, 5.0, 20.0, &mut out);
+        agg.gap_reason(GapReason::CameraDown);
+        // While the camera is down the wall clock closes its bins: 08:01 has no frame at all.
+        agg.tick(at(100.0), &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        agg.mark(at(100.0), GapReason::CameraRestarting, &mut out);
+        frames(&mut agg, 110.0, 130.0, &mut out);
+        agg.tick(at(300.0), &mut out);
+        agg.finish(GapReason::BoxNotRunning, &mut out);
+        let r0 = &out[0];
+        assert!(r0.partial);
+        assert!((r0.covered_seconds - 15.0).abs() < 1e-6, "{r0:?}");
+        let reasons: Vec<_> = r0.gaps.iter().map(|g| (g.reason, g.seconds)).collect();
+        assert_eq!(reasons, vec![(GapReason::BoxNotRunning, 5.0), (GapReason::CameraDown, 40.0)]);
+        let r1 = &out[1];
+        assert_eq!(r1.bin_start, "2026-11-26T08:01:00Z");
+        let reasons: Vec<_> = r1.gaps.iter().map(|g| (g.reason, g.seconds)).collect();
+        assert_eq!(reasons, vec![(GapReason::CameraDown, 40.0), (GapReason::CameraRestarting, 10.0)]);
+        assert!((r1.covered_seconds - 10.0).abs() < 1e-6, "{r1:?}");
+        let r2 = &out[2];
+        assert_eq!(
+            r2.gaps.iter().map(|g| (g.reason, g.seconds)).collect::<Vec<_>>(),
+            vec![(GapReason::NoFrames, 50.0)]
+        );
+        // 08:03 and 08:04 (the camera silent, the box running): no frames at all, still reported.
+        for r in &out[3..5] {
+            assert_eq!((r.frames_analysed, r.covered_seconds, r.partial), (0, 0.0, true), "{r:?}");
+            assert_eq!(
+                r.gaps.iter().map(|g| (g.reason, g.seconds)).collect::<Vec<_>>(),
+                vec![(GapReason::NoFrames, 60.0)]
+            );
+        }
+        // The box stops at 300 s: the open bin says so.
+        assert_eq!(out.len(), 6, "{out:#?}");
+        assert_eq!(out[5].gaps.last().map(|g| g.reason), Some(GapReason::BoxNotRunning));
+    }
+
+    #[test]
+    fn a_bin_reported_at_shutdown_continues_one_revision_higher() {
+        let new = || Aggregator::new("s", "c", vec!["x".into()], vec![], &[Duration::from_secs(60)]);
+        let mut out = Vec::new();
+        let mut first = new();
+        frames(&mut first, 0.0, 20.0, &mut out);
+        first.event(&crossing(10.0, VehicleClass::Car, Direction::In));
+        first.finish(GapReason::BoxNotRunning, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].revision, out[0].frames_analysed), (1, 41));
+        let state = out[0].state.as_deref().cloned().unwrap();
+        // A restart 10 s later: the same bin, everything of both runs, revision 2.
+        let mut second = new();
+        second.resume(vec![state.clone()]);
+        frames(&mut second, 30.0, 50.0, &mut out);
+        second.event(&crossing(40.0, VehicleClass::Motorcycle, Direction::In));
+        second.finish(GapReason::BoxNotRunning, &mut out);
+        let r = &out[1];
+        assert_eq!((r.id.as_str(), r.revision, r.frames_analysed), (out[0].id.as_str(), 2, 82));
+        assert!((r.covered_seconds - 40.0).abs() < 1e-6, "{r:?}");
+        assert_eq!(r.volumes.iter().map(|v| v.vehicles).sum::<u64>(), 2);
+        assert!(r.gaps.iter().any(|g| g.reason == GapReason::BoxNotRunning && (g.seconds - 10.0).abs() < 1e-6));
+        // A replay from an earlier time does not continue it (nothing is counted twice).
+        let mut replay = new();
+        replay.resume(vec![state]);
+        frames(&mut replay, 0.0, 20.0, &mut out);
+        replay.finish(GapReason::NoFrames, &mut out);
+        assert_eq!((out[2].revision, out[2].frames_analysed), (1, 41));
+    }
+
+    #[test]
+    fn a_checkpoint_restores_the_open_bin_after_a_crash() {
+        let new = || Aggregator::new("s", "c", vec!["x".into()], vec![], &[Duration::from_secs(60)]);
+        let mut out = Vec::new();
+        let mut first = new();
+        frames(&mut first, 0.0, 20.0, &mut out);
+        first.event(&crossing(10.0, VehicleClass::Car, Direction::In));
+        let saved = first.checkpoint();
+        frames(&mut first, 20.5, 25.0, &mut out); // lost with the crash
+        assert!(out.is_empty());
+        let mut second = new();
+        second.resume(saved);
+        frames(&mut second, 30.0, 60.0, &mut out);
+        let r = &out[0];
+        assert_eq!((r.revision, r.frames_analysed), (1, 41 + 60));
+        assert_eq!(r.volumes.len(), 1);
+        assert_eq!(r.gaps.iter().map(|g| g.reason).collect::<Vec<_>>(), vec![GapReason::BoxNotRunning]);
+    }
+
     #[test]
     fn zone_occupancy_is_time_weighted() {
         let mut agg =
@@ -588,7 +984,7 @@ mod tests {
             let z = ZoneNow { vehicles: n, ..ZoneNow::default() };
             agg.frame(at(i as f64), 0, &[z], RuleQuality::default(), &mut out);
         }
-        agg.finish(&mut out);
+        agg.finish(GapReason::NoFrames, &mut out);
         let z = &out[0].zones[0];
         assert_eq!(z.max_vehicles, 2);
         assert!((z.occupied_share - 0.5).abs() < 1e-9, "{z:?}");

@@ -260,6 +260,8 @@ struct RawStore {
     max_size_mb: u64,
     /// Folder of the daily ATSPM CSV files of loop detector events (default: `atspm/` beside the store).
     atspm_dir: Option<PathBuf>,
+    /// Seconds between checkpoints of each camera's open bins: what a crash can lose at most.
+    checkpoint_s: f64,
 }
 
 impl Default for RawStore {
@@ -269,6 +271,7 @@ impl Default for RawStore {
             retention_days: 30,
             max_size_mb: 1024,
             atspm_dir: None,
+            checkpoint_s: DEFAULT_CHECKPOINT_S,
         }
     }
 }
@@ -475,8 +478,13 @@ impl CameraConfig {
     }
 }
 
+/// Seconds between checkpoints of open bins, by default.
+pub const DEFAULT_CHECKPOINT_S: f64 = 10.0;
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// Time between checkpoints of each camera's open bins (a crash loses at most this much).
+    pub checkpoint: Duration,
     pub path: PathBuf,
     pub retention_days: u32,
     /// Bound on the store's live data, MiB: past it the oldest events and delivered reports go
@@ -541,6 +549,7 @@ impl Config {
                 retention_days: 30,
                 max_size_mb: 1024,
                 atspm_dir: PathBuf::from("atspm"),
+                checkpoint: Duration::from_secs_f64(DEFAULT_CHECKPOINT_S),
             },
             pcu: PcuFactors::default(),
             mqtt: None,
@@ -675,6 +684,9 @@ impl Config {
         if raw.store.max_size_mb < 16 {
             c.add(path, "store.max_size_mb", "must be at least 16 (MiB)");
         }
+        if !(raw.store.checkpoint_s.is_finite() && (1.0..=3600.0).contains(&raw.store.checkpoint_s)) {
+            c.add(path, "store.checkpoint_s", "must be 1 to 3600 seconds");
+        }
         // Relative files are relative to this configuration.
         let mqtt = raw.mqtt.map(|mut m| {
             for f in [&mut m.ca_file, &mut m.client_cert, &mut m.client_key, &mut m.password_file] {
@@ -716,6 +728,7 @@ impl Config {
             cameras,
             bins,
             store: StoreConfig {
+                checkpoint: Duration::from_secs_f64(raw.store.checkpoint_s.clamp(1.0, 3600.0)),
                 atspm_dir: match &raw.store.atspm_dir {
                     Some(d) => relative_to(path, d),
                     None => store_path.parent().unwrap_or(Path::new(".")).join("atspm"),

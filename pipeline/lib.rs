@@ -24,6 +24,7 @@
 pub mod aggregate;
 pub mod analytics;
 pub mod calibrate;
+pub mod camera;
 pub mod config;
 pub mod detect;
 pub mod eval;
@@ -32,6 +33,7 @@ pub mod http;
 pub mod publish;
 pub mod report;
 pub mod runtime;
+pub mod sink;
 pub mod snapshot;
 pub mod source;
 pub mod store;

@@ -799,15 +799,19 @@ fn report_table(r: &FlowReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "── {} {} · {} + {} s{} · {} frames analysed, {} dropped",
+        "── {} {} · {} + {} s{}{} · {} frames analysed, {} dropped",
         r.site,
         r.camera,
         r.bin_start,
         r.bin_seconds,
-        if r.partial { " (partial)" } else { "" },
+        if r.partial { format!(" (partial: {:.0} s covered)", r.covered_seconds) } else { String::new() },
+        if r.revision > 1 { format!(" · revision {}", r.revision) } else { String::new() },
         r.frames_analysed,
         r.frames_dropped
     );
+    for g in &r.gaps {
+        let _ = writeln!(s, "   gap {} → {} ({:.1} s): {}", g.from, g.to, g.seconds, g.reason.as_str());
+    }
     let _ = write!(s, "   {:<12} {:<4}", "counter", "dir");
     for c in VehicleClass::ALL {
         let _ = write!(s, " {:>10}", c.as_str());

@@ -554,7 +554,7 @@ impl Client {
 /// An outbox row on its way to the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Item {
-    Report(String),
+    Report(String, u32),
     Detector(i64),
     Event(i64),
 }
@@ -617,7 +617,7 @@ async fn publish_loop(
                             refusals += 1;
                         } else {
                             match item {
-                                Item::Report(id) => store.mark_published(id, SystemTime::now())?,
+                                Item::Report(id, revision) => store.mark_published(id, *revision, SystemTime::now())?,
                                 Item::Event(seq) => store.mark_event_published(*seq, SystemTime::now())?,
                                 Item::Detector(seq) => store.mark_detector_published(*seq, SystemTime::now())?,
                             }
@@ -657,7 +657,9 @@ async fn publish_loop(
             // Reports first: they are what the centre plans with; then loop detector events; per-vehicle
             // events last, when asked for.
             let next = match store.next_unpublished()? {
-                Some((id, camera, payload)) => Some((Item::Report(id), flow_topic(&site, &camera), payload)),
+                Some((id, revision, camera, payload)) => {
+                    Some((Item::Report(id, revision), flow_topic(&site, &camera), payload))
+                }
                 None => match store.next_unpublished_detector()? {
                     Some((seq, camera, payload)) => {
                         Some((Item::Detector(seq), detector_topic(&site, &camera), payload))

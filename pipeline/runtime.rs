@@ -1,26 +1,35 @@
-//! The analysis loop: one thread owns the detector and pulls frames round-robin from every camera,
-//! running detect → track → rules → aggregate for each camera's own state, then stores events and
-//! closed bins. Files block their decoder while inference is busy; live sources keep the newest frame.
+//! The analysis loop and its supervisor: one thread owns the detector and pulls frames round-robin
+//! from every camera (batching their tiles), then runs each camera's [`CameraPipeline`]; what they
+//! produce goes over a bounded channel to the outputs thread ([`crate::sink`]), which stores, prints
+//! and wakes the publisher. Files block their decoder while inference is busy; live sources keep the
+//! newest frame.
 //!
-//! Shutdown (the `stop` flag, set by SIGINT/SIGTERM): sources stop, tracks end, open bins close as
-//! partial, the store is flushed.
+//! Isolation: an error or a panic in one camera's work (its stream, its frame size, its inference, its
+//! rules) closes that camera's open bins as partial and restarts it alone with backoff (files end);
+//! the other cameras keep counting. Live cameras' bins close on the wall clock while they deliver
+//! nothing, so a dead camera still gets a report per bin, with coverage 0.
+//!
+//! Shutdown (the `stop` flag, set by SIGINT/SIGTERM), the end of every stream, or a fatal error: sources
+//! stop, tracks end, open bins close as partial, the outputs thread writes what it holds, the
+//! publisher drains within `mqtt.drain_timeout_s`.
 
-use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::aggregate::{Aggregator, FlowReport};
-use crate::analytics::{Direction, EventKind, Rules, TrafficEvent};
+use crate::aggregate::{FlowReport, GapReason};
+use crate::analytics::{Direction, TrafficEvent};
+pub use crate::camera::{CameraPipeline, CameraSummary, LineCounts, Produced, direction_total};
 use crate::config::{CameraConfig, Config, line_outside_frame};
-use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, VehicleClass, twowheel};
+use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, twowheel};
 use crate::http::{HttpError, HttpServer};
 use crate::publish::Publisher;
+use crate::sink::{Housekeeping, Output, OutputSender};
 use crate::snapshot::Snapshots;
 use crate::source::{Frame, Poll, Source, SourceError, SourceOptions, SourceUri};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Labels, Metrics};
-use crate::track::{ClassEvidence, Tracker, TrackerOutput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -40,9 +49,12 @@ pub enum RunError {
     FrameSize { file: String, camera: String, expected: crate::geometry::Size, actual: crate::geometry::Size },
     #[error("camera {camera:?}: line {line:?} lies outside the {size} frame")]
     LineOutside { camera: String, line: String, size: crate::geometry::Size },
+    #[error("camera {camera:?}: its analysis panicked: {message}")]
+    Panic { camera: String, message: String },
 }
 
-/// What the loop tells the outside world as it goes.
+/// What the loop tells the outside world as it goes (from the outputs thread, after each step is
+/// stored).
 pub trait Observer {
     fn event(&mut self, camera: &str, event: &TrafficEvent);
     fn report(&mut self, report: &FlowReport);
@@ -55,37 +67,15 @@ pub struct RunOptions {
     pub start: Option<SystemTime>,
 }
 
-/// Vehicles counted on one line by direction and class.
-pub type LineCounts = BTreeMap<(Direction, VehicleClass), u64>;
-
-/// Vehicles counted in one direction, every class.
-pub fn direction_total(counts: &LineCounts, d: Direction) -> u64 {
-    counts.iter().filter(|((x, _), _)| *x == d).map(|(_, n)| *n).sum()
-}
-
 /// Totals of a run, per camera and line.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
     pub cameras: Vec<CameraSummary>,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct CameraSummary {
-    pub camera: String,
-    pub frames: u64,
-    pub dropped: u64,
-    /// Per line, in configuration order: its id and its counts.
-    pub lines: Vec<(String, LineCounts)>,
-    pub recrossings_suppressed: u64,
-    pub unmatched_movements: u64,
-    pub track_fragments: u64,
-    /// Frames the detector ran on (fewer than `frames` with `detector.every` > 1).
-    pub detected: u64,
-    pub error: Option<String>,
-}
-
+/// A camera under the supervisor: its pipeline and its source.
 struct Camera {
-    cfg: CameraConfig,
+    pipe: CameraPipeline,
     source: Option<Source>,
     source_opts: SourceOptions,
     /// Live sources are restarted when they fail; files end.
@@ -94,52 +84,28 @@ struct Camera {
     failures: u32,
     /// When a failed live source is opened again.
     restart_at: Option<Instant>,
-    tracker: Tracker,
-    rules: Rules,
-    aggregator: Aggregator,
-    /// Track fragments of the trackers this camera had before its last restart.
-    fragments_before: u64,
-    checked_size: bool,
+    /// The source's dropped-frame count already accounted.
     dropped_seen: u64,
-    last_pts: Duration,
-    last_wall: SystemTime,
-    summary: CameraSummary,
+    /// A file that ended (or failed): nothing more comes.
+    finished: bool,
+    checkpointed: Instant,
 }
 
-/// How often retention and the store's size bound are applied while running.
-const HOUSEKEEPING: Duration = Duration::from_secs(3600);
+impl Camera {
+    fn id(&self) -> &str {
+        self.pipe.id()
+    }
 
-/// Applies retention (days) and the size bound to the store, loudly when reports are lost.
-fn housekeep(store: &mut Store, cfg: &Config, metrics: &Metrics) -> Result<(), RunError> {
-    let pruned = store.prune(cfg.store.retention_days, SystemTime::now())?;
-    if pruned > 0 {
-        tracing::info!(rows = pruned, days = cfg.store.retention_days, "store: pruned rows past retention");
+    fn cfg(&self) -> &CameraConfig {
+        self.pipe.config()
     }
-    let bound = store.bound_size(cfg.store.max_size_mb * 1024 * 1024)?;
-    if bound.events + bound.delivered > 0 {
-        tracing::warn!(
-            events = bound.events,
-            delivered_reports = bound.delivered,
-            max_size_mb = cfg.store.max_size_mb,
-            "store: full; deleted the oldest events and delivered reports"
-        );
-    }
-    if bound.undelivered > 0 {
-        metrics.reports_dropped.inc_by(bound.undelivered as u64);
-        tracing::error!(
-            reports = bound.undelivered,
-            max_size_mb = cfg.store.max_size_mb,
-            "store: full; deleted the oldest reports the broker never acknowledged (raise store.max_size_mb or fix the broker link)"
-        );
-    }
-    Ok(())
 }
 
 /// Runs until every source has ended or `stop` is set.
 pub fn run(
     cfg: &Config,
     opts: &RunOptions,
-    observer: &mut dyn Observer,
+    observer: &mut (dyn Observer + Send),
     stop: &AtomicBool,
 ) -> Result<RunSummary, RunError> {
     let metrics =
@@ -154,8 +120,12 @@ pub fn run(
     let mut detector = Detector::new(card, &cfg.detector)?;
     let mut store = Store::open(&cfg.store.path)?.with_atspm_csv(&cfg.store.atspm_dir);
     metrics.store_writable.store(true, Ordering::Relaxed);
-    housekeep(&mut store, cfg, &metrics)?;
-    let mut housekept = Instant::now();
+    let housekeeping = Housekeeping {
+        retention_days: cfg.store.retention_days,
+        max_bytes: cfg.store.max_size_mb.saturating_mul(1024 * 1024),
+        drain: cfg.mqtt.as_ref().map_or(Duration::from_secs(10), |m| Duration::from_secs_f64(m.drain_timeout_s)),
+    };
+    crate::sink::housekeep(&mut store, housekeeping, &metrics);
     let publisher = match &cfg.mqtt {
         Some(m) => Some(Publisher::start(m, &cfg.site, &cfg.store.path, metrics.clone())?),
         None => None,
@@ -177,339 +147,406 @@ pub fn run(
             decoder: c.decoder.clone(),
             ..SourceOptions::default()
         };
-        let source = Source::open(&c.uri, source_opts.clone())?;
-        tracing::info!(camera = %c.id, uri = %source.uri(), "camera opened");
-        let counters = c.lines.iter().map(|l| l.id.clone()).collect();
-        let zones = c.zones.iter().map(|z| (z.id.clone(), z.kind)).collect();
-        cameras.push(Camera {
-            cfg: c.clone(),
-            source: Some(source),
+        let mut pipe = CameraPipeline::new(cfg, c, metrics.clone());
+        pipe.resume(store.bin_states(&cfg.site, &c.id)?);
+        let mut cam = Camera {
+            pipe,
+            source: None,
             source_opts,
             live,
             failures: 0,
             restart_at: None,
-            tracker: new_tracker(cfg, c),
-            rules: {
-                let rules = Rules::new(c.lines.clone(), c.zones.clone(), cfg.rules.clone())
-                    .with_approaches(c.approaches.clone())
-                    .with_loops(c.loops.clone());
-                match &c.ground {
-                    Some(h) => rules.with_ground(h.clone()),
-                    None => rules,
-                }
-            },
-            aggregator: Aggregator::new(&cfg.site, &c.id, counters, zones, &cfg.bins).with_pcu(cfg.pcu),
-            checked_size: false,
-            fragments_before: 0,
             dropped_seen: 0,
-            last_pts: Duration::ZERO,
-            last_wall: SystemTime::now(),
-            summary: CameraSummary {
-                camera: c.id.clone(),
-                lines: c.lines.iter().map(|l| (l.id.to_string(), BTreeMap::new())).collect(),
-                ..CameraSummary::default()
-            },
+            finished: false,
+            checkpointed: Instant::now(),
+        };
+        match Source::open(&c.uri, cam.source_opts.clone()) {
+            Ok(source) => {
+                tracing::info!(camera = %c.id, uri = %source.uri(), "camera opened");
+                cam.source = Some(source);
+            }
+            // A live camera missing at start (unplugged, not booted yet) is retried alone.
+            Err(e) if live => schedule_restart(&mut cam, &e),
+            Err(e) => return Err(e.into()),
+        }
+        cameras.push(cam);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(crate::sink::CHANNEL);
+    let result = std::thread::scope(|s| {
+        let sink = std::thread::Builder::new().name("junction-outputs".into()).spawn_scoped(s, || {
+            crate::sink::run(&cfg.site, store, rx, observer, publisher.as_ref(), &metrics, housekeeping)
         });
-    }
-
-    let mut notifier = crate::telemetry::Notifier::from_env();
-    notifier.ready();
-    let mut tracked = TrackerOutput::default();
-    let mut events: Vec<TrafficEvent> = Vec::new();
-    let mut reports: Vec<FlowReport> = Vec::new();
-    // One detection list per camera; frames gathered this round, by camera index.
-    let mut dets: Vec<Vec<Detection>> = vec![Vec::new(); cameras.len()];
-    let mut ready: Vec<(usize, Frame)> = Vec::new();
-    let mut fuse_scratch = Vec::new();
-    let single = cameras.len() == 1;
-    let batch_wait = cfg.detector.batch_wait;
-    while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| c.source.is_some() || c.restart_at.is_some()) {
-        notifier.alive();
-        if cameras.iter().all(|c| c.source.is_none()) {
-            // Every camera is waiting for its restart.
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Gather: the frame each camera has waiting now; if none has one, wait a little on each (50 ms
-        // for a lone camera, 2 ms each with several); with `batch_wait`, cameras without a frame yet get
-        // that long for theirs, so that their frames share one model run.
-        ready.clear();
-        let gathered_at = Instant::now();
-        for pass in 0..3 {
-            let wait = match pass {
-                0 => Duration::ZERO,
-                1 if ready.is_empty() => Duration::from_millis(if single { 50 } else { 2 }),
-                2 if !ready.is_empty() && !batch_wait.is_zero() => batch_wait.saturating_sub(gathered_at.elapsed()),
-                _ => continue,
-            };
-            for (i, cam) in cameras.iter_mut().enumerate() {
-                if ready.iter().any(|(k, _)| *k == i) {
-                    continue;
-                }
-                restart_if_due(cam, &metrics);
-                let taken = take_frame(cam, wait, &metrics);
-                if let Some(frame) = taken.frame {
-                    ready.push((i, frame));
-                } else if let Some(ended) = taken.ended {
-                    stream_ended(
-                        &cfg.site,
-                        cam,
-                        ended,
-                        single,
-                        &mut store,
-                        observer,
-                        &mut tracked,
-                        &mut events,
-                        &mut reports,
-                        &metrics,
-                    )?;
-                }
+        let sink = match sink {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(RunError::Store(StoreError::Sqlite {
+                    path: cfg.store.path.clone(),
+                    message: format!("cannot start the outputs thread: {e}"),
+                }));
             }
+        };
+        let mut analysis =
+            Analysis { cfg, detector: &mut detector, metrics: &metrics, tx, snapshots: snapshots.as_ref() };
+        let result = analysis.run(&mut cameras, stop);
+        drop(analysis);
+        if sink.join().is_err() {
+            tracing::error!("the outputs thread panicked");
         }
-        if ready.is_empty() {
-            continue;
-        }
-        // Detect: every frame due for detection, all tiles of all of them, in as few model runs as the
-        // model's batch allows. `detector.every`: the frames between detections are tracked by
-        // prediction alone, except while a new track waits for confirmation (a vehicle just appeared).
-        let t_detect = Instant::now();
-        let mut due: Vec<usize> = Vec::new();
-        for (k, (i, frame)) in ready.iter().enumerate() {
-            let cam = &mut cameras[*i];
-            if !cam.checked_size {
-                check_frame_size(&cam.cfg, frame.frame_size())?;
-                cam.checked_size = true;
-            }
-            if cam.summary.frames.is_multiple_of(u64::from(cfg.detector.every.max(1))) || cam.tracker.has_tentative() {
-                due.push(k);
-            }
-        }
-        if !due.is_empty() {
-            let jobs: Vec<Job<'_>> = due.iter().map(|&k| ready[k].1.job()).collect();
-            let mut outs: Vec<Vec<Detection>> = due.iter().map(|&k| std::mem::take(&mut dets[ready[k].0])).collect();
-            let result = detector.detect(&jobs, &mut outs);
-            for (&k, mut out) in due.iter().zip(outs) {
-                twowheel::fuse(&mut out, &cfg.two_wheelers, &mut fuse_scratch);
-                dets[ready[k].0] = out;
-            }
-            result?;
-        }
-        // Each frame's share of the detection time, for the stage histogram.
-        let detect_share = t_detect.elapsed() / due.len().max(1) as u32;
-        for (k, (i, frame)) in ready.drain(..).enumerate() {
-            let cam = &mut cameras[i];
-            let detected = due.contains(&k);
-            analyse(
-                &cfg.site,
-                cam,
-                frame,
-                detected.then_some(&dets[i][..]),
-                if detected { detect_share } else { Duration::ZERO },
-                &mut store,
-                observer,
-                &mut tracked,
-                &mut events,
-                &mut reports,
-                &metrics,
-                snapshots.as_ref(),
-            )?;
-            if !reports.is_empty()
-                && let Some(p) = &publisher
-            {
-                p.wake();
-            }
-        }
-        if housekept.elapsed() > HOUSEKEEPING {
-            housekeep(&mut store, cfg, &metrics)?;
-            housekept = Instant::now();
-        }
-    }
-    // Stopped by a signal, or every stream ended: close what is open.
-    notifier.stopping();
-    for cam in cameras.iter_mut() {
-        cam.restart_at = None;
-        if let Some(source) = cam.source.take() {
-            cam.summary.dropped += source.dropped();
-            drop(source);
-            finish_camera(&cfg.site, cam, &mut store, observer, &mut tracked, &mut events, &mut reports, &metrics)?;
-        }
-    }
+        result
+    });
     if let Some(p) = publisher {
         p.drain();
     }
-    Ok(RunSummary { cameras: cameras.into_iter().map(|c| c.summary).collect() })
+    result?;
+    Ok(RunSummary { cameras: cameras.into_iter().map(|c| c.pipe.into_summary()).collect() })
 }
 
-/// A camera's tracker, with the two-wheeler rules and the camera's ground plane for its class votes.
-fn new_tracker(cfg: &Config, cam: &CameraConfig) -> Tracker {
-    Tracker::new(cfg.tracker.clone())
-        .with_evidence(ClassEvidence { two_wheelers: cfg.two_wheelers.clone(), ground: cam.ground.clone() })
+/// The analysis thread's side of a run.
+struct Analysis<'a> {
+    cfg: &'a Config,
+    detector: &'a mut Detector,
+    metrics: &'a Arc<Metrics>,
+    tx: OutputSender,
+    snapshots: Option<&'a Snapshots>,
 }
 
-/// A camera due for its restart gets a new source.
-fn restart_if_due(cam: &mut Camera, metrics: &Metrics) {
-    if cam.source.is_none()
-        && let Some(at) = cam.restart_at
-        && Instant::now() >= at
-    {
+impl Analysis<'_> {
+    fn run(&mut self, cameras: &mut [Camera], stop: &AtomicBool) -> Result<(), RunError> {
+        let mut notifier = crate::telemetry::Notifier::from_env();
+        notifier.ready();
+        // One detection list per camera; frames gathered this round, by camera index.
+        let mut dets: Vec<Vec<Detection>> = vec![Vec::new(); cameras.len()];
+        let mut ready: Vec<(usize, Frame)> = Vec::new();
+        let mut fuse_scratch = Vec::new();
+        let single = cameras.len() == 1;
+        let batch_wait = self.cfg.detector.batch_wait;
+        // The first error of a file camera: with a lone camera, the run's error.
+        let mut file_error: Option<RunError> = None;
+        while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| !c.finished) {
+            notifier.alive();
+            if cameras.iter().all(|c| c.source.is_none()) {
+                // Every camera is waiting for its restart.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Gather: the frame each camera has waiting now; if none has one, wait a little on each (50
+            // ms for a lone camera, 2 ms each with several); with `batch_wait`, cameras without a frame
+            // yet get that long for theirs, so that their frames share one model run.
+            ready.clear();
+            let gathered_at = Instant::now();
+            for pass in 0..3 {
+                let wait = match pass {
+                    0 => Duration::ZERO,
+                    1 if ready.is_empty() => Duration::from_millis(if single { 50 } else { 2 }),
+                    2 if !ready.is_empty() && !batch_wait.is_zero() => batch_wait.saturating_sub(gathered_at.elapsed()),
+                    _ => continue,
+                };
+                for (i, cam) in cameras.iter_mut().enumerate() {
+                    if cam.finished || ready.iter().any(|(k, _)| *k == i) {
+                        continue;
+                    }
+                    let step = self.supervise(cam, |a, cam| {
+                        a.restart_if_due(cam);
+                        a.take_frame(cam, wait)
+                    });
+                    match step {
+                        Ok(Some(frame)) => ready.push((i, frame)),
+                        Ok(None) => {}
+                        Err(e) => self.fault(cam, e, &mut file_error),
+                    }
+                }
+            }
+            let now = SystemTime::now();
+            for cam in cameras.iter_mut().filter(|c| c.live && !c.finished) {
+                let r = self.supervise(cam, |a, cam| {
+                    let mut out = Produced::default();
+                    cam.pipe.tick(now, &mut out);
+                    a.send(cam.id(), out);
+                    if cam.checkpointed.elapsed() >= a.cfg.store.checkpoint {
+                        a.checkpoint(cam);
+                    }
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    self.fault(cam, e, &mut file_error);
+                }
+            }
+            if ready.is_empty() {
+                continue;
+            }
+            // A frame of another size than calibrated (a camera rebooted into another mode) is that
+            // camera's fault alone.
+            let mut k = 0;
+            while k < ready.len() {
+                let (i, size) = (ready[k].0, ready[k].1.frame_size());
+                match check_frame_size(cameras[i].cfg(), size) {
+                    Ok(()) => k += 1,
+                    Err(e) => {
+                        ready.remove(k);
+                        self.fault(&mut cameras[i], e, &mut file_error);
+                    }
+                }
+            }
+            let t_detect = Instant::now();
+            let every = self.cfg.detector.every;
+            let due: Vec<usize> =
+                (0..ready.len()).filter(|&k| cameras[ready[k].0].pipe.wants_detection(every)).collect();
+            let failed = self.detect(&ready, &due, &mut dets, &mut fuse_scratch);
+            // Each frame's share of the detection time, for the stage histogram.
+            let detect_share = t_detect.elapsed() / due.len().max(1) as u32;
+            for (k, (i, frame)) in ready.drain(..).enumerate() {
+                let cam = &mut cameras[i];
+                if let Some((_, e)) = failed.iter().find(|(f, _)| *f == k) {
+                    let e = RunError::Detect(DetectError::Inference(format!("camera {:?}: {e}", cam.id())));
+                    self.fault(cam, e, &mut file_error);
+                    continue;
+                }
+                let detected = due.contains(&k);
+                let d = detected.then_some(&dets[i][..]);
+                let share = if detected { detect_share } else { Duration::ZERO };
+                let r = self.supervise(cam, |a, cam| {
+                    a.analyse(cam, frame, d, share);
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    self.fault(cam, e, &mut file_error);
+                }
+            }
+        }
+        // Stopped by a signal, or every stream ended: close what is open.
+        notifier.stopping();
+        let rest = if stop.load(Ordering::Relaxed) { GapReason::BoxNotRunning } else { GapReason::NoFrames };
+        for cam in cameras.iter_mut().filter(|c| !c.finished) {
+            cam.restart_at = None;
+            self.close(cam, rest);
+        }
+        match file_error {
+            Some(e) if single => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs one camera's step, turning its panic into that camera's error.
+    fn supervise<T>(
+        &mut self,
+        cam: &mut Camera,
+        step: impl FnOnce(&mut Self, &mut Camera) -> Result<T, RunError>,
+    ) -> Result<T, RunError> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| step(self, cam))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(RunError::Panic { camera: cam.id().to_owned(), message })
+            }
+        }
+    }
+
+    /// One camera's error or panic: its open bins close as partial, its source goes; a live camera is
+    /// restarted alone with backoff, a file camera ends. The other cameras are not touched.
+    fn fault(&mut self, cam: &mut Camera, e: RunError, file_error: &mut Option<RunError>) {
+        let kind = if matches!(e, RunError::Panic { .. }) { "panic" } else { "error" };
+        self.metrics
+            .camera_faults
+            .get_or_create(&vec![("camera".into(), cam.id().to_owned()), ("kind".into(), kind.into())])
+            .inc();
+        self.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
+        cam.pipe.summary_mut().faults += 1;
+        if cam.live {
+            tracing::error!(camera = %cam.id(), error = %e, "camera fault; its open bins close as partial, it restarts alone");
+        } else {
+            tracing::error!(camera = %cam.id(), error = %e, "camera stopped");
+        }
+        self.close(cam, GapReason::CameraDown);
+        if cam.live {
+            schedule_restart(cam, &e);
+        } else {
+            cam.finished = true;
+            cam.pipe.summary_mut().error = Some(e.to_string());
+            file_error.get_or_insert(e);
+        }
+    }
+
+    /// Drops the camera's source and closes its open bins (the rest of each a gap of `rest`).
+    fn close(&mut self, cam: &mut Camera, rest: GapReason) {
+        if let Some(source) = cam.source.take() {
+            let dropped = source.dropped().saturating_sub(cam.dropped_seen);
+            cam.pipe.summary_mut().dropped += dropped;
+            cam.dropped_seen = 0;
+        }
+        let mut out = Produced::default();
+        let closed = std::panic::catch_unwind(AssertUnwindSafe(|| cam.pipe.finish(rest, &mut out)));
+        if closed.is_err() {
+            // Its state is not to be trusted: start it afresh (its open bins are lost; the last
+            // checkpoint restores them after a restart of the box).
+            tracing::error!(camera = %cam.id(), "camera's bins could not be closed (panic); it starts afresh");
+            let cfg = cam.cfg().clone();
+            let summary = cam.pipe.summary().clone();
+            cam.pipe = CameraPipeline::new(self.cfg, &cfg, self.metrics.clone());
+            *cam.pipe.summary_mut() = summary;
+            return;
+        }
+        let id = cam.id().to_owned();
+        self.send(&id, out);
+    }
+
+    fn send(&self, camera: &str, produced: Produced) {
+        if !produced.is_empty() {
+            crate::sink::send(&self.tx, Output::Produced { camera: camera.to_owned(), produced }, self.metrics);
+        }
+    }
+
+    fn checkpoint(&self, cam: &mut Camera) {
+        cam.checkpointed = Instant::now();
+        let states = cam.pipe.checkpoint();
+        if !states.is_empty() {
+            crate::sink::send(&self.tx, Output::Checkpoint { camera: cam.id().to_owned(), states }, self.metrics);
+        }
+    }
+
+    /// A camera due for its restart gets a new source.
+    fn restart_if_due(&mut self, cam: &mut Camera) {
+        if cam.source.is_some() || cam.restart_at.is_none_or(|at| Instant::now() < at) {
+            return;
+        }
         cam.restart_at = None;
-        metrics.stream_restarts.get_or_create(&camera_labels(&cam.cfg.id)).inc();
-        match Source::open(&cam.cfg.uri, cam.source_opts.clone()) {
+        self.metrics.stream_restarts.get_or_create(&camera_labels(cam.id())).inc();
+        let mut out = Produced::default();
+        cam.pipe.reopening(SystemTime::now(), &mut out);
+        self.send(cam.id(), out);
+        match Source::open(&cam.cfg().uri, cam.source_opts.clone()) {
             Ok(s) => {
-                tracing::info!(camera = %cam.cfg.id, attempt = cam.failures, "camera restarted");
+                tracing::info!(camera = %cam.id(), attempt = cam.failures, "camera restarted");
                 cam.source = Some(s);
                 cam.dropped_seen = 0;
             }
-            Err(e) => schedule_restart(cam, &e),
-        }
-    }
-}
-
-/// What polling a camera gave: a frame, the end of its stream (clean: `Some(None)`, failed:
-/// `Some(Some(error))`), or nothing yet.
-struct Taken {
-    frame: Option<Frame>,
-    ended: Option<Option<SourceError>>,
-}
-
-/// Polls the camera's source for up to `wait`.
-fn take_frame(cam: &mut Camera, wait: Duration, metrics: &Metrics) -> Taken {
-    let Some(source) = cam.source.as_mut() else { return Taken { frame: None, ended: None } };
-    match source.poll(wait) {
-        Ok(Poll::Frame(f)) => Taken { frame: Some(f), ended: None },
-        Ok(Poll::Idle) => Taken { frame: None, ended: None },
-        ended => {
-            let err = ended.err();
-            metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(0);
-            if err.is_some() {
-                metrics
-                    .errors
-                    .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
-                    .inc();
-            }
-            cam.summary.dropped += source.dropped();
-            cam.source = None;
-            Taken { frame: None, ended: Some(err) }
-        }
-    }
-}
-
-/// A camera's stream ended or failed: a live camera restarts alone, with backoff (its tracks end, its
-/// bins stay open); a file camera is finished. A lone file camera's failure ends the run with it.
-#[allow(clippy::too_many_arguments)]
-fn stream_ended(
-    site: &str,
-    cam: &mut Camera,
-    err: Option<SourceError>,
-    single: bool,
-    store: &mut Store,
-    observer: &mut dyn Observer,
-    tracked: &mut TrackerOutput,
-    events: &mut Vec<TrafficEvent>,
-    reports: &mut Vec<FlowReport>,
-    metrics: &Metrics,
-) -> Result<(), RunError> {
-    if cam.live {
-        match &err {
-            Some(e) => schedule_restart(cam, e),
-            None => schedule_restart(cam, &"end of stream"),
-        }
-        end_tracks(site, cam, store, observer, tracked, events, metrics)?;
-        cam.fragments_before += cam.tracker.fragments;
-        cam.tracker = cam.tracker.fresh();
-        return Ok(());
-    }
-    match err {
-        None => tracing::info!(camera = %cam.cfg.id, frames = cam.summary.frames, "stream ended"),
-        Some(e) => {
-            tracing::error!(camera = %cam.cfg.id, error = %e, "camera stopped");
-            cam.summary.error = Some(e.to_string());
-            if single {
-                return Err(e.into());
+            Err(e) => {
+                let mut out = Produced::default();
+                cam.pipe.reopening_failed(SystemTime::now(), &mut out);
+                self.send(cam.id(), out);
+                schedule_restart(cam, &e);
             }
         }
     }
-    finish_camera(site, cam, store, observer, tracked, events, reports, metrics)
-}
 
-/// One frame of one camera after detection (`dets`: this frame's detections, `None` on a frame the
-/// detector skipped): track, rules, bins, the snapshot, the store.
-#[allow(clippy::too_many_arguments)]
-fn analyse(
-    site: &str,
-    cam: &mut Camera,
-    frame: Frame,
-    dets: Option<&[Detection]>,
-    detect_time: Duration,
-    store: &mut Store,
-    observer: &mut dyn Observer,
-    tracked: &mut TrackerOutput,
-    events: &mut Vec<TrafficEvent>,
-    reports: &mut Vec<FlowReport>,
-    metrics: &Metrics,
-    snapshots: Option<&Snapshots>,
-) -> Result<(), RunError> {
-    if cam.failures > 0 || metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).get() == 0 {
-        cam.failures = 0;
-        metrics.stream_up.get_or_create(&camera_labels(&cam.cfg.id)).set(1);
-    }
-    let labels = camera_labels(&cam.cfg.id);
-    metrics.frames_decoded.get_or_create(&labels).inc();
-    metrics.frame_seen(&cam.cfg.id);
-    let t_track = Instant::now();
-    match dets {
-        Some(d) => {
-            cam.summary.detected += 1;
-            cam.tracker.update(frame.pts, d, tracked);
+    /// Polls the camera's source for up to `wait`. The end of its stream: a live camera restarts
+    /// alone, with backoff (its tracks end, its bins stay open); a file camera is finished (an error
+    /// is that camera's fault).
+    fn take_frame(&mut self, cam: &mut Camera, wait: Duration) -> Result<Option<Frame>, RunError> {
+        let Some(source) = cam.source.as_mut() else { return Ok(None) };
+        let err = match source.poll(wait) {
+            Ok(Poll::Frame(f)) => return Ok(Some(f)),
+            Ok(Poll::Idle) => return Ok(None),
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        self.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
+        if err.is_some() {
+            self.metrics
+                .errors
+                .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
+                .inc();
         }
-        None => cam.tracker.predict(frame.pts, tracked),
-    }
-    let t_rules = Instant::now();
-    events.clear();
-    cam.rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, events);
-    let t_end = Instant::now();
-    metrics.frames_analysed.get_or_create(&labels).inc();
-    for (stage, d) in [("detect", detect_time), ("track", t_rules - t_track), ("rules", t_end - t_rules)] {
-        metrics.stage_duration.get_or_create(&vec![("stage".into(), stage.into())]).observe(d.as_secs_f64());
-    }
-    // The appsink count can lag by the frame waiting there: never let the total go back.
-    let dropped = cam.source.as_ref().map_or(0, Source::dropped).max(cam.dropped_seen);
-    reports.clear();
-    cam.aggregator.frame(frame.wall, dropped - cam.dropped_seen, cam.rules.zone_now(), quality(cam), reports);
-    metrics.frames_dropped.get_or_create(&labels).inc_by(dropped - cam.dropped_seen);
-    cam.dropped_seen = dropped;
-    cam.summary.frames += 1;
-    cam.last_pts = frame.pts;
-    cam.last_wall = frame.wall;
-    feed(cam, observer, events, metrics);
-    if let Some(shared) = snapshots
-        && let Ok(mut all) = shared.lock()
-    {
-        let snap = all.entry(cam.cfg.id.clone()).or_default();
-        snap.set_image(&frame.image(), frame.plan.clone(), cam.source_opts.channel_order);
-        snap.tracks.clone_from(&tracked.tracks);
-        if snap.lines.is_empty() && snap.zones.is_empty() {
-            snap.lines = cam.cfg.lines.clone();
-            snap.zones = cam.cfg.zones.clone();
+        if let Some(source) = cam.source.take() {
+            cam.pipe.summary_mut().dropped += source.dropped().saturating_sub(cam.dropped_seen);
+            cam.dropped_seen = 0;
         }
-        snap.counts = cam
-            .summary
-            .lines
-            .iter()
-            .map(|(id, c)| (id.clone(), direction_total(c, Direction::In), direction_total(c, Direction::Out)))
-            .collect();
+        if cam.live {
+            match &err {
+                Some(e) => schedule_restart(cam, e),
+                None => schedule_restart(cam, &"end of stream"),
+            }
+            let mut out = Produced::default();
+            cam.pipe.stream_down(&mut out);
+            self.send(cam.id(), out);
+            return Ok(None);
+        }
+        match err {
+            None => {
+                tracing::info!(camera = %cam.id(), frames = cam.pipe.summary().frames, "stream ended");
+                self.close(cam, GapReason::NoFrames);
+                cam.finished = true;
+                Ok(None)
+            }
+            Some(e) => Err(e.into()),
+        }
     }
-    drop(frame);
-    let t = Instant::now();
-    let saved = persist(site, cam, store, observer, events, reports);
-    metrics.store_writable.store(saved.is_ok(), Ordering::Relaxed);
-    saved?;
-    if !events.is_empty() || !reports.is_empty() {
-        metrics
-            .stage_duration
-            .get_or_create(&vec![("stage".into(), "store".into())])
-            .observe(t.elapsed().as_secs_f64());
+
+    /// Detection for the frames `due` (indexes into `ready`), every tile of all of them in as few
+    /// model runs as the batch allows. A failed batch is run again frame by frame, so that an error
+    /// is pinned on its camera: returns (index into `ready`, message) of the frames that failed.
+    fn detect(
+        &mut self,
+        ready: &[(usize, Frame)],
+        due: &[usize],
+        dets: &mut [Vec<Detection>],
+        fuse_scratch: &mut Vec<Option<usize>>,
+    ) -> Vec<(usize, String)> {
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let jobs: Vec<Job<'_>> = due.iter().map(|&k| ready[k].1.job()).collect();
+        let mut outs: Vec<Vec<Detection>> = due.iter().map(|&k| std::mem::take(&mut dets[ready[k].0])).collect();
+        let result = self.detector.detect(&jobs, &mut outs);
+        let mut failed = Vec::new();
+        match result {
+            Ok(()) => {}
+            Err(e) if due.len() == 1 => failed.push((due[0], e.to_string())),
+            Err(_) => {
+                for (j, &k) in due.iter().enumerate() {
+                    if let Err(e) = self.detector.detect(&jobs[j..=j], &mut outs[j..=j]) {
+                        failed.push((k, e.to_string()));
+                    }
+                }
+            }
+        }
+        for (&k, mut out) in due.iter().zip(outs) {
+            twowheel::fuse(&mut out, &self.cfg.two_wheelers, fuse_scratch);
+            dets[ready[k].0] = out;
+        }
+        failed
     }
-    Ok(())
+
+    /// One frame of one camera after detection (`dets`: this frame's detections, `None` on a frame
+    /// the detector skipped): the camera's pipeline, the snapshot, the outputs.
+    fn analyse(&mut self, cam: &mut Camera, frame: Frame, dets: Option<&[Detection]>, detect_time: Duration) {
+        let labels = camera_labels(cam.id());
+        if cam.failures > 0 || self.metrics.stream_up.get_or_create(&labels).get() == 0 {
+            cam.failures = 0;
+            self.metrics.stream_up.get_or_create(&labels).set(1);
+        }
+        // The appsink count can lag by the frame waiting there: never let the total go back.
+        let dropped = cam.source.as_ref().map_or(0, Source::dropped).max(cam.dropped_seen);
+        let mut out = Produced::default();
+        cam.pipe.frame(frame.pts, frame.wall, dets, dropped - cam.dropped_seen, detect_time, &mut out);
+        cam.dropped_seen = dropped;
+        if let Some(shared) = self.snapshots
+            && let Ok(mut all) = shared.lock()
+        {
+            let snap = all.entry(cam.id().to_owned()).or_default();
+            snap.set_image(&frame.image(), frame.plan.clone(), cam.source_opts.channel_order);
+            snap.tracks.clear();
+            snap.tracks.extend_from_slice(cam.pipe.tracks());
+            if snap.lines.is_empty() && snap.zones.is_empty() {
+                snap.lines = cam.cfg().lines.clone();
+                snap.zones = cam.cfg().zones.clone();
+            }
+            snap.counts = cam
+                .pipe
+                .summary()
+                .lines
+                .iter()
+                .map(|(id, c)| (id.clone(), direction_total(c, Direction::In), direction_total(c, Direction::Out)))
+                .collect();
+        }
+        drop(frame);
+        self.send(cam.id(), out);
+        if cam.checkpointed.elapsed() >= self.cfg.store.checkpoint {
+            self.checkpoint(cam);
+        }
+    }
 }
 
 fn check_frame_size(cam: &CameraConfig, actual: crate::geometry::Size) -> Result<(), RunError> {
@@ -524,106 +561,8 @@ fn check_frame_size(cam: &CameraConfig, actual: crate::geometry::Size) -> Result
     Ok(())
 }
 
-/// Feeds events to the open bins and the run totals, and tells the observer.
-fn feed(cam: &mut Camera, observer: &mut dyn Observer, events: &[TrafficEvent], metrics: &Metrics) {
-    for e in events {
-        cam.aggregator.event(e);
-        if let EventKind::Crossing { direction } = e.kind {
-            if let Some((_, counts)) = cam.summary.lines.iter_mut().find(|(id, _)| **id == *e.rule) {
-                *counts.entry((direction, e.class)).or_insert(0) += 1;
-            }
-            let labels = vec![
-                ("camera".into(), cam.cfg.id.clone()),
-                ("counter".into(), e.rule.to_string()),
-                ("direction".into(), direction.as_str().into()),
-                ("class".into(), e.class.as_str().into()),
-            ];
-            metrics.vehicles_counted.get_or_create(&labels).inc();
-        }
-        if let EventKind::Movement { to, turn } = &e.kind {
-            let labels = vec![
-                ("camera".into(), cam.cfg.id.clone()),
-                ("from".into(), e.rule.to_string()),
-                ("to".into(), to.to_string()),
-                ("movement".into(), turn.as_str().into()),
-                ("class".into(), e.class.as_str().into()),
-            ];
-            metrics.movements.get_or_create(&labels).inc();
-        }
-        observer.event(&cam.cfg.id, e);
-    }
-    // The rules count cumulatively; the Prometheus counters take what was added since last frame.
-    let labels = camera_labels(&cam.cfg.id);
-    let q = quality(cam);
-    for (family, now, seen) in [
-        (&metrics.track_fragments, q.track_fragments, &mut cam.summary.track_fragments),
-        (&metrics.recrossings_suppressed, q.recrossings_suppressed, &mut cam.summary.recrossings_suppressed),
-        (&metrics.unmatched_movements, q.unmatched_movements, &mut cam.summary.unmatched_movements),
-    ] {
-        family.get_or_create(&labels).inc_by(now - *seen);
-        *seen = now;
-    }
-}
-
-/// The rules' count-quality counters with the tracker's fragments, all cumulative for the camera.
-fn quality(cam: &Camera) -> crate::analytics::RuleQuality {
-    crate::analytics::RuleQuality { track_fragments: cam.fragments_before + cam.tracker.fragments, ..cam.rules.quality }
-}
-
 fn camera_labels(camera: &str) -> Labels {
     crate::telemetry::camera(camera)
-}
-
-/// Stores events and closed bins in one transaction, then tells the observer about the bins.
-fn persist(
-    site: &str,
-    cam: &Camera,
-    store: &mut Store,
-    observer: &mut dyn Observer,
-    events: &[TrafficEvent],
-    reports: &[FlowReport],
-) -> Result<(), RunError> {
-    store.save(site, &cam.cfg.id, events, reports)?;
-    for r in reports {
-        observer.report(r);
-    }
-    Ok(())
-}
-
-/// Ends the camera's tracks, closing their zone visits; the events are stored.
-fn end_tracks(
-    site: &str,
-    cam: &mut Camera,
-    store: &mut Store,
-    observer: &mut dyn Observer,
-    tracked: &mut TrackerOutput,
-    events: &mut Vec<TrafficEvent>,
-    metrics: &Metrics,
-) -> Result<(), RunError> {
-    cam.tracker.finish(tracked);
-    events.clear();
-    cam.rules.update(cam.last_pts, cam.last_wall, &[], &tracked.ended, events);
-    feed(cam, observer, events, metrics);
-    persist(site, cam, store, observer, events, &[])
-}
-
-/// Ends the camera's tracks and closes its open bins, marked partial where cut short.
-#[allow(clippy::too_many_arguments)]
-fn finish_camera(
-    site: &str,
-    cam: &mut Camera,
-    store: &mut Store,
-    observer: &mut dyn Observer,
-    tracked: &mut TrackerOutput,
-    events: &mut Vec<TrafficEvent>,
-    reports: &mut Vec<FlowReport>,
-    metrics: &Metrics,
-) -> Result<(), RunError> {
-    // Tracks first, so that the zone exits land in the bins being closed.
-    end_tracks(site, cam, store, observer, tracked, events, metrics)?;
-    reports.clear();
-    cam.aggregator.finish(reports);
-    persist(site, cam, store, observer, &[], reports)
 }
 
 /// Exponential backoff with ±25 % jitter: `base` doubling up to `max`.
@@ -637,7 +576,7 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 /// A live camera failed: try again after 1 s, doubling up to 60 s.
 fn schedule_restart(cam: &mut Camera, err: &dyn std::fmt::Display) {
     let wait = backoff(cam.failures, Duration::from_secs(1), Duration::from_secs(60));
-    tracing::warn!(camera = %cam.cfg.id, error = %err, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "camera down; restarting alone");
+    tracing::warn!(camera = %cam.id(), error = %err, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "camera down; restarting alone");
     cam.failures += 1;
     cam.restart_at = Some(Instant::now() + wait);
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, params};
 
-use crate::aggregate::FlowReport;
+use crate::aggregate::{BinState, FlowReport};
 use crate::analytics::{EventKind, TrafficEvent};
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
@@ -60,6 +60,20 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX detector_unpublished ON detector_events (published_at, seq);
     CREATE INDEX detector_wall ON detector_events (camera, wall);",
+    // 3: revised bins: a report stored again under its id carries a higher revision; the last bin of
+    // each camera and length as a restarted box continues it (open: a checkpoint; closed: reported).
+    "ALTER TABLE reports ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE bin_states (
+        site TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        bin_seconds INTEGER NOT NULL,
+        id TEXT NOT NULL,                 -- the bin's report id
+        revision INTEGER NOT NULL,
+        reported INTEGER NOT NULL,        -- 1: closed and stored in reports; 0: a checkpoint of an open bin
+        state TEXT NOT NULL,              -- aggregate::BinState as JSON
+        saved_at TEXT NOT NULL,
+        PRIMARY KEY (site, camera, bin_seconds)
+    );",
 ];
 
 /// ATSPM high-resolution controller events (Indiana): detector on, detector off.
@@ -92,10 +106,22 @@ pub const DETECTOR_SCHEMA: &str = "junction.detector.v1";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SizePrune {
     pub events: usize,
+    /// Loop detector events the broker had acknowledged.
+    pub detector_events: usize,
+    /// Daily ATSPM CSV files.
+    pub atspm_files: usize,
     /// Reports the broker had already acknowledged.
     pub delivered: usize,
+    /// Loop detector events never delivered (before any undelivered report).
+    pub undelivered_detector: usize,
     /// Reports never delivered: lost for the traffic centre (logged loudly, counted).
     pub undelivered: usize,
+}
+
+impl SizePrune {
+    pub fn delivered_rows(&self) -> usize {
+        self.events + self.detector_events + self.atspm_files + self.delivered
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,8 +236,9 @@ impl Store {
         self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))
     }
 
-    /// Stores events and closed reports in one transaction. A report already stored (same id) is
-    /// replaced: a re-run over the same file gives the same ids.
+    /// Stores events and closed reports in one transaction. A report already stored under its id is
+    /// replaced only by a higher revision (which goes out to the broker again); an equal or lower one
+    /// is kept out (a file replayed from the same start gives the same ids at revision 1).
     pub fn save(
         &mut self,
         site: &str,
@@ -275,8 +302,17 @@ impl Store {
             }
             let mut rep = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO reports (id, site, camera, bin_start, bin_seconds, partial, payload, stored_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO reports (id, site, camera, bin_start, bin_seconds, partial, payload, stored_at, revision)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (id) DO UPDATE SET partial = excluded.partial, payload = excluded.payload,
+                        stored_at = excluded.stored_at, revision = excluded.revision, published_at = NULL
+                     WHERE excluded.revision > reports.revision",
+                )
+                .map_err(&err)?;
+            let mut state = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO bin_states (site, camera, bin_seconds, id, revision, reported, state, saved_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)",
                 )
                 .map_err(&err)?;
             let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
@@ -285,21 +321,93 @@ impl Store {
                     path: self.path.clone(),
                     message: format!("report {}: {e}", r.id),
                 })?;
-                rep.execute(params![
-                    r.id,
-                    r.site,
-                    r.camera,
-                    r.bin_start,
-                    r.bin_seconds as i64,
-                    r.partial,
-                    payload,
-                    now
-                ])
-                .map_err(&err)?;
+                let n = rep
+                    .execute(params![
+                        r.id,
+                        r.site,
+                        r.camera,
+                        r.bin_start,
+                        r.bin_seconds as i64,
+                        r.partial,
+                        payload,
+                        now,
+                        r.revision
+                    ])
+                    .map_err(&err)?;
+                if n == 0 {
+                    tracing::debug!(id = %r.id, revision = r.revision, "store: a report of this id at this revision or higher is stored; kept");
+                }
+                if let Some(s) = &r.state {
+                    let json = serde_json::to_string(&**s).map_err(|e| StoreError::Sqlite {
+                        path: self.path.clone(),
+                        message: format!("bin state {}: {e}", r.id),
+                    })?;
+                    state
+                        .execute(params![r.site, r.camera, r.bin_seconds as i64, r.id, r.revision, json, now])
+                        .map_err(&err)?;
+                }
             }
         }
         tx.commit().map_err(&err)?;
         self.append_atspm(site, camera, events)
+    }
+
+    /// Checkpoints a camera's open bins (replacing its last bin of each length).
+    pub fn checkpoint(&mut self, site: &str, camera: &str, states: &[BinState]) -> Result<(), StoreError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = move |e: rusqlite::Error| StoreError::Sqlite { path: path.clone(), message: e.to_string() };
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let tx = self.conn.transaction().map_err(&err)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO bin_states (site, camera, bin_seconds, id, revision, reported, state, saved_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+                )
+                .map_err(&err)?;
+            for s in states {
+                let json = serde_json::to_string(s).map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    message: format!("bin state {}: {e}", s.id),
+                })?;
+                st.execute(params![site, camera, s.bin_seconds as i64, s.id, s.revision, json, now]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// The last bin of each length of a camera, open (checkpointed) or reported, to continue it.
+    pub fn bin_states(&self, site: &str, camera: &str) -> Result<Vec<BinState>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, state FROM bin_states WHERE site = ?1 AND camera = ?2 ORDER BY bin_seconds")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![site, camera], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row.map_err(|e| self.err(e))?;
+            match serde_json::from_str(&json) {
+                Ok(s) => out.push(s),
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "store: a saved bin state does not parse; that bin starts afresh")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored revision of a report, if any.
+    pub fn revision(&self, id: &str) -> Result<Option<u32>, StoreError> {
+        self.conn
+            .query_row("SELECT revision FROM reports WHERE id = ?1", [id], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(|e| self.err(e))
     }
 
     /// Report ids in the order stored.
@@ -309,28 +417,26 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// The oldest report not yet acknowledged by the broker: (id, camera, payload JSON).
-    pub fn next_unpublished(&self) -> Result<Option<(String, String, String)>, StoreError> {
+    /// The oldest report not yet acknowledged by the broker: (id, revision, camera, payload JSON).
+    pub fn next_unpublished(&self) -> Result<Option<(String, u32, String, String)>, StoreError> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT id, camera, payload FROM reports WHERE published_at IS NULL ORDER BY rowid LIMIT 1")
+            .prepare_cached(
+                "SELECT id, revision, camera, payload FROM reports WHERE published_at IS NULL ORDER BY stored_at, rowid LIMIT 1",
+            )
             .map_err(|e| self.err(e))?;
-        let mut rows = st.query([]).map_err(|e| self.err(e))?;
-        match rows.next().map_err(|e| self.err(e))? {
-            Some(r) => Ok(Some((
-                r.get(0).map_err(|e| self.err(e))?,
-                r.get(1).map_err(|e| self.err(e))?,
-                r.get(2).map_err(|e| self.err(e))?,
-            ))),
-            None => Ok(None),
-        }
+        st.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(|e| self.err(e))
     }
 
-    /// Marks a report acknowledged (PUBACK received).
-    pub fn mark_published(&self, id: &str, at: SystemTime) -> Result<(), StoreError> {
+    /// Marks a report acknowledged (PUBACK received) at the revision that was sent: a higher revision
+    /// stored meanwhile stays in the outbox.
+    pub fn mark_published(&self, id: &str, revision: u32, at: SystemTime) -> Result<(), StoreError> {
         let at = humantime::format_rfc3339_millis(at).to_string();
         self.conn
-            .execute("UPDATE reports SET published_at = ?2 WHERE id = ?1", params![id, at])
+            .execute("UPDATE reports SET published_at = ?3 WHERE id = ?1 AND revision = ?2", params![id, revision, at])
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -517,57 +623,120 @@ impl Store {
         Ok((q("page_count")? - q("freelist_count")?).max(0) as u64 * q("page_size")? as u64)
     }
 
-    /// Keeps the store under `max_bytes`: deletes the oldest events and acknowledged reports first,
-    /// an hour of them at a time, and only when none are left the oldest undelivered reports.
+    /// Daily ATSPM CSV files: (day YYYY-MM-DD, path, bytes), oldest first.
+    fn atspm_files(&self) -> Vec<(String, PathBuf, u64)> {
+        let Some(dir) = &self.atspm_dir else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        let mut out: Vec<(String, PathBuf, u64)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let day = name.strip_suffix(".csv")?.rsplit('_').next()?.to_owned();
+                (day.len() == 10).then(|| (day, e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Bytes the store takes: the database's live pages and the ATSPM CSV files.
+    pub fn total_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.used_bytes()? + self.atspm_files().iter().map(|f| f.2).sum::<u64>())
+    }
+
+    /// Keeps the store (database and ATSPM files) under `max_bytes`, losing undelivered data last: the
+    /// oldest hour of events, delivered loop detector events, delivered reports and ATSPM files first,
+    /// then undelivered loop detector events, and only when nothing else is left the oldest
+    /// undelivered reports.
     pub fn bound_size(&mut self, max_bytes: u64) -> Result<SizePrune, StoreError> {
         let mut out = SizePrune::default();
-        while self.used_bytes()? > max_bytes {
-            let oldest: Option<String> = self
+        while self.total_bytes()? > max_bytes {
+            let oldest_row: Option<String> = self
                 .conn
                 .query_row(
                     "SELECT MIN(t) FROM (SELECT MIN(wall) AS t FROM events
+                     UNION ALL SELECT MIN(wall) FROM detector_events WHERE published_at IS NOT NULL
                      UNION ALL SELECT MIN(bin_start) FROM reports WHERE published_at IS NOT NULL)",
                     [],
                     |r| r.get(0),
                 )
                 .map_err(|e| self.err(e))?;
+            let files = self.atspm_files();
+            let oldest_file = files.first().map(|f| format!("{}T00:00:00Z", f.0));
+            let oldest = match (oldest_row, oldest_file) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if let Some(oldest) = oldest {
-                let cutoff = humantime::parse_rfc3339_weak(&oldest)
+                let cutoff = humantime::parse_rfc3339_weak(oldest.trim_end_matches('Z'))
                     .map(|t| humantime::format_rfc3339_millis(t + Duration::from_secs(3600)).to_string())
                     .unwrap_or(oldest);
-                out.events +=
-                    self.conn.execute("DELETE FROM events WHERE wall <= ?1", [&cutoff]).map_err(|e| self.err(e))?;
-                out.delivered += self
-                    .conn
-                    .execute("DELETE FROM reports WHERE published_at IS NOT NULL AND bin_start <= ?1", [&cutoff])
-                    .map_err(|e| self.err(e))?;
-            } else {
-                let n = self
-                    .conn
-                    .execute(
-                        "DELETE FROM reports WHERE rowid IN
-                         (SELECT rowid FROM reports WHERE published_at IS NULL ORDER BY rowid LIMIT 100)",
-                        [],
-                    )
-                    .map_err(|e| self.err(e))?;
-                if n == 0 {
-                    break;
+                let e = |s: &Self, sql: &str| s.conn.execute(sql, [&cutoff]).map_err(|e| s.err(e));
+                out.events += e(self, "DELETE FROM events WHERE wall <= ?1")?;
+                out.detector_events +=
+                    e(self, "DELETE FROM detector_events WHERE published_at IS NOT NULL AND wall <= ?1")?;
+                out.delivered += e(self, "DELETE FROM reports WHERE published_at IS NOT NULL AND bin_start <= ?1")?;
+                // A day's file goes once the cutoff has passed that whole day.
+                for (day, path, _) in files.iter().filter(|f| format!("{}T23:59:59.999Z", f.0) <= cutoff) {
+                    match std::fs::remove_file(path) {
+                        Ok(()) => out.atspm_files += 1,
+                        Err(err) => {
+                            tracing::warn!(day, path = %path.display(), error = %err, "store: cannot delete an ATSPM file")
+                        }
+                    }
                 }
-                out.undelivered += n;
+                continue;
             }
+            let n = self
+                .conn
+                .execute(
+                    "DELETE FROM detector_events WHERE seq IN
+                     (SELECT seq FROM detector_events WHERE published_at IS NULL ORDER BY seq LIMIT 1000)",
+                    [],
+                )
+                .map_err(|e| self.err(e))?;
+            if n > 0 {
+                out.undelivered_detector += n;
+                continue;
+            }
+            let n = self
+                .conn
+                .execute(
+                    "DELETE FROM reports WHERE rowid IN
+                     (SELECT rowid FROM reports WHERE published_at IS NULL ORDER BY rowid LIMIT 100)",
+                    [],
+                )
+                .map_err(|e| self.err(e))?;
+            if n == 0 {
+                // ATSPM files of days not yet over, or nothing left: stop.
+                break;
+            }
+            out.undelivered += n;
         }
         Ok(out)
     }
 
-    /// Deletes what is older than `days` (by bin start / event wall time). Returns rows removed.
+    /// Deletes what is older than `days` (by bin start / event wall time) in every table and the ATSPM
+    /// files; undelivered reports stay (they go only to the size bound). Returns rows and files removed.
     pub fn prune(&mut self, days: u32, now: SystemTime) -> Result<usize, StoreError> {
-        let cutoff = humantime::format_rfc3339_seconds(now - Duration::from_secs(u64::from(days) * 86_400)).to_string();
-        let a = self.conn.execute("DELETE FROM events WHERE wall < ?1", [&cutoff]).map_err(|e| self.err(e))?;
-        let b = self
-            .conn
-            .execute("DELETE FROM reports WHERE bin_start < ?1 AND published_at IS NOT NULL", [&cutoff])
-            .map_err(|e| self.err(e))?;
-        Ok(a + b)
+        let age = Duration::from_secs(u64::from(days) * 86_400);
+        let cutoff_t = now.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = humantime::format_rfc3339_seconds(cutoff_t).to_string();
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM events WHERE wall < ?1",
+            "DELETE FROM detector_events WHERE wall < ?1 AND published_at IS NOT NULL",
+            "DELETE FROM reports WHERE bin_start < ?1 AND published_at IS NOT NULL",
+        ] {
+            n += self.conn.execute(sql, [&cutoff]).map_err(|e| self.err(e))?;
+        }
+        let day = &cutoff[..10];
+        for (d, path, _) in self.atspm_files() {
+            if d.as_str() < day && std::fs::remove_file(&path).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -595,6 +764,9 @@ mod tests {
             headways: vec![],
             movements: vec![],
             quality: Quality::default(),
+            revision: 1,
+            gaps: vec![],
+            state: None,
         }
     }
 
@@ -606,10 +778,29 @@ mod tests {
             let mut s = Store::open(&path).unwrap();
             assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
             s.save("s", "c", &[], &[report("a"), report("b")]).unwrap();
-            s.save("s", "c", &[], &[report("a")]).unwrap();
+            s.mark_published("a", 1, SystemTime::now()).unwrap();
+            // The same revision again (a file replayed from the same start) is kept out.
+            let mut again = report("a");
+            again.frames_analysed = 1;
+            s.save("s", "c", &[], &[again]).unwrap();
         }
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.report_ids().unwrap(), vec!["b".to_string(), "a".to_string()]);
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.report_ids().unwrap(), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(s.unpublished().unwrap(), 1);
+        assert_eq!(s.reports(None, 60, "2026", "2027").unwrap()[0].frames_analysed, 600);
+        // A higher revision replaces it and goes out again; a lower one never does.
+        let mut r2 = report("a");
+        r2.revision = 2;
+        r2.frames_analysed = 900;
+        s.save("s", "c", &[], &[r2]).unwrap();
+        s.save("s", "c", &[], &[report("a")]).unwrap();
+        assert_eq!(s.revision("a").unwrap(), Some(2));
+        assert_eq!(s.unpublished().unwrap(), 2);
+        // An acknowledgement of revision 1 arriving late does not mark revision 2 delivered.
+        s.mark_published("a", 1, SystemTime::now()).unwrap();
+        assert_eq!(s.unpublished().unwrap(), 2);
+        let got = s.reports(None, 60, "2026", "2027").unwrap();
+        assert_eq!((got[0].revision, got[0].frames_analysed), (2, 900));
     }
 
     fn event(rule: &str, secs: u64) -> TrafficEvent {
@@ -654,7 +845,7 @@ mod tests {
         let big: Vec<FlowReport> = (0..24).map(|h| r(&format!("r{h}"), h)).collect();
         s.save("s", "c", &(0..2000).map(|i| event("a", i)).collect::<Vec<_>>(), &big).unwrap();
         for h in 0..12 {
-            s.mark_published(&format!("r{h}"), SystemTime::now()).unwrap();
+            s.mark_published(&format!("r{h}"), 1, SystemTime::now()).unwrap();
         }
         let full = s.used_bytes().unwrap();
         // Room for the undelivered reports but not the events and delivered ones.

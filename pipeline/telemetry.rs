@@ -54,6 +54,14 @@ pub struct Metrics {
     /// Reports deleted before the broker acknowledged them, to keep the store under its size.
     pub reports_dropped: Counter,
     pub mqtt_connected: Gauge,
+    /// Outputs waiting in memory because the store cannot write.
+    pub outputs_held: Gauge,
+    /// Events dropped from memory while the store could not write (reports never are).
+    pub events_dropped: Counter,
+    /// Errors and panics of one camera's own work, after which the supervisor restarted it alone.
+    pub camera_faults: Family<Labels, Counter>,
+    /// 1 while the publisher thread runs.
+    pub publisher_up: Gauge,
     /// Per camera: last analysed frame and how old it may be (the camera's stall timeout).
     last_frame: Mutex<HashMap<String, (Option<Instant>, Duration)>>,
     /// Set once the store is open and after each successful write; cleared by a failed one.
@@ -105,6 +113,10 @@ impl Metrics {
             outbox_pending: Gauge::default(),
             reports_dropped: Counter::default(),
             mqtt_connected: Gauge::default(),
+            outputs_held: Gauge::default(),
+            events_dropped: Counter::default(),
+            camera_faults: Family::default(),
+            publisher_up: Gauge::default(),
             last_frame: Mutex::new(cameras.iter().map(|(c, w)| (c.clone(), (None, *w))).collect()),
             store_writable: std::sync::atomic::AtomicBool::new(false),
             registry: Registry::default(),
@@ -174,6 +186,34 @@ impl Metrics {
             m.unmatched_movements.clone(),
         );
         reg(&mut registry, &mut names, "junction_stream_up", "1 while the camera delivers frames", m.stream_up.clone());
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_outputs_held",
+            "Outputs held in memory because the store cannot write (disk full, locked)",
+            m.outputs_held.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_events_dropped",
+            "Events dropped from memory while the store could not write (reports never are)",
+            m.events_dropped.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_camera_faults",
+            "Errors or panics of one camera's analysis; the camera was restarted alone",
+            m.camera_faults.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_publisher_up",
+            "1 while the MQTT publisher thread runs",
+            m.publisher_up.clone(),
+        );
         reg(
             &mut registry,
             &mut names,

@@ -247,7 +247,7 @@ pub(crate) fn junction_reports(
             agg.event(e);
         }
     }
-    agg.finish(&mut reports);
+    agg.finish(crate::aggregate::GapReason::NoFrames, &mut reports);
     (reports, rules.quality)
 }
 

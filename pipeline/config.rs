@@ -591,8 +591,8 @@ impl Config {
         {
             c.add(path, "detector.score", "must be within 0..=1");
         }
-        if raw.detector.every == 0 {
-            c.add(path, "detector.every", "must be at least 1 (1: detect on every frame)");
+        if !(1..=30).contains(&raw.detector.every) {
+            c.add(path, "detector.every", "must be 1 to 30 (1: detect on every frame)");
         }
         if !(0.0..=0.5).contains(&raw.detector.tile_overlap) {
             c.add(path, "detector.tile_overlap", "must be within 0..=0.5 (a share of a tile's side)");
@@ -604,6 +604,8 @@ impl Config {
             c.add(path, "detector.batch_wait_ms", "must be at most 1000 ms (it delays every camera's analysis)");
         }
         check_tracker(path, &raw.tracker, c);
+        check_rules(path, &raw.rules, c);
+        check_pcu(path, &raw.pcu, c);
         for (field, message) in raw.two_wheelers.problems() {
             c.add(path, format!("two_wheelers.{field}"), message);
         }
@@ -653,8 +655,8 @@ impl Config {
                     }),
             };
             match cam.stall_timeout_s {
-                Some(s) if !(s.is_finite() && s > 0.0) => {
-                    c.add(path, field("stall_timeout_s"), "must be a positive number of seconds");
+                Some(s) if !(s.is_finite() && s > 0.0 && s <= 3600.0) => {
+                    c.add(path, field("stall_timeout_s"), "must be more than 0 and at most 3600 seconds");
                 }
                 Some(s) => camera.stall_timeout = Duration::from_secs_f64(s),
                 None => {}
@@ -678,12 +680,9 @@ impl Config {
             c.add(path, "aggregate.bins", "at least one bin length is needed");
         }
         let store_path = relative_to(path, &raw.store.path);
-        if raw.store.retention_days == 0 {
-            c.add(path, "store.retention_days", "must be at least 1");
-        }
-        if raw.store.max_size_mb < 16 {
-            c.add(path, "store.max_size_mb", "must be at least 16 (MiB)");
-        }
+        // Ten years: a larger span only risks arithmetic past the calendar (it panicked once).
+        in_range(path, c, "store.retention_days", raw.store.retention_days, 1..=3650, " days");
+        in_range(path, c, "store.max_size_mb", raw.store.max_size_mb as f64, 16.0..=16.0 * 1024.0 * 1024.0, " MiB");
         if !(raw.store.checkpoint_s.is_finite() && (1.0..=3600.0).contains(&raw.store.checkpoint_s)) {
             c.add(path, "store.checkpoint_s", "must be 1 to 3600 seconds");
         }
@@ -702,8 +701,8 @@ impl Config {
                 Err(e) => c.add(path, "mqtt", e.to_string()),
                 Ok(_) => {}
             }
-            if !(m.drain_timeout_s.is_finite() && m.drain_timeout_s >= 0.0) {
-                c.add(path, "mqtt.drain_timeout_s", "must be a non-negative number of seconds");
+            if !(m.drain_timeout_s.is_finite() && (0.0..=3600.0).contains(&m.drain_timeout_s)) {
+                c.add(path, "mqtt.drain_timeout_s", "must be 0 to 3600 seconds");
             }
         }
         Self {
@@ -728,7 +727,9 @@ impl Config {
             cameras,
             bins,
             store: StoreConfig {
-                checkpoint: Duration::from_secs_f64(raw.store.checkpoint_s.clamp(1.0, 3600.0)),
+                // Out of range is refused above; the fallback only keeps this line from panicking.
+                checkpoint: Duration::try_from_secs_f64(raw.store.checkpoint_s.clamp(1.0, 3600.0))
+                    .unwrap_or(Duration::from_secs_f64(DEFAULT_CHECKPOINT_S)),
                 atspm_dir: match &raw.store.atspm_dir {
                     Some(d) => relative_to(path, d),
                     None => store_path.parent().unwrap_or(Path::new(".")).join("atspm"),
@@ -774,11 +775,48 @@ fn check_tracker(path: &Path, t: &TrackerConfig, c: &mut Collector) {
     if t.low_score > t.high_score {
         c.add(path, "tracker.low_score", "must not exceed tracker.high_score");
     }
-    if t.min_hits == 0 {
-        c.add(path, "tracker.min_hits", "must be at least 1");
+    if !(1..=100).contains(&t.min_hits) {
+        c.add(path, "tracker.min_hits", "must be 1 to 100 frames");
     }
-    if !(t.lost_buffer_s.is_finite() && t.lost_buffer_s >= 0.0) {
-        c.add(path, "tracker.lost_buffer_s", "must be a non-negative number of seconds");
+    if !(t.lost_buffer_s.is_finite() && (0.0..=60.0).contains(&t.lost_buffer_s)) {
+        c.add(path, "tracker.lost_buffer_s", "must be 0 to 60 seconds");
+    }
+}
+
+/// `value` finite and within `range`, else a problem naming `field` and the range (with `unit`).
+fn in_range<T: PartialOrd + std::fmt::Display + Copy + Into<f64>>(
+    path: &Path,
+    c: &mut Collector,
+    field: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) {
+    if !(value.into().is_finite() && range.contains(&value)) {
+        c.add(path, field, format!("must be {} to {}{unit} (got {value})", range.start(), range.end()));
+    }
+}
+
+fn check_rules(path: &Path, r: &crate::analytics::RuleParams, c: &mut Collector) {
+    in_range(path, c, "rules.band_share", r.band_share, 0.0..=1.0, "");
+    in_range(path, c, "rules.band_min_px", r.band_min_px, 0.0..=200.0, " pixels");
+    in_range(path, c, "rules.min_speed_px_s", r.min_speed_px_s, 0.0..=1000.0, " pixels/s");
+    in_range(path, c, "rules.speed_window_s", r.speed_window_s, 0.1..=10.0, " s");
+    in_range(path, c, "rules.max_speed_kmh", r.max_speed_kmh, 10.0..=400.0, " km/h");
+    in_range(path, c, "rules.queue_speed_kmh", r.queue_speed_kmh, 0.0..=50.0, " km/h");
+    in_range(path, c, "rules.uturn_min_s", r.uturn_min_s, 0.0..=600.0, " s");
+}
+
+fn check_pcu(path: &Path, p: &PcuFactors, c: &mut Collector) {
+    for (class, v) in [
+        ("car", p.car),
+        ("motorcycle", p.motorcycle),
+        ("bus", p.bus),
+        ("truck", p.truck),
+        ("bicycle", p.bicycle),
+        ("person", p.person),
+    ] {
+        in_range(path, c, &format!("pcu.{class}"), v, 0.0..=10.0, " passenger-car units");
     }
 }
 

@@ -150,6 +150,10 @@ struct RunArgs {
     /// SQLite store (overrides the config; ad-hoc default: junction.db).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Seconds between checkpoints of open bins, 1 to 3600: what a crash can lose at most (overrides
+    /// [store] checkpoint_s).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    checkpoint_s: Option<u32>,
     /// Bin lengths, comma-separated (overrides the config), e.g. 1m,15m.
     #[arg(long, value_delimiter = ',')]
     bins: Vec<String>,
@@ -641,6 +645,9 @@ fn run_config(args: &RunArgs) -> Result<Config> {
         // The day's ATSPM files go with the store they come from.
         cfg.store.atspm_dir = p.parent().unwrap_or(std::path::Path::new(".")).join("atspm");
     }
+    if let Some(s) = args.checkpoint_s {
+        cfg.store.checkpoint = Duration::from_secs(u64::from(s));
+    }
     if !args.bins.is_empty() {
         cfg.bins = args
             .bins
@@ -960,6 +967,7 @@ fn summary_json(s: &RunSummary) -> serde_json::Value {
         "frames_detected": s.cameras.iter().map(|c| c.detected).sum::<u64>(),
         "cameras": s.cameras.iter().map(|c| serde_json::json!({
             "id": c.camera, "frames": c.frames, "dropped": c.dropped, "detected": c.detected,
+            "faults": c.faults, "error": c.error,
         })).collect::<Vec<_>>(),
         "recrossings_suppressed": s.cameras.iter().map(|c| c.recrossings_suppressed).sum::<u64>(),
         "lines": lines,

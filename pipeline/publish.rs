@@ -129,6 +129,7 @@ fn read_file(field: &'static str, path: &Path) -> Result<Vec<u8>, PublishError> 
 }
 
 /// What a connection uses, read and checked from `[mqtt]`.
+#[derive(Clone)]
 pub struct Connection {
     pub broker: Broker,
     pub tls: Option<TlsConfiguration>,
@@ -318,9 +319,29 @@ impl Publisher {
                     Ok(rt) => rt,
                     Err(e) => return tracing::error!(error = %e, "mqtt: cannot start the runtime"),
                 };
-                if let Err(e) = rt.block_on(publish_loop(options, settings, rx, metrics)) {
-                    tracing::error!(error = %e, "mqtt publisher stopped");
+                // A store error (database busy, disk trouble) ends one session of the loop, never the
+                // publisher: it starts again with backoff, the outbox untouched.
+                let mut attempt = 0;
+                loop {
+                    metrics.publisher_up.set(1);
+                    let result = rt.block_on(publish_loop(options.clone(), settings.clone(), &rx, &metrics));
+                    metrics.mqtt_connected.set(0);
+                    match result {
+                        Ok(()) => break,
+                        Err(e) => {
+                            metrics.publisher_up.set(0);
+                            let wait = backoff(attempt);
+                            attempt += 1;
+                            metrics
+                                .errors
+                                .get_or_create(&vec![("stage".into(), "publish".into()), ("kind".into(), "store".into())])
+                                .inc();
+                            tracing::error!(error = %e, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "mqtt publisher: store error; starting again");
+                            std::thread::sleep(wait);
+                        }
+                    }
                 }
+                metrics.publisher_up.set(0);
             })
             .map_err(|e| PublishError::Url { url: cfg.url.clone(), reason: format!("cannot start thread: {e}") })?;
         Ok(Self { tx, thread: Some(thread) })
@@ -346,6 +367,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Everything the publishing loop needs besides the client and its channels.
+#[derive(Clone)]
 struct LoopSettings {
     site: String,
     store_path: PathBuf,
@@ -358,6 +380,7 @@ struct LoopSettings {
 }
 
 /// What the client is built from, for either protocol version.
+#[derive(Clone)]
 struct ClientOptions {
     protocol: Protocol,
     client_id: String,
@@ -562,8 +585,8 @@ enum Item {
 async fn publish_loop(
     options: ClientOptions,
     settings: LoopSettings,
-    rx: mpsc::Receiver<Command>,
-    metrics: Arc<Metrics>,
+    rx: &mpsc::Receiver<Command>,
+    metrics: &Metrics,
 ) -> Result<(), PublishError> {
     let LoopSettings { site, store_path, drain, shown, events } = settings;
     let store = Store::open(&store_path)?;
@@ -617,7 +640,10 @@ async fn publish_loop(
                             refusals += 1;
                         } else {
                             match item {
-                                Item::Report(id, revision) => store.mark_published(id, *revision, SystemTime::now())?,
+                                Item::Report(id, revision) => {
+                                    store.mark_published(id, *revision, SystemTime::now())?;
+                                    metrics.reports_published.inc();
+                                }
                                 Item::Event(seq) => store.mark_event_published(*seq, SystemTime::now())?,
                                 Item::Detector(seq) => store.mark_detector_published(*seq, SystemTime::now())?,
                             }

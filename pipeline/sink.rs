@@ -91,6 +91,14 @@ pub fn run(
                 match write(site, &mut store, front) {
                     Ok(()) => {
                         if let Some(m) = held.pop_front() {
+                            // The pending gauge comes from the store, so it tells the truth whatever
+                            // the publisher does.
+                            if publisher.is_some()
+                                && matches!(&m, Output::Produced { produced, .. } if !produced.reports.is_empty())
+                                && let Ok(n) = store.unpublished()
+                            {
+                                metrics.outbox_pending.set(n as i64);
+                            }
                             tell(observer, publisher, m);
                         }
                         if let Some(e) = failing.take() {

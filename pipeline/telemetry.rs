@@ -62,6 +62,8 @@ pub struct Metrics {
     pub camera_faults: Family<Labels, Counter>,
     /// 1 while the publisher thread runs.
     pub publisher_up: Gauge,
+    /// Reports the broker acknowledged.
+    pub reports_published: Counter,
     /// Per camera: last analysed frame and how old it may be (the camera's stall timeout).
     last_frame: Mutex<HashMap<String, (Option<Instant>, Duration)>>,
     /// Set once the store is open and after each successful write; cleared by a failed one.
@@ -117,6 +119,7 @@ impl Metrics {
             events_dropped: Counter::default(),
             camera_faults: Family::default(),
             publisher_up: Gauge::default(),
+            reports_published: Counter::default(),
             last_frame: Mutex::new(cameras.iter().map(|(c, w)| (c.clone(), (None, *w))).collect()),
             store_writable: std::sync::atomic::AtomicBool::new(false),
             registry: Registry::default(),
@@ -213,6 +216,13 @@ impl Metrics {
             "junction_publisher_up",
             "1 while the MQTT publisher thread runs",
             m.publisher_up.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_reports_published",
+            "Reports (each revision) the MQTT broker acknowledged",
+            m.reports_published.clone(),
         );
         reg(
             &mut registry,

@@ -163,3 +163,50 @@ fn unreadable_ca_file() {
     let out = check(&path);
     assert_refused(&out, &["site.toml", "mqtt.ca_file", "missing-ca.pem", "No such file"]);
 }
+
+/// Every number of the site file is range-checked before start, none can panic: each out-of-range
+/// value is refused naming its field.
+#[test]
+fn numbers_out_of_range_are_refused() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("store", "retention_days = 36500", "store.retention_days"),
+        ("store", "retention_days = 0", "store.retention_days"),
+        ("store", "max_size_mb = 1", "store.max_size_mb"),
+        ("store", "checkpoint_s = 0.0", "store.checkpoint_s"),
+        ("store", "checkpoint_s = nan", "store.checkpoint_s"),
+        ("detector", "every = 0", "detector.every"),
+        ("detector", "every = 1000", "detector.every"),
+        ("rules", "band_share = 5.0", "rules.band_share"),
+        ("rules", "max_speed_kmh = -3.0", "rules.max_speed_kmh"),
+        ("rules", "speed_window_s = 0.0", "rules.speed_window_s"),
+        ("rules", "uturn_min_s = 1e300", "rules.uturn_min_s"),
+        ("rules", "min_speed_px_s = inf", "rules.min_speed_px_s"),
+        ("pcu", "motorcycle = -0.3", "pcu.motorcycle"),
+        ("pcu", "car = 1e30", "pcu.car"),
+        ("tracker", "lost_buffer_s = 1e12", "tracker.lost_buffer_s"),
+        ("tracker", "min_hits = 0", "tracker.min_hits"),
+        ("tracker", "high_score = 1.5", "tracker.high_score"),
+        ("mqtt", "url = \"mqtt://127.0.0.1:1\"\ndrain_timeout_s = 1e300", "mqtt.drain_timeout_s"),
+    ];
+    for (section, line, field) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = site(dir.path(), "", CAMERA, GOOD_CALIBRATION);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header = format!("[{section}]\n");
+        let text = if text.contains(&header) {
+            text.replacen(&header, &format!("{header}{line}\n"), 1)
+        } else {
+            format!("{text}\n{header}{line}\n")
+        };
+        // A key the template sets already is replaced, not doubled.
+        let key = line.split('=').next().unwrap().trim();
+        let text = text.replacen(&format!("{key} = 30\n"), "", usize::from(key == "retention_days"));
+        std::fs::write(&path, text).unwrap();
+        let out = check(&path);
+        assert!(!out.stderr.contains("panicked"), "{line}: {}", out.stderr);
+        assert_refused(&out, &["site.toml", field]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(&site(dir.path(), "", &format!("{CAMERA}\nstall_timeout_s = 1e300"), GOOD_CALIBRATION));
+    assert_refused(&out, &["site.toml", "stall_timeout_s"]);
+}

@@ -357,11 +357,15 @@ fn crash_while_broker_down_loses_nothing() {
 
     broker.up();
     let sub = Subscriber::start(broker.port);
-    // The restart counts the clip again (same ids) and first drains what the killed run left.
+    // The restart counts the clip an hour later (other ids: were they the same, the restart would
+    // make the lost reports again) and first drains what the killed run left.
+    let args: Vec<&str> =
+        args.iter().map(|a| if *a == "2026-11-26T08:00:00Z" { "2026-11-26T09:00:00Z" } else { a }).collect();
     let out = junction(&args, Duration::from_secs(300));
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
-    let got = distinct_in_order(&sub.wait_for(8));
+    let got = distinct_in_order(&sub.wait_for(3 + 8));
     assert_eq!(&got[..3], &closed[..], "the reports closed before the kill arrive first, in order");
+    assert!(got[3..].iter().all(|id| id.contains("T09:")), "then the second run's: {got:?}");
     assert!(stored_ids(&db).iter().all(|(_, p)| *p));
 }
 
@@ -523,13 +527,20 @@ fn rejected_credentials_are_named_and_lose_nothing() {
     assert_eq!(stored.len(), 8);
     assert!(stored.iter().all(|(_, p)| !*p), "kept in the outbox: {stored:?}");
 
-    // The right password from the environment: the backlog goes out.
+    // The right password from the environment: the backlog goes out. The second run is an hour later
+    // (other ids), so the first run's reports reach the broker only if the outbox kept them.
+    let sub = Subscriber::start_with(broker.port, &["-u", "junction", "-P", "right-secret"]);
     let site = mqtt_site(d, &broker.url(), "username = \"junction\"\npassword_env = \"JUNCTION_TEST_MQTT_PASSWORD\"");
     let out = crate::common::junction_env(
-        &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T08:00:00Z"],
+        &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T09:00:00Z"],
         &[("JUNCTION_TEST_MQTT_PASSWORD", "right-secret")],
         Duration::from_secs(300),
     );
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
-    assert!(stored_ids(&d.join("j.db")).iter().all(|(_, p)| *p), "published once the credentials are right");
+    let all = stored_ids(&d.join("j.db"));
+    assert_eq!(all.len(), 16);
+    assert!(all.iter().all(|(_, p)| *p), "published once the credentials are right");
+    let got = distinct_in_order(&sub.wait_for(16));
+    let first: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(&got[..8], &first[..], "the first run's reports, from the outbox, first");
 }

@@ -31,6 +31,10 @@
 //!   metric names, the Jetson Dockerfile's form.
 //! - `eval`: `junction eval` on the bundled clip counts what `junction run` counts on the same line;
 //!   every truth file in tests/data loads and runs; a bad truth file is refused naming the field.
+//! - `faults`: a restart inside a bin (SIGTERM: revision 2 of both runs, at the store and at an MQTT
+//!   subscriber; SIGKILL: at most the checkpoint interval lost), an RTSP camera down for 3 minutes
+//!   (coverage and gaps, bins without frames reported), a camera whose frame size changes mid-stream
+//!   beside a healthy one (the healthy one counts what it counts alone).
 //! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
 //!   and field, all problems at once.
 
@@ -41,6 +45,7 @@ mod config;
 mod deploy;
 mod detect;
 mod eval;
+mod faults;
 mod http;
 mod mqtt;
 mod rtsp;

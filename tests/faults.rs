@@ -1,0 +1,339 @@
+//! Counts the traffic centre can trust through restarts, outages and faults: a restart inside a bin
+//! (SIGTERM and SIGKILL), a camera outage, one faulty camera beside a healthy one. Real processes,
+//! a real Mosquitto, a real RTSP server, all on 127.0.0.1.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use crate::common::{command, http_get, metric_sample, repo, signal, wait_at_most};
+
+/// Frames the camera has analysed, from the running process's /metrics (0 until it listens).
+fn frames(port: u16, camera: &str) -> f64 {
+    let body = http_get(port, "/metrics").map(|(_, b)| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    metric_sample(&body, &format!("junction_frames_analysed_total{{camera=\"{camera}\"}}")).unwrap_or(0.0)
+}
+
+fn wait_until(what: &str, secs: u64, cond: &mut dyn FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Seconds into the current UTC minute.
+fn second_of_minute() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() % 60
+}
+
+/// Waits for the start of a minute's first quarter, so that two short runs fit in one 1-minute bin.
+fn wait_for_early_minute() {
+    while !(1..=12).contains(&second_of_minute()) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A live test camera (videotestsrc, 10 frames/s) counted in 1-minute bins, with /metrics on `port`.
+fn live_run(db: &Path, port: u16, summary: &Path, extra: &[&str]) -> Child {
+    let http = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "run",
+        "test://ball?fps=10",
+        "--line",
+        "320,60,320,220",
+        "--bins",
+        "1m",
+        "--store",
+        db.to_str().unwrap(),
+        "--http",
+        &http,
+        "--summary",
+        summary.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    args.extend(extra);
+    command(&args, "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("junction")
+}
+
+fn summary_frames(path: &Path) -> u64 {
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    s["frames"].as_u64().unwrap()
+}
+
+/// Every stored report of `bin_seconds`: (id, revision, payload).
+fn stored(db: &Path, bin_seconds: u64) -> Vec<(String, u32, Value)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut st =
+        conn.prepare("SELECT id, revision, payload FROM reports WHERE bin_seconds = ?1 ORDER BY bin_start").unwrap();
+    st.query_map([bin_seconds as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?)))
+        .unwrap()
+        .map(|r| {
+            let (id, rev, p) = r.unwrap();
+            (id, rev, serde_json::from_str(&p).unwrap())
+        })
+        .collect()
+}
+
+fn stop(mut child: Child) {
+    signal(&child, "TERM");
+    let status = wait_at_most(&mut child, Instant::now(), Duration::from_secs(60));
+    assert!(status.success(), "junction did not exit cleanly on SIGTERM: {status:?}");
+}
+
+/// A restart inside a bin (SIGTERM, then the box started again within the same minute) gives that
+/// bin's report at revision 2 with the frames and coverage of both runs; a subscriber keeping the
+/// highest revision per id sees what the store holds.
+#[test]
+fn restart_inside_a_bin_is_revision_2_of_both_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = crate::mqtt::Broker::start(dir.path());
+    let sub = crate::mqtt::Subscriber::start(broker.port);
+    let url = broker.url();
+    let db = dir.path().join("j.db");
+    let (s1, s2) = (dir.path().join("s1.json"), dir.path().join("s2.json"));
+    let port = free_port();
+    wait_for_early_minute();
+    let first = live_run(&db, port, &s1, &["--mqtt", &url]);
+    wait_until("the first run's frames", 60, &mut || frames(port, "camera") >= 40.0);
+    stop(first);
+    let after_first = stored(&db, 60);
+    assert_eq!(after_first.len(), 1, "{after_first:?}");
+    let (id, rev, r1) = after_first[0].clone();
+    assert_eq!(rev, 1);
+    assert_eq!(r1["frames_analysed"].as_u64(), Some(summary_frames(&s1)));
+    assert_eq!(r1["partial"], true);
+
+    let second = live_run(&db, port, &s2, &["--mqtt", &url]);
+    wait_until("the second run's frames", 60, &mut || frames(port, "camera") >= 40.0);
+    stop(second);
+    assert!(second_of_minute() >= 2, "both runs must fit in one minute; the machine is too slow for this test");
+    let after = stored(&db, 60);
+    assert_eq!(after.len(), 1, "one row per bin: {after:?}");
+    let (id2, rev2, r2) = after[0].clone();
+    assert_eq!((id2.as_str(), rev2), (id.as_str(), 2));
+    assert_eq!(r2["revision"], 2);
+    let (f1, f2) = (summary_frames(&s1), summary_frames(&s2));
+    assert_eq!(r2["frames_analysed"].as_u64(), Some(f1 + f2), "frames of both runs");
+    // Coverage: the first run's, plus the second's frames 0.1 s apart (the first of them opens it).
+    let c1 = r1["covered_seconds"].as_f64().unwrap();
+    let c2 = r2["covered_seconds"].as_f64().unwrap();
+    let second_run = (f2 - 1) as f64 / 10.0;
+    assert!((c2 - c1 - second_run).abs() < 1.0, "covered {c2} s = {c1} s + about {second_run} s");
+    let gaps = r2["gaps"].as_array().unwrap();
+    assert!(gaps.iter().any(|g| g["reason"] == "box_not_running"), "the stretch between the runs: {gaps:?}");
+    crate::common::assert_schema("flow.v1.json", &r2);
+
+    // The consumer rule (per id, the highest revision) gives the store's report.
+    let mut kept: std::collections::BTreeMap<String, Value> = Default::default();
+    wait_until("revision 2 at the subscriber", 30, &mut || sub.messages("/flow").iter().any(|m| m["revision"] == 2));
+    for m in sub.messages("/flow") {
+        let id = m["id"].as_str().unwrap().to_owned();
+        if kept.get(&id).is_none_or(|k| k["revision"].as_u64() < m["revision"].as_u64()) {
+            kept.insert(id, m);
+        }
+    }
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[&id], r2, "the subscriber's view equals the store");
+}
+
+/// SIGKILL inside a bin: the restarted box continues the bin from its last checkpoint (every 2 s
+/// here): what is lost is at most the frames since, and the report holds the rest of both runs.
+#[test]
+fn sigkill_loses_at_most_the_checkpoint_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let (s1, s2) = (dir.path().join("s1.json"), dir.path().join("s2.json"));
+    let port = free_port();
+    wait_for_early_minute();
+    let mut first = live_run(&db, port, &s1, &["--checkpoint-s", "2"]);
+    wait_until("the first run's frames", 60, &mut || frames(port, "camera") >= 50.0);
+    let at_kill = frames(port, "camera") as u64;
+    signal(&first, "KILL");
+    let _ = wait_at_most(&mut first, Instant::now(), Duration::from_secs(30));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (reported, state): (bool, String) = conn
+        .query_row("SELECT reported, state FROM bin_states WHERE bin_seconds = 60", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("a checkpoint of the open bin");
+    assert!(!reported);
+    let saved = serde_json::from_str::<Value>(&state).unwrap()["frames_analysed"].as_u64().unwrap();
+    // 2 s of checkpoint interval at 10 frames/s, plus the frames between reading /metrics and the kill.
+    assert!(at_kill >= saved && at_kill - saved <= 2 * 10 + 5, "{at_kill} frames analysed, {saved} checkpointed");
+    assert!(stored(&db, 60).is_empty(), "nothing reported before the kill");
+
+    let second = live_run(&db, port, &s2, &[]);
+    wait_until("the second run's frames", 60, &mut || frames(port, "camera") >= 30.0);
+    stop(second);
+    assert!(second_of_minute() >= 2, "both runs must fit in one minute; the machine is too slow for this test");
+    let after = stored(&db, 60);
+    assert_eq!(after.len(), 1, "{after:?}");
+    let (_, rev, r) = &after[0];
+    assert_eq!(*rev, 1, "never reported before: its first report");
+    assert_eq!(r["frames_analysed"].as_u64(), Some(saved + summary_frames(&s2)), "checkpoint + second run");
+}
+
+/// An RTSP camera stopped for 3 minutes mid-run: the reports show it, bins without a single frame
+/// included, in their coverage and gaps.
+#[test]
+fn camera_outage_shows_in_coverage_and_gaps() {
+    let server = crate::rtsp::RtspServer::start(&crate::common::clip());
+    let rtsp_port = server.port;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let url = server.url();
+    let mut child = command(
+        &["run", &url, "--line", "320,60,320,220", "--bins", "1m", "--store", db.to_str().unwrap(), "--http", &http],
+        "warn",
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_until("frames from the RTSP camera", 60, &mut || frames(port, "camera") >= 50.0);
+    drop(server);
+    let down_at = SystemTime::now();
+    std::thread::sleep(Duration::from_secs(180));
+    let _server = crate::rtsp::RtspServer::start_on(&crate::common::clip(), rtsp_port);
+    let up_at = SystemTime::now();
+    let before = frames(port, "camera");
+    // The restart backoff has grown to up to a minute by now.
+    wait_until("the camera to come back", 150, &mut || frames(port, "camera") >= before + 50.0);
+    stop_child(&mut child);
+
+    let reports = stored(&db, 60);
+    let empty: Vec<&Value> = reports.iter().map(|r| &r.2).filter(|r| r["frames_analysed"] == 0).collect();
+    assert!(empty.len() >= 2, "a 3-minute outage leaves whole 1-minute bins without frames: {reports:#?}");
+    for r in &empty {
+        assert_eq!((r["covered_seconds"].as_f64(), &r["partial"]), (Some(0.0), &Value::Bool(true)));
+        let gaps = r["gaps"].as_array().unwrap();
+        assert!((gaps.iter().map(|g| g["seconds"].as_f64().unwrap()).sum::<f64>() - 60.0).abs() < 0.01, "{r}");
+        assert!(gaps.iter().all(|g| g["reason"] == "camera_down" || g["reason"] == "camera_restarting"), "{r}");
+    }
+    // Every gap of the camera being down lies within the outage (plus the stall timeout and the
+    // restart backoff after it), and together they cover it.
+    let t = |s: &str| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).unwrap();
+    let mut down = 0.0;
+    for (_, _, r) in &reports {
+        crate::common::assert_schema("flow.v1.json", r);
+        for g in r["gaps"].as_array().unwrap() {
+            if g["reason"] == "camera_down" || g["reason"] == "camera_restarting" {
+                assert!(
+                    t(g["from"].as_str().unwrap()) + Duration::from_secs(1) >= down_at - Duration::from_secs(12),
+                    "{g}"
+                );
+                assert!(t(g["to"].as_str().unwrap()) <= up_at + Duration::from_secs(150), "{g}");
+                down += g["seconds"].as_f64().unwrap();
+            }
+        }
+    }
+    assert!(down >= 175.0, "gaps cover the 3-minute outage: {down} s");
+    let covered: f64 = reports.iter().map(|r| r.2["covered_seconds"].as_f64().unwrap()).sum();
+    // 50 frames before and after at 10 frames/s.
+    assert!(covered > 8.0, "the frames before and after are covered: {covered} s");
+}
+
+fn stop_child(child: &mut Child) {
+    signal(child, "TERM");
+    let status = wait_at_most(child, Instant::now(), Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+}
+
+/// Makes an H.264 MPEG-TS clip whose frame size changes mid-stream (a camera rebooting into another
+/// mode): 4 s at 640×360, then 4 s at 320×240.
+fn size_changing_clip(dir: &Path) -> std::path::PathBuf {
+    let part = |w: u32, h: u32, name: &str| {
+        let out = dir.join(name);
+        let ok = std::process::Command::new("gst-launch-1.0")
+            .args(["-q", "videotestsrc", "num-buffers=40", "pattern=ball", "!"])
+            .arg(format!("video/x-raw,width={w},height={h},framerate=10/1"))
+            .args(["!", "x264enc", "!", "h264parse", "!", "mpegtsmux", "!", "filesink"])
+            .arg(format!("location={}", out.display()))
+            .status()
+            .expect("gst-launch-1.0 (scripts/setup.sh installs gstreamer1.0-tools)");
+        assert!(ok.success());
+        std::fs::read(out).unwrap()
+    };
+    let path = dir.join("size-change.ts");
+    std::fs::write(&path, [part(640, 360, "a.ts"), part(320, 240, "b.ts")].concat()).unwrap();
+    path
+}
+
+/// Two cameras, one of which changes its frame size mid-stream: that camera alone stops (its error
+/// named), and the healthy camera counts exactly what it counts alone.
+#[test]
+fn a_faulty_camera_does_not_touch_the_healthy_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = size_changing_clip(dir.path());
+    let root = repo();
+    let camera = |id: &str, uri: &Path| {
+        format!(
+            "[[camera]]\nid = \"{id}\"\nuri = \"{}\"\ncalibration = \"{}\"\non_inference_busy = \"block\"\n\n",
+            uri.display(),
+            root.join("calibration/example-street/street.toml").display()
+        )
+    };
+    let site = |name: &str, cams: &[(&str, &Path)]| {
+        let path = dir.path().join(name);
+        let mut text = format!(
+            "site = \"isolation\"\n[detector]\nmodel = \"{}\"\nthreads = 2\n\n[store]\npath = \"{name}.db\"\n\n",
+            root.join("models/yolox_nano.toml").display()
+        );
+        for (id, uri) in cams {
+            text.push_str(&camera(id, uri));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let clip = crate::common::clip();
+    let run = |cfg: &Path, summary: &Path| {
+        let out = crate::common::junction(
+            &[
+                "run",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--start",
+                "2026-11-26T08:00:00Z",
+                "--format",
+                "json",
+                "--summary",
+                summary.to_str().unwrap(),
+            ],
+            Duration::from_secs(400),
+        );
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(summary).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", out.stderr));
+        (out, s)
+    };
+    let (alone_out, alone) = run(&site("alone.toml", &[("street", &clip)]), &dir.path().join("alone.json"));
+    assert_eq!(alone_out.code, Some(0), "{}", alone_out.stderr);
+    let (out, both) = run(&site("both.toml", &[("street", &clip), ("rebooted", &bad)]), &dir.path().join("both.json"));
+    assert_eq!(out.code, Some(0), "one faulty camera of two does not fail the run:\n{}", out.stderr);
+    let lines = |s: &Value| -> Vec<Value> {
+        s["lines"].as_array().unwrap().iter().filter(|l| l["camera"] == "street").cloned().collect()
+    };
+    assert!(!lines(&alone).is_empty());
+    assert_eq!(lines(&both), lines(&alone), "the healthy camera's counts");
+    let cams = both["cameras"].as_array().unwrap();
+    let street = cams.iter().find(|c| c["id"] == "street").unwrap();
+    assert_eq!((street["frames"].as_u64(), street["faults"].as_u64()), (alone["frames"].as_u64(), Some(0)));
+    let rebooted = cams.iter().find(|c| c["id"] == "rebooted").unwrap();
+    assert_eq!(rebooted["faults"], 1, "{rebooted}");
+    let err = rebooted["error"].as_str().unwrap_or_default();
+    assert!(err.contains("frame_size") && err.contains("320x240"), "{err}");
+    assert!(rebooted["frames"].as_u64().unwrap() >= 30, "it counted until the change: {rebooted}");
+    // Its bins up to the change are closed as partial and stored.
+    let conn = rusqlite::Connection::open(dir.path().join("both.toml.db")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM reports WHERE camera = 'rebooted' AND partial = 1", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 1);
+}

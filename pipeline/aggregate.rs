@@ -507,10 +507,10 @@ impl Aggregator {
                     continue;
                 };
                 if t < bin.start {
-                    // The clock went back (a file replayed from an earlier start): close what is open.
-                    if let Some(bin) = self.series[i].current.take() {
-                        out.push(self.report(bin, len, None));
-                    }
+                    // The clock went back: a file replayed from an earlier start after a restart. The
+                    // open bin (a checkpoint) is dropped: the replay covers its time again, and the
+                    // store keeps whichever report of that bin covers more.
+                    self.series[i].current = None;
                     continue;
                 }
                 let end = bin.start + len;

@@ -198,6 +198,12 @@ impl CameraPipeline {
         self.aggregator.gap_reason(GapReason::CameraDown);
     }
 
+    /// A live camera's first opening at `now`: before it the box was not running; what follows until
+    /// its first frame is the camera being opened.
+    pub fn started(&mut self, now: SystemTime, out: &mut Produced) {
+        self.aggregator.mark(now, GapReason::CameraRestarting, &mut out.reports);
+    }
+
     /// The camera's source is being opened again at `now`: the gap so far was the camera down, what
     /// follows until its first frame is the camera restarting.
     pub fn reopening(&mut self, now: SystemTime, out: &mut Produced) {

@@ -32,6 +32,7 @@ pub mod geometry;
 pub mod http;
 pub mod publish;
 pub mod report;
+pub mod retry;
 pub mod runtime;
 pub mod sink;
 pub mod snapshot;

@@ -363,7 +363,7 @@ impl Publisher {
 
 /// Reconnect delay: 0.5 s doubling to 30 s, ±25 % jitter.
 fn backoff(attempt: u32) -> Duration {
-    crate::runtime::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))
+    crate::retry::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))
 }
 
 /// Everything the publishing loop needs besides the client and its channels.

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::aggregate::{FlowReport, GapReason};
-use crate::analytics::{Direction, TrafficEvent};
+use crate::aggregate::GapReason;
+use crate::analytics::Direction;
 pub use crate::camera::{CameraPipeline, CameraSummary, LineCounts, Produced, direction_total};
 use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, twowheel};
@@ -53,12 +53,7 @@ pub enum RunError {
     Panic { camera: String, message: String },
 }
 
-/// What the loop tells the outside world as it goes (from the outputs thread, after each step is
-/// stored).
-pub trait Observer {
-    fn event(&mut self, camera: &str, event: &TrafficEvent);
-    fn report(&mut self, report: &FlowReport);
-}
+pub use crate::sink::Observer;
 
 /// Options of one run that are not site configuration.
 #[derive(Debug, Clone, Default)]
@@ -131,6 +126,9 @@ pub fn run(
         None => None,
     };
     let mut cameras = Vec::new();
+    // What the cameras' openings closed (bins of a checkpoint that ended while the box was down),
+    // sent once the outputs thread runs.
+    let mut openings = Vec::new();
     for c in &cfg.cameras {
         let card = detector.card();
         let live = SourceUri::parse(&c.uri)?.is_live();
@@ -160,15 +158,24 @@ pub fn run(
             finished: false,
             checkpointed: Instant::now(),
         };
+        // Live cameras' bins run on the wall clock from now: their reports say when they were down.
+        let mut first = Produced::default();
+        if live {
+            cam.pipe.started(SystemTime::now(), &mut first);
+        }
         match Source::open(&c.uri, cam.source_opts.clone()) {
             Ok(source) => {
                 tracing::info!(camera = %c.id, uri = %source.uri(), "camera opened");
                 cam.source = Some(source);
             }
             // A live camera missing at start (unplugged, not booted yet) is retried alone.
-            Err(e) if live => schedule_restart(&mut cam, &e),
+            Err(e) if live => {
+                cam.pipe.reopening_failed(SystemTime::now(), &mut first);
+                schedule_restart(&mut cam, &e);
+            }
             Err(e) => return Err(e.into()),
         }
+        openings.push((cam.pipe.id().to_owned(), first));
         cameras.push(cam);
     }
     let (tx, rx) = std::sync::mpsc::sync_channel(crate::sink::CHANNEL);
@@ -187,6 +194,9 @@ pub fn run(
         };
         let mut analysis =
             Analysis { cfg, detector: &mut detector, metrics: &metrics, tx, snapshots: snapshots.as_ref() };
+        for (camera, produced) in openings {
+            analysis.send(&camera, produced);
+        }
         let result = analysis.run(&mut cameras, stop);
         drop(analysis);
         if sink.join().is_err() {
@@ -565,17 +575,9 @@ fn camera_labels(camera: &str) -> Labels {
     crate::telemetry::camera(camera)
 }
 
-/// Exponential backoff with ±25 % jitter: `base` doubling up to `max`.
-pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let d = base.as_secs_f64() * 2f64.powi(attempt.min(16) as i32);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    let jitter = 0.75 + 0.5 * f64::from(nanos % 1000) / 1000.0;
-    Duration::from_secs_f64(d.min(max.as_secs_f64()) * jitter)
-}
-
 /// A live camera failed: try again after 1 s, doubling up to 60 s.
 fn schedule_restart(cam: &mut Camera, err: &dyn std::fmt::Display) {
-    let wait = backoff(cam.failures, Duration::from_secs(1), Duration::from_secs(60));
+    let wait = crate::retry::backoff(cam.failures, Duration::from_secs(1), Duration::from_secs(60));
     tracing::warn!(camera = %cam.id(), error = %err, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "camera down; restarting alone");
     cam.failures += 1;
     cam.restart_at = Some(Instant::now() + wait);

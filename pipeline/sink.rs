@@ -16,9 +16,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::aggregate::BinState;
+use crate::aggregate::FlowReport;
+use crate::analytics::TrafficEvent;
 use crate::camera::Produced;
 use crate::publish::Publisher;
-use crate::runtime::Observer;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -30,6 +31,13 @@ pub const RETRY: Duration = Duration::from_secs(2);
 pub const MAX_HELD_EVENTS: usize = 200_000;
 /// How often retention and the store's size bound are applied.
 const HOUSEKEEPING: Duration = Duration::from_secs(3600);
+
+/// What the outputs thread tells the outside world (the stdout printer, `junction eval`), each step
+/// after it is stored.
+pub trait Observer {
+    fn event(&mut self, camera: &str, event: &TrafficEvent);
+    fn report(&mut self, report: &FlowReport);
+}
 
 /// One message to the outputs thread.
 #[derive(Debug)]
@@ -57,7 +65,7 @@ pub fn run(
     site: &str,
     mut store: Store,
     rx: Receiver<Output>,
-    observer: &mut (dyn crate::runtime::Observer + Send),
+    observer: &mut (dyn Observer + Send),
     publisher: Option<&Publisher>,
     metrics: &Metrics,
     housekeeping: Housekeeping,

@@ -237,8 +237,9 @@ impl Store {
     }
 
     /// Stores events and closed reports in one transaction. A report already stored under its id is
-    /// replaced only by a higher revision (which goes out to the broker again); an equal or lower one
-    /// is kept out (a file replayed from the same start gives the same ids at revision 1).
+    /// replaced only by a higher revision (which goes out to the broker again), or by one covering
+    /// more of the bin (a file replayed after a crash), stored one revision higher; anything else is
+    /// kept out (a file replayed from the same start gives the same ids at revision 1).
     pub fn save(
         &mut self,
         site: &str,
@@ -305,8 +306,7 @@ impl Store {
                     "INSERT INTO reports (id, site, camera, bin_start, bin_seconds, partial, payload, stored_at, revision)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (id) DO UPDATE SET partial = excluded.partial, payload = excluded.payload,
-                        stored_at = excluded.stored_at, revision = excluded.revision, published_at = NULL
-                     WHERE excluded.revision > reports.revision",
+                        stored_at = excluded.stored_at, revision = excluded.revision, published_at = NULL",
                 )
                 .map_err(&err)?;
             let mut state = tx
@@ -315,41 +315,68 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)",
                 )
                 .map_err(&err)?;
+            let mut stored = tx
+                .prepare_cached(
+                    "SELECT revision, json_extract(payload, '$.covered_seconds') FROM reports WHERE id = ?1",
+                )
+                .map_err(&err)?;
             let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
             for r in reports {
-                let payload = serde_json::to_string(r).map_err(|e| StoreError::Sqlite {
+                let before: Option<(u32, f64)> = stored
+                    .query_row([&r.id], |row| Ok((row.get(0)?, row.get::<_, Option<f64>>(1)?.unwrap_or(0.0))))
+                    .map(Some)
+                    .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+                    .map_err(&err)?;
+                // Nothing is replaced by less: a higher revision continues the stored report; a report
+                // of the same bin that covers more of it (a file replayed after a crash) goes in one
+                // revision higher; anything else is kept out.
+                let revision = match before {
+                    None => r.revision,
+                    Some((s, _)) if r.revision > s => r.revision,
+                    Some((s, covered)) if r.covered_seconds > covered + 0.25 => s + 1,
+                    Some((s, _)) => {
+                        tracing::debug!(id = %r.id, revision = r.revision, stored = s, "store: this bin is stored at this revision or higher, covering as much; kept");
+                        continue;
+                    }
+                };
+                let payload = if revision == r.revision {
+                    serde_json::to_string(r)
+                } else {
+                    serde_json::to_string(&FlowReport { revision, state: None, ..r.clone() })
+                }
+                .map_err(|e| StoreError::Sqlite {
                     path: self.path.clone(),
                     message: format!("report {}: {e}", r.id),
                 })?;
-                let n = rep
-                    .execute(params![
-                        r.id,
-                        r.site,
-                        r.camera,
-                        r.bin_start,
-                        r.bin_seconds as i64,
-                        r.partial,
-                        payload,
-                        now,
-                        r.revision
-                    ])
-                    .map_err(&err)?;
-                if n == 0 {
-                    tracing::debug!(id = %r.id, revision = r.revision, "store: a report of this id at this revision or higher is stored; kept");
-                }
+                rep.execute(params![
+                    r.id,
+                    r.site,
+                    r.camera,
+                    r.bin_start,
+                    r.bin_seconds as i64,
+                    r.partial,
+                    payload,
+                    now,
+                    revision
+                ])
+                .map_err(&err)?;
                 if let Some(s) = &r.state {
-                    let json = serde_json::to_string(&**s).map_err(|e| StoreError::Sqlite {
-                        path: self.path.clone(),
-                        message: format!("bin state {}: {e}", r.id),
+                    let json = serde_json::to_string(&BinState { revision, ..(**s).clone() }).map_err(|e| {
+                        StoreError::Sqlite { path: self.path.clone(), message: format!("bin state {}: {e}", r.id) }
                     })?;
                     state
-                        .execute(params![r.site, r.camera, r.bin_seconds as i64, r.id, r.revision, json, now])
+                        .execute(params![r.site, r.camera, r.bin_seconds as i64, r.id, revision, json, now])
                         .map_err(&err)?;
                 }
             }
         }
         tx.commit().map_err(&err)?;
-        self.append_atspm(site, camera, events)
+        // The database row is the outbox and is committed: a CSV that cannot be written (disk full)
+        // must not make the caller write the step again (the events would be stored twice).
+        if let Err(e) = self.append_atspm(site, camera, events) {
+            tracing::error!(error = %e, "store: loop detector events not appended to the ATSPM CSV (they are in the database)");
+        }
+        Ok(())
     }
 
     /// Checkpoints a camera's open bins (replacing its last bin of each length).
@@ -801,6 +828,14 @@ mod tests {
         assert_eq!(s.unpublished().unwrap(), 2);
         let got = s.reports(None, 60, "2026", "2027").unwrap();
         assert_eq!((got[0].revision, got[0].frames_analysed), (2, 900));
+        // A replay of the bin that covers more of it (the box crashed mid-bin the first time) goes in
+        // one revision higher, whatever revision it was made at.
+        let mut more = report("a");
+        more.covered_seconds = 60.0;
+        more.frames_analysed = 1200;
+        s.save("s", "c", &[], &[more]).unwrap();
+        let got = s.reports(None, 60, "2026", "2027").unwrap();
+        assert_eq!((got[0].revision, got[0].frames_analysed), (3, 1200));
     }
 
     fn event(rule: &str, secs: u64) -> TrafficEvent {

@@ -337,3 +337,102 @@ fn a_faulty_camera_does_not_touch_the_healthy_one() {
         .unwrap();
     assert!(n >= 1);
 }
+
+/// The disk fills up under a running box (a real, full tmpfs in a private mount namespace): counting
+/// goes on, /readyz fails and the held outputs show in /metrics; when space returns every bin closed
+/// meanwhile is written: the store ends with every 10-second bin, none missing.
+#[test]
+fn disk_full_holds_closed_bins_and_writes_them_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    let mnt = t.join("store");
+    std::fs::create_dir(&mnt).unwrap();
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    // Inside: a tmpfs for the store, junction on it, the disk filled and freed when the test says so
+    // (files in `t`), the store copied out at the end (the mount goes with the namespace).
+    let script = r#"
+        D="$1"; T="$2"; shift 2
+        mount -t tmpfs -o size=8m tmpfs "$D" || exit 90
+        "$@" 2> "$T/stderr" &
+        J=$!
+        echo $J > "$T/pid"
+        while [ ! -e "$T/fill" ]; do sleep 0.1; done
+        dd if=/dev/zero of="$D/filler" bs=4k 2>/dev/null
+        touch "$T/filled"
+        while [ ! -e "$T/release" ]; do sleep 0.1; done
+        rm -f "$D/filler"
+        wait $J; rc=$?
+        cp "$D"/j.db* "$T/"
+        exit $rc
+    "#;
+    let db = mnt.join("j.db");
+    let exe = env!("CARGO_BIN_EXE_junction");
+    let mut child = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", script, "sh"])
+        .args([mnt.to_str().unwrap(), t.to_str().unwrap(), exe])
+        .args(["run", "test://ball?fps=10", "--line", "320,60,320,220", "--bins", "10s"])
+        .args(["--store", db.to_str().unwrap(), "--http", &http])
+        .current_dir(repo())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("unshare (util-linux)");
+    // A failed assertion must not leave junction running: it is ended by its PID on the way out, and
+    // the script let through to its end.
+    struct EndOnDrop(std::path::PathBuf);
+    impl Drop for EndOnDrop {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(self.0.join("pid")) {
+                let _ = std::process::Command::new("kill").args(["-KILL", pid.trim()]).status();
+            }
+            for f in ["fill", "release"] {
+                let _ = std::fs::write(self.0.join(f), "");
+            }
+        }
+    }
+    let _guard = EndOnDrop(t.to_owned());
+    let ready = || http_get(port, "/readyz").map(|(code, _)| code);
+    let held = || {
+        let body =
+            http_get(port, "/metrics").map(|(_, b)| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        metric_sample(&body, "junction_outputs_held").unwrap_or(-1.0)
+    };
+    wait_until("frames", 60, &mut || frames(port, "camera") >= 20.0);
+    wait_until("ready", 30, &mut || ready() == Some(200));
+    std::fs::write(t.join("fill"), "").unwrap();
+    wait_until("the disk to fill", 30, &mut || t.join("filled").exists());
+    let filled_at = SystemTime::now();
+    wait_until("/readyz to fail on the full store", 40, &mut || ready() == Some(503));
+    // Two more bins close while the disk is full (25 s of frames at 10/s): held in memory, counting
+    // goes on.
+    let frames_full = frames(port, "camera");
+    wait_until("frames while full", 60, &mut || frames(port, "camera") > frames_full + 250.0);
+    assert!(held() >= 2.0, "closed bins held in memory");
+    assert_eq!(ready(), Some(503));
+    let released_at = SystemTime::now();
+    std::fs::write(t.join("release"), "").unwrap();
+    wait_until("the held bins to be written", 30, &mut || held() == 0.0);
+    wait_until("ready again", 30, &mut || ready() == Some(200));
+    let pid: String = std::fs::read_to_string(t.join("pid")).unwrap();
+    let killed = std::process::Command::new("kill").args(["-TERM", pid.trim()]).status().unwrap();
+    assert!(killed.success());
+    let status = wait_at_most(&mut child, Instant::now(), Duration::from_secs(60));
+    // Ended: its PID may be reused, so the guard must not signal it.
+    let _ = std::fs::remove_file(t.join("pid"));
+    let stderr = std::fs::read_to_string(t.join("stderr")).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("cannot write"), "the log says so:\n{stderr}");
+
+    let reports = stored(&t.join("j.db"), 10);
+    let starts: Vec<SystemTime> = reports
+        .iter()
+        .map(|r| humantime::parse_rfc3339_weak(r.2["bin_start"].as_str().unwrap().trim_end_matches('Z')).unwrap())
+        .collect();
+    assert!(starts.len() >= 4, "{starts:?}");
+    let during = starts.iter().filter(|s| **s >= filled_at && **s + Duration::from_secs(10) <= released_at).count();
+    assert!(during >= 1, "bins that opened and closed while the disk was full were written: {starts:?}");
+    for w in starts.windows(2) {
+        assert_eq!(w[1].duration_since(w[0]).unwrap(), Duration::from_secs(10), "a bin is missing: {starts:?}");
+    }
+}

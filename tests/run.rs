@@ -177,6 +177,8 @@ fn sigkill_loses_at_most_the_open_bin() {
 fn sigterm_closes_partial_bins_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let http = format!("127.0.0.1:{port}");
     let mut child = spawn(
         &[
             "run",
@@ -189,27 +191,28 @@ fn sigterm_closes_partial_bins_and_exits_cleanly() {
             db.to_str().unwrap(),
             "--format",
             "json",
+            "--http",
+            &http,
         ],
         "info",
     );
-    // Once the camera is open, let it analyse for a while (the suite may be loading both cores).
-    let mut stderr = String::new();
+    // Stderr is read on its own thread so that a full pipe never stalls the run.
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        stderr.push_str(&line);
-        stderr.push('\n');
-        if line.contains("camera opened") {
+    let log = std::thread::spawn(move || lines.by_ref().map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    // Ready once 20 frames are analysed (1 s of stream), however loaded the machine.
+    let t = Instant::now();
+    loop {
+        let m = crate::common::http_get(port, "/metrics").map(|(_, b)| String::from_utf8_lossy(&b).into_owned());
+        let n = m.and_then(|m| crate::common::metric_sample(&m, "junction_frames_analysed_total{camera=\"camera\"}"));
+        if n.is_some_and(|n| n >= 20.0) {
             break;
         }
+        assert!(t.elapsed() < Duration::from_secs(60), "no frames analysed");
+        std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(2));
     signal(&child, "TERM");
     let status = wait_at_most(&mut child, Instant::now(), Duration::from_secs(30));
-    for line in lines {
-        stderr.push_str(&line.unwrap());
-        stderr.push('\n');
-    }
+    let stderr = log.join().unwrap();
     assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
     let stored = store_reports(&db);
     assert_eq!(stored.len(), 2, "one partial bin per length: {stored:?}");

@@ -1,0 +1,222 @@
+//! What `junction run` prints: events and closed bins as they happen (text or JSON lines), the
+//! totals table, and the `--summary` JSON.
+
+use std::io::Write;
+
+use junction::aggregate::FlowReport;
+use junction::analytics::{Direction, EventKind, TrafficEvent};
+use junction::detect::VehicleClass;
+use junction::runtime::{Observer, RunSummary, direction_total};
+
+/// Prints events and closed bins as they happen.
+pub struct Printer {
+    pub json: bool,
+    pub out: std::io::Stdout,
+}
+
+impl Observer for Printer {
+    fn event(&mut self, camera: &str, e: &TrafficEvent) {
+        let mut out = self.out.lock();
+        let (direction, dwell, to, channel) = match &e.kind {
+            EventKind::Crossing { direction } => (Some(direction.as_str()), None, None, None),
+            EventKind::ZoneEnter => (None, None, None, None),
+            EventKind::ZoneExit { dwell } => (None, Some(dwell.as_secs_f64()), None, None),
+            EventKind::Movement { to, turn } => (Some(turn.as_str()), None, Some(&**to), None),
+            EventKind::LoopOn { channel } | EventKind::LoopOff { channel } => (None, None, None, Some(*channel)),
+        };
+        let kind = e.kind.name();
+        let speed = e.speed.map(|s| (f64::from(s.kmh) * 10.0).round() / 10.0);
+        let wall = humantime::format_rfc3339_millis(e.wall).to_string();
+        let _ = if self.json {
+            let mut v = serde_json::json!({
+                "type": "event", "camera": camera, "rule": &*e.rule, "kind": kind, "direction": direction,
+                "class": e.class, "track": e.track, "pts": e.pts.as_secs_f64(), "wall": wall, "dwell_s": dwell,
+            });
+            if let Some(to) = to {
+                v["to"] = to.into();
+            }
+            if let Some(c) = channel {
+                v["channel"] = c.into();
+            }
+            if let Some(s) = speed {
+                v["speed_kmh"] = s.into();
+                v["speed_plausible"] = e.speed.is_some_and(|s| s.plausible).into();
+            }
+            writeln!(out, "{v}")
+        } else {
+            let what = match (&e.kind, direction, dwell) {
+                (EventKind::Movement { .. }, Some(d), _) => format!("{d} to {}", to.unwrap_or("")),
+                (EventKind::LoopOn { channel }, ..) => format!("on  (channel {channel})"),
+                (EventKind::LoopOff { channel }, ..) => format!("off (channel {channel})"),
+                (_, Some(d), _) => format!("{d:<4}"),
+                (_, None, Some(s)) => format!("exit after {s:.1} s"),
+                (_, None, None) => "enter".into(),
+            };
+            let speed = speed.map(|s| format!("  {s:.0} km/h")).unwrap_or_default();
+            writeln!(
+                out,
+                "{wall}  {camera:<10} {:<10} {what} {:<10} track {}{speed}",
+                &*e.rule,
+                e.class.as_str(),
+                e.track
+            )
+        };
+        let _ = out.flush();
+    }
+
+    fn report(&mut self, r: &FlowReport) {
+        let mut out = self.out.lock();
+        if self.json {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["type"] = "report".into();
+            let _ = writeln!(out, "{v}");
+        } else {
+            let _ = write!(out, "{}", report_table(r));
+        }
+        let _ = out.flush();
+    }
+}
+
+/// A FlowReport as a table: one row per counter and direction, one column per class.
+fn report_table(r: &FlowReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "── {} {} · {} + {} s{}{} · {} frames analysed, {} dropped",
+        r.site,
+        r.camera,
+        r.bin_start,
+        r.bin_seconds,
+        if r.partial { format!(" (partial: {:.0} s covered)", r.covered_seconds) } else { String::new() },
+        if r.revision > 1 { format!(" · revision {}", r.revision) } else { String::new() },
+        r.frames_analysed,
+        r.frames_dropped
+    );
+    for g in &r.gaps {
+        let _ = writeln!(s, "   gap {} → {} ({:.1} s): {}", g.from, g.to, g.seconds, g.reason.as_str());
+    }
+    let _ = write!(s, "   {:<12} {:<4}", "counter", "dir");
+    for c in VehicleClass::ALL {
+        let _ = write!(s, " {:>10}", c.as_str());
+    }
+    let _ = writeln!(s, " {:>6} {:>8}", "total", "veh/h");
+    for f in &r.flows {
+        let _ = write!(s, "   {:<12} {:<4}", f.counter, f.direction.as_str());
+        for c in VehicleClass::ALL {
+            let n = r
+                .volumes
+                .iter()
+                .find(|v| v.counter == f.counter && v.direction == f.direction && v.class == c)
+                .map_or(0, |v| v.vehicles);
+            let _ = write!(s, " {n:>10}");
+        }
+        let _ = writeln!(s, " {:>6} {:>8.0}", f.vehicles, f.veh_per_hour);
+    }
+    if r.flows.is_empty() {
+        let _ = writeln!(s, "   (no vehicles counted)");
+    }
+    for z in &r.zones {
+        let _ = writeln!(
+            s,
+            "   zone {:<12} entries {:>4}  mean {:>5.2} veh  max {:>3}  occupied {:>5.1} %  mean dwell {}",
+            z.zone,
+            z.entries,
+            z.mean_vehicles,
+            z.max_vehicles,
+            100.0 * z.occupied_share,
+            z.mean_dwell_s.map_or("-".into(), |d| format!("{d:.1} s"))
+        );
+        if z.kind == junction::analytics::ZoneKind::Queue {
+            let _ = writeln!(
+                s,
+                "        queue: mean {:.2} veh, max {} veh{}",
+                z.mean_queue_vehicles,
+                z.max_queue_vehicles,
+                z.max_queue_m.map_or(String::new(), |m| format!(", max {m:.1} m"))
+            );
+        }
+    }
+    for v in &r.speeds {
+        let _ = writeln!(
+            s,
+            "   speed {:<12} {:<10} {:>3} veh  mean {:>5.1} km/h  85th percentile {:>5.1} km/h",
+            v.counter,
+            v.class.as_str(),
+            v.vehicles,
+            v.mean_kmh,
+            v.p85_kmh
+        );
+    }
+    for h in &r.headways {
+        let _ = writeln!(
+            s,
+            "   headway {:<10} {:<4} {:>3} gaps  mean {:>6.1} s  min {:>5.1} s",
+            h.counter,
+            h.direction.as_str(),
+            h.gaps,
+            h.mean_s,
+            h.min_s
+        );
+    }
+    for m in &r.movements {
+        let _ = writeln!(
+            s,
+            "   movement {} → {} {:<8} {:<10} {:>3} veh {:>6.1} PCU",
+            m.from,
+            m.to,
+            m.movement.as_str(),
+            m.class.as_str(),
+            m.vehicles,
+            m.pcu
+        );
+    }
+    s
+}
+
+pub fn totals_table(s: &RunSummary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("══ totals\n");
+    for c in &s.cameras {
+        let _ = writeln!(out, "   camera {}: {} frames analysed, {} dropped", c.camera, c.frames, c.dropped);
+        for (line, counts) in &c.lines {
+            let _ = writeln!(
+                out,
+                "   {line:<12} in {:>4}  out {:>4}  total {:>4}",
+                direction_total(counts, Direction::In),
+                direction_total(counts, Direction::Out),
+                counts.values().sum::<u64>()
+            );
+        }
+    }
+    out
+}
+
+/// `{"frames": N, "lines": [{"id", "camera", "in", "out", "by_class": {class: {"in", "out"}}}], …}`
+pub fn summary_json(s: &RunSummary) -> serde_json::Value {
+    let mut lines = Vec::new();
+    for c in &s.cameras {
+        for (id, counts) in &c.lines {
+            let n = |d: Direction| direction_total(counts, d);
+            let mut by_class = serde_json::Map::new();
+            for ((d, class), count) in counts {
+                let e = by_class.entry(class.as_str()).or_insert_with(|| serde_json::json!({"in": 0, "out": 0}));
+                e[d.as_str()] = (*count).into();
+            }
+            lines.push(serde_json::json!({
+                "id": id, "camera": c.camera, "in": n(Direction::In), "out": n(Direction::Out), "by_class": by_class,
+            }));
+        }
+    }
+    serde_json::json!({
+        "frames": s.cameras.iter().map(|c| c.frames).sum::<u64>(),
+        "frames_dropped": s.cameras.iter().map(|c| c.dropped).sum::<u64>(),
+        "frames_detected": s.cameras.iter().map(|c| c.detected).sum::<u64>(),
+        "cameras": s.cameras.iter().map(|c| serde_json::json!({
+            "id": c.camera, "frames": c.frames, "dropped": c.dropped, "detected": c.detected,
+            "faults": c.faults, "error": c.error,
+        })).collect::<Vec<_>>(),
+        "recrossings_suppressed": s.cameras.iter().map(|c| c.recrossings_suppressed).sum::<u64>(),
+        "lines": lines,
+    })
+}

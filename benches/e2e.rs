@@ -1,7 +1,9 @@
 //! End to end over the first 150 frames of the test clip (15 s of street), as `junction run` does it
 //! on one analysis thread: GStreamer decode + letterbox (its streaming thread, overlapped), tensor
 //! fill, ONNX Runtime (2 intra-op threads), decode + NMS, ByteTrack, the example street's rules
-//! (line, zone, approaches, loops, ground speed), aggregation and the store.
+//! (line, zone, approaches, loops, ground speed) and aggregation through the same `CameraPipeline`
+//! as `junction run`, and the store: written on the analysis thread (`inline`, how it was before the
+//! outputs thread) or on the outputs thread behind its bounded channel (`thread`, how it is now).
 //!
 //! Besides criterion's time per clip, prints the share of wall time spent outside ONNX Runtime's
 //! `run()`: the budget is under 10 %.
@@ -12,13 +14,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use junction::aggregate::Aggregator;
-use junction::analytics::Rules;
-use junction::config::load_calibration_file;
+use junction::camera::{CameraPipeline, Produced};
+use junction::config::{Config, load_calibration_file};
 use junction::detect::{Detection, Detector, DetectorOptions, ModelCard};
+use junction::sink::{Housekeeping, Output};
 use junction::source::{OnInferenceBusy, Poll, Source, SourceOptions};
 use junction::store::Store;
-use junction::track::{Tracker, TrackerConfig, TrackerOutput};
+use junction::telemetry::Metrics;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const FRAMES: u64 = 150;
@@ -31,13 +33,32 @@ struct Run {
     source: Duration,
     /// Tensor fill, decode + NMS.
     pre_post: Duration,
-    /// Tracker, rules, aggregation, store.
+    /// Tracker, rules, aggregation, and the store (inline) or the hand-over to the outputs thread.
     after: Duration,
 }
 
-fn run_clip(det: &mut Detector, store: &mut Store) -> Run {
-    let cam =
+/// Where the store's writes happen: on the analysis thread (as before the outputs thread existed),
+/// or on the outputs thread behind its bounded channel (as `junction run` does now).
+#[derive(Clone, Copy, PartialEq)]
+enum Outputs {
+    Inline,
+    Thread,
+}
+
+struct Quiet;
+
+impl junction::sink::Observer for Quiet {
+    fn event(&mut self, _: &str, _: &junction::analytics::TrafficEvent) {}
+    fn report(&mut self, _: &junction::aggregate::FlowReport) {}
+}
+
+fn run_clip(det: &mut Detector, db: &Path, outputs: Outputs) -> Run {
+    let mut cam =
         load_calibration_file(&Path::new(ROOT).join("calibration/example-street/street.toml")).expect("calibration");
+    cam.id = "street".into();
+    let mut cfg = Config::adhoc(Path::new(ROOT).join("models/yolox_nano.toml"), cam.clone());
+    cfg.site = "bench".into();
+    cfg.bins = vec![Duration::from_secs(60)];
     let card = det.card();
     let opts = SourceOptions {
         input: card.input_size(),
@@ -48,48 +69,54 @@ fn run_clip(det: &mut Detector, store: &mut Store) -> Run {
         ..SourceOptions::default()
     };
     let clip = Path::new(ROOT).join("tests/data/street_topdown_640x360.mp4");
-    let start = Instant::now();
-    let before = det.times;
-    let (mut source, mut after) = (Duration::ZERO, Duration::ZERO);
-    let mut src = Source::open(clip.to_str().expect("utf-8 path"), opts).expect("clip");
-    let mut tracker = Tracker::new(TrackerConfig::default());
-    let mut rules = Rules::new(cam.lines.clone(), cam.zones.clone(), Default::default())
-        .with_approaches(cam.approaches.clone())
-        .with_loops(cam.loops.clone());
-    if let Some(h) = &cam.ground {
-        rules = rules.with_ground(h.clone());
-    }
-    let counters = cam.lines.iter().map(|l| l.id.clone()).collect();
-    let zones = cam.zones.iter().map(|z| (z.id.clone(), z.kind)).collect();
-    let mut agg = Aggregator::new("bench", "street", counters, zones, &[Duration::from_secs(60)]);
-    let (mut dets, mut tracked, mut events, mut reports) =
-        (vec![Vec::<Detection>::new()], TrackerOutput::default(), Vec::new(), Vec::new());
-    let mut frames = 0;
-    while frames < FRAMES {
-        let t = Instant::now();
-        let polled = src.poll(Duration::from_secs(10)).expect("poll");
-        source += t.elapsed();
-        let frame = match polled {
-            Poll::Frame(f) => f,
-            Poll::Idle => continue,
-            _ => break,
-        };
-        det.detect(&[frame.job()], &mut dets).expect("detect");
-        let t = Instant::now();
-        tracker.update(frame.pts, &dets[0], &mut tracked);
-        events.clear();
-        rules.update(frame.pts, frame.wall, &tracked.tracks, &tracked.ended, &mut events);
-        reports.clear();
-        agg.frame(frame.wall, 0, rules.zone_now(), rules.quality, &mut reports);
-        for e in &events {
-            agg.event(e);
+    let metrics = Arc::new(Metrics::new(&[("street".into(), Duration::from_secs(10))]));
+    let mut store = Store::open(db).expect("store");
+    let (tx, rx) = std::sync::mpsc::sync_channel(junction::sink::CHANNEL);
+    let housekeeping = Housekeeping { retention_days: 30, max_bytes: u64::MAX, drain: Duration::from_secs(10) };
+    std::thread::scope(|scope| {
+        let start = Instant::now();
+        let sink = (outputs == Outputs::Thread).then(|| {
+            let m = metrics.clone();
+            let store = Store::open(db).expect("store");
+            scope.spawn(move || junction::sink::run("bench", store, rx, &mut Quiet, None, &m, housekeeping))
+        });
+        let before = det.times;
+        let (mut source, mut after) = (Duration::ZERO, Duration::ZERO);
+        let mut src = Source::open(clip.to_str().expect("utf-8 path"), opts).expect("clip");
+        let mut pipe = CameraPipeline::new(&cfg, &cam, metrics.clone());
+        let mut dets = vec![Vec::<Detection>::new()];
+        let mut frames = 0;
+        while frames < FRAMES {
+            let t = Instant::now();
+            let polled = src.poll(Duration::from_secs(10)).expect("poll");
+            source += t.elapsed();
+            let frame = match polled {
+                Poll::Frame(f) => f,
+                Poll::Idle => continue,
+                _ => break,
+            };
+            det.detect(&[frame.job()], &mut dets).expect("detect");
+            let t = Instant::now();
+            let mut out = Produced::default();
+            pipe.frame(frame.pts, frame.wall, Some(&dets[0]), 0, Duration::ZERO, &mut out);
+            match outputs {
+                Outputs::Inline => store.save("bench", "street", &out.events, &out.reports).expect("store"),
+                Outputs::Thread => {
+                    if !out.is_empty() {
+                        tx.send(Output::Produced { camera: "street".into(), produced: out }).expect("outputs thread");
+                    }
+                }
+            }
+            after += t.elapsed();
+            frames += 1;
         }
-        store.save("bench", "street", &events, &reports).expect("store");
-        after += t.elapsed();
-        frames += 1;
-    }
-    let pre_post = (det.times.fill - before.fill) + (det.times.postprocess - before.postprocess);
-    Run { wall: start.elapsed(), inference: det.times.infer - before.infer, frames, source, pre_post, after }
+        drop(tx);
+        if let Some(h) = sink {
+            h.join().expect("outputs thread");
+        }
+        let pre_post = (det.times.fill - before.fill) + (det.times.postprocess - before.postprocess);
+        Run { wall: start.elapsed(), inference: det.times.infer - before.infer, frames, source, pre_post, after }
+    })
 }
 
 fn e2e(c: &mut Criterion) {
@@ -102,51 +129,58 @@ fn e2e(c: &mut Criterion) {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = Store::open(&dir.path().join("e2e.db")).expect("store");
-    let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut g = c.benchmark_group("e2e");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(30));
     g.throughput(Throughput::Elements(FRAMES));
-    let sink = runs.clone();
-    g.bench_function("street_clip_150_frames", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let r = run_clip(&mut det, &mut store);
-                total += r.wall;
-                if let Ok(mut v) = sink.lock() {
-                    v.push(r);
+    let mut all = Vec::new();
+    for (name, outputs) in [("inline", Outputs::Inline), ("thread", Outputs::Thread)] {
+        let db = dir.path().join(format!("e2e-{name}.db"));
+        let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = runs.clone();
+        g.bench_function(format!("street_clip_150_frames_outputs_{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let r = run_clip(&mut det, &db, outputs);
+                    total += r.wall;
+                    if let Ok(mut v) = sink.lock() {
+                        v.push(r);
+                    }
                 }
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+        all.push((name, runs));
+    }
     g.finish();
-    let runs: Vec<[Duration; 6]> = match runs.lock() {
-        Ok(v) => v
-            .iter()
-            .map(|r| [r.wall, r.inference, r.source, r.pre_post, r.after, Duration::from_nanos(r.frames)])
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let sum = |i: usize| runs.iter().map(|r| r[i]).sum::<Duration>();
-    let frames = sum(5).as_nanos() as f64;
-    if frames > 0.0 {
-        let ms = |d: Duration| 1e3 * d.as_secs_f64() / frames;
-        let (wall, inf) = (sum(0), sum(1));
-        eprintln!(
-            "e2e ({} runs, {frames} frames, ONNX Runtime spinning {spinning}): {:.2} ms/frame; inside run() {:.2}; \
-             waiting for frames {:.2}; fill + decode/NMS {:.2}; track + rules + aggregate + store {:.2}; \
-             outside inference {:.1} %",
-            runs.len(),
-            ms(wall),
-            ms(inf),
-            ms(sum(2)),
-            ms(sum(3)),
-            ms(sum(4)),
-            100.0 * (1.0 - inf.as_secs_f64() / wall.as_secs_f64())
-        );
+    for (name, runs) in all {
+        let runs: Vec<[Duration; 6]> = match runs.lock() {
+            Ok(v) => v
+                .iter()
+                .map(|r| [r.wall, r.inference, r.source, r.pre_post, r.after, Duration::from_nanos(r.frames)])
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let sum = |i: usize| runs.iter().map(|r| r[i]).sum::<Duration>();
+        let frames = sum(5).as_nanos() as f64;
+        if frames > 0.0 {
+            let ms = |d: Duration| 1e3 * d.as_secs_f64() / frames;
+            let (wall, inf) = (sum(0), sum(1));
+            eprintln!(
+                "e2e outputs {name} ({} runs, {frames} frames, ONNX Runtime spinning {spinning}): {:.2} ms/frame \
+                 ({:.1} frames/s); inside run() {:.2}; waiting for frames {:.2}; fill + decode/NMS {:.2}; \
+                 track + rules + aggregate + outputs on the analysis thread {:.3}; outside inference {:.1} %",
+                runs.len(),
+                ms(wall),
+                1e3 / ms(wall),
+                ms(inf),
+                ms(sum(2)),
+                ms(sum(3)),
+                ms(sum(4)),
+                100.0 * (1.0 - inf.as_secs_f64() / wall.as_secs_f64())
+            );
+        }
     }
 }
 

@@ -188,6 +188,18 @@ fn store_insert(c: &mut Criterion) {
             k += 1;
         })
     });
+    // The cost of the power-cut guarantee: the same closed bin committed without the WAL sync.
+    let mut normal = Store::open(&dir.path().join("bench-normal.db"))
+        .expect("store")
+        .with_report_sync(junction::store::Sync::Normal);
+    g.bench_function("insert_flow_report_15m_sync_normal", |b| {
+        b.iter(|| {
+            let mut r = report.clone();
+            r.id = format!("s/c/{k}/900");
+            normal.save("s", "c", &[], &[r]).expect("save");
+            k += 1;
+        })
+    });
     g.finish();
 }
 

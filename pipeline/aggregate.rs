@@ -506,7 +506,7 @@ impl Aggregator {
                     self.series[i].current = Some(bin);
                     continue;
                 };
-                if t < bin.start {
+                if t < bin.start || t + MAX_FRAME_GAP < bin.cursor {
                     // The clock went back: a file replayed from an earlier start after a restart. The
                     // open bin (a checkpoint) is dropped: the replay covers its time again, and the
                     // store keeps whichever report of that bin covers more.
@@ -946,7 +946,15 @@ mod tests {
         assert!((r.covered_seconds - 40.0).abs() < 1e-6, "{r:?}");
         assert_eq!(r.volumes.iter().map(|v| v.vehicles).sum::<u64>(), 2);
         assert!(r.gaps.iter().any(|g| g.reason == GapReason::BoxNotRunning && (g.seconds - 10.0).abs() < 1e-6));
-        // A replay from an earlier time does not continue it (nothing is counted twice).
+        // A replay from an earlier time does not continue it (nothing is counted twice), nor does it
+        // add to a checkpointed open bin.
+        let mut ckpt = new();
+        let mut open = new();
+        frames(&mut open, 0.0, 20.0, &mut out);
+        ckpt.resume(open.checkpoint());
+        frames(&mut ckpt, 0.0, 20.0, &mut out);
+        ckpt.finish(GapReason::NoFrames, &mut out);
+        assert_eq!(out.pop().map(|r| r.frames_analysed), Some(41));
         let mut replay = new();
         replay.resume(vec![state]);
         frames(&mut replay, 0.0, 20.0, &mut out);

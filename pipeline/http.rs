@@ -78,9 +78,23 @@ pub fn probe(url: &str, timeout: std::time::Duration) -> Result<String, ProbeErr
     if status == 200 { Ok(body) } else { Err(ProbeError::Status { url: url.to_owned(), status, body }) }
 }
 
-/// Handle on the server thread; the server stops with the process.
+/// Handle on the server thread. Dropping it is the server's part of the shutdown: it stops taking
+/// connections, finishes the requests in flight, and its thread ends.
 pub struct HttpServer {
     pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl HttpServer {
@@ -90,7 +104,8 @@ impl HttpServer {
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| err(e.to_string()))?;
         std_listener.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
         let bound = std_listener.local_addr().map_err(|e| err(e.to_string()))?;
-        std::thread::Builder::new()
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name("junction-http".into())
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -108,14 +123,17 @@ impl HttpServer {
                         .route("/readyz", get(ready_handler))
                         .route("/snapshot/{file}", get(snapshot_handler))
                         .with_state(AppState { metrics, snapshots });
-                    if let Err(e) = axum::serve(listener, app).await {
+                    let stopped = async {
+                        let _ = rx.await;
+                    };
+                    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
                         tracing::error!(error = %e, "http server stopped");
                     }
                 });
             })
             .map_err(|e| err(e.to_string()))?;
         tracing::info!(addr = %bound, "http: /metrics /healthz /readyz /snapshot/<camera>.jpg");
-        Ok(Self { addr: bound })
+        Ok(Self { addr: bound, shutdown: Some(tx), thread: Some(thread) })
     }
 }
 

@@ -1,6 +1,6 @@
 //! junction: road-junction cameras to traffic measurements.
 //!
-//! Module map, in the order a frame flows (see DESIGN.md):
+//! Module map, in the order a frame flows (the README's "Architecture" describes the threads):
 //!
 //! - [`config`]: site configuration and calibration files, parsed then validated (every problem named).
 //! - [`source`]: GStreamer pipeline per camera, URI → frames of the region of interest, scaled for the
@@ -12,11 +12,16 @@
 //! - [`track`]: ByteTrack on frame-pixel boxes, driven by PTS.
 //! - [`analytics`]: count lines, zones, turning movements, loop detectors and speed over tracks →
 //!   traffic events.
-//! - [`aggregate`]: wall-clock bins → FlowReports (volumes, PCU, speeds, headways, movements, queues).
-//! - [`store`]: SQLite, every event and report; the MQTT outbox.
+//! - [`aggregate`]: wall-clock bins → FlowReports (volumes, PCU, speeds, headways, movements, queues),
+//!   with coverage and gaps, revised after a restart inside a bin.
+//! - [`camera`]: one camera's tracker, rules and bins ([`camera::CameraPipeline`]), no I/O.
+//! - [`runtime`]: the analysis loop over all cameras and its supervisor (a camera's fault restarts that
+//!   camera alone), live cameras' wall clock, checkpoints, shutdown.
+//! - [`sink`]: the outputs thread behind a bounded channel: store, ATSPM CSV, printer, publisher wake.
+//! - [`store`]: SQLite, every event and report (by revision), open bins' checkpoints; the MQTT outbox.
 //! - [`publish`]: MQTT publisher draining the outbox.
 //! - [`http`], [`snapshot`], [`telemetry`]: /metrics, /healthz, /readyz, /snapshot; logging and metrics.
-//! - [`runtime`]: the analysis loop over all cameras, restarts and shutdown.
+//! - [`retry`]: backoff shared by camera restarts and the publisher.
 //! - [`report`]: offline turning-movement counts, peak hour and charts from the store.
 //! - [`calibrate`]: solving a camera's ground plane and drawing its overlay.
 //! - [`eval`]: a clip against its truth file: count errors by line, direction and class; sweeps.

@@ -1,7 +1,9 @@
 //! `junction report`: the traffic engineer's outputs from the store, offline. A turning-movement count
 //! table (interval × approach × movement × class, vehicles and PCU) as CSV, a summary with the peak
 //! hour and its peak-hour factor, and PNG charts: volumes per interval by movement, and the spot-speed
-//! distribution.
+//! distribution. Coverage goes with every number: each TMC row says how much of its interval the
+//! camera covered, `coverage.csv` lists every interval of every camera with its gaps, the chart marks
+//! incomplete intervals (*) and the summary says when the peak hour rests on one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,9 @@ pub struct TmcRow {
     pub class: VehicleClass,
     pub vehicles: u64,
     pub pcu: f64,
+    /// Seconds of the interval the camera covered, and whether that is all of it.
+    pub covered_seconds: f64,
+    pub complete: bool,
 }
 
 /// The TMC rows of stored reports (all of one bin length), in interval, camera, approach, movement,
@@ -44,19 +49,19 @@ pub struct TmcRow {
 pub fn tmc(reports: &[FlowReport]) -> Vec<TmcRow> {
     /// (interval start, camera, approach, movement, exit, class).
     type Key = (String, String, String, Turn, String, VehicleClass);
-    let mut rows: BTreeMap<Key, (u64, u64, f64)> = BTreeMap::new();
+    let mut rows: BTreeMap<Key, (&FlowReport, u64, f64)> = BTreeMap::new();
     for r in reports {
         for m in &r.movements {
             let key = (r.bin_start.clone(), r.camera.clone(), m.from.clone(), m.movement, m.to.clone(), m.class);
-            let e = rows.entry(key).or_insert((r.bin_seconds, 0, 0.0));
+            let e = rows.entry(key).or_insert((r, 0, 0.0));
             e.1 += m.vehicles;
             e.2 += m.pcu;
         }
     }
     rows.into_iter()
-        .map(|((start, camera, approach, movement, exit, class), (seconds, vehicles, pcu))| TmcRow {
+        .map(|((start, camera, approach, movement, exit, class), (r, vehicles, pcu))| TmcRow {
             start,
-            seconds,
+            seconds: r.bin_seconds,
             camera,
             approach,
             exit,
@@ -64,18 +69,58 @@ pub fn tmc(reports: &[FlowReport]) -> Vec<TmcRow> {
             class,
             vehicles,
             pcu,
+            covered_seconds: r.covered_seconds,
+            complete: !r.partial,
         })
         .collect()
 }
 
-pub const TMC_HEADER: &str = "interval_start,interval_seconds,camera,approach,exit,movement,class,vehicles,pcu";
+pub const TMC_HEADER: &str =
+    "interval_start,interval_seconds,camera,approach,exit,movement,class,vehicles,pcu,covered_seconds,complete";
+
+pub const COVERAGE_HEADER: &str =
+    "interval_start,interval_seconds,camera,covered_seconds,complete,frames_analysed,revision,gaps";
+
+/// Every interval of every camera: its coverage, and its gaps as `reason:seconds` separated by `;`.
+pub fn coverage_csv(reports: &[FlowReport]) -> String {
+    let mut s = String::from(COVERAGE_HEADER);
+    s.push('\n');
+    for r in reports {
+        let gaps: Vec<String> = r.gaps.iter().map(|g| format!("{}:{:.1}", g.reason.as_str(), g.seconds)).collect();
+        s.push_str(&format!(
+            "{},{},{},{:.1},{},{},{},{}\n",
+            r.bin_start,
+            r.bin_seconds,
+            r.camera,
+            r.covered_seconds,
+            !r.partial,
+            r.frames_analysed,
+            r.revision,
+            gaps.join(";")
+        ));
+    }
+    s
+}
+
+/// Interval starts (in time order) that are incomplete: a camera's report there is partial, or a
+/// camera seen in the period has no report there at all (the box was not running).
+pub fn incomplete_intervals(reports: &[FlowReport]) -> std::collections::BTreeSet<String> {
+    let cameras: std::collections::BTreeSet<&str> = reports.iter().map(|r| r.camera.as_str()).collect();
+    let mut by: BTreeMap<&str, (std::collections::BTreeSet<&str>, bool)> = BTreeMap::new();
+    for r in reports {
+        let e = by.entry(r.bin_start.as_str()).or_default();
+        e.0.insert(r.camera.as_str());
+        e.1 |= r.partial;
+    }
+    by.into_iter().filter(|(_, (seen, partial))| *partial || *seen != cameras).map(|(s, _)| s.to_owned()).collect()
+}
 
 pub fn tmc_csv(rows: &[TmcRow]) -> String {
     let mut s = String::from(TMC_HEADER);
     s.push('\n');
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{:.1}\n",
+            "{},{},{},{},{},{},{},{},{:.1},{:.1},{}\n",
             r.start,
             r.seconds,
             r.camera,
@@ -84,7 +129,9 @@ pub fn tmc_csv(rows: &[TmcRow]) -> String {
             r.movement.as_str(),
             r.class.as_str(),
             r.vehicles,
-            r.pcu
+            r.pcu,
+            r.covered_seconds,
+            r.complete
         ));
     }
     s
@@ -172,10 +219,12 @@ const PALETTE: [RGBColor; 8] = [
 ];
 
 /// Volumes per interval as stacked bars, one colour per series (e.g. "south through"), as a PNG.
+/// Intervals in `incomplete` are labelled with a star.
 pub fn volume_chart(
     path: &Path,
     title: &str,
     intervals: &[String],
+    incomplete: &std::collections::BTreeSet<String>,
     series: &BTreeMap<String, Vec<u64>>,
 ) -> Result<(), ReportError> {
     font();
@@ -186,7 +235,10 @@ pub fn volume_chart(
     let totals: Vec<u64> = (0..n).map(|i| series.values().map(|v| v.get(i).copied().unwrap_or(0)).sum()).collect();
     let top = totals.iter().copied().max().unwrap_or(0).max(1);
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
+        .caption(
+            if incomplete.is_empty() { title.to_owned() } else { format!("{title} (* incomplete interval)") },
+            ("sans-serif", 24),
+        )
         .margin(16)
         .x_label_area_size(56)
         .y_label_area_size(56)
@@ -198,9 +250,13 @@ pub fn volume_chart(
         .disable_x_mesh()
         .x_labels(n.min(16))
         .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => {
-                intervals.get(*i).and_then(|s| s.get(11..16)).map(str::to_owned).unwrap_or_default()
-            }
+            SegmentValue::CenterOf(i) => intervals
+                .get(*i)
+                .and_then(|s| {
+                    let hm = s.get(11..16)?;
+                    Some(if incomplete.contains(s) { format!("{hm}*") } else { hm.to_owned() })
+                })
+                .unwrap_or_default(),
             _ => String::new(),
         })
         .x_desc("interval start (UTC)")
@@ -352,8 +408,11 @@ pub fn make(o: &ReportOptions) -> Result<ReportOutput, ReportError> {
     }
     let what = if with_movements { "movement" } else { "counter and direction" };
     let minutes = o.interval_s as f64 / 60.0;
+    let incomplete = incomplete_intervals(&reports);
+    let coverage = o.out_dir.join("coverage.csv");
+    write(&coverage, &coverage_csv(&reports))?;
     let volumes = o.out_dir.join("volumes.png");
-    volume_chart(&volumes, &format!("Vehicles per {minutes} min by {what}"), &intervals, &series)?;
+    volume_chart(&volumes, &format!("Vehicles per {minutes} min by {what}"), &intervals, &incomplete, &series)?;
     let speeds: Vec<f64> =
         store.crossing_speeds(o.site.as_deref(), &millis(o.from), &millis(o.to))?.into_iter().map(|(_, s)| s).collect();
     let speed_png = o.out_dir.join("speeds.png");
@@ -387,11 +446,35 @@ pub fn make(o: &ReportOptions) -> Result<ReportOutput, ReportError> {
     let totals = interval_totals(&reports);
     let (vehicles, pcu) = totals.iter().fold((0, 0.0), |a, t| (a.0 + t.1, a.1 + t.2));
     summary.push_str(&format!("total: {vehicles} vehicles, {pcu:.1} PCU\n"));
+    if !incomplete.is_empty() {
+        let shown: Vec<&str> = incomplete.iter().take(8).map(String::as_str).collect();
+        summary.push_str(&format!(
+            "incomplete intervals: {} of {} (a camera down, restarting, or the box not running: coverage.csv): {}{}\n",
+            incomplete.len(),
+            intervals.len(),
+            shown.join(", "),
+            if incomplete.len() > shown.len() { ", …" } else { "" }
+        ));
+    }
     match (o.interval_s, peak_hour(&totals)) {
-        (900, Some(p)) => summary.push_str(&format!(
-            "peak hour from {}: {} vehicles, {:.1} PCU, peak-hour factor {:.2}\n",
-            p.start, p.vehicles, p.pcu, p.phf
-        )),
+        (900, Some(p)) => {
+            summary.push_str(&format!(
+                "peak hour from {}: {} vehicles, {:.1} PCU, peak-hour factor {:.2}\n",
+                p.start, p.vehicles, p.pcu, p.phf
+            ));
+            let start = humantime::parse_rfc3339(&p.start).ok();
+            let within = |s: &String| {
+                let t = humantime::parse_rfc3339(s).ok();
+                matches!((start, t), (Some(a), Some(b)) if b >= a && b < a + std::time::Duration::from_secs(3600))
+            };
+            let short: Vec<&String> = incomplete.iter().filter(|s| within(s)).collect();
+            if !short.is_empty() {
+                summary.push_str(&format!(
+                    "warning: the peak hour rests on {} incomplete interval(s); its volume and factor are low bounds\n",
+                    short.len()
+                ));
+            }
+        }
         (900, None) => summary.push_str("peak hour: needs four consecutive 15-minute intervals\n"),
         _ => summary.push_str("peak hour: use --interval 15m\n"),
     }
@@ -405,7 +488,7 @@ pub fn make(o: &ReportOptions) -> Result<ReportOutput, ReportError> {
             crate::aggregate::percentile(&speeds, 0.85)
         ));
     }
-    Ok(ReportOutput { files: vec![csv, volumes, speed_png], summary })
+    Ok(ReportOutput { files: vec![csv, coverage, volumes, speed_png], summary })
 }
 
 /// Writes `text` to `path`, naming the file in the error.

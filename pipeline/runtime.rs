@@ -137,7 +137,8 @@ pub fn run(
             align: card.letterbox.align,
             channel_order: card.input.channel_order,
             on_inference_busy: c.on_inference_busy,
-            start: opts.start,
+            // `--start` is the wall clock of files; live cameras keep the capture time.
+            start: if live { None } else { opts.start },
             stall_timeout: live.then_some(c.stall_timeout),
             realtime: c.realtime,
             region: c.region(),

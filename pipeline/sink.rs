@@ -96,7 +96,15 @@ pub fn run(
         if retry_at.is_none_or(|t| Instant::now() >= t) {
             retry_at = None;
             while let Some(front) = held.front() {
-                match write(site, &mut store, front) {
+                let t = Instant::now();
+                let written = write(site, &mut store, front);
+                if written.is_ok() && matches!(front, Output::Produced { .. }) {
+                    metrics
+                        .stage_duration
+                        .get_or_create(&vec![("stage".into(), "store".into())])
+                        .observe(t.elapsed().as_secs_f64());
+                }
+                match written {
                     Ok(()) => {
                         if let Some(m) = held.pop_front() {
                             // The pending gauge comes from the store, so it tells the truth whatever

@@ -691,7 +691,7 @@ fn add_decodebin(
     Ok(dec)
 }
 
-/// Which video decoder a camera uses (`source.decoder` in DESIGN.md): GStreamer's choice by rank, or one
+/// Which video decoder a camera uses (`[[camera]] decoder`): GStreamer's choice by rank, or one
 /// kind. A kind that is not installed is refused when the camera opens, naming the decoders there are.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

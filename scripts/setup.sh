@@ -31,7 +31,7 @@ APT_PACKAGES=(
   libgstrtspserver-1.0-dev gir1.2-gst-rtsp-server-1.0
   libopencv-dev clang libclang-dev
   mosquitto mosquitto-clients
-  python3 python3-venv python3-pip
+  python3 python3-venv python3-pip python3-gi util-linux
   systemd prometheus
 )
 

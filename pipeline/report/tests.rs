@@ -50,7 +50,7 @@ fn fifteen_minute_tmc_of_a_scripted_junction() {
     );
     let csv = tmc_csv(&rows);
     assert!(csv.starts_with(TMC_HEADER));
-    assert!(csv.contains("2026-11-26T07:00:00Z,900,c,south,east,right,motorcycle,2,0.6\n"), "{csv}");
+    assert!(csv.contains("2026-11-26T07:00:00Z,900,c,south,east,right,motorcycle,2,0.6,"), "{csv}");
     // PCU by hand: 8 vehicles in the first interval = 1 + 1 + 3 + 2 × 0.3 + 2.0 = 7.6 PCU.
     let totals = interval_totals(&reports);
     assert_eq!(totals[0].1, 8);
@@ -80,11 +80,17 @@ fn charts_are_pngs() {
     series.insert("south through".to_string(), vec![3, 0]);
     series.insert("west through".to_string(), vec![0, 2]);
     let v = dir.path().join("v.png");
-    volume_chart(&v, "Vehicles per 15 min by movement", &intervals, &series).unwrap();
+    volume_chart(&v, "Vehicles per 15 min by movement", &intervals, &Default::default(), &series).unwrap();
     // A single interval draws too.
     let one = dir.path().join("one.png");
-    volume_chart(&one, "one", &intervals[..1], &series.iter().map(|(k, v)| (k.clone(), v[..1].to_vec())).collect())
-        .unwrap();
+    volume_chart(
+        &one,
+        "one",
+        &intervals[..1],
+        &Default::default(),
+        &series.iter().map(|(k, v)| (k.clone(), v[..1].to_vec())).collect(),
+    )
+    .unwrap();
     let s = dir.path().join("s.png");
     speed_chart(&s, &[31.0, 42.5, 38.0, 55.0]).unwrap();
     for p in [v, one, s] {
@@ -92,4 +98,32 @@ fn charts_are_pngs() {
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
         assert!(bytes.len() > 5_000, "a drawn chart, not an empty image: {} bytes", bytes.len());
     }
+}
+
+#[test]
+fn incomplete_intervals_are_named_and_their_coverage_listed() {
+    let v = [(1, Car, "south", "north", 10), (2, Car, "west", "east", 9100)];
+    let (mut reports, _) = junction_reports(&v, at(7, 0));
+    assert!(incomplete_intervals(&reports).iter().all(|s| reports.iter().any(|r| r.bin_start == *s && r.partial)));
+    reports[0].partial = true;
+    reports[0].covered_seconds = 600.0;
+    reports[0].gaps = vec![crate::aggregate::Gap {
+        from: "2026-11-26T07:10:00.000Z".into(),
+        to: "2026-11-26T07:15:00.000Z".into(),
+        seconds: 300.0,
+        reason: crate::aggregate::GapReason::CameraDown,
+    }];
+    let incomplete = incomplete_intervals(&reports);
+    assert!(incomplete.contains("2026-11-26T07:00:00Z"), "{incomplete:?}");
+    let csv = coverage_csv(&reports);
+    assert!(csv.starts_with(COVERAGE_HEADER));
+    assert!(csv.contains("2026-11-26T07:00:00Z,900,c,600.0,false,"), "{csv}");
+    assert!(csv.contains("camera_down:300.0"), "{csv}");
+    // A camera missing from an interval makes it incomplete too (the box was not running).
+    let mut other = reports[1].clone();
+    other.camera = "d".into();
+    reports.push(other);
+    assert!(incomplete_intervals(&reports).len() >= 2);
+    let row = &tmc(&reports)[0];
+    assert_eq!((row.covered_seconds, row.complete), (600.0, false));
 }

@@ -41,7 +41,18 @@ fn wait_for_early_minute() {
 }
 
 /// A live test camera (videotestsrc, 10 frames/s) counted in 1-minute bins, with /metrics on `port`.
-fn live_run(db: &Path, port: u16, summary: &Path, extra: &[&str]) -> Child {
+/// Our own `junction` child: a failed assertion must not leave it running, so it is killed (by its
+/// PID, through `Child`, which never signals a reaped process) when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn live_run(db: &Path, port: u16, summary: &Path, extra: &[&str]) -> Running {
     let http = format!("127.0.0.1:{port}");
     let mut args = vec![
         "run",
@@ -60,7 +71,7 @@ fn live_run(db: &Path, port: u16, summary: &Path, extra: &[&str]) -> Child {
         "json",
     ];
     args.extend(extra);
-    command(&args, "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("junction")
+    Running(command(&args, "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("junction"))
 }
 
 fn summary_frames(path: &Path) -> u64 {
@@ -82,9 +93,9 @@ fn stored(db: &Path, bin_seconds: u64) -> Vec<(String, u32, Value)> {
         .collect()
 }
 
-fn stop(mut child: Child) {
-    signal(&child, "TERM");
-    let status = wait_at_most(&mut child, Instant::now(), Duration::from_secs(60));
+fn stop(mut child: Running) {
+    signal(&child.0, "TERM");
+    let status = wait_at_most(&mut child.0, Instant::now(), Duration::from_secs(60));
     assert!(status.success(), "junction did not exit cleanly on SIGTERM: {status:?}");
 }
 
@@ -156,8 +167,8 @@ fn sigkill_loses_at_most_the_checkpoint_interval() {
     let mut first = live_run(&db, port, &s1, &["--checkpoint-s", "2"]);
     wait_until("the first run's frames", 60, &mut || frames(port, "camera") >= 50.0);
     let at_kill = frames(port, "camera") as u64;
-    signal(&first, "KILL");
-    let _ = wait_at_most(&mut first, Instant::now(), Duration::from_secs(30));
+    signal(&first.0, "KILL");
+    let _ = wait_at_most(&mut first.0, Instant::now(), Duration::from_secs(30));
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (reported, state): (bool, String) = conn
         .query_row("SELECT reported, state FROM bin_states WHERE bin_seconds = 60", [], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -190,14 +201,27 @@ fn camera_outage_shows_in_coverage_and_gaps() {
     let port = free_port();
     let http = format!("127.0.0.1:{port}");
     let url = server.url();
-    let mut child = command(
-        &["run", &url, "--line", "320,60,320,220", "--bins", "1m", "--store", db.to_str().unwrap(), "--http", &http],
-        "warn",
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = Running(
+        command(
+            &[
+                "run",
+                &url,
+                "--line",
+                "320,60,320,220",
+                "--bins",
+                "1m",
+                "--store",
+                db.to_str().unwrap(),
+                "--http",
+                &http,
+            ],
+            "warn",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
     wait_until("frames from the RTSP camera", 60, &mut || frames(port, "camera") >= 50.0);
     drop(server);
     let down_at = SystemTime::now();
@@ -205,9 +229,10 @@ fn camera_outage_shows_in_coverage_and_gaps() {
     let _server = crate::rtsp::RtspServer::start_on(&crate::common::clip(), rtsp_port);
     let up_at = SystemTime::now();
     let before = frames(port, "camera");
-    // The restart backoff has grown to up to a minute by now.
+    // The outage itself is the 3-minute pause above; from here on, readiness: the restart backoff
+    // has grown to up to a minute by now.
     wait_until("the camera to come back", 150, &mut || frames(port, "camera") >= before + 50.0);
-    stop_child(&mut child);
+    stop_child(&mut child.0);
 
     let reports = stored(&db, 60);
     let empty: Vec<&Value> = reports.iter().map(|r| &r.2).filter(|r| r["frames_analysed"] == 0).collect();
@@ -435,4 +460,40 @@ fn disk_full_holds_closed_bins_and_writes_them_when_space_returns() {
     for w in starts.windows(2) {
         assert_eq!(w[1].duration_since(w[0]).unwrap(), Duration::from_secs(10), "a bin is missing: {starts:?}");
     }
+}
+
+/// The publisher survives a store error: the database held locked by another process while a report
+/// is acknowledged makes marking it fail (busy past 5 s); the publisher starts its loop again with
+/// backoff, /metrics shows it, and once the lock goes every report is delivered.
+#[test]
+fn the_publisher_survives_a_store_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = crate::mqtt::Broker::start(dir.path());
+    broker.down();
+    let db = dir.path().join("j.db");
+    let summary = dir.path().join("s.json");
+    let port = free_port();
+    let url = broker.url();
+    let child = live_run(&db, port, &summary, &["--mqtt", &url, "--bins", "10s"]);
+    let metrics =
+        || http_get(port, "/metrics").map(|(_, b)| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let unpublished = || -> i64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM reports WHERE published_at IS NULL", [], |r| r.get(0)).unwrap_or(0)
+    };
+    wait_until("a report waiting in the outbox", 60, &mut || db.exists() && unpublished() >= 1);
+    // Another process's write lock (WAL: reads go on, writes wait 5 s then fail).
+    let mut lock = rusqlite::Connection::open(&db).unwrap();
+    let tx = lock.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive).unwrap();
+    broker.up();
+    let errors = |m: &str| metric_sample(m, "junction_errors_total{stage=\"publish\",kind=\"store\"}").unwrap_or(0.0);
+    wait_until("the publisher's store error", 60, &mut || errors(&metrics()) >= 1.0);
+    tx.commit().unwrap();
+    drop(lock);
+    wait_until("every report delivered", 60, &mut || unpublished() == 0);
+    let m = metrics();
+    assert_eq!(metric_sample(&m, "junction_publisher_up"), Some(1.0), "{m}");
+    assert_eq!(metric_sample(&m, "junction_mqtt_connected"), Some(1.0), "{m}");
+    assert!(metric_sample(&m, "junction_reports_published_total").unwrap_or(0.0) >= 1.0, "{m}");
+    stop(child);
 }

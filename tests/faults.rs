@@ -52,26 +52,20 @@ impl Drop for Running {
     }
 }
 
-fn live_run(db: &Path, port: u16, summary: &Path, extra: &[&str]) -> Running {
+/// `junction run URI` with one line, 1-minute bins (`extra` may add others), the store `db` and
+/// /metrics on `port`; output discarded.
+fn spawn_run(uri: &str, db: &Path, port: u16, extra: &[&str]) -> Running {
     let http = format!("127.0.0.1:{port}");
-    let mut args = vec![
-        "run",
-        "test://ball?fps=10",
-        "--line",
-        "320,60,320,220",
-        "--bins",
-        "1m",
-        "--store",
-        db.to_str().unwrap(),
-        "--http",
-        &http,
-        "--summary",
-        summary.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
+    let mut args = vec!["run", uri, "--line", "320,60,320,220", "--bins", "1m", "--store", db.to_str().unwrap()];
+    args.extend(["--http", &http]);
     args.extend(extra);
     Running(command(&args, "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("junction"))
+}
+
+/// A live test camera (videotestsrc, 10 frames/s) with totals written to `summary` at the end.
+fn live_run(db: &Path, port: u16, summary: &Path, extra: &[&str]) -> Running {
+    let summary = summary.to_str().unwrap();
+    spawn_run("test://ball?fps=10", db, port, &[&["--summary", summary, "--format", "json"], extra].concat())
 }
 
 fn summary_frames(path: &Path) -> u64 {
@@ -199,29 +193,8 @@ fn camera_outage_shows_in_coverage_and_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
     let port = free_port();
-    let http = format!("127.0.0.1:{port}");
     let url = server.url();
-    let mut child = Running(
-        command(
-            &[
-                "run",
-                &url,
-                "--line",
-                "320,60,320,220",
-                "--bins",
-                "1m",
-                "--store",
-                db.to_str().unwrap(),
-                "--http",
-                &http,
-            ],
-            "warn",
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
+    let mut child = spawn_run(&url, &db, port, &[]);
     wait_until("frames from the RTSP camera", 60, &mut || frames(port, "camera") >= 50.0);
     drop(server);
     let down_at = SystemTime::now();

@@ -705,7 +705,7 @@ impl Store {
     pub fn bound_size(&mut self, max_bytes: u64) -> Result<SizePrune, StoreError> {
         let mut out = SizePrune::default();
         while self.total_bytes()? > max_bytes {
-            let oldest_row: Option<String> = self
+            let oldest: Option<String> = self
                 .conn
                 .query_row(
                     "SELECT MIN(t) FROM (SELECT MIN(wall) AS t FROM events
@@ -715,31 +715,34 @@ impl Store {
                     |r| r.get(0),
                 )
                 .map_err(|e| self.err(e))?;
-            let files = self.atspm_files();
-            let oldest_file = files.first().map(|f| format!("{}T00:00:00Z", f.0));
-            let oldest = match (oldest_row, oldest_file) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
             if let Some(oldest) = oldest {
                 let cutoff = humantime::parse_rfc3339_weak(oldest.trim_end_matches('Z'))
                     .map(|t| humantime::format_rfc3339_millis(t + Duration::from_secs(3600)).to_string())
                     .unwrap_or(oldest);
                 let e = |s: &Self, sql: &str| s.conn.execute(sql, [&cutoff]).map_err(|e| s.err(e));
+                let before = out;
                 out.events += e(self, "DELETE FROM events WHERE wall <= ?1")?;
                 out.detector_events +=
                     e(self, "DELETE FROM detector_events WHERE published_at IS NOT NULL AND wall <= ?1")?;
                 out.delivered += e(self, "DELETE FROM reports WHERE published_at IS NOT NULL AND bin_start <= ?1")?;
-                // A day's file goes once the cutoff has passed that whole day.
-                for (day, path, _) in files.iter().filter(|f| format!("{}T23:59:59.999Z", f.0) <= cutoff) {
-                    match std::fs::remove_file(path) {
-                        Ok(()) => out.atspm_files += 1,
-                        Err(err) => {
-                            tracing::warn!(day, path = %path.display(), error = %err, "store: cannot delete an ATSPM file")
-                        }
+                if out != before {
+                    continue;
+                }
+            }
+            // The ATSPM files are a local copy of the loop events: whole days go, oldest first, never
+            // the newest (the one being appended to).
+            let files = self.atspm_files();
+            if files.len() > 1 {
+                let (day, path, _) = &files[0];
+                match std::fs::remove_file(path) {
+                    Ok(()) => {
+                        out.atspm_files += 1;
+                        continue;
+                    }
+                    Err(err) => {
+                        tracing::warn!(day, path = %path.display(), error = %err, "store: cannot delete an ATSPM file")
                     }
                 }
-                continue;
             }
             let n = self
                 .conn
@@ -762,7 +765,7 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             if n == 0 {
-                // ATSPM files of days not yet over, or nothing left: stop.
+                // Only the newest ATSPM file is left, or nothing: stop.
                 break;
             }
             out.undelivered += n;
@@ -774,7 +777,8 @@ impl Store {
     /// files; undelivered reports stay (they go only to the size bound). Returns rows and files removed.
     pub fn prune(&mut self, days: u32, now: SystemTime) -> Result<usize, StoreError> {
         let age = Duration::from_secs(u64::from(days) * 86_400);
-        let cutoff_t = now.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+        // SystemTime goes before 1970 where humantime cannot (36 500 days once panicked here).
+        let cutoff_t = now.checked_sub(age).filter(|t| *t >= SystemTime::UNIX_EPOCH).unwrap_or(SystemTime::UNIX_EPOCH);
         let cutoff = humantime::format_rfc3339_seconds(cutoff_t).to_string();
         let mut n = 0;
         for sql in [
@@ -919,6 +923,43 @@ mod tests {
         let pruned = s.bound_size(1).unwrap();
         assert_eq!(pruned.undelivered, 12, "{pruned:?}");
         assert_eq!(s.report_ids().unwrap().len(), 0);
+    }
+
+    fn loop_event(secs: u64, on: bool) -> TrafficEvent {
+        TrafficEvent {
+            kind: if on { EventKind::LoopOn { channel: 1 } } else { EventKind::LoopOff { channel: 1 } },
+            ..event("loop-1", secs)
+        }
+    }
+
+    #[test]
+    fn size_bound_covers_loop_events_and_atspm_files_undelivered_reports_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let atspm = dir.path().join("atspm");
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap().with_atspm_csv(&atspm);
+        // Two days of loop events (they land in two daily CSV files), one undelivered report.
+        let day = 86_400;
+        let loops: Vec<TrafficEvent> = (0..4000).map(|i| loop_event(i * 40, i % 2 == 0)).collect();
+        let mut r = report("r");
+        r.bin_start = "2026-10-30T00:00:00Z".into();
+        s.save("s", "c", &loops, &[r]).unwrap();
+        let files = || std::fs::read_dir(&atspm).unwrap().count();
+        assert!(files() >= 2, "daily ATSPM files");
+        let total = s.total_bytes().unwrap();
+        assert!(total > s.used_bytes().unwrap(), "the ATSPM files count towards the bound");
+        // The loop events are not delivered yet: the ATSPM files (a local copy) go first, then the
+        // undelivered loop events, and the undelivered report only if nothing else is left.
+        let pruned = s.bound_size(s.used_bytes().unwrap() / 2).unwrap();
+        assert!(pruned.atspm_files >= 1, "{pruned:?}");
+        assert!(pruned.undelivered_detector > 0, "{pruned:?}");
+        assert_eq!(pruned.undelivered, 0, "{pruned:?}");
+        assert_eq!(s.unpublished().unwrap(), 1);
+        // Retention: past `days`, delivered data and old ATSPM files go, never an undelivered report.
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000 + 400 * day);
+        s.prune(30, later).unwrap();
+        assert_eq!(s.unpublished().unwrap(), 1);
+        // A retention of 3650 days (the most a site file may say) cannot underflow the clock.
+        s.prune(3650, SystemTime::UNIX_EPOCH + Duration::from_secs(10)).unwrap();
     }
 
     #[test]

@@ -31,7 +31,13 @@ pub struct HttpConfig {
 struct AppState {
     metrics: Arc<Metrics>,
     snapshots: Option<Snapshots>,
+    /// Snapshot renders and JPEG encodes at once, on blocking threads: a burst of snapshot requests
+    /// queues here instead of stalling the task that answers /healthz.
+    encoders: Arc<tokio::sync::Semaphore>,
 }
+
+/// Snapshot encodes running at once: one, so that a core stays free for the analysis and the answers.
+const ENCODERS: usize = 1;
 
 #[derive(Debug, thiserror::Error)]
 #[error("http.listen {addr}: {message}")]
@@ -122,7 +128,11 @@ impl HttpServer {
                         .route("/healthz", get(|| async { "ok\n" }))
                         .route("/readyz", get(ready_handler))
                         .route("/snapshot/{file}", get(snapshot_handler))
-                        .with_state(AppState { metrics, snapshots });
+                        .with_state(AppState {
+                            metrics,
+                            snapshots,
+                            encoders: Arc::new(tokio::sync::Semaphore::new(ENCODERS)),
+                        });
                     let stopped = async {
                         let _ = rx.await;
                     };
@@ -163,16 +173,20 @@ async fn snapshot_handler(State(s): State<AppState>, Path(file): Path<String>) -
     let Some(camera) = file.strip_suffix(".jpg") else {
         return text(StatusCode::NOT_FOUND, "ask for /snapshot/<camera>.jpg\n".into());
     };
-    let snap = match snapshots.lock() {
-        Ok(m) => m.get(camera).cloned(),
-        Err(_) => None,
+    let Ok(_permit) = s.encoders.acquire().await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
     };
-    let Some(snap) = snap.filter(|s| s.width > 0) else {
-        return text(StatusCode::NOT_FOUND, format!("no frame from camera {camera:?} yet\n"));
-    };
-    let px = render(&snap);
-    match encode_jpeg(&px, snap.width, snap.height) {
-        Ok(jpeg) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+    // Copying the frame out (megabytes at 1080p), drawing and encoding all run on a blocking thread.
+    let camera = camera.to_owned();
+    let encoded = tokio::task::spawn_blocking(move || {
+        let snap = snapshots.lock().ok().and_then(|m| m.get(&camera).cloned()).filter(|s| s.width > 0);
+        snap.map(|snap| encode_jpeg(&render(&snap), snap.width, snap.height)).ok_or(camera)
+    })
+    .await;
+    match encoded {
+        Ok(Ok(Ok(jpeg))) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+        Ok(Err(camera)) => text(StatusCode::NOT_FOUND, format!("no frame from camera {camera:?} yet\n")),
+        Ok(Ok(Err(e))) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding failed: {e}\n")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding failed: {e}\n")),
     }
 }

@@ -382,11 +382,7 @@ impl Analysis<'_> {
 
     /// Drops the camera's source and closes its open bins (the rest of each a gap of `rest`).
     fn close(&mut self, cam: &mut Camera, rest: GapReason) {
-        if let Some(source) = cam.source.take() {
-            let dropped = source.dropped().saturating_sub(cam.dropped_seen);
-            cam.pipe.summary_mut().dropped += dropped;
-            cam.dropped_seen = 0;
-        }
+        drop_source(cam);
         let mut out = Produced::default();
         let closed = std::panic::catch_unwind(AssertUnwindSafe(|| cam.pipe.finish(rest, &mut out)));
         if closed.is_err() {
@@ -460,10 +456,7 @@ impl Analysis<'_> {
                 .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
                 .inc();
         }
-        if let Some(source) = cam.source.take() {
-            cam.pipe.summary_mut().dropped += source.dropped().saturating_sub(cam.dropped_seen);
-            cam.dropped_seen = 0;
-        }
+        drop_source(cam);
         if cam.live {
             match &err {
                 Some(e) => schedule_restart(cam, e),
@@ -557,6 +550,14 @@ impl Analysis<'_> {
         if cam.checkpointed.elapsed() >= self.cfg.store.checkpoint {
             self.checkpoint(cam);
         }
+    }
+}
+
+/// Drops the camera's source, adding the frames it dropped that are not yet in the totals.
+fn drop_source(cam: &mut Camera) {
+    if let Some(source) = cam.source.take() {
+        cam.pipe.summary_mut().dropped += source.dropped().saturating_sub(cam.dropped_seen);
+        cam.dropped_seen = 0;
     }
 }
 

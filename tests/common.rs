@@ -55,6 +55,25 @@ pub fn command(args: &[&str], log: &str) -> Command {
     cmd
 }
 
+/// Our own `junction` child: a failed assertion must not leave it running, so it is killed (by its
+/// PID, through `Child`, which never signals a reaped process) when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `junction run URI` with one line, the store `db`, and /metrics and /snapshot on `port`; output
+/// discarded.
+pub fn snapshot_run(uri: &str, db: &Path, port: u16) -> Running {
+    let addr = format!("127.0.0.1:{port}");
+    let args = ["run", uri, "--line", "320,60,320,220", "--store", db.to_str().unwrap(), "--http", &addr];
+    Running(command(&args, "warn").arg("--snapshots").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+}
+
 /// Starts [`command`]; the caller waits for the child (or signals it, by its PID).
 pub fn spawn(args: &[&str], log: &str) -> Child {
     command(args, log).spawn().expect("spawn junction")

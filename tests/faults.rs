@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::{command, http_get, metric_sample, repo, signal, wait_at_most};
+use crate::common::{Running, command, http_get, metric_sample, repo, signal, wait_at_most};
 
 /// Frames the camera has analysed, from the running process's /metrics (0 until it listens).
 fn frames(port: u16, camera: &str) -> f64 {
@@ -37,18 +37,6 @@ fn second_of_minute() -> u64 {
 fn wait_for_early_minute() {
     while !(1..=12).contains(&second_of_minute()) {
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A live test camera (videotestsrc, 10 frames/s) counted in 1-minute bins, with /metrics on `port`.
-/// Our own `junction` child: a failed assertion must not leave it running, so it is killed (by its
-/// PID, through `Child`, which never signals a reaped process) when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

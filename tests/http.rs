@@ -92,15 +92,8 @@ fn snapshot_is_a_decodable_jpeg() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
-    let addr = format!("127.0.0.1:{port}");
     let clip = crate::common::clip();
-    let args = ["run", clip.to_str().unwrap(), "--line", "320,60,320,220", "--store", db.to_str().unwrap()];
-    let mut child = command(&args, "warn")
-        .args(["--http", &addr, "--snapshots"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::snapshot_run(clip.to_str().unwrap(), &db, port);
     let started = Instant::now();
     let mut jpeg = (0, Vec::new());
     while started.elapsed() < Duration::from_secs(60) {
@@ -122,8 +115,8 @@ fn snapshot_is_a_decodable_jpeg() {
         .unwrap();
     assert!(decoded.success(), "GStreamer could not decode the snapshot");
     assert_eq!(http_get(port, "/snapshot/nosuchcamera.jpg").expect("junction listens").0, 404);
-    let _ = child.kill();
-    let _ = wait_at_most(&mut child, started, Duration::from_secs(60));
+    let _ = child.0.kill();
+    let _ = wait_at_most(&mut child.0, started, Duration::from_secs(60));
 }
 
 /// A burst of 50 concurrent snapshot requests (render + JPEG encode each) does not stall health
@@ -135,15 +128,7 @@ fn snapshot_burst_leaves_healthz_answering() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("j.db");
-    let addr = format!("127.0.0.1:{port}");
-    let uri = "test://ball?width=1920&height=1080&fps=10";
-    let args = ["run", uri, "--line", "320,60,320,220", "--store", db.to_str().unwrap()];
-    let mut child = command(&args, "warn")
-        .args(["--http", &addr, "--snapshots"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::common::snapshot_run("test://ball?width=1920&height=1080&fps=10", &db, port);
     let started = Instant::now();
     while http_get(port, "/snapshot/camera.jpg").is_none_or(|r| r.0 != 200) {
         assert!(started.elapsed() < Duration::from_secs(60), "no snapshot");
@@ -173,6 +158,6 @@ fn snapshot_burst_leaves_healthz_answering() {
     let codes: Vec<Option<u16>> = burst.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(codes.iter().all(|c| *c == Some(200)), "{codes:?}");
     assert!(slowest < Duration::from_millis(100), "/healthz took {slowest:?} during the burst ({answered} checks)");
-    signal(&child, "TERM");
-    assert!(wait_at_most(&mut child, started, Duration::from_secs(60)).success());
+    signal(&child.0, "TERM");
+    assert!(wait_at_most(&mut child.0, started, Duration::from_secs(60)).success());
 }

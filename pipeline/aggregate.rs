@@ -42,6 +42,9 @@ pub enum GapReason {
     CameraRestarting,
     /// The stream was up but delivered no frame for longer than [`MAX_FRAME_GAP`].
     NoFrames,
+    /// The camera's rules were reloaded within the bin: this report closes the bin at the reload,
+    /// and the bin continues one revision higher under the new rules (see `rule_changes`).
+    RulesChanged,
 }
 
 impl GapReason {
@@ -51,8 +54,30 @@ impl GapReason {
             Self::CameraDown => "camera_down",
             Self::CameraRestarting => "camera_restarting",
             Self::NoFrames => "no_frames",
+            Self::RulesChanged => "rules_changed",
         }
     }
+}
+
+/// What a rules reload did to one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    Changed,
+    Removed,
+}
+
+/// One rule added, changed or removed by a reload within a bin: its counts in the bin cover only the
+/// time from `at` (added, changed) or up to `at` (removed; those are in the report closed at `at`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleChange {
+    /// RFC 3339 UTC, milliseconds: the last frame analysed under the old rules.
+    pub at: String,
+    /// `line`, `zone`, `approach`, `loop` or `ground` (the ground plane: speeds and queue lengths).
+    pub kind: String,
+    pub id: String,
+    pub change: ChangeKind,
 }
 
 /// A stretch of a bin without frames.
@@ -104,6 +129,10 @@ pub struct FlowReport {
     #[serde(default)]
     pub movements: Vec<MovementCount>,
     pub quality: Quality,
+    /// Rules reloaded within the bin (absent when none): a changed or added rule counts from its
+    /// change on, so its counts here cover part of the bin; the bin is then `partial`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_changes: Vec<RuleChange>,
     /// What the store keeps to continue this bin after a restart (not published).
     #[serde(skip)]
     pub state: Option<Arc<BinState>>,
@@ -276,6 +305,7 @@ struct Bin {
     /// when this process opened or resumed the bin.
     quality_before: Quality,
     quality_at_start: RuleQuality,
+    rule_changes: Vec<RuleChange>,
 }
 
 impl Bin {
@@ -295,6 +325,7 @@ impl Bin {
             zones: vec![ZoneAcc::default(); zones],
             quality_before: Quality::default(),
             quality_at_start: quality,
+            rule_changes: Vec::new(),
         }
     }
 
@@ -339,6 +370,8 @@ pub struct BinState {
     pub movements: Vec<(String, String, Turn, VehicleClass, u64)>,
     pub zones: Vec<(String, ZoneAcc)>,
     pub quality: Quality,
+    #[serde(default)]
+    pub rule_changes: Vec<RuleChange>,
 }
 
 fn unix_s(t: SystemTime) -> f64 {
@@ -576,6 +609,7 @@ impl Aggregator {
             }
         }
         bin.quality_before = st.quality;
+        bin.rule_changes = st.rule_changes.clone();
         bin
     }
 
@@ -602,6 +636,7 @@ impl Aggregator {
                 .collect(),
             zones: self.zones.iter().zip(&bin.zones).map(|((id, _), acc)| (id.to_string(), acc.clone())).collect(),
             quality: self.bin_quality(bin),
+            rule_changes: bin.rule_changes.clone(),
         }
     }
 
@@ -659,6 +694,57 @@ impl Aggregator {
         }
     }
 
+    /// The camera's rules were reloaded (after its last frame under the old rules): each open bin is
+    /// reported now, partial, the rest of it a `rules_changed` gap, and continues one revision higher
+    /// under the new rules. Counters and zones that did not change keep their counts; changed and
+    /// removed ones (and movements through a changed approach) start again from `at`, so the
+    /// continued bin holds, per rule, what the rule as it now stands counted.
+    pub fn reconfigure(
+        &mut self,
+        counters: Vec<Arc<str>>,
+        zones: Vec<(Arc<str>, ZoneKind)>,
+        changes: &[RuleChange],
+        out: &mut Vec<FlowReport>,
+    ) {
+        let reset = |kind: &str, id: &str| {
+            changes.iter().any(|c| c.kind == kind && c.id == id && c.change != ChangeKind::Added)
+        };
+        let mut states = Vec::new();
+        for i in 0..self.series.len() {
+            let len = self.series[i].len;
+            if let Some(mut bin) = self.series[i].current.take() {
+                bin.rule_changes.extend(changes.iter().cloned());
+                let report = self.report(bin, len, Some(GapReason::RulesChanged));
+                if let Some(st) = report.state.as_deref() {
+                    states.push((i, st.clone()));
+                }
+                out.push(report);
+            }
+        }
+        let old_counters = std::mem::replace(&mut self.counters, counters);
+        self.zones = zones;
+        // Headways continue on counters that did not change.
+        let last: Vec<_> = self.last_crossing.drain().collect();
+        for ((c, d), t) in last {
+            let name = &old_counters[c];
+            if let Some(n) = self.counters.iter().position(|x| x == name)
+                && !reset("line", name)
+            {
+                self.last_crossing.insert((n, d), t);
+            }
+        }
+        for (i, mut st) in states {
+            st.volumes.retain(|(c, ..)| !reset("line", c));
+            st.speeds.retain(|(c, ..)| !reset("line", c));
+            st.headways.retain(|(c, ..)| !reset("line", c));
+            st.zones.retain(|(z, _)| !reset("zone", z));
+            st.movements.retain(|(from, to, ..)| !reset("approach", from) && !reset("approach", to));
+            let mut bin = self.bin_of(&st);
+            bin.revision = st.revision + 1;
+            self.series[i].current = Some(bin);
+        }
+    }
+
     /// Closes every open bin (end of stream, shutdown, a camera restarted after an error): the rest of
     /// each bin is a gap of `rest` in the report, which is partial when that is more than a second.
     /// If the same bin opens again (the camera is back within it), it continues one revision higher.
@@ -686,7 +772,7 @@ impl Aggregator {
             gaps.push((bin.cursor, end, reason));
         }
         let covered = bin.covered;
-        let partial = covered + PARTIAL_GRACE < len.as_secs_f64();
+        let partial = covered + PARTIAL_GRACE < len.as_secs_f64() || !bin.rule_changes.is_empty();
         let hours = if partial { covered.max(1.0) } else { len.as_secs_f64() } / 3600.0;
         let mut flows: BTreeMap<(usize, Direction), u64> = BTreeMap::new();
         let mut pcus: BTreeMap<(usize, Direction), f64> = BTreeMap::new();
@@ -799,6 +885,7 @@ impl Aggregator {
             headways,
             movements,
             quality: state.quality,
+            rule_changes: bin.rule_changes.clone(),
             state: Some(state),
         }
     }

@@ -70,7 +70,7 @@ pub enum Side {
 }
 
 /// A directional count line (a segment: crossings of its extension do not count).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LineSpec {
     pub id: Arc<str>,
     pub a: FramePoint,
@@ -93,7 +93,7 @@ pub enum ZoneKind {
     Queue,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ZoneSpec {
     pub id: Arc<str>,
     pub polygon: Vec<FramePoint>,
@@ -162,7 +162,7 @@ impl Turn {
 }
 
 /// Where an approach is: a polygon over the leg's lanes, or a line across them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Region {
     Polygon(Vec<FramePoint>),
     Line(FramePoint, FramePoint),
@@ -188,7 +188,7 @@ impl Region {
 }
 
 /// One leg of the junction, for turning movements.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApproachSpec {
     pub id: Arc<str>,
     pub region: Region,
@@ -196,7 +196,7 @@ pub struct ApproachSpec {
 }
 
 /// A virtual loop detector: "on" while a vehicle's anchor is in the polygon.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoopSpec {
     pub id: Arc<str>,
     pub polygon: Vec<FramePoint>,
@@ -436,6 +436,56 @@ impl Rules {
 
     pub fn approaches(&self) -> &[ApproachSpec] {
         &self.approaches
+    }
+
+    /// Moves the per-track state of `self` into `new` (the same camera's rules after a reload), so
+    /// that a rule that did not change goes on as if nothing happened: a vehicle half-way over an
+    /// unchanged line is counted once, a zone visit keeps its entry time, a loop stays on. Changed and
+    /// added rules start from nothing (a track's side of a new line is learnt on its next frame);
+    /// movements carry on only if no approach changed. Quality counters carry on.
+    pub fn carry_into(self, mut new: Rules) -> Rules {
+        let lines: Vec<Option<usize>> = new.lines.iter().map(|l| self.lines.iter().position(|o| o == l)).collect();
+        let zones: Vec<Option<usize>> = new.zones.iter().map(|z| self.zones.iter().position(|o| o == z)).collect();
+        let loops: Vec<Option<usize>> = new.loops.iter().map(|l| self.loops.iter().position(|o| o == l)).collect();
+        let same_approaches = self.approaches == new.approaches;
+        for (id, old) in self.tracks {
+            let mut st = TrackState::new(new.lines.len(), new.zones.len());
+            for (j, from) in lines.iter().enumerate() {
+                if let Some(s) = from.and_then(|i| old.lines.get(i)) {
+                    st.lines[j] = *s;
+                }
+            }
+            for (j, from) in zones.iter().enumerate() {
+                if let Some(z) = from.and_then(|i| old.zones.get(i)) {
+                    st.zones[j] = *z;
+                }
+            }
+            st.class = old.class;
+            st.speed = old.speed;
+            st.ground = old.ground;
+            st.speed_now = old.speed_now;
+            if same_approaches {
+                st.approach_anchor = old.approach_anchor;
+                st.entry = old.entry;
+                st.left_entry = old.left_entry;
+                st.moved = old.moved;
+                st.max_away = old.max_away;
+            }
+            new.tracks.insert(id, st);
+        }
+        for (j, from) in zones.iter().enumerate() {
+            if let Some(i) = *from {
+                new.occupancy[j] = self.occupancy.get(i).copied().unwrap_or(0);
+                new.zone_now[j] = self.zone_now.get(i).copied().unwrap_or_default();
+            }
+        }
+        for (j, from) in loops.iter().enumerate() {
+            if let (Some(i), Some(slot)) = (*from, new.loop_members.get_mut(j)) {
+                *slot = self.loop_members.get(i).cloned().unwrap_or_default();
+            }
+        }
+        new.quality = self.quality;
+        new
     }
 
     pub fn loops(&self) -> &[LoopSpec] {

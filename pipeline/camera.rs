@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::aggregate::{Aggregator, BinState, FlowReport, GapReason};
+use crate::aggregate::{Aggregator, BinState, ChangeKind, FlowReport, GapReason, RuleChange};
 use crate::analytics::{Direction, EventKind, RuleQuality, Rules, TrafficEvent};
 use crate::config::{CameraConfig, Config};
 use crate::detect::{Detection, VehicleClass};
@@ -52,6 +52,57 @@ impl Produced {
     }
 }
 
+fn build_rules(cfg: &Config, cam: &CameraConfig) -> Rules {
+    let mut rules = Rules::new(cam.lines.clone(), cam.zones.clone(), cfg.rules.clone())
+        .with_approaches(cam.approaches.clone())
+        .with_loops(cam.loops.clone());
+    if let Some(h) = &cam.ground {
+        rules = rules.with_ground(h.clone());
+    }
+    rules
+}
+
+/// What differs between two versions of a camera's rules, by kind and id, stamped `at`.
+pub fn rule_changes(old: &CameraConfig, new: &CameraConfig, at: SystemTime) -> Vec<RuleChange> {
+    fn diff<T: PartialEq>(
+        kind: &str,
+        old: &[T],
+        new: &[T],
+        id: impl Fn(&T) -> &str,
+        at: &str,
+        out: &mut Vec<RuleChange>,
+    ) {
+        let change =
+            |id: &str, change| RuleChange { at: at.to_owned(), kind: kind.to_owned(), id: id.to_owned(), change };
+        for o in old {
+            match new.iter().find(|n| id(n) == id(o)) {
+                None => out.push(change(id(o), ChangeKind::Removed)),
+                Some(n) if n != o => out.push(change(id(o), ChangeKind::Changed)),
+                Some(_) => {}
+            }
+        }
+        for n in new.iter().filter(|n| !old.iter().any(|o| id(o) == id(n))) {
+            out.push(change(id(n), ChangeKind::Added));
+        }
+    }
+    let at = humantime::format_rfc3339_millis(at).to_string();
+    let mut out = Vec::new();
+    diff("line", &old.lines, &new.lines, |l| &l.id, &at, &mut out);
+    diff("zone", &old.zones, &new.zones, |z| &z.id, &at, &mut out);
+    diff("approach", &old.approaches, &new.approaches, |a| &a.id, &at, &mut out);
+    diff("loop", &old.loops, &new.loops, |l| &l.id, &at, &mut out);
+    // The homography has no equality of its own: its printed matrix stands for it.
+    if format!("{:?}", old.ground) != format!("{:?}", new.ground) {
+        let change = match (&old.ground, &new.ground) {
+            (None, _) => ChangeKind::Added,
+            (_, None) => ChangeKind::Removed,
+            _ => ChangeKind::Changed,
+        };
+        out.push(RuleChange { at, kind: "ground".into(), id: "ground_points".into(), change });
+    }
+    out
+}
+
 /// One camera's whole analysis state.
 pub struct CameraPipeline {
     cfg: CameraConfig,
@@ -79,12 +130,7 @@ impl CameraPipeline {
     pub fn new(cfg: &Config, cam: &CameraConfig, metrics: Arc<Metrics>) -> Self {
         let tracker = Tracker::new(cfg.tracker.clone())
             .with_evidence(ClassEvidence { two_wheelers: cfg.two_wheelers.clone(), ground: cam.ground.clone() });
-        let mut rules = Rules::new(cam.lines.clone(), cam.zones.clone(), cfg.rules.clone())
-            .with_approaches(cam.approaches.clone())
-            .with_loops(cam.loops.clone());
-        if let Some(h) = &cam.ground {
-            rules = rules.with_ground(h.clone());
-        }
+        let rules = build_rules(cfg, cam);
         let counters = cam.lines.iter().map(|l| l.id.clone()).collect();
         let zones = cam.zones.iter().map(|z| (z.id.clone(), z.kind)).collect();
         Self {
@@ -130,6 +176,37 @@ impl CameraPipeline {
     /// The tracks of the last frame (for the snapshot).
     pub fn tracks(&self) -> &[TrackedObject] {
         &self.tracked.tracks
+    }
+
+    /// Applies the rules of a reloaded calibration (`new`: the same camera as configured now) without
+    /// stopping: tracks go on; rules that did not change keep their state and their counts in the
+    /// open bins; if anything changed, each open bin is reported now as partial (reason
+    /// `rules_changed`, the changes listed) and continues one revision higher, the changed rules
+    /// counting from here. Returns the changes (none: nothing was touched). Only the rules and the
+    /// ground plane are taken from `new`; the source, its region of interest and tiles stay as they
+    /// were started.
+    pub fn reload(&mut self, cfg: &Config, new: &CameraConfig, now: SystemTime, out: &mut Produced) -> Vec<RuleChange> {
+        let at = if self.last_wall > SystemTime::UNIX_EPOCH { self.last_wall } else { now };
+        let changes = rule_changes(&self.cfg, new, at);
+        if changes.is_empty() {
+            return changes;
+        }
+        let old = std::mem::replace(&mut self.rules, Rules::new(Vec::new(), Vec::new(), cfg.rules.clone()));
+        self.rules = old.carry_into(build_rules(cfg, new));
+        let counters = new.lines.iter().map(|l| l.id.clone()).collect();
+        let zones = new.zones.iter().map(|z| (z.id.clone(), z.kind)).collect();
+        self.aggregator.reconfigure(counters, zones, &changes, &mut out.reports);
+        for l in &new.lines {
+            if !self.summary.lines.iter().any(|(id, _)| **id == *l.id) {
+                self.summary.lines.push((l.id.to_string(), BTreeMap::new()));
+            }
+        }
+        self.cfg.lines = new.lines.clone();
+        self.cfg.zones = new.zones.clone();
+        self.cfg.approaches = new.approaches.clone();
+        self.cfg.loops = new.loops.clone();
+        self.cfg.ground = new.ground.clone();
+        changes
     }
 
     /// Continues bins stored by an earlier run or before this camera's restart.

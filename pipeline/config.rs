@@ -695,6 +695,17 @@ impl Config {
             }
             m
         });
+        let http = raw.http.map(|mut h| {
+            if let Some(f) = h.password_file.as_mut() {
+                *f = relative_to(path, f);
+            }
+            h
+        });
+        if let Some(h) = &http {
+            for (field, message) in h.problems() {
+                c.add(path, field, message);
+            }
+        }
         if let Some(m) = &mqtt {
             match crate::publish::connection_settings(m) {
                 Err(e @ crate::publish::PublishError::Url { .. }) => c.add(path, "mqtt.url", e.to_string()),
@@ -740,7 +751,7 @@ impl Config {
             },
             pcu: raw.pcu,
             mqtt,
-            http: raw.http,
+            http,
         }
     }
 }
@@ -821,10 +832,25 @@ fn check_pcu(path: &Path, p: &PcuFactors, c: &mut Collector) {
 }
 
 fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => return c.add(path, "(file)", e.to_string()),
-    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => calibration_from_text(path, &text, camera, c),
+        Err(e) => c.add(path, "(file)", e.to_string()),
+    }
+}
+
+/// Checks a calibration file's would-be text (the console's editor) with the same code as
+/// `junction check-config`: the camera it describes, or every problem, named by field
+/// (`line[1] (x100).points`).
+pub fn check_calibration_text(path: &Path, text: &str) -> Result<CameraConfig, ConfigError> {
+    let mut c = Collector { problems: Vec::new() };
+    let mut camera = CameraConfig::new("check", String::new());
+    camera.calibration = Some(path.to_owned());
+    calibration_from_text(path, text, &mut camera, &mut c);
+    if c.problems.is_empty() { Ok(camera) } else { Err(ConfigError { problems: c.problems }) }
+}
+
+fn calibration_from_text(path: &Path, text: &str, camera: &mut CameraConfig, c: &mut Collector) {
+    let text = text.to_owned();
     let raw: RawCalibration = match toml::from_str(&text) {
         Ok(r) => r,
         Err(e) => return c.add(path, parse_error_place(&text, &e), e.message().to_owned()),

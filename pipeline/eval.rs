@@ -418,7 +418,10 @@ pub fn evaluate(truth: &Truth, settings: &Settings, tolerance_s: f64) -> Result<
     cfg.store.atspm_dir = dir.join("atspm");
     let mut seen = Crossings::default();
     let started = Instant::now();
-    let opts = RunOptions { start: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_680_000)) };
+    let opts = RunOptions {
+        start: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_680_000)),
+        ..RunOptions::default()
+    };
     let result = crate::runtime::run(&cfg, &opts, &mut seen, &AtomicBool::new(false));
     let wall = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);

@@ -4,6 +4,7 @@
 //! the box.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,18 +14,85 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Deserialize;
 
+use crate::console::Console;
 use crate::snapshot::{Snapshots, encode_jpeg, render};
 use crate::telemetry::Metrics;
 
 /// `[http]` in the site configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on, e.g. `127.0.0.1:9464`.
     pub listen: SocketAddr,
-    /// Serve `/snapshot/<camera>.jpg`. Off by default: images leave the box only when asked for.
+    /// Serve `/snapshot/<camera>.jpg` without the console. Off by default: images leave the box only
+    /// when asked for.
     #[serde(default)]
     pub snapshots: bool,
+    /// The operator console at `/` (live tiles, counts, the rules editor). On by default; on a
+    /// non-loopback address only with a password.
+    #[serde(default = "console_default")]
+    pub console: bool,
+    /// Argon2 hash (PHC string from `junction hash-password`) of the console's password.
+    pub password_hash: Option<String>,
+    /// A file holding that hash on its first line (a mounted secret), instead of `password_hash`.
+    pub password_file: Option<PathBuf>,
+}
+
+fn console_default() -> bool {
+    true
+}
+
+impl std::fmt::Debug for HttpConfig {
+    // The hash stays out of logs and error messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("snapshots", &self.snapshots)
+            .field("console", &self.console)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "(set)"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+impl HttpConfig {
+    /// The console's password hash, from the configuration or its file; `None`: no login configured.
+    pub fn credential(&self) -> Result<Option<String>, (String, String)> {
+        let hash = match (&self.password_hash, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(("http.password_hash".into(), "give one of password_hash or password_file".into()));
+            }
+            (Some(h), None) => h.trim().to_owned(),
+            (None, Some(f)) => match std::fs::read_to_string(f) {
+                Ok(t) => t.lines().next().unwrap_or("").trim().to_owned(),
+                Err(e) => return Err(("http.password_file".into(), format!("{}: {e}", f.display()))),
+            },
+            (None, None) => return Ok(None),
+        };
+        let field = if self.password_file.is_some() { "http.password_file" } else { "http.password_hash" };
+        match argon2::PasswordHash::new(&hash) {
+            Ok(h) if h.algorithm.as_str().starts_with("argon2") => Ok(Some(hash)),
+            _ => Err((field.into(), "not an argon2 password hash: make one with `junction hash-password`".into())),
+        }
+    }
+
+    /// What is wrong with this section, by field.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        match self.credential() {
+            Err(p) => out.push(p),
+            Ok(None) if self.console && !self.listen.ip().is_loopback() => out.push((
+                "http.listen".into(),
+                format!(
+                    "{}: the console is refused on a non-loopback address without a login: set \
+                     http.password_hash or http.password_file (junction hash-password), or console = false",
+                    self.listen
+                ),
+            )),
+            Ok(_) => {}
+        }
+        out
+    }
 }
 
 #[derive(Clone)]
@@ -34,6 +102,8 @@ struct AppState {
     /// Snapshot renders and JPEG encodes at once, on blocking threads: a burst of snapshot requests
     /// queues here instead of stalling the task that answers /healthz.
     encoders: Arc<tokio::sync::Semaphore>,
+    /// The console's sessions gate the snapshots when it runs.
+    console: Option<Arc<Console>>,
 }
 
 /// Snapshot encodes running at once: one, so that a core stays free for the analysis and the answers.
@@ -105,7 +175,13 @@ impl Drop for HttpServer {
 
 impl HttpServer {
     /// Binds now (so that a taken port is an error before start) and serves on its own thread.
-    pub fn start(addr: SocketAddr, metrics: Arc<Metrics>, snapshots: Option<Snapshots>) -> Result<Self, HttpError> {
+    pub fn start(
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        snapshots: Option<Snapshots>,
+        console: Option<Arc<Console>>,
+    ) -> Result<Self, HttpError> {
+        let with_console = console.is_some();
         let err = |message: String| HttpError { addr, message };
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| err(e.to_string()))?;
         std_listener.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
@@ -123,7 +199,7 @@ impl HttpServer {
                         Ok(l) => l,
                         Err(e) => return tracing::error!(error = %e, "http: listener"),
                     };
-                    let app = Router::new()
+                    let mut app = Router::new()
                         .route("/metrics", get(metrics_handler))
                         .route("/healthz", get(|| async { "ok\n" }))
                         .route("/readyz", get(ready_handler))
@@ -132,17 +208,26 @@ impl HttpServer {
                             metrics,
                             snapshots,
                             encoders: Arc::new(tokio::sync::Semaphore::new(ENCODERS)),
+                            console: console.clone(),
                         });
+                    if let Some(c) = console {
+                        app = app.merge(crate::console::router(c));
+                    }
                     let stopped = async {
                         let _ = rx.await;
                     };
+                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
                     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
                         tracing::error!(error = %e, "http server stopped");
                     }
                 });
             })
             .map_err(|e| err(e.to_string()))?;
-        tracing::info!(addr = %bound, "http: /metrics /healthz /readyz /snapshot/<camera>.jpg");
+        if with_console {
+            tracing::info!(addr = %bound, "http: console at http://{bound}/ ; /metrics /healthz /readyz /snapshot/<camera>.jpg");
+        } else {
+            tracing::info!(addr = %bound, "http: /metrics /healthz /readyz /snapshot/<camera>.jpg");
+        }
         Ok(Self { addr: bound, shutdown: Some(tx), thread: Some(thread) })
     }
 }
@@ -165,10 +250,23 @@ async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn snapshot_handler(State(s): State<AppState>, Path(file): Path<String>) -> axum::response::Response {
+async fn snapshot_handler(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(file): Path<String>,
+) -> axum::response::Response {
     let text = |code: StatusCode, msg: String| (code, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
+    if let Some(c) = &s.console {
+        if let Err(refused) = c.authorize(&headers, false) {
+            return refused;
+        }
+        c.snapshots_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let Some(snapshots) = s.snapshots else {
-        return text(StatusCode::NOT_FOUND, "snapshots are off: set [http] snapshots = true\n".into());
+        return text(
+            StatusCode::NOT_FOUND,
+            "snapshots are off: set [http] snapshots = true (or console = true)\n".into(),
+        );
     };
     let Some(camera) = file.strip_suffix(".jpg") else {
         return text(StatusCode::NOT_FOUND, "ask for /snapshot/<camera>.jpg\n".into());

@@ -31,6 +31,7 @@ pub mod analytics;
 pub mod calibrate;
 pub mod camera;
 pub mod config;
+pub mod console;
 pub mod detect;
 pub mod eval;
 pub mod geometry;

@@ -39,6 +39,9 @@ enum Command {
     /// GET an HTTP address of this box (e.g. http://127.0.0.1:9464/healthz); exit 0 when it answers
     /// 200: a container health check that needs no curl.
     Probe(ProbeArgs),
+    /// Print an Argon2 hash of a password read from stdin, for `[http] password_hash` (the console's
+    /// login). The password itself is never stored.
+    HashPassword,
     /// Count a clip against its truth file (tests/data/*.truth.toml): errors per line, direction and
     /// class, and frames/s; --sweep compares settings.
     Eval(EvalArgs),
@@ -316,6 +319,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report(&args),
         Command::Eval(args) => eval(&args),
         Command::Probe(args) => probe(&args),
+        Command::HashPassword => hash_password(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -364,6 +368,17 @@ fn report(args: &ReportArgs) -> Result<()> {
     for f in &out.files {
         println!("wrote {}", f.display());
     }
+    Ok(())
+}
+
+fn hash_password() -> Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        anyhow::bail!("the password must be at least 8 characters");
+    }
+    println!("{}", junction::console::hash_password(password)?);
     Ok(())
 }
 
@@ -448,7 +463,10 @@ fn run(args: RunArgs) -> Result<()> {
         "run starting"
     );
     let mut printer = Printer { json: args.format == "json", out: std::io::stdout() };
-    let summary = junction::runtime::run(&cfg, &RunOptions { start: args.start }, &mut printer, &stop)?;
+    // SIGHUP: reload the cameras' rules from the site configuration and its calibration files.
+    let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).context("installing signal handlers")?;
+    let summary = junction::runtime::run(&cfg, &RunOptions { start: args.start, reload }, &mut printer, &stop)?;
     if stop.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::info!("stopped by signal: open bins closed as partial, store flushed");
     }

@@ -22,6 +22,7 @@ use crate::aggregate::GapReason;
 use crate::analytics::Direction;
 pub use crate::camera::{CameraPipeline, CameraSummary, LineCounts, Produced, direction_total};
 use crate::config::{CameraConfig, Config, line_outside_frame};
+use crate::console::{Console, Tee};
 use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, twowheel};
 use crate::http::{HttpError, HttpServer};
 use crate::publish::Publisher;
@@ -51,6 +52,8 @@ pub enum RunError {
     LineOutside { camera: String, line: String, size: crate::geometry::Size },
     #[error("camera {camera:?}: its analysis panicked: {message}")]
     Panic { camera: String, message: String },
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 pub use crate::sink::Observer;
@@ -60,6 +63,9 @@ pub use crate::sink::Observer;
 pub struct RunOptions {
     /// Wall clock of file sources' first frame.
     pub start: Option<SystemTime>,
+    /// Set (by SIGHUP, or the console after saving) to reload the cameras' rules from the site
+    /// configuration and its calibration files without stopping.
+    pub reload: Arc<AtomicBool>,
 }
 
 /// Totals of a run, per camera and line.
@@ -106,9 +112,11 @@ pub fn run(
     let metrics =
         Arc::new(Metrics::new(&cfg.cameras.iter().map(|c| (c.id.clone(), c.stall_timeout)).collect::<Vec<_>>()));
     // Bound before anything slow starts: a taken port is refused at once.
-    let snapshots: Option<Snapshots> = cfg.http.as_ref().filter(|h| h.snapshots).map(|_| Snapshots::default());
+    let console = Console::new(cfg, opts.reload.clone())?;
+    let snapshots: Option<Snapshots> =
+        cfg.http.as_ref().filter(|h| h.snapshots || console.is_some()).map(|_| Snapshots::default());
     let _http = match &cfg.http {
-        Some(h) => Some(HttpServer::start(h.listen, metrics.clone(), snapshots.clone())?),
+        Some(h) => Some(HttpServer::start(h.listen, metrics.clone(), snapshots.clone(), console.clone())?),
         None => None,
     };
     let card = ModelCard::load(&cfg.model_card)?;
@@ -181,8 +189,10 @@ pub fn run(
     }
     let (tx, rx) = std::sync::mpsc::sync_channel(crate::sink::CHANNEL);
     let result = std::thread::scope(|s| {
-        let sink = std::thread::Builder::new().name("junction-outputs".into()).spawn_scoped(s, || {
-            crate::sink::run(&cfg.site, store, rx, observer, publisher.as_ref(), &metrics, housekeeping)
+        let mut tee = Tee { inner: observer, console: console.clone() };
+        let (publisher, metrics) = (publisher.as_ref(), &metrics);
+        let sink = std::thread::Builder::new().name("junction-outputs".into()).spawn_scoped(s, move || {
+            crate::sink::run(&cfg.site, store, rx, &mut tee, publisher, metrics, housekeeping)
         });
         let sink = match sink {
             Ok(h) => h,
@@ -193,8 +203,15 @@ pub fn run(
                 }));
             }
         };
-        let mut analysis =
-            Analysis { cfg, detector: &mut detector, metrics: &metrics, tx, snapshots: snapshots.as_ref() };
+        let mut analysis = Analysis {
+            cfg,
+            detector: &mut detector,
+            metrics: &metrics,
+            tx,
+            snapshots: snapshots.as_ref(),
+            console: console.as_ref(),
+            reload: &opts.reload,
+        };
         for (camera, produced) in openings {
             analysis.send(&camera, produced);
         }
@@ -219,6 +236,8 @@ struct Analysis<'a> {
     metrics: &'a Arc<Metrics>,
     tx: OutputSender,
     snapshots: Option<&'a Snapshots>,
+    console: Option<&'a Arc<Console>>,
+    reload: &'a AtomicBool,
 }
 
 impl Analysis<'_> {
@@ -233,8 +252,14 @@ impl Analysis<'_> {
         let batch_wait = self.cfg.detector.batch_wait;
         // The first error of a file camera: with a lone camera, the run's error.
         let mut file_error: Option<RunError> = None;
+        for cam in cameras.iter().filter(|c| c.source.is_none()) {
+            self.status(cam.id(), "down", None);
+        }
         while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| !c.finished) {
             notifier.alive();
+            if self.reload.swap(false, Ordering::Relaxed) {
+                self.reload_rules(cameras);
+            }
             if cameras.iter().all(|c| c.source.is_none()) {
                 // Every camera is waiting for its restart.
                 std::thread::sleep(Duration::from_millis(50));
@@ -336,6 +361,80 @@ impl Analysis<'_> {
         }
     }
 
+    fn status(&self, camera: &str, state: &'static str, error: Option<String>) {
+        if let Some(c) = self.console {
+            c.camera_state(camera, state, error);
+        }
+    }
+
+    /// Reads the site configuration and its calibration files again and applies each camera's rules
+    /// (SIGHUP, or the console's editor after saving). A configuration with problems is refused as a
+    /// whole and the running rules stay. Only rules and ground planes are applied: other settings,
+    /// and cameras added or removed, wait for a restart (logged).
+    fn reload_rules(&mut self, cameras: &mut [Camera]) {
+        let refused = |a: &Self, message: String| {
+            tracing::error!(error = %message, "reload refused; the running rules stay");
+            if let Some(c) = a.console {
+                c.reloaded(false, message, Vec::new());
+            }
+        };
+        let Some(path) = self.cfg.path.clone() else {
+            return refused(self, "this run has no site configuration file to reload (run with --config)".into());
+        };
+        let new = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => return refused(self, e.to_string()),
+        };
+        let mut all = Vec::new();
+        let mut notes = Vec::new();
+        for cam in cameras.iter_mut() {
+            let Some(nc) = new.cameras.iter().find(|c| c.id == cam.id()) else {
+                notes.push(format!("camera {:?} is no longer configured: it stops at the next restart", cam.id()));
+                continue;
+            };
+            if nc.region() != cam.cfg().region() {
+                notes.push(format!(
+                    "camera {:?}: the region of interest the new rules need is applied at the next restart",
+                    cam.id()
+                ));
+            }
+            let mut out = Produced::default();
+            let changes = cam.pipe.reload(self.cfg, nc, SystemTime::now(), &mut out);
+            self.send(cam.id(), out);
+            if changes.is_empty() {
+                continue;
+            }
+            let list: Vec<String> = changes
+                .iter()
+                .map(|c| format!("{} {} {}", c.kind, c.id, format!("{:?}", c.change).to_lowercase()))
+                .collect();
+            tracing::info!(camera = %cam.id(), changes = %list.join(", "), "rules reloaded; changed rules' open bins closed as partial");
+            if let Some(shared) = self.snapshots
+                && let Ok(mut snaps) = shared.lock()
+            {
+                let snap = snaps.entry(cam.id().to_owned()).or_default();
+                snap.lines = cam.cfg().lines.clone();
+                snap.zones = cam.cfg().zones.clone();
+            }
+            all.extend(changes.into_iter().map(|c| (cam.id().to_owned(), c)));
+        }
+        for c in new.cameras.iter().filter(|c| !cameras.iter().any(|k| k.id() == c.id)) {
+            notes.push(format!("camera {:?} is new: it starts at the next restart", c.id));
+        }
+        for n in &notes {
+            tracing::warn!("reload: {n}");
+        }
+        let message = match (all.len(), notes.is_empty()) {
+            (0, true) => "reloaded: no rule changed".to_owned(),
+            (n, _) => {
+                format!("reloaded: {n} rule change(s){}{}", if notes.is_empty() { "" } else { "; " }, notes.join("; "))
+            }
+        };
+        if let Some(c) = self.console {
+            c.reloaded(true, message, all);
+        }
+    }
+
     /// Runs one camera's step, turning its panic into that camera's error.
     fn supervise<T>(
         &mut self,
@@ -365,6 +464,7 @@ impl Analysis<'_> {
             .inc();
         self.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
         cam.pipe.summary_mut().faults += 1;
+        self.status(cam.id(), if cam.live { "down" } else { "ended" }, Some(e.to_string()));
         if cam.live {
             tracing::error!(camera = %cam.id(), error = %e, "camera fault; its open bins close as partial, it restarts alone");
         } else {
@@ -423,6 +523,7 @@ impl Analysis<'_> {
         let mut out = Produced::default();
         cam.pipe.reopening(SystemTime::now(), &mut out);
         self.send(cam.id(), out);
+        self.status(cam.id(), "restarting", None);
         match Source::open(&cam.cfg().uri, cam.source_opts.clone()) {
             Ok(s) => {
                 tracing::info!(camera = %cam.id(), attempt = cam.failures, "camera restarted");
@@ -433,6 +534,7 @@ impl Analysis<'_> {
                 let mut out = Produced::default();
                 cam.pipe.reopening_failed(SystemTime::now(), &mut out);
                 self.send(cam.id(), out);
+                self.status(cam.id(), "down", Some(e.to_string()));
                 schedule_restart(cam, &e);
             }
         }
@@ -457,6 +559,11 @@ impl Analysis<'_> {
                 .inc();
         }
         drop_source(cam);
+        self.status(
+            cam.id(),
+            if cam.live { "down" } else { "ended" },
+            err.as_ref().map(ToString::to_string).or_else(|| cam.live.then(|| "end of stream".into())),
+        );
         if cam.live {
             match &err {
                 Some(e) => schedule_restart(cam, e),
@@ -525,6 +632,9 @@ impl Analysis<'_> {
         let dropped = cam.source.as_ref().map_or(0, Source::dropped).max(cam.dropped_seen);
         let mut out = Produced::default();
         cam.pipe.frame(frame.pts, frame.wall, dets, dropped - cam.dropped_seen, detect_time, &mut out);
+        if let Some(c) = self.console {
+            c.frame(cam.id(), dropped - cam.dropped_seen, detect_time);
+        }
         cam.dropped_seen = dropped;
         if let Some(shared) = self.snapshots
             && let Ok(mut all) = shared.lock()

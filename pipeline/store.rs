@@ -824,6 +824,7 @@ mod tests {
             quality: Quality::default(),
             revision: 1,
             gaps: vec![],
+            rule_changes: vec![],
             state: None,
         }
     }

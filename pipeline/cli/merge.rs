@@ -82,8 +82,19 @@ pub fn run_config(args: &RunArgs) -> Result<Config> {
     }
     apply_view(&mut cfg, &args.view)?;
     if let Some(listen) = args.http {
-        let snapshots = cfg.http.as_ref().is_some_and(|h| h.snapshots);
-        cfg.http = Some(junction::http::HttpConfig { listen, snapshots });
+        cfg.http = Some(match cfg.http.take() {
+            Some(h) => junction::http::HttpConfig { listen, ..h },
+            None => junction::http::HttpConfig {
+                listen,
+                snapshots: false,
+                console: true,
+                password_hash: None,
+                password_file: None,
+            },
+        });
+        if let Some((field, message)) = cfg.http.as_ref().and_then(|h| h.problems().into_iter().next()) {
+            anyhow::bail!("--http: {field}: {message}");
+        }
     }
     if args.snapshots {
         match &mut cfg.http {

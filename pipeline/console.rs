@@ -1,0 +1,1078 @@
+//! The operator console: one page at `/` (assets embedded in the binary) with a tile per camera, live
+//! counts pushed by server-sent events, the per-vehicle event stream, CSV exports and an editor that
+//! writes the camera's calibration file and has the running box apply it without a restart.
+//!
+//! Security: everything here but the page's static assets needs a session when a password is
+//! configured (`[http] password_hash` / `password_file`, an Argon2 hash): the session cookie is
+//! HttpOnly and SameSite=Strict, every write must carry the session's CSRF token in `X-CSRF-Token`
+//! (a header no cross-site form can set) and, if the browser sends one, an `Origin` of this host;
+//! failed logins are limited per client address. Without a password the console is served on a
+//! loopback address only (the configuration refuses anything else). The password and the session
+//! tokens are never logged.
+//!
+//! The analysis thread tells the console each camera's state ([`Console::frame`],
+//! [`Console::camera_state`]); the outputs thread hands it every event and report after the store
+//! has them ([`Console::event`], [`Console::report`]), so the live counts are the stored counts.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::aggregate::{ChangeKind, FlowReport, GapReason, RuleChange};
+use crate::analytics::{Anchor, ApproachSpec, EventKind, LoopSpec, Region, Side, TrafficEvent, ZoneKind, ZoneSpec};
+use crate::config::{CameraConfig, Config};
+use crate::detect::VehicleClass;
+
+const INDEX_HTML: &str = include_str!("console/index.html");
+const APP_JS: &str = include_str!("console/app.js");
+const STYLE_CSS: &str = include_str!("console/style.css");
+
+/// A session lasts this long after login.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Failed logins allowed per client address within [`FAILURE_WINDOW`]; past them, 429.
+const MAX_FAILURES: usize = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+/// One-minute bins kept for the console's chart: the last hour.
+const HISTORY_BINS: usize = 60;
+/// Closed bins listed per camera.
+const CLOSED_SHOWN: usize = 5;
+/// Messages the live stream buffers per client before a slow one skips ahead.
+const LIVE_BUFFER: usize = 4096;
+const COOKIE: &str = "junction_session";
+
+/// What the console knows about one camera, for its tile.
+#[derive(Debug, Clone, Serialize)]
+struct CameraStatus {
+    /// `starting`, `up`, `restarting`, `down` or `ended`.
+    state: &'static str,
+    since: SystemTime,
+    frames: u64,
+    dropped: u64,
+    last_frame: Option<SystemTime>,
+    /// Frames analysed per second (exponential mean over about 2 s).
+    fps: f64,
+    /// The frame's share of the detector's time, milliseconds (exponential mean).
+    inference_ms: f64,
+    error: Option<String>,
+}
+
+/// Counts of one bin: line → direction → class → vehicles.
+type BinCounts = BTreeMap<String, BTreeMap<&'static str, BTreeMap<VehicleClass, u64>>>;
+
+#[derive(Debug, Clone, Serialize)]
+struct ClosedBin {
+    bin_start: String,
+    revision: u32,
+    partial: bool,
+    lines: BinCounts,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct CameraCounts {
+    /// The open bin of the console's bin length, from the events since it opened.
+    current: BinCounts,
+    /// The last closed bins, newest last.
+    closed: VecDeque<ClosedBin>,
+    /// Vehicles per line in each closed bin of the last hour (both directions), newest last.
+    history: VecDeque<(String, BTreeMap<String, u64>)>,
+}
+
+/// The last reload of the rules.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// Reloads applied or refused since start.
+    pub generation: u64,
+    /// RFC 3339 UTC.
+    pub at: Option<String>,
+    pub ok: bool,
+    /// What happened, in words (the refusal's problems, or "no change").
+    pub message: String,
+    pub changes: Vec<(String, RuleChange)>,
+}
+
+struct Session {
+    csrf: String,
+    expires: Instant,
+}
+
+/// The console's state, shared by the HTTP server, the analysis and the outputs threads.
+pub struct Console {
+    site: String,
+    cameras: Vec<String>,
+    calibrations: HashMap<String, PathBuf>,
+    store: PathBuf,
+    /// The bin length the live counts and the chart use: the shortest configured, seconds.
+    bin_seconds: u64,
+    /// Set to ask the analysis loop for a reload of the site configuration's rules (SIGHUP sets it
+    /// too).
+    reload: Arc<AtomicBool>,
+    reloads: Mutex<ReloadStatus>,
+    statuses: Mutex<BTreeMap<String, CameraStatus>>,
+    counts: Mutex<BTreeMap<String, CameraCounts>>,
+    live: tokio::sync::broadcast::Sender<Arc<str>>,
+    password_hash: Option<String>,
+    sessions: Mutex<HashMap<String, Session>>,
+    /// Without a password: the one CSRF token every page gets.
+    open_csrf: String,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    /// Snapshot requests answered, for the load figures.
+    pub snapshots_served: AtomicU64,
+}
+
+/// Why the console cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("{field}: {message}")]
+    Config { field: String, message: String },
+    #[error("console: no random numbers from the system: {0}")]
+    Random(String),
+}
+
+fn token() -> Result<String, ConsoleError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| ConsoleError::Random(e.to_string()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// An Argon2id hash of `password` (PHC string) for `[http] password_hash`.
+pub fn hash_password(password: &str) -> Result<String, ConsoleError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| ConsoleError::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| ConsoleError::Random(e.to_string()))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ConsoleError::Config { field: "password".into(), message: e.to_string() })
+}
+
+fn verify(hash: &str, password: &str) -> bool {
+    use argon2::PasswordVerifier;
+    argon2::PasswordHash::new(hash)
+        .is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+impl Console {
+    /// The console of this site, or `None` when `[http] console = false` (or no `[http]`).
+    pub fn new(cfg: &Config, reload: Arc<AtomicBool>) -> Result<Option<Arc<Self>>, ConsoleError> {
+        let Some(http) = cfg.http.as_ref().filter(|h| h.console) else { return Ok(None) };
+        let password_hash = http.credential().map_err(|(field, message)| ConsoleError::Config { field, message })?;
+        let now = SystemTime::now();
+        let statuses = cfg
+            .cameras
+            .iter()
+            .map(|c| {
+                let s = CameraStatus {
+                    state: "starting",
+                    since: now,
+                    frames: 0,
+                    dropped: 0,
+                    last_frame: None,
+                    fps: 0.0,
+                    inference_ms: 0.0,
+                    error: None,
+                };
+                (c.id.clone(), s)
+            })
+            .collect();
+        Ok(Some(Arc::new(Self {
+            site: cfg.site.clone(),
+            cameras: cfg.cameras.iter().map(|c| c.id.clone()).collect(),
+            calibrations: cfg.cameras.iter().filter_map(|c| Some((c.id.clone(), c.calibration.clone()?))).collect(),
+            store: cfg.store.path.clone(),
+            bin_seconds: cfg.bins.iter().min().map_or(60, Duration::as_secs),
+            reload,
+            reloads: Mutex::new(ReloadStatus::default()),
+            statuses: Mutex::new(statuses),
+            counts: Mutex::new(BTreeMap::new()),
+            live: tokio::sync::broadcast::channel(LIVE_BUFFER).0,
+            password_hash,
+            sessions: Mutex::new(HashMap::new()),
+            open_csrf: token()?,
+            failures: Mutex::new(HashMap::new()),
+            snapshots_served: AtomicU64::new(0),
+        })))
+    }
+
+    fn push(&self, msg: serde_json::Value) {
+        // No receiver (no page open) is not an error.
+        let _ = self.live.send(Arc::from(msg.to_string()));
+    }
+
+    /// A frame of `camera` was analysed (analysis thread). Rates and ages are on this box's clock
+    /// (a file's frames carry their own wall clock).
+    pub fn frame(&self, camera: &str, dropped: u64, detect: Duration) {
+        let Ok(mut all) = self.statuses.lock() else { return };
+        let Some(s) = all.get_mut(camera) else { return };
+        let now = SystemTime::now();
+        if s.state != "up" {
+            s.state = "up";
+            s.since = now;
+            s.error = None;
+        }
+        if let Some(dt) = s.last_frame.and_then(|l| now.duration_since(l).ok()).map(|d| d.as_secs_f64())
+            && dt > 0.0
+        {
+            // About 2 s of memory whatever the frame rate.
+            let a = (dt / 2.0).min(1.0);
+            s.fps = s.fps * (1.0 - a) + a / dt;
+        }
+        if !detect.is_zero() {
+            s.inference_ms = s.inference_ms * 0.9 + detect.as_secs_f64() * 1000.0 * 0.1;
+        }
+        s.frames += 1;
+        s.dropped += dropped;
+        s.last_frame = Some(now);
+    }
+
+    /// `camera` went down, is restarting or ended (analysis thread).
+    pub fn camera_state(&self, camera: &str, state: &'static str, error: Option<String>) {
+        if let Ok(mut all) = self.statuses.lock()
+            && let Some(s) = all.get_mut(camera)
+            && (s.state != state || error.is_some())
+        {
+            if s.state != state {
+                s.since = SystemTime::now();
+            }
+            s.state = state;
+            s.error = error;
+            s.fps = 0.0;
+        }
+    }
+
+    /// A reload of the rules was applied or refused (analysis thread).
+    pub fn reloaded(&self, ok: bool, message: String, changes: Vec<(String, RuleChange)>) {
+        let status = {
+            let Ok(mut r) = self.reloads.lock() else { return };
+            r.generation += 1;
+            r.at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+            r.ok = ok;
+            r.message = message;
+            r.changes = changes;
+            r.clone()
+        };
+        self.push(json!({"type": "reload", "reload": status}));
+    }
+
+    /// Whether a reload was asked for since the last call (analysis thread).
+    pub fn take_reload(&self) -> bool {
+        self.reload.swap(false, Ordering::Relaxed)
+    }
+
+    /// An event, after the store has it (outputs thread).
+    pub fn event(&self, camera: &str, e: &TrafficEvent) {
+        let mut msg = json!({
+            "type": "event",
+            "camera": camera,
+            "kind": e.kind.name(),
+            "rule": &*e.rule,
+            "class": e.class,
+            "track": e.track,
+            "at": humantime::format_rfc3339_millis(e.wall).to_string(),
+        });
+        match &e.kind {
+            EventKind::Crossing { direction } => {
+                msg["direction"] = json!(direction.as_str());
+                if let Ok(mut all) = self.counts.lock() {
+                    *all.entry(camera.to_owned())
+                        .or_default()
+                        .current
+                        .entry(e.rule.to_string())
+                        .or_default()
+                        .entry(direction.as_str())
+                        .or_default()
+                        .entry(e.class)
+                        .or_insert(0) += 1;
+                }
+            }
+            EventKind::Movement { to, turn } => {
+                msg["to"] = json!(&**to);
+                msg["movement"] = json!(turn.as_str());
+            }
+            _ => {}
+        }
+        if let Some(s) = e.speed.filter(|s| s.plausible) {
+            msg["speed_kmh"] = json!((f64::from(s.kmh) * 10.0).round() / 10.0);
+        }
+        self.push(msg);
+    }
+
+    /// A closed bin, after the store has it (outputs thread).
+    pub fn report(&self, r: &FlowReport) {
+        if r.bin_seconds != self.bin_seconds {
+            return;
+        }
+        let mut lines: BinCounts = BTreeMap::new();
+        for v in &r.volumes {
+            *lines
+                .entry(v.counter.clone())
+                .or_default()
+                .entry(v.direction.as_str())
+                .or_default()
+                .entry(v.class)
+                .or_insert(0) += v.vehicles;
+        }
+        let totals: BTreeMap<String, u64> =
+            lines.iter().map(|(l, d)| (l.clone(), d.values().flat_map(|c| c.values()).sum())).collect();
+        let closed = ClosedBin { bin_start: r.bin_start.clone(), revision: r.revision, partial: r.partial, lines };
+        // A report closed by a reload: the bin goes on; only its changed lines start again.
+        let reloaded = r.gaps.last().is_some_and(|g| g.reason == GapReason::RulesChanged);
+        if let Ok(mut all) = self.counts.lock() {
+            let c = all.entry(r.camera.clone()).or_default();
+            if reloaded {
+                for ch in r.rule_changes.iter().filter(|ch| ch.kind == "line" && ch.change != ChangeKind::Added) {
+                    c.current.remove(&ch.id);
+                }
+            } else {
+                c.current.clear();
+            }
+            c.closed.retain(|b| b.bin_start != r.bin_start);
+            c.closed.push_back(closed.clone());
+            while c.closed.len() > CLOSED_SHOWN {
+                c.closed.pop_front();
+            }
+            c.history.retain(|(start, _)| *start != r.bin_start);
+            c.history.push_back((r.bin_start.clone(), totals));
+            while c.history.len() > HISTORY_BINS {
+                c.history.pop_front();
+            }
+        }
+        self.push(json!({
+            "type": "report", "camera": r.camera, "bin": closed, "reloaded": reloaded, "changes": r.rule_changes,
+        }));
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        let now = SystemTime::now();
+        let statuses = self.statuses.lock().map(|s| s.clone()).unwrap_or_default();
+        let counts = self.counts.lock().map(|c| serde_json::to_value(&*c).unwrap_or_default()).unwrap_or_default();
+        let cameras: Vec<_> = self
+            .cameras
+            .iter()
+            .map(|id| {
+                let s = statuses.get(id);
+                json!({
+                    "id": id,
+                    "status": s.map(|s| json!({
+                        "state": s.state,
+                        "since": humantime::format_rfc3339_seconds(s.since).to_string(),
+                        "frames": s.frames,
+                        "dropped": s.dropped,
+                        "age_s": s.last_frame.and_then(|l| now.duration_since(l).ok()).map(|d| d.as_secs_f64()),
+                        "fps": (s.fps * 10.0).round() / 10.0,
+                        "inference_ms": (s.inference_ms * 10.0).round() / 10.0,
+                        "error": s.error,
+                    })),
+                    "editable": self.calibrations.contains_key(id),
+                })
+            })
+            .collect();
+        let reload = self.reloads.lock().map(|r| r.clone()).unwrap_or_default();
+        json!({
+            "site": self.site,
+            "bin_seconds": self.bin_seconds,
+            "cameras": cameras,
+            "counts": counts,
+            "reload": reload,
+            "now": humantime::format_rfc3339_millis(now).to_string(),
+        })
+    }
+
+    /// The session behind a request, or the answer refusing it. Writes also need the CSRF token.
+    pub fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<String, Response> {
+        let csrf = match &self.password_hash {
+            None => self.open_csrf.clone(),
+            Some(_) => {
+                let cookie = headers
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .filter_map(|kv| kv.trim().split_once('='))
+                    .find(|(k, _)| *k == COOKIE)
+                    .map(|(_, v)| v.to_owned());
+                let Ok(mut sessions) = self.sessions.lock() else {
+                    return Err(text(StatusCode::INTERNAL_SERVER_ERROR, "sessions unavailable"));
+                };
+                sessions.retain(|_, s| s.expires > Instant::now());
+                match cookie.as_deref().and_then(|c| sessions.get(c)) {
+                    Some(s) => s.csrf.clone(),
+                    None => return Err(text(StatusCode::UNAUTHORIZED, "log in first")),
+                }
+            }
+        };
+        if write {
+            let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+            if sent != Some(csrf.as_str()) {
+                return Err(text(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"));
+            }
+            // A browser says where a request comes from; it must be this console.
+            if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let from = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+                if from != host {
+                    return Err(text(StatusCode::FORBIDDEN, "cross-site request refused"));
+                }
+            }
+        }
+        Ok(csrf)
+    }
+}
+
+fn text(code: StatusCode, msg: &str) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{msg}\n")).into_response()
+}
+
+fn problem(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({"error": msg.into()}))).into_response()
+}
+
+/// The console's routes, on its own state.
+pub fn router(console: Arc<Console>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
+        .route(
+            "/console/app.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }),
+        )
+        .route("/console/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS) }))
+        .route("/api/session", get(session))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/state", get(state))
+        .route("/api/live", get(live))
+        .route("/api/cameras/{camera}/rules", get(get_rules).post(post_rules))
+        .route("/api/export/{file}", get(export))
+        .with_state(console)
+}
+
+async fn session(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    match c.authorize(&headers, false) {
+        Ok(csrf) => Json(json!({"csrf": csrf, "login": c.password_hash.is_some(), "site": c.site})).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct Login {
+    password: String,
+}
+
+async fn login(
+    State(c): State<Arc<Console>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<Login>,
+) -> Response {
+    let Some(hash) = c.password_hash.clone() else {
+        return Json(json!({"csrf": c.open_csrf, "login": false})).into_response();
+    };
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if origin.split_once("://").map_or(origin, |(_, r)| r) != host {
+            return text(StatusCode::FORBIDDEN, "cross-site request refused");
+        }
+    }
+    let ip = peer.ip();
+    let now = Instant::now();
+    {
+        let Ok(mut f) = c.failures.lock() else { return text(StatusCode::INTERNAL_SERVER_ERROR, "unavailable") };
+        let q = f.entry(ip).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW) {
+            q.pop_front();
+        }
+        if q.len() >= MAX_FAILURES {
+            let wait = q.front().map_or(FAILURE_WINDOW, |t| FAILURE_WINDOW.saturating_sub(now.duration_since(*t)));
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+                format!("too many failed logins from {ip}: try again in {} s\n", wait.as_secs().max(1)),
+            )
+                .into_response();
+        }
+    }
+    // Argon2 takes tens of milliseconds and memory: off the async task.
+    let ok = tokio::task::spawn_blocking(move || verify(&hash, &body.password)).await.unwrap_or(false);
+    if !ok {
+        if let Ok(mut f) = c.failures.lock() {
+            f.entry(ip).or_default().push_back(now);
+        }
+        tracing::warn!(client = %ip, "console: login refused (wrong password)");
+        return text(StatusCode::UNAUTHORIZED, "wrong password");
+    }
+    let (Ok(id), Ok(csrf)) = (token(), token()) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "no random numbers");
+    };
+    if let Ok(mut s) = c.sessions.lock() {
+        s.insert(id.clone(), Session { csrf: csrf.clone(), expires: now + SESSION_TTL });
+    }
+    tracing::info!(client = %ip, "console: logged in");
+    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_TTL.as_secs());
+    ([(header::SET_COOKIE, cookie)], Json(json!({"csrf": csrf, "login": true}))).into_response()
+}
+
+async fn logout(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Err(r) = c.authorize(&headers, true) {
+        return r;
+    }
+    let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if let Ok(mut s) = c.sessions.lock() {
+        s.retain(|_, v| v.csrf != csrf);
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], "logged out\n").into_response()
+}
+
+async fn state(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Err(r) = c.authorize(&headers, false) {
+        return r;
+    }
+    Json(c.state_json()).into_response()
+}
+
+async fn live(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Err(r) = c.authorize(&headers, false) {
+        return r;
+    }
+    let rx = c.live.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match rx.recv().await {
+                Ok(msg) => return Some((Ok::<_, std::convert::Infallible>(Event::default().data(&*msg)), rx)),
+                // A page that fell behind skips ahead and says so.
+                Err(RecvError::Lagged(n)) => {
+                    let msg = json!({"type": "lagged", "skipped": n}).to_string();
+                    return Some((Ok(Event::default().data(msg)), rx));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rules as the editor sees them: frame pixels of the calibration's frame_size.
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineDoc {
+    pub id: String,
+    pub points: Vec<[f32; 2]>,
+    #[serde(default)]
+    pub in_side: Side,
+    #[serde(default)]
+    pub anchor: Anchor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<VehicleClass>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneDoc {
+    pub id: String,
+    pub polygon: Vec<[f32; 2]>,
+    #[serde(default)]
+    pub kind: ZoneKind,
+    #[serde(default)]
+    pub anchor: Anchor,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproachDoc {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polygon: Option<Vec<[f32; 2]>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<Vec<[f32; 2]>>,
+    #[serde(default)]
+    pub anchor: Anchor,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopDoc {
+    pub id: String,
+    pub polygon: Vec<[f32; 2]>,
+    pub channel: u16,
+    #[serde(default)]
+    pub anchor: Anchor,
+}
+
+/// A camera's rules, as the editor sends and receives them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesDoc {
+    #[serde(default)]
+    pub frame_size: Option<[u32; 2]>,
+    #[serde(default)]
+    pub lines: Vec<LineDoc>,
+    #[serde(default)]
+    pub zones: Vec<ZoneDoc>,
+    #[serde(default)]
+    pub approaches: Vec<ApproachDoc>,
+    #[serde(default)]
+    pub loops: Vec<LoopDoc>,
+}
+
+fn xy(p: crate::geometry::FramePoint) -> [f32; 2] {
+    [p.x, p.y]
+}
+
+impl RulesDoc {
+    pub fn of(cam: &CameraConfig) -> Self {
+        let poly = |p: &[crate::geometry::FramePoint]| p.iter().copied().map(xy).collect::<Vec<_>>();
+        Self {
+            frame_size: cam.frame_size.map(|s| [s.width, s.height]),
+            lines: cam
+                .lines
+                .iter()
+                .map(|l| LineDoc {
+                    id: l.id.to_string(),
+                    points: vec![xy(l.a), xy(l.b)],
+                    in_side: l.in_side,
+                    anchor: l.anchor,
+                    lane: l.lane.as_deref().map(str::to_owned),
+                    classes: l.classes.clone(),
+                })
+                .collect(),
+            zones: cam
+                .zones
+                .iter()
+                .map(|z: &ZoneSpec| ZoneDoc {
+                    id: z.id.to_string(),
+                    polygon: poly(&z.polygon),
+                    kind: z.kind,
+                    anchor: z.anchor,
+                })
+                .collect(),
+            approaches: cam
+                .approaches
+                .iter()
+                .map(|a: &ApproachSpec| match &a.region {
+                    Region::Polygon(p) => {
+                        ApproachDoc { id: a.id.to_string(), polygon: Some(poly(p)), line: None, anchor: a.anchor }
+                    }
+                    Region::Line(p, q) => ApproachDoc {
+                        id: a.id.to_string(),
+                        polygon: None,
+                        line: Some(vec![xy(*p), xy(*q)]),
+                        anchor: a.anchor,
+                    },
+                })
+                .collect(),
+            loops: cam
+                .loops
+                .iter()
+                .map(|l: &LoopSpec| LoopDoc {
+                    id: l.id.to_string(),
+                    polygon: poly(&l.polygon),
+                    channel: l.channel,
+                    anchor: l.anchor,
+                })
+                .collect(),
+        }
+    }
+
+    /// The calibration file's text with its rules replaced by these. Everything else in it (frame
+    /// size, ground points, lens, region of interest) is kept, and so are the comments of rules that
+    /// stay: a rule whose id is still there is edited in place, a value left as it was keeps its
+    /// trailing comment; removed rules go, new ones are appended.
+    pub fn apply_to(&self, calibration: &str) -> Result<String, String> {
+        use toml_edit::{Array, DocumentMut, Item, Table, Value, value};
+        let mut doc: DocumentMut = calibration.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
+        let points = |pts: &[[f32; 2]]| {
+            let mut a = Array::new();
+            for p in pts {
+                let mut xy = Array::new();
+                for c in p {
+                    // Whole pixels stay integers in the file.
+                    if c.fract() == 0.0 && c.abs() < 1e9 {
+                        xy.push(*c as i64);
+                    } else {
+                        xy.push(f64::from(*c));
+                    }
+                }
+                a.push(xy);
+            }
+            Value::Array(a)
+        };
+        let word = |v: &dyn erased::Word| Value::from(v.word());
+        // Sets `key` unless it already holds that value (its comment stays); `None` removes it; a
+        // default value is not added where the key is absent.
+        let set = |t: &mut Table, key: &str, new: Option<Value>, default: bool| match new {
+            None => {
+                t.remove(key);
+            }
+            Some(_) if default && !t.contains_key(key) => {}
+            Some(new) => {
+                let same = t.get(key).and_then(Item::as_value).is_some_and(|old| {
+                    let mut old = old.clone();
+                    old.decor_mut().clear();
+                    old.to_string().trim() == new.to_string().trim()
+                });
+                if !same {
+                    t[key] = value(new);
+                }
+            }
+        };
+        type Fields<'a> = Vec<(&'a str, Option<Value>, bool)>;
+        let mut fields: Vec<(&str, Vec<(String, Fields<'_>)>)> = Vec::new();
+        fields.push((
+            "line",
+            self.lines
+                .iter()
+                .map(|l| {
+                    let classes = l.classes.as_ref().map(|c| Value::Array(c.iter().map(|c| c.as_str()).collect()));
+                    (
+                        l.id.clone(),
+                        vec![
+                            ("points", Some(points(&l.points)), false),
+                            ("in_side", Some(word(&l.in_side)), l.in_side == Side::default()),
+                            ("anchor", Some(word(&l.anchor)), l.anchor == Anchor::default()),
+                            ("lane", l.lane.as_deref().map(Value::from), false),
+                            ("classes", classes, false),
+                        ],
+                    )
+                })
+                .collect(),
+        ));
+        fields.push((
+            "zone",
+            self.zones
+                .iter()
+                .map(|z| {
+                    (
+                        z.id.clone(),
+                        vec![
+                            ("polygon", Some(points(&z.polygon)), false),
+                            ("kind", Some(word(&z.kind)), z.kind == ZoneKind::default()),
+                            ("anchor", Some(word(&z.anchor)), z.anchor == Anchor::default()),
+                        ],
+                    )
+                })
+                .collect(),
+        ));
+        fields.push((
+            "approach",
+            self.approaches
+                .iter()
+                .map(|a| {
+                    (
+                        a.id.clone(),
+                        vec![
+                            ("polygon", a.polygon.as_deref().map(points), false),
+                            ("line", a.line.as_deref().map(points), false),
+                            ("anchor", Some(word(&a.anchor)), a.anchor == Anchor::default()),
+                        ],
+                    )
+                })
+                .collect(),
+        ));
+        fields.push((
+            "loop",
+            self.loops
+                .iter()
+                .map(|l| {
+                    (
+                        l.id.clone(),
+                        vec![
+                            ("polygon", Some(points(&l.polygon)), false),
+                            ("channel", Some(Value::from(i64::from(l.channel))), false),
+                            ("anchor", Some(word(&l.anchor)), l.anchor == Anchor::default()),
+                        ],
+                    )
+                })
+                .collect(),
+        ));
+        for (key, rules) in fields {
+            let mut old: Vec<Table> = match doc.remove(key) {
+                Some(Item::ArrayOfTables(a)) => a.into_iter().collect(),
+                Some(_) => return Err(format!("{key}: expected [[{key}]] tables")),
+                None => Vec::new(),
+            };
+            let mut aot = toml_edit::ArrayOfTables::new();
+            for (id, values) in rules {
+                let at = old.iter().position(|t| t.get("id").and_then(Item::as_str) == Some(id.as_str()));
+                let mut t = match at {
+                    Some(i) => old.remove(i),
+                    None => {
+                        let mut t = Table::new();
+                        t["id"] = value(id.as_str());
+                        t
+                    }
+                };
+                for (k, v, default) in values {
+                    set(&mut t, k, v, default);
+                }
+                aot.push(t);
+            }
+            if !aot.is_empty() {
+                doc.insert(key, Item::ArrayOfTables(aot));
+            }
+        }
+        Ok(doc.to_string())
+    }
+}
+
+/// Enum values as the calibration file spells them (their serde names).
+mod erased {
+    pub trait Word {
+        fn word(&self) -> String;
+    }
+    impl<T: serde::Serialize> Word for T {
+        fn word(&self) -> String {
+            serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        }
+    }
+}
+
+/// The problems of a would-be calibration file, each with the shape it belongs to (`line`, 1).
+fn problems_json(e: &crate::config::ConfigError) -> serde_json::Value {
+    let items: Vec<_> = e
+        .problems
+        .iter()
+        .map(|p| {
+            // "line[1] (x100).points" → ("line", 1)
+            let shape = p.field.split_once('[').and_then(|(kind, rest)| {
+                let index: usize = rest.split(']').next()?.parse().ok()?;
+                Some(json!({"kind": kind, "index": index}))
+            });
+            json!({"field": p.field, "message": p.message, "shape": shape})
+        })
+        .collect();
+    json!({"error": "the rules were not saved", "problems": items})
+}
+
+async fn get_rules(State(c): State<Arc<Console>>, headers: HeaderMap, UrlPath(camera): UrlPath<String>) -> Response {
+    if let Err(r) = c.authorize(&headers, false) {
+        return r;
+    }
+    let Some(path) = c.calibrations.get(&camera).cloned() else {
+        return problem(StatusCode::NOT_FOUND, format!("camera {camera:?} has no calibration file to edit"));
+    };
+    match tokio::task::spawn_blocking(move || crate::config::load_calibration_file(&path)).await {
+        Ok(Ok(cam)) => Json(RulesDoc::of(&cam)).into_response(),
+        Ok(Err(e)) => (StatusCode::CONFLICT, Json(problems_json(&e))).into_response(),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct SaveQuery {
+    /// Check only: nothing is written.
+    #[serde(default)]
+    check: bool,
+}
+
+async fn post_rules(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    UrlPath(camera): UrlPath<String>,
+    Query(q): Query<SaveQuery>,
+    Json(doc): Json<RulesDoc>,
+) -> Response {
+    if let Err(r) = c.authorize(&headers, true) {
+        return r;
+    }
+    let Some(path) = c.calibrations.get(&camera).cloned() else {
+        return problem(StatusCode::NOT_FOUND, format!("camera {camera:?} has no calibration file to edit"));
+    };
+    let console = c.clone();
+    let done = tokio::task::spawn_blocking(move || save_rules(&console, &camera, &path, &doc, q.check)).await;
+    match done {
+        Ok(r) => r,
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Checks the rules with the configuration's own code; unless `check`, keeps the file as it was at
+/// `<file>.prev`, writes the new one (atomically) and asks the running box to reload.
+fn save_rules(c: &Console, camera: &str, path: &Path, doc: &RulesDoc, check: bool) -> Response {
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", path.display())),
+    };
+    let new = match doc.apply_to(&old) {
+        Ok(t) => t,
+        Err(e) => return problem(StatusCode::CONFLICT, format!("{}: cannot be edited: {e}", path.display())),
+    };
+    if let Err(e) = crate::config::check_calibration_text(path, &new) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(problems_json(&e))).into_response();
+    }
+    if check {
+        return Json(json!({"ok": true, "checked": true})).into_response();
+    }
+    let mut prev = path.as_os_str().to_owned();
+    prev.push(".prev");
+    let prev = PathBuf::from(prev);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::write(&prev, &old)
+        .and_then(|()| std::fs::write(&tmp, &new))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: not saved: {e}", path.display()));
+    }
+    let generation = c.reloads.lock().map(|r| r.generation).unwrap_or(0);
+    c.reload.store(true, Ordering::Relaxed);
+    tracing::info!(camera, file = %path.display(), previous = %prev.display(), "console: rules saved; reloading");
+    Json(json!({"ok": true, "file": path, "previous": prev, "generation": generation})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    from: String,
+    to: String,
+    /// Bin length, e.g. 15m (default: 15 minutes).
+    interval: Option<String>,
+}
+
+/// `tmc.csv` or `coverage.csv` of the store's reports in [from, to), the same code as `junction report`.
+async fn export(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    UrlPath(file): UrlPath<String>,
+    Query(q): Query<ExportQuery>,
+) -> Response {
+    if let Err(r) = c.authorize(&headers, false) {
+        return r;
+    }
+    let parse = |s: &str, what: &str| {
+        humantime::parse_rfc3339_weak(s).map_err(|e| format!("{what} {s:?}: {e} (e.g. 2026-11-30T07:00:00Z)"))
+    };
+    let (from, to) = match (parse(q.from.trim_end_matches('Z'), "from"), parse(q.to.trim_end_matches('Z'), "to")) {
+        (Ok(f), Ok(t)) if t > f => (f, t),
+        (Ok(_), Ok(_)) => return problem(StatusCode::BAD_REQUEST, "to must be after from"),
+        (Err(e), _) | (_, Err(e)) => return problem(StatusCode::BAD_REQUEST, e),
+    };
+    let interval = match q.interval.as_deref().map(crate::config::parse_bin) {
+        None => 900,
+        Some(Ok(d)) => d.as_secs(),
+        Some(Err(e)) => return problem(StatusCode::BAD_REQUEST, format!("interval: {e}")),
+    };
+    let (store, site) = (c.store.clone(), c.site.clone());
+    let answer = tokio::task::spawn_blocking(move || {
+        let s = crate::store::Store::open(&store).map_err(|e| e.to_string())?;
+        let secs = |t| humantime::format_rfc3339_seconds(t).to_string();
+        let reports = s.reports(Some(&site), interval, &secs(from), &secs(to)).map_err(|e| e.to_string())?;
+        Ok::<_, String>(match file.as_str() {
+            "tmc.csv" => Some(crate::report::tmc_csv(&crate::report::tmc(&reports))),
+            "coverage.csv" => Some(crate::report::coverage_csv(&reports)),
+            _ => None,
+        })
+    })
+    .await;
+    match answer {
+        Ok(Ok(Some(csv))) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response(),
+        Ok(Ok(None)) => problem(StatusCode::NOT_FOUND, "ask for /api/export/tmc.csv or /api/export/coverage.csv"),
+        Ok(Err(e)) => problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Hands the outputs thread's events and reports to the console as well as to `inner`.
+pub struct Tee<'a> {
+    pub inner: &'a mut (dyn crate::sink::Observer + Send),
+    pub console: Option<Arc<Console>>,
+}
+
+impl crate::sink::Observer for Tee<'_> {
+    fn event(&mut self, camera: &str, event: &TrafficEvent) {
+        if let Some(c) = &self.console {
+            c.event(camera, event);
+        }
+        self.inner.event(camera, event);
+    }
+
+    fn report(&mut self, report: &FlowReport) {
+        if let Some(c) = &self.console {
+            c.report(report);
+        }
+        self.inner.report(report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn street() -> (PathBuf, String) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("calibration/example-street/street.toml");
+        let text = std::fs::read_to_string(&path).expect("example calibration");
+        (path, text)
+    }
+
+    #[test]
+    fn unchanged_rules_leave_the_file_as_it_was() {
+        let (path, text) = street();
+        let cam = crate::config::load_calibration_file(&path).expect("valid");
+        let doc = RulesDoc::of(&cam);
+        assert_eq!(doc.apply_to(&text).expect("editable"), text);
+    }
+
+    #[test]
+    fn an_added_line_and_a_moved_point_are_written_and_checked() {
+        let (path, text) = street();
+        let mut doc = RulesDoc::of(&crate::config::load_calibration_file(&path).expect("valid"));
+        doc.lines[0].points[1] = [321.0, 230.5];
+        doc.lines.push(LineDoc {
+            id: "x200".into(),
+            points: vec![[200.0, 60.0], [200.0, 220.0]],
+            in_side: Side::Right,
+            anchor: Anchor::Centre,
+            lane: None,
+            classes: Some(vec![VehicleClass::Motorcycle]),
+        });
+        doc.loops.pop();
+        let new = doc.apply_to(&text).expect("editable");
+        // Comments of the rules that stay, and the ground points, are kept.
+        assert!(new.contains("# seen from straight above"), "{new}");
+        assert!(new.contains("[[ground_points]]"), "{new}");
+        let cam = crate::config::check_calibration_text(&path, &new).expect("valid");
+        assert_eq!((cam.lines[0].b.x, cam.lines[0].b.y), (321.0, 230.5));
+        assert_eq!(&*cam.lines[1].id, "x200");
+        assert_eq!(cam.lines[1].in_side, Side::Right);
+        assert_eq!(cam.lines[1].classes, Some(vec![VehicleClass::Motorcycle]));
+        assert_eq!(cam.loops.len(), 1);
+        assert_eq!(cam.ground.is_some(), true);
+    }
+
+    #[test]
+    fn a_shape_outside_the_frame_is_refused_naming_it() {
+        let (path, text) = street();
+        let mut doc = RulesDoc::of(&crate::config::load_calibration_file(&path).expect("valid"));
+        doc.zones[0].polygon[1] = [900.0, 60.0];
+        let new = doc.apply_to(&text).expect("editable");
+        let e = crate::config::check_calibration_text(&path, &new).expect_err("outside");
+        let j = problems_json(&e);
+        assert_eq!(j["problems"][0]["shape"], json!({"kind": "zone", "index": 0}), "{j}");
+        assert!(j["problems"][0]["message"].as_str().unwrap_or("").contains("900"), "{j}");
+    }
+
+    #[test]
+    fn passwords_verify_against_their_hash_only() {
+        let h = hash_password("correct horse battery").expect("hash");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify(&h, "correct horse battery"));
+        assert!(!verify(&h, "correct horse batterY"));
+        assert!(!verify("not a hash", "correct horse battery"));
+    }
+}

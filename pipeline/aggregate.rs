@@ -1085,4 +1085,59 @@ mod tests {
         assert!((z.occupied_share - 0.5).abs() < 1e-9, "{z:?}");
         assert!((z.mean_vehicles - 1.0).abs() < 1e-9, "{z:?}");
     }
+
+    /// A reload at 20 s: the bin is reported then (revision 1, partial, rules_changed to its end) and
+    /// goes on at revision 2; the unchanged counter keeps its counts, the changed one starts again.
+    #[test]
+    fn reconfigure_closes_and_continues_the_bin() {
+        let counters: Vec<Arc<str>> = vec!["x".into(), "y".into()];
+        let mut agg = Aggregator::new("s", "c", counters.clone(), vec![], &[Duration::from_secs(60)]);
+        let mut out = Vec::new();
+        let on = |rule: &str, t: f64| TrafficEvent {
+            rule: rule.into(),
+            ..crossing(t, VehicleClass::Motorcycle, Direction::In)
+        };
+        for k in 0..=200 {
+            let t = f64::from(k) * 0.1;
+            agg.frame(at(t), 0, &[], RuleQuality::default(), &mut out);
+            if k == 50 || k == 150 {
+                agg.event(&on("x", t));
+                agg.event(&on("y", t));
+            }
+        }
+        let change = RuleChange {
+            at: humantime::format_rfc3339_millis(at(20.0)).to_string(),
+            kind: "line".into(),
+            id: "y".into(),
+            change: ChangeKind::Changed,
+        };
+        agg.reconfigure(counters, vec![], std::slice::from_ref(&change), &mut out);
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!((r.revision, r.partial), (1, true));
+        assert_eq!(r.gaps.last().map(|g| (g.reason, g.seconds)), Some((GapReason::RulesChanged, 40.0)));
+        assert_eq!(
+            r.volumes.iter().map(|v| (v.counter.as_str(), v.vehicles)).collect::<Vec<_>>(),
+            vec![("x", 2), ("y", 2)]
+        );
+        for k in 201..=620 {
+            let t = f64::from(k) * 0.1;
+            agg.frame(at(t), 0, &[], RuleQuality::default(), &mut out);
+            if k == 300 {
+                agg.event(&on("x", t));
+                agg.event(&on("y", t));
+            }
+        }
+        let r = &out[1];
+        assert_eq!(r.revision, 2);
+        assert!((r.covered_seconds - 60.0).abs() < 1e-6, "coverage goes on over the reload: {r:?}");
+        assert_eq!(
+            r.volumes.iter().map(|v| (v.counter.as_str(), v.vehicles)).collect::<Vec<_>>(),
+            vec![("x", 3), ("y", 1)]
+        );
+        assert_eq!((r.partial, r.rule_changes.clone()), (true, vec![change]));
+        // The next bin knows nothing of it.
+        agg.finish(GapReason::NoFrames, &mut out);
+        assert!(out[2].rule_changes.is_empty());
+    }
 }

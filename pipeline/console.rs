@@ -75,6 +75,8 @@ struct ClosedBin {
     bin_start: String,
     revision: u32,
     partial: bool,
+    /// Closed by a rules reload: the bin goes on.
+    reloaded: bool,
     lines: BinCounts,
 }
 
@@ -325,9 +327,10 @@ impl Console {
         }
         let totals: BTreeMap<String, u64> =
             lines.iter().map(|(l, d)| (l.clone(), d.values().flat_map(|c| c.values()).sum())).collect();
-        let closed = ClosedBin { bin_start: r.bin_start.clone(), revision: r.revision, partial: r.partial, lines };
         // A report closed by a reload: the bin goes on; only its changed lines start again.
         let reloaded = r.gaps.last().is_some_and(|g| g.reason == GapReason::RulesChanged);
+        let closed =
+            ClosedBin { bin_start: r.bin_start.clone(), revision: r.revision, partial: r.partial, reloaded, lines };
         if let Ok(mut all) = self.counts.lock() {
             let c = all.entry(r.camera.clone()).or_default();
             if reloaded {
@@ -390,7 +393,7 @@ impl Console {
     }
 
     /// The session behind a request, or the answer refusing it. Writes also need the CSRF token.
-    pub fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<String, Response> {
+    pub fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<String, Refused> {
         let csrf = match &self.password_hash {
             None => self.open_csrf.clone(),
             Some(_) => {
@@ -403,30 +406,40 @@ impl Console {
                     .find(|(k, _)| *k == COOKIE)
                     .map(|(_, v)| v.to_owned());
                 let Ok(mut sessions) = self.sessions.lock() else {
-                    return Err(text(StatusCode::INTERNAL_SERVER_ERROR, "sessions unavailable"));
+                    return Err(Refused(StatusCode::INTERNAL_SERVER_ERROR, "sessions unavailable"));
                 };
                 sessions.retain(|_, s| s.expires > Instant::now());
                 match cookie.as_deref().and_then(|c| sessions.get(c)) {
                     Some(s) => s.csrf.clone(),
-                    None => return Err(text(StatusCode::UNAUTHORIZED, "log in first")),
+                    None => return Err(Refused(StatusCode::UNAUTHORIZED, "log in first")),
                 }
             }
         };
         if write {
             let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
             if sent != Some(csrf.as_str()) {
-                return Err(text(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"));
+                return Err(Refused(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"));
             }
             // A browser says where a request comes from; it must be this console.
             if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
                 let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let from = origin.split_once("://").map_or(origin, |(_, rest)| rest);
                 if from != host {
-                    return Err(text(StatusCode::FORBIDDEN, "cross-site request refused"));
+                    return Err(Refused(StatusCode::FORBIDDEN, "cross-site request refused"));
                 }
             }
         }
         Ok(csrf)
+    }
+}
+
+/// A request refused by [`Console::authorize`]: its status and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused(pub StatusCode, pub &'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        text(self.0, self.1)
     }
 }
 
@@ -461,7 +474,7 @@ pub fn router(console: Arc<Console>) -> axum::Router {
 async fn session(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     match c.authorize(&headers, false) {
         Ok(csrf) => Json(json!({"csrf": csrf, "login": c.password_hash.is_some(), "site": c.site})).into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -525,7 +538,7 @@ async fn login(
 
 async fn logout(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, true) {
-        return r;
+        return r.into_response();
     }
     let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     if let Ok(mut s) = c.sessions.lock() {
@@ -537,29 +550,25 @@ async fn logout(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
 
 async fn state(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
-        return r;
+        return r.into_response();
     }
     Json(c.state_json()).into_response()
 }
 
 async fn live(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
-        return r;
+        return r.into_response();
     }
     let rx = c.live.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         use tokio::sync::broadcast::error::RecvError;
-        loop {
-            match rx.recv().await {
-                Ok(msg) => return Some((Ok::<_, std::convert::Infallible>(Event::default().data(&*msg)), rx)),
-                // A page that fell behind skips ahead and says so.
-                Err(RecvError::Lagged(n)) => {
-                    let msg = json!({"type": "lagged", "skipped": n}).to_string();
-                    return Some((Ok(Event::default().data(msg)), rx));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
+        let event = match rx.recv().await {
+            Ok(msg) => Event::default().data(&*msg),
+            // A page that fell behind skips ahead and says so.
+            Err(RecvError::Lagged(n)) => Event::default().data(json!({"type": "lagged", "skipped": n}).to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
@@ -862,7 +871,7 @@ fn problems_json(e: &crate::config::ConfigError) -> serde_json::Value {
 
 async fn get_rules(State(c): State<Arc<Console>>, headers: HeaderMap, UrlPath(camera): UrlPath<String>) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
-        return r;
+        return r.into_response();
     }
     let Some(path) = c.calibrations.get(&camera).cloned() else {
         return problem(StatusCode::NOT_FOUND, format!("camera {camera:?} has no calibration file to edit"));
@@ -889,7 +898,7 @@ async fn post_rules(
     Json(doc): Json<RulesDoc>,
 ) -> Response {
     if let Err(r) = c.authorize(&headers, true) {
-        return r;
+        return r.into_response();
     }
     let Some(path) = c.calibrations.get(&camera).cloned() else {
         return problem(StatusCode::NOT_FOUND, format!("camera {camera:?} has no calibration file to edit"));
@@ -953,7 +962,7 @@ async fn export(
     Query(q): Query<ExportQuery>,
 ) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
-        return r;
+        return r.into_response();
     }
     let parse = |s: &str, what: &str| {
         humantime::parse_rfc3339_weak(s).map_err(|e| format!("{what} {s:?}: {e} (e.g. 2026-11-30T07:00:00Z)"))
@@ -1052,7 +1061,7 @@ mod tests {
         assert_eq!(cam.lines[1].in_side, Side::Right);
         assert_eq!(cam.lines[1].classes, Some(vec![VehicleClass::Motorcycle]));
         assert_eq!(cam.loops.len(), 1);
-        assert_eq!(cam.ground.is_some(), true);
+        assert!(cam.ground.is_some());
     }
 
     #[test]

@@ -258,7 +258,7 @@ async fn snapshot_handler(
     let text = |code: StatusCode, msg: String| (code, [(header::CONTENT_TYPE, "text/plain")], msg).into_response();
     if let Some(c) = &s.console {
         if let Err(refused) = c.authorize(&headers, false) {
-            return refused;
+            return refused.into_response();
         }
         c.snapshots_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -206,7 +206,7 @@ pub fn run(
         let mut analysis = Analysis {
             cfg,
             detector: &mut detector,
-            metrics: &metrics,
+            metrics,
             tx,
             snapshots: snapshots.as_ref(),
             console: console.as_ref(),

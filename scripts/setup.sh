@@ -5,13 +5,15 @@
 #
 # - Debian packages: GStreamer 1.22 and its plugins, the RTSP server library (tests), OpenCV and clang
 #   (geometry), Mosquitto (MQTT tests), Python's venv (reference scripts), systemd-analyze and
-#   promtool (checks of the deploy files; the prometheus package's service is not needed).
+#   promtool (checks of the deploy files; the prometheus package's service is not needed), chromium and
+#   its chromedriver (the console's browser test, headless).
 # - ONNX Runtime: the shared library from the PyPI wheel onnxruntime==$ORT_VERSION, copied into
 #   .onnxruntime/ (git-ignored); the binary finds it there (`detector.onnxruntime`, README "Models").
 #   The libraries of $ORT_OLDEST (the oldest supported) and $ORT_TOO_OLD (refused) go to
 #   .onnxruntime/range/ for the range tests.
 # - .venv/ (git-ignored): numpy, onnxruntime and onnx for the reference scripts, test fixtures and
-#   benchmarks in scripts/; kubernetes-validate for the manifests in deploy/k8s/.
+#   benchmarks in scripts/; kubernetes-validate for the manifests in deploy/k8s/; selenium for the
+#   console's browser test.
 #
 # Runs as root, or as a user with sudo. Reaches only Debian's apt mirrors and PyPI.
 set -euo pipefail
@@ -33,6 +35,7 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients
   python3 python3-venv python3-pip python3-gi util-linux
   systemd prometheus
+  chromium chromium-driver fonts-dejavu-core
 )
 
 missing=()
@@ -63,6 +66,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import onnx, onnxruntime, numpy, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION')" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "numpy<3" "onnx>=1.16,<2"
+fi
+# The console's browser test: Selenium drives Debian's chromium through Debian's chromedriver.
+if ! .venv/bin/python -c "import selenium" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "selenium==4.51.0"
 fi
 # Deploy checks: Kubernetes manifests against the API schemas bundled in kubernetes-validate.
 if ! .venv/bin/python -c "import kubernetes_validate" 2>/dev/null; then

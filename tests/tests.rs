@@ -42,6 +42,7 @@ mod common;
 
 mod bad_input;
 mod config;
+mod console;
 mod deploy;
 mod detect;
 mod eval;

@@ -232,3 +232,31 @@ fn polygon_and_segment_geometry() {
     assert!(segments_intersect(pt(0.0, 0.0), pt(10.0, 10.0), pt(0.0, 10.0), pt(10.0, 0.0)));
     assert!(!segments_intersect(pt(0.0, 0.0), pt(1.0, 1.0), pt(0.0, 10.0), pt(10.0, 0.0)));
 }
+
+/// A reload while a vehicle is half-way over an unchanged line: carried over, it is counted once;
+/// rules started afresh would miss it (its side of the line would be unknown). The added line
+/// learns the track's side on the first frame after the reload.
+#[test]
+fn reload_keeps_an_unchanged_line_counting() {
+    let steps = path(7, &[40.0, 60.0, 80.0, 120.0, 140.0, 160.0]);
+    let added = LineSpec { id: "new".into(), a: pt(150.0, 0.0), b: pt(150.0, 200.0), ..vertical_line() };
+    let count = |carry: bool| {
+        let mut rules = Rules::new(vec![vertical_line()], vec![], RuleParams::default());
+        let mut events = Vec::new();
+        for (i, s) in steps.iter().enumerate() {
+            if i == 3 {
+                let fresh = Rules::new(vec![vertical_line(), added.clone()], vec![], RuleParams::default());
+                rules = if carry { rules.carry_into(fresh) } else { fresh };
+            }
+            let pts = Duration::from_secs_f64(i as f64 / FPS);
+            rules.update(pts, SystemTime::UNIX_EPOCH + pts, &s.tracks, &s.ended, &mut events);
+        }
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Crossing { .. }))
+            .map(|e| e.rule.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(count(true), vec!["l".to_owned(), "new".to_owned()]);
+    assert_eq!(count(false), vec!["new".to_owned()], "the check above can fail");
+}

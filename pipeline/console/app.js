@@ -244,8 +244,9 @@ function renderCounts() {
     }
     for (const b of [...(c.closed || [])].reverse().slice(0, 3)) {
       const sum = Object.values(b.lines).reduce((a, d) => a + total(d, "in") + total(d, "out"), 0);
+      const why = b.reloaded ? " (closed by a rules reload; goes on)" : b.partial ? " (partial)" : "";
       html += `<tr class="closed ${b.partial ? "partial" : ""}"><td colspan="5">${b.bin_start.slice(11, 16)} closed: ${sum} vehicles` +
-        `${b.partial ? " (partial)" : ""}${b.revision > 1 ? ` rev ${b.revision}` : ""}</td></tr>`;
+        `${why}${b.revision > 1 ? ` rev ${b.revision}` : ""}</td></tr>`;
     }
     t.innerHTML = html;
     root.appendChild(t);

@@ -502,6 +502,8 @@ async fn login(
     let now = Instant::now();
     {
         let Ok(mut f) = c.failures.lock() else { return text(StatusCode::INTERNAL_SERVER_ERROR, "unavailable") };
+        // Addresses whose failures have all aged out are forgotten.
+        f.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= FAILURE_WINDOW));
         let q = f.entry(ip).or_default();
         while q.front().is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW) {
             q.pop_front();

@@ -190,7 +190,12 @@ impl HttpServer {
         let thread = std::thread::Builder::new()
             .name("junction-http".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                // Its blocking pool (snapshot encodes, logins, exports) carries the same thread name.
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .thread_name("junction-http")
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => return tracing::error!(error = %e, "http: cannot start the runtime"),
                 };

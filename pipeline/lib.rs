@@ -21,6 +21,8 @@
 //! - [`store`]: SQLite, every event and report (by revision), open bins' checkpoints; the MQTT outbox.
 //! - [`publish`]: MQTT publisher draining the outbox.
 //! - [`http`], [`snapshot`], [`telemetry`]: /metrics, /healthz, /readyz, /snapshot; logging and metrics.
+//! - [`console`]: the operator console (tiles, live counts over server-sent events, the rules editor,
+//!   exports) behind a login; rules hot reload is [`camera::CameraPipeline::reload`].
 //! - [`retry`]: backoff shared by camera restarts and the publisher.
 //! - [`report`]: offline turning-movement counts, peak hour and charts from the store.
 //! - [`calibrate`]: solving a camera's ground plane and drawing its overlay.

@@ -130,6 +130,20 @@ def main():
         step("crossing of the new line in the event stream: "
              + driver.find_element(By.CSS_SELECTOR, sel).text)
         shot("events.png")
+
+        # The export, as the page's own request (the session cookie goes with it): the store's 1-minute
+        # reports so far, by `junction report`'s code.
+        csv = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const q = new URLSearchParams({from: '2000-01-01T00:00:00Z', to: '2100-01-01T00:00:00Z', interval: '1m'});
+            fetch('/api/export/coverage.csv?' + q, {credentials: 'same-origin'})
+                .then((r) => r.text().then((t) => done([r.status, t])));
+        """)
+        assert csv[0] == 200, csv
+        rows = csv[1].strip().splitlines()
+        assert rows[0].startswith("interval_start,interval_seconds,camera,covered_seconds"), rows[:2]
+        assert len(rows) >= 2 and ",street," in rows[1], rows
+        step(f"export: {len(rows) - 1} coverage rows")
         return 0
     except Exception as e:  # the page's state helps more than the traceback alone
         step(f"FAILED: {e!r}")

@@ -420,17 +420,20 @@ impl Console {
             if sent != Some(csrf.as_str()) {
                 return Err(Refused(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"));
             }
-            // A browser says where a request comes from; it must be this console.
-            if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-                let from = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-                if from != host {
-                    return Err(Refused(StatusCode::FORBIDDEN, "cross-site request refused"));
-                }
+            if !same_origin(headers) {
+                return Err(Refused(StatusCode::FORBIDDEN, "cross-site request refused"));
             }
         }
         Ok(csrf)
     }
+}
+
+/// A browser says where a request comes from (`Origin`); a write must come from this console's page.
+/// No `Origin` (curl, scripts on the box) passes: the CSRF token still has to match.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin.split_once("://").map_or(origin, |(_, rest)| rest) == host
 }
 
 /// A request refused by [`Console::authorize`]: its status and why.
@@ -492,11 +495,8 @@ async fn login(
     let Some(hash) = c.password_hash.clone() else {
         return Json(json!({"csrf": c.open_csrf, "login": false})).into_response();
     };
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if origin.split_once("://").map_or(origin, |(_, r)| r) != host {
-            return text(StatusCode::FORBIDDEN, "cross-site request refused");
-        }
+    if !same_origin(&headers) {
+        return text(StatusCode::FORBIDDEN, "cross-site request refused");
     }
     let ip = peer.ip();
     let now = Instant::now();

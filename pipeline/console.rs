@@ -218,16 +218,19 @@ impl Console {
         let Ok(mut all) = self.statuses.lock() else { return };
         let Some(s) = all.get_mut(camera) else { return };
         let now = SystemTime::now();
-        if s.state != "up" {
+        let was_up = s.state == "up";
+        if !was_up {
             s.state = "up";
             s.since = now;
             s.error = None;
         }
-        if let Some(dt) = s.last_frame.and_then(|l| now.duration_since(l).ok()).map(|d| d.as_secs_f64())
+        // The rate is over frames of one stretch up: not across an outage.
+        if let Some(dt) =
+            s.last_frame.filter(|_| was_up).and_then(|l| now.duration_since(l).ok()).map(|d| d.as_secs_f64())
             && dt > 0.0
         {
-            // About 2 s of memory whatever the frame rate.
-            let a = (dt / 2.0).min(1.0);
+            // About 2 s of memory whatever the frame rate; the first interval sets it.
+            let a = if s.fps == 0.0 { 1.0 } else { (dt / 2.0).min(1.0) };
             s.fps = s.fps * (1.0 - a) + a / dt;
         }
         if !detect.is_zero() {
@@ -1076,6 +1079,60 @@ mod tests {
         let j = problems_json(&e);
         assert_eq!(j["problems"][0]["shape"], json!({"kind": "zone", "index": 0}), "{j}");
         assert!(j["problems"][0]["message"].as_str().unwrap_or("").contains("900"), "{j}");
+    }
+
+    fn console() -> Arc<Console> {
+        let mut cfg = Config::adhoc(PathBuf::from("model.toml"), CameraConfig::new("cam", "test://".into()));
+        cfg.http = Some(crate::http::HttpConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            snapshots: false,
+            console: true,
+            password_hash: None,
+            password_file: None,
+        });
+        Console::new(&cfg, Arc::new(AtomicBool::new(false))).expect("console").expect("on")
+    }
+
+    /// A tile's state: starting, up with a rate, down with the error and since when, up again.
+    #[test]
+    fn camera_states_for_the_tiles() {
+        let c = console();
+        let state = |c: &Console| c.state_json()["cameras"][0]["status"].clone();
+        assert_eq!(state(&c)["state"], "starting");
+        for _ in 0..5 {
+            c.frame("cam", 1, Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let s = state(&c);
+        assert_eq!((s["state"].as_str(), s["frames"].as_u64(), s["dropped"].as_u64()), (Some("up"), Some(5), Some(5)));
+        assert!(s["fps"].as_f64().is_some_and(|f| f > 5.0), "{s}");
+        assert!(s["inference_ms"].as_f64().is_some_and(|m| m > 0.0), "{s}");
+        c.camera_state("cam", "down", Some("connection refused".into()));
+        let s = state(&c);
+        assert_eq!(
+            (s["state"].as_str(), s["error"].as_str(), s["fps"].as_f64()),
+            (Some("down"), Some("connection refused"), Some(0.0))
+        );
+        assert!(s["since"].as_str().is_some_and(|t| t.ends_with('Z')), "{s}");
+        c.camera_state("cam", "restarting", None);
+        assert_eq!(state(&c)["state"], "restarting");
+        c.frame("cam", 0, Duration::ZERO);
+        assert_eq!(state(&c)["state"], "up");
+        assert!(state(&c)["error"].is_null());
+    }
+
+    /// Without a password every read passes; a write still needs the page's CSRF token.
+    #[test]
+    fn loopback_console_still_needs_the_csrf_token_to_write() {
+        let c = console();
+        let mut h = HeaderMap::new();
+        assert!(c.authorize(&h, false).is_ok());
+        assert_eq!(c.authorize(&h, true).map_err(|r| r.0), Err(StatusCode::FORBIDDEN));
+        h.insert("x-csrf-token", c.open_csrf.parse().expect("header"));
+        assert!(c.authorize(&h, true).is_ok());
+        h.insert(header::HOST, "127.0.0.1:9464".parse().expect("header"));
+        h.insert(header::ORIGIN, "http://elsewhere.example".parse().expect("header"));
+        assert_eq!(c.authorize(&h, true).map_err(|r| r.0), Err(StatusCode::FORBIDDEN));
     }
 
     #[test]

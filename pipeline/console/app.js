@@ -222,10 +222,12 @@ function total(dirs, dir) {
   return Object.values(d).reduce((a, b) => a + b, 0);
 }
 
+// "in: car 2, motorcycle 5 · out: car 1": per direction and class.
 function classes(dirs) {
-  const out = {};
-  for (const d of Object.values(dirs || {})) for (const [c, n] of Object.entries(d)) out[c] = (out[c] || 0) + n;
-  return Object.entries(out).map(([c, n]) => `${c} ${n}`).join(", ");
+  return ["in", "out"]
+    .filter((d) => dirs && dirs[d] && Object.keys(dirs[d]).length)
+    .map((d) => `${d}: ${Object.entries(dirs[d]).map(([c, n]) => `${c} ${n}`).join(", ")}`)
+    .join(" · ");
 }
 
 function renderCounts() {
@@ -243,9 +245,9 @@ function renderCounts() {
       html += `<tr data-line="${l}"><td>${l}</td><td class="in">${i}</td><td class="out">${o}</td><td class="total">${i + o}</td><td class="muted">${classes(d)}</td></tr>`;
     }
     for (const b of [...(c.closed || [])].reverse().slice(0, 3)) {
-      const sum = Object.values(b.lines).reduce((a, d) => a + total(d, "in") + total(d, "out"), 0);
+      const sum = Object.entries(b.lines).map(([l, d]) => `${l} ${total(d, "in")} in / ${total(d, "out")} out`).join(", ") || "0 vehicles";
       const why = b.reloaded ? " (closed by a rules reload; goes on)" : b.partial ? " (partial)" : "";
-      html += `<tr class="closed ${b.partial ? "partial" : ""}"><td colspan="5">${b.bin_start.slice(11, 16)} closed: ${sum} vehicles` +
+      html += `<tr class="closed ${b.partial ? "partial" : ""}"><td colspan="5">${b.bin_start.slice(11, 16)} closed: ${sum}` +
         `${why}${b.revision > 1 ? ` rev ${b.revision}` : ""}</td></tr>`;
     }
     t.innerHTML = html;

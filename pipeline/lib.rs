@@ -24,6 +24,7 @@
 //! - [`console`]: the operator console (tiles, live counts over server-sent events, the rules editor,
 //!   exports) behind a login; rules hot reload is [`camera::CameraPipeline::reload`].
 //! - [`retry`]: backoff shared by camera restarts and the publisher.
+//! - [`centre`]: the traffic centre's ingester, MQTT → PostgreSQL (`junction centre`).
 //! - [`report`]: offline turning-movement counts, peak hour and charts from the store.
 //! - [`calibrate`]: solving a camera's ground plane and drawing its overlay.
 //! - [`eval`]: a clip against its truth file: count errors by line, direction and class; sweeps.
@@ -32,6 +33,7 @@ pub mod aggregate;
 pub mod analytics;
 pub mod calibrate;
 pub mod camera;
+pub mod centre;
 pub mod config;
 pub mod console;
 pub mod detect;

@@ -39,12 +39,38 @@ enum Command {
     /// GET an HTTP address of this box (e.g. http://127.0.0.1:9464/healthz); exit 0 when it answers
     /// 200: a container health check that needs no curl.
     Probe(ProbeArgs),
+    /// The traffic centre's ingester: every box's MQTT (shared subscription) landed in PostgreSQL,
+    /// revision-aware, invalid payloads kept as dead letters. Runs until SIGINT/SIGTERM.
+    Centre(CentreArgs),
     /// Print an Argon2 hash of a password read from stdin, for `[http] password_hash` (the console's
     /// login). The password itself is never stored.
     HashPassword,
     /// Count a clip against its truth file (tests/data/*.truth.toml): errors per line, direction and
     /// class, and frames/s; --sweep compares settings.
     Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CentreArgs {
+    /// The centre's broker, mqtt://host:port.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    mqtt: String,
+    /// Shared-subscription group: ingesters in one group split the messages.
+    #[arg(long, default_value = "junction-centre")]
+    group: String,
+    /// MQTT client id, fixed per ingester (the broker keeps its session, and what it has not
+    /// acknowledged, across restarts); each ingester of a group needs its own.
+    #[arg(long, default_value = "junction-centre-1")]
+    client_id: String,
+    /// PostgreSQL connection string, e.g. "host=127.0.0.1 port=5432 user=junction dbname=centre".
+    #[arg(long)]
+    postgres: String,
+    /// Messages per transaction at most.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    batch: u32,
+    /// Longest a message waits for its batch, milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    batch_wait_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -320,6 +346,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(&args),
         Command::Probe(args) => probe(&args),
         Command::HashPassword => hash_password(),
+        Command::Centre(args) => centre(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -368,6 +395,23 @@ fn report(args: &ReportArgs) -> Result<()> {
     for f in &out.files {
         println!("wrote {}", f.display());
     }
+    Ok(())
+}
+
+fn centre(args: &CentreArgs) -> Result<()> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let cfg = junction::centre::CentreConfig {
+        mqtt: args.mqtt.clone(),
+        group: args.group.clone(),
+        client_id: args.client_id.clone(),
+        postgres: args.postgres.clone(),
+        batch: args.batch as usize,
+        batch_wait: Duration::from_millis(args.batch_wait_ms),
+    };
+    junction::centre::run(&cfg, &stop)?;
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 # - Debian packages: GStreamer 1.22 and its plugins, the RTSP server library (tests), OpenCV and clang
 #   (geometry), Mosquitto (MQTT tests), Python's venv (reference scripts), systemd-analyze and
 #   promtool (checks of the deploy files; the prometheus package's service is not needed), chromium and
-#   its chromedriver (the console's browser test, headless).
+#   its chromedriver (the console's browser test, headless), PostgreSQL 15 (the centre ingester's
+#   tests start their own server on a temporary directory; the package's own cluster is not needed).
 # - ONNX Runtime: the shared library from the PyPI wheel onnxruntime==$ORT_VERSION, copied into
 #   .onnxruntime/ (git-ignored); the binary finds it there (`detector.onnxruntime`, README "Models").
 #   The libraries of $ORT_OLDEST (the oldest supported) and $ORT_TOO_OLD (refused) go to
@@ -36,6 +37,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip python3-gi util-linux
   systemd prometheus
   chromium chromium-driver fonts-dejavu-core
+  postgresql-15 postgresql-client-15
 )
 
 missing=()

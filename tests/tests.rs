@@ -35,12 +35,18 @@
 //!   subscriber; SIGKILL: at most the checkpoint interval lost), an RTSP camera down for 3 minutes
 //!   (coverage and gaps, bins without frames reported), a camera whose frame size changes mid-stream
 //!   beside a healthy one (the healthy one counts what it counts alone).
+//! - `console`: the operator console in Debian's chromium (Selenium): login, tile, counters, a line
+//!   drawn and saved, its crossings; hot reload by SIGHUP against fixed-rule runs; a bad reload refused;
+//!   login, cookie, CSRF, Origin and rate limit over HTTP; no console off loopback without a password.
+//! - `centre`: the ingester with a real Mosquitto and PostgreSQL 15: box → PostgreSQL on the clip,
+//!   duplicates and revisions, dead letters, SIGKILL mid-batch, two ingesters sharing a subscription.
 //! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
 //!   and field, all problems at once.
 
 mod common;
 
 mod bad_input;
+mod centre;
 mod config;
 mod console;
 mod deploy;

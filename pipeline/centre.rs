@@ -1,0 +1,615 @@
+//! The traffic centre's ingester (`junction centre`): every box's MQTT landed in PostgreSQL.
+//!
+//! Subscribes through shared subscriptions (`$share/<group>/junction/v1/+/+/flow`, `…/events`,
+//! `…/detector`, `$share/<group>/junction/v1/+/status`), so several ingesters split the messages; a
+//! persistent session (clean session off, a fixed client id) and manual acknowledgement: a message is
+//! acknowledged only after the transaction holding it committed, so an ingester killed mid-batch loses
+//! nothing (the broker delivers the unacknowledged messages again) and counts nothing twice (every row
+//! is keyed by its stable id). Each payload is checked against deploy/schema; one that fails, or whose
+//! topic does not match it, goes to `dead_letters` with the reason (counted and logged).
+//!
+//! Consumer rules applied: a report replaces the stored one with the same id only with a higher
+//! `revision` (a missing revision is 1); events and loop events are kept once per id; a box's status
+//! only moves forward in time. Tables are partitioned by day (migrations in `pipeline/centre/`).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use serde_json::Value;
+
+/// Numbered migrations, applied in order, each once (table `schema_migrations`).
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("centre/0001_init.sql"))];
+
+const FLOW_SCHEMA: &str = include_str!("../deploy/schema/flow.v1.json");
+const EVENT_SCHEMA: &str = include_str!("../deploy/schema/event.v1.json");
+const DETECTOR_SCHEMA: &str = include_str!("../deploy/schema/detector.v1.json");
+const STATUS_SCHEMA: &str = include_str!("../deploy/schema/status.v1.json");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CentreError {
+    #[error("--mqtt: {0}")]
+    Mqtt(String),
+    #[error("--postgres: {0}")]
+    Postgres(String),
+    #[error("deploy/schema/{file}: {message}")]
+    Schema { file: &'static str, message: String },
+    #[error("centre: {0}")]
+    Runtime(String),
+}
+
+fn pg(e: tokio_postgres::Error) -> CentreError {
+    CentreError::Postgres(e.to_string())
+}
+
+/// What `junction centre` is asked to do.
+#[derive(Debug, Clone)]
+pub struct CentreConfig {
+    /// `mqtt://host:port` (the centre's broker).
+    pub mqtt: String,
+    /// Shared-subscription group: ingesters with the same group split the messages.
+    pub group: String,
+    /// MQTT client id: fixed, so that the broker keeps this ingester's session across restarts.
+    pub client_id: String,
+    /// libpq connection string, e.g. `host=127.0.0.1 port=5432 user=junction dbname=centre`.
+    pub postgres: String,
+    /// Messages per transaction at most.
+    pub batch: usize,
+    /// The longest a message waits for its batch to fill.
+    pub batch_wait: Duration,
+}
+
+/// One message, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    Report {
+        id: String,
+        bin_start: SystemTime,
+        revision: i32,
+        site: String,
+        camera: String,
+        bin_seconds: i32,
+        partial: bool,
+        covered: f64,
+        payload: Value,
+    },
+    Event {
+        id: String,
+        at: SystemTime,
+        site: String,
+        camera: String,
+        rule: String,
+        kind: String,
+        class: String,
+        payload: Value,
+    },
+    Detector {
+        id: String,
+        at: SystemTime,
+        site: String,
+        camera: String,
+        detector: String,
+        channel: i32,
+        code: i32,
+    },
+    Status {
+        site: String,
+        state: String,
+        version: String,
+        at: SystemTime,
+    },
+    Dead {
+        topic: String,
+        error: String,
+        payload: Vec<u8>,
+    },
+}
+
+/// The schemas, compiled once.
+pub struct Validators {
+    flow: jsonschema::Validator,
+    event: jsonschema::Validator,
+    detector: jsonschema::Validator,
+    status: jsonschema::Validator,
+}
+
+impl Validators {
+    pub fn new() -> Result<Self, CentreError> {
+        let load = |file: &'static str, text: &str| {
+            let schema: Value =
+                serde_json::from_str(text).map_err(|e| CentreError::Schema { file, message: e.to_string() })?;
+            jsonschema::validator_for(&schema).map_err(|e| CentreError::Schema { file, message: e.to_string() })
+        };
+        Ok(Self {
+            flow: load("flow.v1.json", FLOW_SCHEMA)?,
+            event: load("event.v1.json", EVENT_SCHEMA)?,
+            detector: load("detector.v1.json", DETECTOR_SCHEMA)?,
+            status: load("status.v1.json", STATUS_SCHEMA)?,
+        })
+    }
+}
+
+fn time(v: &Value, field: &str) -> Result<SystemTime, String> {
+    let s = v[field].as_str().ok_or_else(|| format!("{field}: missing"))?;
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).map_err(|e| format!("{field}: {s:?}: {e}"))
+}
+
+fn text(v: &Value, field: &str) -> String {
+    v[field].as_str().unwrap_or_default().to_owned()
+}
+
+/// A message's row: checked against its schema and its topic (the site and camera in the topic must
+/// be the payload's), or a dead letter saying why.
+pub fn classify(topic: &str, payload: &[u8], v: &Validators) -> Row {
+    match classify_inner(topic, payload, v) {
+        Ok(row) => row,
+        Err(error) => Row::Dead { topic: topic.to_owned(), error, payload: payload.to_vec() },
+    }
+}
+
+fn classify_inner(topic: &str, payload: &[u8], v: &Validators) -> Result<Row, String> {
+    let parts: Vec<&str> = topic.split('/').collect();
+    let (site, camera, kind) = match parts.as_slice() {
+        ["junction", "v1", site, "status"] => (*site, None, "status"),
+        ["junction", "v1", site, camera, kind] => (*site, Some(*camera), *kind),
+        _ => return Err("not a junction/v1 topic".into()),
+    };
+    let mut json: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+    // Boxes from before revisions existed send none: theirs is the first.
+    if kind == "flow"
+        && let Some(o) = json.as_object_mut()
+    {
+        o.entry("revision").or_insert(Value::from(1));
+    }
+    let validator = match kind {
+        "flow" => &v.flow,
+        "events" => &v.event,
+        "detector" => &v.detector,
+        "status" => &v.status,
+        other => return Err(format!("unknown message kind {other:?}")),
+    };
+    if let Some(e) = validator.iter_errors(&json).next() {
+        return Err(format!("schema: {} at {}", e, e.instance_path()));
+    }
+    if json["site"] != site || camera.is_some_and(|c| json["camera"] != c) {
+        return Err(format!(
+            "topic names site {site:?}{} but the payload {} / {}",
+            camera.map(|c| format!(" camera {c:?}")).unwrap_or_default(),
+            json["site"],
+            json["camera"]
+        ));
+    }
+    let n = |field: &str| json[field].as_i64().unwrap_or_default();
+    Ok(match kind {
+        "flow" => Row::Report {
+            id: text(&json, "id"),
+            bin_start: time(&json, "bin_start")?,
+            revision: json["revision"].as_i64().map_or(1, |r| r as i32),
+            site: site.to_owned(),
+            camera: camera.unwrap_or_default().to_owned(),
+            bin_seconds: n("bin_seconds") as i32,
+            partial: json["partial"].as_bool().unwrap_or(false),
+            covered: json["covered_seconds"].as_f64().unwrap_or_default(),
+            payload: json,
+        },
+        "events" => Row::Event {
+            id: text(&json, "id"),
+            at: time(&json, "at")?,
+            site: site.to_owned(),
+            camera: camera.unwrap_or_default().to_owned(),
+            rule: text(&json, "rule"),
+            kind: text(&json, "kind"),
+            class: text(&json, "class"),
+            payload: json,
+        },
+        "detector" => Row::Detector {
+            id: text(&json, "id"),
+            at: time(&json, "at")?,
+            site: site.to_owned(),
+            camera: camera.unwrap_or_default().to_owned(),
+            detector: text(&json, "detector"),
+            channel: n("channel") as i32,
+            code: n("event_code") as i32,
+        },
+        _ => Row::Status {
+            site: site.to_owned(),
+            state: text(&json, "state"),
+            version: text(&json, "version"),
+            at: time(&json, "at")?,
+        },
+    })
+}
+
+/// Applies the migrations not applied yet, each in its own transaction.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<Vec<i32>, CentreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(pg)?;
+    let mut applied = Vec::new();
+    for (version, sql) in MIGRATIONS {
+        let tx = client.transaction().await.map_err(pg)?;
+        // One migrator at a time (two ingesters starting together).
+        tx.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE").await.map_err(pg)?;
+        let done = tx.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version]).await.map_err(pg)?;
+        if done.is_none() {
+            tx.batch_execute(sql).await.map_err(|e| CentreError::Postgres(format!("migration {version}: {e}")))?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).await.map_err(pg)?;
+            applied.push(*version);
+        }
+        tx.commit().await.map_err(pg)?;
+    }
+    Ok(applied)
+}
+
+/// The day (UTC) a time falls in, as `YYYYMMDD` and its bounds.
+fn day(t: SystemTime) -> (String, String, String) {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(secs - secs % 86_400);
+    let end = start + Duration::from_secs(86_400);
+    let d = |t| humantime::format_rfc3339_seconds(t).to_string();
+    let (s, e) = (d(start), d(end));
+    (s[..10].replace('-', ""), s, e)
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub reports: u64,
+    /// Reports not stored because the stored revision is as high or higher.
+    pub stale: u64,
+    pub events: u64,
+    pub detector: u64,
+    pub status: u64,
+    pub dead: u64,
+}
+
+/// Writes one batch in one transaction, creating the days' partitions it needs first. `partitions`:
+/// those known to exist (updated only after the commit).
+pub async fn write(
+    client: &mut tokio_postgres::Client,
+    rows: &[Row],
+    partitions: &mut HashSet<(&'static str, String)>,
+) -> Result<Written, CentreError> {
+    let mut needed: Vec<(&'static str, String, String, String)> = Vec::new();
+    for r in rows {
+        let (table, t) = match r {
+            Row::Report { bin_start, .. } => ("reports", *bin_start),
+            Row::Event { at, .. } => ("events", *at),
+            Row::Detector { at, .. } => ("detector_events", *at),
+            _ => continue,
+        };
+        let (name, from, to) = day(t);
+        if !partitions.contains(&(table, name.clone())) && !needed.iter().any(|n| n.0 == table && n.1 == name) {
+            needed.push((table, name, from, to));
+        }
+    }
+    let tx = client.transaction().await.map_err(pg)?;
+    for (table, name, from, to) in &needed {
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table}_{name} PARTITION OF {table} FOR VALUES FROM ('{from}') TO ('{to}')"
+        ))
+        .await
+        .map_err(pg)?;
+    }
+    let report = tx
+        .prepare(
+            "INSERT INTO reports (id, bin_start, revision, site, camera, bin_seconds, partial, covered_seconds, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (bin_start, id) DO UPDATE SET revision = EXCLUDED.revision, partial = EXCLUDED.partial,
+                 covered_seconds = EXCLUDED.covered_seconds, payload = EXCLUDED.payload, received_at = now()
+             WHERE reports.revision < EXCLUDED.revision",
+        )
+        .await
+        .map_err(pg)?;
+    let event = tx
+        .prepare(
+            "INSERT INTO events (id, at, site, camera, rule, kind, class, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(pg)?;
+    let detector = tx
+        .prepare(
+            "INSERT INTO detector_events (id, at, site, camera, detector, channel, event_code)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(pg)?;
+    let mut w = Written::default();
+    for r in rows {
+        match r {
+            Row::Report { id, bin_start, revision, site, camera, bin_seconds, partial, covered, payload } => {
+                let n = tx
+                    .execute(&report, &[id, bin_start, revision, site, camera, bin_seconds, partial, covered, payload])
+                    .await
+                    .map_err(pg)?;
+                if n == 1 { w.reports += 1 } else { w.stale += 1 }
+            }
+            Row::Event { id, at, site, camera, rule, kind, class, payload } => {
+                w.events +=
+                    tx.execute(&event, &[id, at, site, camera, rule, kind, class, payload]).await.map_err(pg)?;
+            }
+            Row::Detector { id, at, site, camera, detector: d, channel, code } => {
+                w.detector += tx.execute(&detector, &[id, at, site, camera, d, channel, code]).await.map_err(pg)?;
+            }
+            Row::Status { site, state, version, at } => {
+                w.status += tx
+                    .execute(
+                        "INSERT INTO box_status (site, state, version, at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (site) DO UPDATE SET state = EXCLUDED.state, version = EXCLUDED.version,
+                             at = EXCLUDED.at, received_at = now()
+                         WHERE box_status.at <= EXCLUDED.at",
+                        &[site, state, version, at],
+                    )
+                    .await
+                    .map_err(pg)?;
+            }
+            Row::Dead { topic, error, payload } => {
+                tx.execute(
+                    "INSERT INTO dead_letters (topic, error, payload) VALUES ($1, $2, $3)",
+                    &[topic, error, payload],
+                )
+                .await
+                .map_err(pg)?;
+                w.dead += 1;
+            }
+        }
+    }
+    tx.commit().await.map_err(pg)?;
+    for (table, name, _, _) in needed {
+        partitions.insert((table, name));
+    }
+    Ok(w)
+}
+
+/// Drops the day partitions that end before `cutoff` (retention): whole days go at once.
+pub async fn drop_partitions_before(
+    client: &tokio_postgres::Client,
+    cutoff: SystemTime,
+) -> Result<Vec<String>, CentreError> {
+    let (last, _, _) = day(cutoff);
+    let rows = client
+        .query(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+             WHERE p.relname IN ('reports', 'events', 'detector_events')",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let mut dropped = Vec::new();
+    for r in rows {
+        let name: String = r.get(0);
+        let Some(date) = name.rsplit('_').next().filter(|d| d.len() == 8 && d.chars().all(|c| c.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if date < last.as_str() {
+            client.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await.map_err(pg)?;
+            dropped.push(name);
+        }
+    }
+    Ok(dropped)
+}
+
+/// The topics this ingester takes, in its group.
+pub fn subscriptions(group: &str) -> Vec<String> {
+    ["junction/v1/+/+/flow", "junction/v1/+/+/events", "junction/v1/+/+/detector", "junction/v1/+/status"]
+        .iter()
+        .map(|t| format!("$share/{group}/{t}"))
+        .collect()
+}
+
+/// Runs the ingester until `stop` is set: batches of messages, each committed then acknowledged.
+pub fn run(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Result<(), CentreError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CentreError::Runtime(e.to_string()))?;
+    rt.block_on(ingest(cfg, stop))
+}
+
+async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, CentreError> {
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await.map_err(pg)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Result<(), CentreError> {
+    use std::sync::atomic::Ordering;
+    let validators = Validators::new()?;
+    let mut db = connect(&cfg.postgres).await?;
+    let applied = migrate(&mut db).await?;
+    tracing::info!(?applied, "centre: database ready");
+    let broker = crate::publish::parse_broker_url(&cfg.mqtt).map_err(|e| CentreError::Mqtt(e.to_string()))?;
+    if broker.tls {
+        return Err(CentreError::Mqtt(
+            "mqtts:// is not supported by the ingester yet; use the broker's local listener".into(),
+        ));
+    }
+    let mut opts = MqttOptions::new(&cfg.client_id, &broker.host, broker.port);
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    opts.set_keep_alive(Duration::from_secs(30));
+    // In flight from the broker at most: one batch, so that nothing waits unacknowledged for long.
+    opts.set_inflight(cfg.batch.clamp(1, u16::MAX as usize) as u16);
+    let (client, mut events) = AsyncClient::new(opts, 64);
+    // The event loop runs in its own task and hands publishes over a channel: `poll` is never
+    // cancelled half-way (a timeout around it lost messages), and the batch loop waits on the channel.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Publish>(cfg.batch.max(1) * 2);
+    let (subscriber, group) = (client.clone(), cfg.group.clone());
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller_stopping = stopping.clone();
+    let poller = tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    tracing::info!(session_present = ack.session_present, "centre: connected to the broker");
+                    for t in subscriptions(&group) {
+                        if let Err(e) = subscriber.subscribe(t, QoS::AtLeastOnce).await {
+                            tracing::error!(error = %e, "centre: subscribe");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(_) if poller_stopping.load(Ordering::Relaxed) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "centre: broker connection lost; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    let mut pending: Vec<Publish> = Vec::new();
+    let mut first_at: Option<Instant> = None;
+    let mut partitions = HashSet::new();
+    let mut total = Written::default();
+    let mut failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let due = first_at.map(|t| t + cfg.batch_wait);
+        let flush_now = pending.len() >= cfg.batch || due.is_some_and(|d| Instant::now() >= d);
+        if flush_now {
+            let rows: Vec<Row> = pending.iter().map(|p| classify(&p.topic, &p.payload, &validators)).collect();
+            match write(&mut db, &rows, &mut partitions).await {
+                Ok(w) => {
+                    // Committed: now, and only now, the broker may forget them.
+                    for p in pending.drain(..) {
+                        if let Err(e) = client.ack(&p).await {
+                            tracing::warn!(error = %e, "centre: acknowledgement not sent (the message comes again)");
+                        }
+                    }
+                    first_at = None;
+                    failures = 0;
+                    if w.dead > 0 {
+                        tracing::warn!(dead = w.dead, "centre: invalid messages kept in dead_letters");
+                    }
+                    total.reports += w.reports;
+                    total.stale += w.stale;
+                    total.events += w.events;
+                    total.detector += w.detector;
+                    total.status += w.status;
+                    total.dead += w.dead;
+                    tracing::debug!(?w, "centre: batch committed");
+                }
+                Err(e) => {
+                    let wait = crate::retry::backoff(failures, Duration::from_millis(500), Duration::from_secs(30));
+                    failures += 1;
+                    tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), held = pending.len(), "centre: batch not written; kept and retried");
+                    tokio::time::sleep(wait).await;
+                    if db.is_closed() {
+                        match connect(&cfg.postgres).await {
+                            Ok(c) => db = c,
+                            Err(e) => tracing::error!(error = %e, "centre: reconnecting to postgres"),
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        let wait = due.map_or(Duration::from_millis(200), |d| {
+            d.saturating_duration_since(Instant::now()).min(Duration::from_millis(200))
+        });
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Err(_) => {}
+            Ok(Some(p)) => {
+                first_at.get_or_insert_with(Instant::now);
+                pending.push(p);
+            }
+            Ok(None) => break,
+        }
+    }
+    // Stopping: what is held is written and acknowledged (else it would wait for this client id to
+    // come back), then the session ends cleanly.
+    if !pending.is_empty() {
+        let rows: Vec<Row> = pending.iter().map(|p| classify(&p.topic, &p.payload, &validators)).collect();
+        match write(&mut db, &rows, &mut partitions).await {
+            Ok(w) => {
+                total.reports += w.reports;
+                total.stale += w.stale;
+                total.events += w.events;
+                total.detector += w.detector;
+                total.status += w.status;
+                total.dead += w.dead;
+                for p in pending.drain(..) {
+                    let _ = client.ack(&p).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, held = pending.len(), "centre: last batch not written; the broker keeps it")
+            }
+        }
+    }
+    stopping.store(true, Ordering::Relaxed);
+    let _ = client.disconnect().await;
+    if tokio::time::timeout(Duration::from_secs(2), poller).await.is_err() {
+        tracing::warn!("centre: the broker connection did not close within 2 s");
+    }
+    tracing::info!(
+        reports = total.reports,
+        stale = total.stale,
+        events = total.events,
+        detector = total.detector,
+        status = total.status,
+        dead = total.dead,
+        "centre: stopped"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> Value {
+        serde_json::json!({
+            "schema": "junction.flow.v1", "id": "s/c/2026-11-26T08:00:00Z/60", "revision": 2, "site": "s",
+            "camera": "c", "bin_start": "2026-11-26T08:00:00Z", "bin_seconds": 60, "partial": false,
+            "covered_seconds": 59.9, "gaps": [], "frames_analysed": 600, "frames_dropped": 0, "volumes": [],
+            "flows": [], "zones": [], "speeds": [], "headways": [], "movements": [],
+            "quality": {"recrossings_suppressed": 0, "slow_crossings_ignored": 0, "implausible_speeds": 0,
+                        "unmatched_movements": 0, "track_fragments": 0}
+        })
+    }
+
+    #[test]
+    fn a_valid_report_is_a_row_and_anything_else_a_dead_letter_saying_why() {
+        let v = Validators::new().expect("schemas");
+        let ok = classify("junction/v1/s/c/flow", flow().to_string().as_bytes(), &v);
+        assert!(matches!(ok, Row::Report { revision: 2, bin_seconds: 60, .. }), "{ok:?}");
+        let mut old = flow();
+        old.as_object_mut().map(|o| o.remove("revision"));
+        assert!(matches!(
+            classify("junction/v1/s/c/flow", old.to_string().as_bytes(), &v),
+            Row::Report { revision: 1, .. }
+        ));
+        let dead = |topic: &str, payload: &[u8]| match classify(topic, payload, &v) {
+            Row::Dead { error, .. } => error,
+            other => panic!("not a dead letter: {other:?}"),
+        };
+        assert!(dead("junction/v1/s/c/flow", b"{not json").contains("not JSON"));
+        let mut bad = flow();
+        bad["bin_seconds"] = Value::from("sixty");
+        assert!(dead("junction/v1/s/c/flow", bad.to_string().as_bytes()).contains("bin_seconds"));
+        assert!(dead("junction/v1/s/other/flow", flow().to_string().as_bytes()).contains("topic names"));
+        assert!(dead("elsewhere/x", b"{}").contains("not a junction/v1 topic"));
+    }
+
+    #[test]
+    fn days_and_subscriptions() {
+        let t = humantime::parse_rfc3339("2026-11-26T23:59:59Z").expect("time");
+        assert_eq!(day(t), ("20261126".into(), "2026-11-26T00:00:00Z".into(), "2026-11-27T00:00:00Z".into()));
+        assert_eq!(subscriptions("g")[3], "$share/g/junction/v1/+/status");
+    }
+}

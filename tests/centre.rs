@@ -1,0 +1,367 @@
+//! The centre's ingester against a real Mosquitto and a real PostgreSQL 15, both started here on
+//! 127.0.0.1 (PostgreSQL on a temporary data directory as the unprivileged `postgres` user when the
+//! tests run as root) and stopped by PID.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Running, command, repo, signal};
+use crate::mqtt::Broker;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// `program` as the `postgres` system user when we are root (initdb and postgres refuse root).
+fn as_postgres(program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A PostgreSQL 15 server of our own.
+pub struct Postgres {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        if is_root() {
+            let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+            assert!(chown.success());
+        }
+        let init = as_postgres(&format!("{PG_BIN}/initdb"))
+            .args(["-A", "trust", "-U", "junction", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .output()
+            .expect("initdb (scripts/setup.sh installs postgresql-15)");
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let port = free_port();
+        let child = as_postgres(&format!("{PG_BIN}/postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pg = Self { child, port, _dir: dir };
+        let t = Instant::now();
+        while pg.try_psql("SELECT 1").as_deref() != Some("1") {
+            assert!(t.elapsed() < Duration::from_secs(30), "postgres did not start on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    pub fn conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=junction dbname=postgres", self.port)
+    }
+
+    fn try_psql(&self, sql: &str) -> Option<String> {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "junction", "-d", "postgres", "-Atc", sql])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        self.try_psql(sql).unwrap_or_else(|| panic!("psql failed: {sql}"))
+    }
+
+    /// Polls `sql` until it answers `want` (or 30 s), returning the last answer.
+    pub fn wait_for(&self, sql: &str, want: &str) -> String {
+        let t = Instant::now();
+        loop {
+            let got = self.try_psql(sql).unwrap_or_default();
+            if got == want || t.elapsed() > Duration::from_secs(30) {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Fast shutdown of our own server, by its PID (setpriv execs postgres).
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let t = Instant::now();
+        while self.child.try_wait().ok().flatten().is_none() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ingester(broker: &Broker, pg: &Postgres, client_id: &str, batch: u32) -> Running {
+    let args = [
+        "centre",
+        "--mqtt",
+        &broker.url(),
+        "--postgres",
+        &pg.conninfo(),
+        "--client-id",
+        client_id,
+        "--batch",
+        &batch.to_string(),
+        "--batch-wait-ms",
+        "100",
+    ];
+    Running(command(&args, "info").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+}
+
+fn publish(broker: &Broker, topic: &str, payload: &str) {
+    let ok = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1", "-t", topic, "-m", payload])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn report(id_minute: u32, revision: u32, vehicles: u64) -> Value {
+    let start = format!("2026-11-26T08:{id_minute:02}:00Z");
+    json!({
+        "schema": "junction.flow.v1", "id": format!("s1/c1/{start}/60"), "revision": revision, "site": "s1",
+        "camera": "c1", "bin_start": start, "bin_seconds": 60, "partial": false, "covered_seconds": 60.0,
+        "gaps": [], "frames_analysed": 600, "frames_dropped": 0,
+        "volumes": [{"counter": "x", "direction": "in", "class": "motorcycle", "vehicles": vehicles, "pcu": 0.3 * vehicles as f64}],
+        "flows": [], "zones": [], "speeds": [], "headways": [], "movements": [],
+        "quality": {"recrossings_suppressed": 0, "slow_crossings_ignored": 0, "implausible_speeds": 0,
+                    "unmatched_movements": 0, "track_fragments": 0}
+    })
+}
+
+/// Waits until the ingester has its tables and takes messages: a status message lands.
+fn wait_ready(broker: &Broker, pg: &Postgres) {
+    let t = Instant::now();
+    loop {
+        let status = json!({"schema": "junction.status.v1", "site": "probe", "state": "online", "version": "0", "at": "2026-11-26T08:00:00Z"});
+        publish(broker, "junction/v1/probe/status", &status.to_string());
+        if pg.try_psql("SELECT count(*) FROM box_status WHERE site = 'probe'").as_deref() == Some("1") {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "the ingester never landed a message");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Duplicates and revisions: the same report twice is one row; revision 2 after 1 replaces it,
+/// revision 1 after 2 does not; a payload that fails its schema is one dead letter, nothing else.
+#[test]
+fn revisions_duplicates_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let pg = Postgres::start();
+    let _centre = ingester(&broker, &pg, "centre-test-1", 50);
+    wait_ready(&broker, &pg);
+    let topic = "junction/v1/s1/c1/flow";
+    publish(&broker, topic, &report(0, 1, 5).to_string());
+    publish(&broker, topic, &report(0, 1, 5).to_string());
+    publish(&broker, topic, &report(1, 2, 7).to_string());
+    publish(&broker, topic, &report(1, 1, 3).to_string());
+    publish(&broker, topic, &report(2, 1, 4).to_string());
+    publish(&broker, topic, &report(2, 2, 9).to_string());
+    let mut bad = report(3, 1, 1);
+    bad["bin_seconds"] = json!("sixty");
+    publish(&broker, topic, &bad.to_string());
+    let rows = pg.wait_for("SELECT count(*) FROM reports", "3");
+    assert_eq!(rows, "3");
+    assert_eq!(pg.wait_for("SELECT count(*) FROM dead_letters", "1"), "1");
+    let got = pg.psql(
+        "SELECT extract(minute FROM bin_start)::int || ':' || revision || ':' || (payload->'volumes'->0->>'vehicles') \
+         FROM reports ORDER BY bin_start",
+    );
+    assert_eq!(got.lines().collect::<Vec<_>>(), vec!["0:1:5", "1:2:7", "2:2:9"]);
+    let why = pg.psql("SELECT topic || ' | ' || error FROM dead_letters");
+    assert!(why.starts_with(topic) && why.contains("bin_seconds"), "{why}");
+    // Partitioned by day, and the views read it.
+    assert_eq!(pg.psql("SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = 'reports_20261126'"), "1");
+    assert_eq!(pg.psql("SELECT count(*) FROM box_online WHERE online"), "1");
+}
+
+/// The box → broker → ingester → PostgreSQL on the bundled clip: every report the box stored is in
+/// PostgreSQL at its highest revision, and every event once.
+#[test]
+fn box_to_postgres_on_the_bundled_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let pg = Postgres::start();
+    let _centre = ingester(&broker, &pg, "centre-test-2", 100);
+    wait_ready(&broker, &pg);
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "site = \"e2e\"\n[detector]\nmodel = \"{}\"\nprovider = \"cpu\"\n[[camera]]\nid = \"street\"\nuri = \"{}\"\n\
+             calibration = \"{}\"\n[store]\npath = \"box.db\"\n[mqtt]\nurl = \"{}\"\nevents = true\n",
+            repo().join("models/yolox_nano.toml").display(),
+            crate::common::clip().display(),
+            repo().join("calibration/example-street/street.toml").display(),
+            broker.url()
+        ),
+    )
+    .unwrap();
+    let out = crate::common::junction(
+        &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T08:00:00Z"],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let box_reports = out.stdout.matches("── e2e street").count();
+    assert!(box_reports >= 3, "{}", out.stdout);
+    let stored = pg.wait_for("SELECT count(*) FROM reports WHERE site = 'e2e'", &box_reports.to_string());
+    assert_eq!(stored, box_reports.to_string(), "every closed bin the box printed is in PostgreSQL");
+    let crossings =
+        pg.wait_for("SELECT count(*) FROM events WHERE site = 'e2e' AND kind = 'crossing' AND rule = 'x320'", "7");
+    assert_eq!(crossings, "7", "3 in + 4 out on x320, each once");
+    let x320: String =
+        pg.psql("SELECT coalesce(sum(vehicles), 0) FROM line_volumes_15min WHERE site = 'e2e' AND counter = 'x320'");
+    assert_eq!(x320, "7", "the 15-minute view holds the same vehicles");
+    assert!(pg.psql("SELECT count(*) FROM detector_events WHERE site = 'e2e'").parse::<u32>().unwrap() > 0);
+    assert_eq!(pg.psql("SELECT count(*) FROM dead_letters"), "0");
+}
+
+/// SIGKILL mid-batch: messages the killed ingester had not committed come again to its restart
+/// (same client id, persistent session), and nothing is doubled.
+#[test]
+fn ingester_killed_mid_batch_loses_nothing_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let pg = Postgres::start();
+    let centre = ingester(&broker, &pg, "centre-test-3", 1000);
+    wait_ready(&broker, &pg);
+    // A batch that waits 100 ms to fill: kill it while it holds messages not yet committed.
+    let topic = "junction/v1/s1/c1/flow";
+    let sent: Vec<Value> = (0..40).map(|m| report(m, 1, u64::from(m) + 1)).collect();
+    let mut pubs = Vec::new();
+    for r in &sent {
+        pubs.push(
+            Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1", "-t", topic, "-m", &r.to_string()])
+                .spawn()
+                .unwrap(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    signal(&centre.0, "KILL");
+    drop(centre);
+    for mut p in pubs {
+        assert!(p.wait().unwrap().success());
+    }
+    let before: u32 = pg.psql("SELECT count(*) FROM reports").parse().unwrap();
+    assert!(before < 40, "everything was committed before the kill: nothing was tested");
+    let _again = ingester(&broker, &pg, "centre-test-3", 1000);
+    let stored = pg.wait_for("SELECT count(*) FROM reports", "40");
+    assert_eq!(stored, "40", "{before} were committed before the kill");
+    let total = pg.psql("SELECT sum((payload->'volumes'->0->>'vehicles')::int) FROM reports");
+    assert_eq!(total, (1..=40).sum::<u32>().to_string());
+}
+
+/// Two ingesters in one group split the messages (each lands some), and together land every one
+/// once.
+#[test]
+fn two_ingesters_share_the_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let pg = Postgres::start();
+    let logged = |id: &str| {
+        let args = [
+            "centre",
+            "--mqtt",
+            &broker.url(),
+            "--postgres",
+            &pg.conninfo(),
+            "--client-id",
+            id,
+            "--batch",
+            "20",
+            "--batch-wait-ms",
+            "50",
+        ];
+        Running(command(&args, "info").stdout(Stdio::null()).spawn().unwrap())
+    };
+    let mut a = logged("centre-share-a");
+    wait_ready(&broker, &pg);
+    let mut b = logged("centre-share-b");
+    std::thread::sleep(Duration::from_secs(2));
+    // 200 reports: 100 cameras x 2 minutes, published by one client.
+    let lines: String = (0..200)
+        .map(|i| {
+            let mut r = report(i % 2, 1, 1);
+            let (cam, start) = (format!("c{}", i / 2), r["bin_start"].as_str().unwrap().to_owned());
+            r["camera"] = json!(cam);
+            r["id"] = json!(format!("s1/{cam}/{start}/60"));
+            r.to_string() + "\n"
+        })
+        .collect();
+    let lines: Vec<&str> = lines.lines().collect();
+    for chunk in lines.chunks(50) {
+        let mut children = Vec::new();
+        for l in chunk {
+            let cam = serde_json::from_str::<Value>(l).unwrap()["camera"].as_str().unwrap().to_owned();
+            children.push(
+                Command::new("mosquitto_pub")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &broker.port.to_string(),
+                        "-q",
+                        "1",
+                        "-t",
+                        &format!("junction/v1/s1/{cam}/flow"),
+                        "-m",
+                        l,
+                    ])
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+    }
+    let got = pg.wait_for("SELECT count(*) FROM reports", "200");
+    assert_eq!(
+        got,
+        "200",
+        "dead letters: {}",
+        pg.psql("SELECT count(*) || ' ' || coalesce(min(error), '') FROM dead_letters")
+    );
+    let landed = |r: &mut Running| {
+        signal(&r.0, "TERM");
+        let mut err = String::new();
+        std::io::Read::read_to_string(r.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        let line = err.lines().rfind(|l| l.contains("centre: stopped")).unwrap_or_else(|| panic!("{err}")).to_owned();
+        let n =
+            line.split("reports=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse::<u64>().ok());
+        n.unwrap_or_else(|| panic!("{line}"))
+    };
+    let (na, nb) = (landed(&mut a), landed(&mut b));
+    assert!(na > 0 && nb > 0, "both ingesters landed reports: {na} + {nb}");
+    assert_eq!(na + nb, 200);
+}

@@ -266,6 +266,17 @@ pub struct Written {
     pub dead: u64,
 }
 
+impl Written {
+    fn add(&mut self, w: Written) {
+        self.reports += w.reports;
+        self.stale += w.stale;
+        self.events += w.events;
+        self.detector += w.detector;
+        self.status += w.status;
+        self.dead += w.dead;
+    }
+}
+
 /// Writes one batch in one transaction, creating the days' partitions it needs first. `partitions`:
 /// those known to exist (updated only after the commit).
 pub async fn write(
@@ -495,12 +506,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                     if w.dead > 0 {
                         tracing::warn!(dead = w.dead, "centre: invalid messages kept in dead_letters");
                     }
-                    total.reports += w.reports;
-                    total.stale += w.stale;
-                    total.events += w.events;
-                    total.detector += w.detector;
-                    total.status += w.status;
-                    total.dead += w.dead;
+                    total.add(w);
                     tracing::debug!(?w, "centre: batch committed");
                 }
                 Err(e) => {
@@ -536,12 +542,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
         let rows: Vec<Row> = pending.iter().map(|p| classify(&p.topic, &p.payload, &validators)).collect();
         match write(&mut db, &rows, &mut partitions).await {
             Ok(w) => {
-                total.reports += w.reports;
-                total.stale += w.stale;
-                total.events += w.events;
-                total.detector += w.detector;
-                total.status += w.status;
-                total.dead += w.dead;
+                total.add(w);
                 for p in pending.drain(..) {
                     let _ = client.ack(&p).await;
                 }

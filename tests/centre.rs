@@ -135,6 +135,16 @@ fn ingester(broker: &Broker, pg: &Postgres, client_id: &str, batch: u32) -> Runn
     Running(command(&args, "info").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
 }
 
+/// A broker, a database and one ingester taking messages.
+fn setup(client_id: &str, batch: u32) -> (tempfile::TempDir, Broker, Postgres, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let pg = Postgres::start();
+    let centre = ingester(&broker, &pg, client_id, batch);
+    wait_ready(&broker, &pg);
+    (dir, broker, pg, centre)
+}
+
 fn publish(broker: &Broker, topic: &str, payload: &str) {
     let ok = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1", "-t", topic, "-m", payload])
@@ -174,11 +184,7 @@ fn wait_ready(broker: &Broker, pg: &Postgres) {
 /// revision 1 after 2 does not; a payload that fails its schema is one dead letter, nothing else.
 #[test]
 fn revisions_duplicates_and_dead_letters() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let pg = Postgres::start();
-    let _centre = ingester(&broker, &pg, "centre-test-1", 50);
-    wait_ready(&broker, &pg);
+    let (_dir, broker, pg, _centre) = setup("centre-test-1", 50);
     let topic = "junction/v1/s1/c1/flow";
     publish(&broker, topic, &report(0, 1, 5).to_string());
     publish(&broker, topic, &report(0, 1, 5).to_string());
@@ -208,11 +214,7 @@ fn revisions_duplicates_and_dead_letters() {
 /// PostgreSQL at its highest revision, and every event once.
 #[test]
 fn box_to_postgres_on_the_bundled_clip() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let pg = Postgres::start();
-    let _centre = ingester(&broker, &pg, "centre-test-2", 100);
-    wait_ready(&broker, &pg);
+    let (dir, broker, pg, _centre) = setup("centre-test-2", 100);
     let site = dir.path().join("site.toml");
     std::fs::write(
         &site,
@@ -249,11 +251,7 @@ fn box_to_postgres_on_the_bundled_clip() {
 /// (same client id, persistent session), and nothing is doubled.
 #[test]
 fn ingester_killed_mid_batch_loses_nothing_doubles_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let pg = Postgres::start();
-    let centre = ingester(&broker, &pg, "centre-test-3", 1000);
-    wait_ready(&broker, &pg);
+    let (_dir, broker, pg, centre) = setup("centre-test-3", 1000);
     // A batch that waits 100 ms to fill: kill it while it holds messages not yet committed.
     let topic = "junction/v1/s1/c1/flow";
     let sent: Vec<Value> = (0..40).map(|m| report(m, 1, u64::from(m) + 1)).collect();

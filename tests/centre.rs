@@ -245,6 +245,41 @@ fn box_to_postgres_on_the_bundled_clip() {
     assert_eq!(x320, "7", "the 15-minute view holds the same vehicles");
     assert!(pg.psql("SELECT count(*) FROM detector_events WHERE site = 'e2e'").parse::<u32>().unwrap() > 0);
     assert_eq!(pg.psql("SELECT count(*) FROM dead_letters"), "0");
+    city_dashboard_queries_run(&pg);
+}
+
+/// Every query of deploy/grafana/centre.json runs against the landed data (Grafana's macros expanded
+/// as Grafana would for the clip's day and junction "e2e"), and the volume panel finds the 7 vehicles.
+fn city_dashboard_queries_run(pg: &Postgres) {
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/centre.json")).unwrap()).unwrap();
+    let mut sqls: Vec<String> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["rawSql"].as_str().unwrap().to_owned()))
+        .collect();
+    sqls.push(d["templating"]["list"][1]["query"].as_str().unwrap().to_owned());
+    assert!(sqls.len() >= 7);
+    for sql in &sqls {
+        let expanded = sql
+            .replace("$__timeFilter(bin_start)", "bin_start BETWEEN '2026-11-26T00:00:00Z' AND '2026-11-27T00:00:00Z'")
+            .replace(
+                "$__timeFilter(r.bin_start)",
+                "r.bin_start BETWEEN '2026-11-26T00:00:00Z' AND '2026-11-27T00:00:00Z'",
+            )
+            .replace("$site", "'e2e'");
+        assert!(!expanded.contains('$'), "a macro left in {expanded}");
+        assert!(pg.try_psql(&expanded).is_some(), "the dashboard's query fails: {expanded}");
+    }
+    let volumes = sqls.iter().find(|s| s.contains("sum(vehicles)")).unwrap();
+    let rows = pg.psql(
+        &volumes
+            .replace("$__timeFilter(bin_start)", "bin_start BETWEEN '2026-11-26T00:00:00Z' AND '2026-11-27T00:00:00Z'")
+            .replace("$site", "'e2e'"),
+    );
+    let total: u64 = rows.lines().filter_map(|l| l.rsplit('|').next()?.parse::<u64>().ok()).sum();
+    assert!(total >= 7, "the volume panel sees the clip's vehicles: {rows}");
 }
 
 /// SIGKILL mid-batch: messages the killed ingester had not committed come again to its restart

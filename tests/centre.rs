@@ -119,6 +119,12 @@ impl Drop for Postgres {
 }
 
 fn ingester(broker: &Broker, pg: &Postgres, client_id: &str, batch: u32) -> Running {
+    ingester_with(broker, pg, client_id, batch, 100, Stdio::null())
+}
+
+/// The ingester with its batch wait (ms) and where its log goes.
+fn ingester_with(broker: &Broker, pg: &Postgres, client_id: &str, batch: u32, wait_ms: u32, log: Stdio) -> Running {
+    let wait = wait_ms.to_string();
     let args = [
         "centre",
         "--mqtt",
@@ -130,9 +136,9 @@ fn ingester(broker: &Broker, pg: &Postgres, client_id: &str, batch: u32) -> Runn
         "--batch",
         &batch.to_string(),
         "--batch-wait-ms",
-        "100",
+        &wait,
     ];
-    Running(command(&args, "info").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+    Running(command(&args, "info").stdout(Stdio::null()).stderr(log).spawn().unwrap())
 }
 
 /// A broker, a database and one ingester taking messages.
@@ -321,22 +327,7 @@ fn two_ingesters_share_the_subscription() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let pg = Postgres::start();
-    let logged = |id: &str| {
-        let args = [
-            "centre",
-            "--mqtt",
-            &broker.url(),
-            "--postgres",
-            &pg.conninfo(),
-            "--client-id",
-            id,
-            "--batch",
-            "20",
-            "--batch-wait-ms",
-            "50",
-        ];
-        Running(command(&args, "info").stdout(Stdio::null()).spawn().unwrap())
-    };
+    let logged = |id: &str| ingester_with(&broker, &pg, id, 20, 50, Stdio::piped());
     let mut a = logged("centre-share-a");
     wait_ready(&broker, &pg);
     let mut b = logged("centre-share-b");

@@ -19,7 +19,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde_json::Value;
 
 /// Numbered migrations, applied in order, each once (table `schema_migrations`).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("centre/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] =
+    &[(1, include_str!("centre/0001_init.sql")), (2, include_str!("centre/0002_received_at_commit.sql"))];
 
 const FLOW_SCHEMA: &str = include_str!("../deploy/schema/flow.v1.json");
 const EVENT_SCHEMA: &str = include_str!("../deploy/schema/event.v1.json");
@@ -57,6 +58,7 @@ pub struct CentreConfig {
     pub batch: usize,
     /// The longest a message waits for its batch to fill.
     pub batch_wait: Duration,
+    pub retention: Retention,
 }
 
 /// One message, classified.
@@ -277,6 +279,109 @@ impl Written {
     }
 }
 
+/// A batch's reports as one array per column (for `unnest`).
+#[derive(Default)]
+struct ReportColumns {
+    id: Vec<String>,
+    bin_start: Vec<SystemTime>,
+    revision: Vec<i32>,
+    site: Vec<String>,
+    camera: Vec<String>,
+    bin_seconds: Vec<i32>,
+    partial: Vec<bool>,
+    covered: Vec<f64>,
+    payload: Vec<Value>,
+}
+
+impl ReportColumns {
+    fn push(&mut self, r: &Row) {
+        if let Row::Report { id, bin_start, revision, site, camera, bin_seconds, partial, covered, payload } = r {
+            self.id.push(id.clone());
+            self.bin_start.push(*bin_start);
+            self.revision.push(*revision);
+            self.site.push(site.clone());
+            self.camera.push(camera.clone());
+            self.bin_seconds.push(*bin_seconds);
+            self.partial.push(*partial);
+            self.covered.push(*covered);
+            self.payload.push(payload.clone());
+        }
+    }
+}
+
+#[derive(Default)]
+struct EventColumns {
+    id: Vec<String>,
+    at: Vec<SystemTime>,
+    site: Vec<String>,
+    camera: Vec<String>,
+    rule: Vec<String>,
+    kind: Vec<String>,
+    class: Vec<String>,
+    payload: Vec<Value>,
+}
+
+impl EventColumns {
+    fn push(&mut self, r: &Row) {
+        if let Row::Event { id, at, site, camera, rule, kind, class, payload } = r {
+            self.id.push(id.clone());
+            self.at.push(*at);
+            self.site.push(site.clone());
+            self.camera.push(camera.clone());
+            self.rule.push(rule.clone());
+            self.kind.push(kind.clone());
+            self.class.push(class.clone());
+            self.payload.push(payload.clone());
+        }
+    }
+}
+
+#[derive(Default)]
+struct DetectorColumns {
+    id: Vec<String>,
+    at: Vec<SystemTime>,
+    site: Vec<String>,
+    camera: Vec<String>,
+    detector: Vec<String>,
+    channel: Vec<i32>,
+    code: Vec<i32>,
+}
+
+impl DetectorColumns {
+    fn push(&mut self, r: &Row) {
+        if let Row::Detector { id, at, site, camera, detector, channel, code } = r {
+            self.id.push(id.clone());
+            self.at.push(*at);
+            self.site.push(site.clone());
+            self.camera.push(camera.clone());
+            self.detector.push(detector.clone());
+            self.channel.push(*channel);
+            self.code.push(*code);
+        }
+    }
+}
+
+/// The batch's reports, one per id: the highest revision (the first of equals).
+fn highest_revisions(rows: &[Row]) -> Vec<&Row> {
+    let mut kept: Vec<&Row> = Vec::new();
+    let mut at: std::collections::HashMap<(&str, SystemTime), usize> = std::collections::HashMap::new();
+    for r in rows {
+        let Row::Report { id, bin_start, revision, .. } = r else { continue };
+        match at.get(&(id.as_str(), *bin_start)) {
+            Some(&i) => {
+                if matches!(kept[i], Row::Report { revision: k, .. } if k < revision) {
+                    kept[i] = r;
+                }
+            }
+            None => {
+                at.insert((id.as_str(), *bin_start), kept.len());
+                kept.push(r);
+            }
+        }
+    }
+    kept
+}
+
 /// Writes one batch in one transaction, creating the days' partitions it needs first. `partitions`:
 /// those known to exist (updated only after the commit).
 pub async fn write(
@@ -297,6 +402,21 @@ pub async fn write(
             needed.push((table, name, from, to));
         }
     }
+    // One multi-row statement per table (arrays unnested server-side): a batch is a handful of round
+    // trips whatever its size. A report id may come twice in one batch (a redelivery, or revision 2
+    // right behind 1): only the highest revision goes in, as `ON CONFLICT DO UPDATE` may not touch a
+    // row twice in one statement.
+    let reports = highest_revisions(rows);
+    let (mut events, mut detector, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        match r {
+            Row::Report { .. } => {}
+            Row::Event { .. } => events.push(r),
+            Row::Detector { .. } => detector.push(r),
+            Row::Status { .. } | Row::Dead { .. } => other.push(r),
+        }
+    }
+    let n_reports = rows.iter().filter(|r| matches!(r, Row::Report { .. })).count() as u64;
     let tx = client.transaction().await.map_err(pg)?;
     for (table, name, from, to) in &needed {
         tx.batch_execute(&format!(
@@ -305,53 +425,68 @@ pub async fn write(
         .await
         .map_err(pg)?;
     }
-    let report = tx
-        .prepare(
-            "INSERT INTO reports (id, bin_start, revision, site, camera, bin_seconds, partial, covered_seconds, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (bin_start, id) DO UPDATE SET revision = EXCLUDED.revision, partial = EXCLUDED.partial,
-                 covered_seconds = EXCLUDED.covered_seconds, payload = EXCLUDED.payload, received_at = now()
-             WHERE reports.revision < EXCLUDED.revision",
-        )
-        .await
-        .map_err(pg)?;
-    let event = tx
-        .prepare(
-            "INSERT INTO events (id, at, site, camera, rule, kind, class, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(pg)?;
-    let detector = tx
-        .prepare(
-            "INSERT INTO detector_events (id, at, site, camera, detector, channel, event_code)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(pg)?;
     let mut w = Written::default();
-    for r in rows {
+    if !reports.is_empty() {
+        let mut c = ReportColumns::default();
+        for r in &reports {
+            c.push(r);
+        }
+        let stored = tx
+            .execute(
+                "INSERT INTO reports (id, bin_start, revision, site, camera, bin_seconds, partial, covered_seconds, payload)
+                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int4[], $4::text[], $5::text[], $6::int4[],
+                                      $7::bool[], $8::float8[], $9::jsonb[])
+                 ON CONFLICT (bin_start, id) DO UPDATE SET revision = EXCLUDED.revision, partial = EXCLUDED.partial,
+                     covered_seconds = EXCLUDED.covered_seconds, payload = EXCLUDED.payload,
+                     received_at = clock_timestamp()
+                 WHERE reports.revision < EXCLUDED.revision",
+                &[&c.id, &c.bin_start, &c.revision, &c.site, &c.camera, &c.bin_seconds, &c.partial, &c.covered, &c.payload],
+            )
+            .await
+            .map_err(pg)?;
+        w.reports = stored;
+        w.stale = n_reports - stored;
+    }
+    if !events.is_empty() {
+        let mut c = EventColumns::default();
+        for r in &events {
+            c.push(r);
+        }
+        w.events = tx
+            .execute(
+                "INSERT INTO events (id, at, site, camera, rule, kind, class, payload)
+                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                      $7::text[], $8::jsonb[])
+                 ON CONFLICT DO NOTHING",
+                &[&c.id, &c.at, &c.site, &c.camera, &c.rule, &c.kind, &c.class, &c.payload],
+            )
+            .await
+            .map_err(pg)?;
+    }
+    if !detector.is_empty() {
+        let mut c = DetectorColumns::default();
+        for r in &detector {
+            c.push(r);
+        }
+        w.detector = tx
+            .execute(
+                "INSERT INTO detector_events (id, at, site, camera, detector, channel, event_code)
+                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::int4[],
+                                      $7::int4[])
+                 ON CONFLICT DO NOTHING",
+                &[&c.id, &c.at, &c.site, &c.camera, &c.detector, &c.channel, &c.code],
+            )
+            .await
+            .map_err(pg)?;
+    }
+    for r in other {
         match r {
-            Row::Report { id, bin_start, revision, site, camera, bin_seconds, partial, covered, payload } => {
-                let n = tx
-                    .execute(&report, &[id, bin_start, revision, site, camera, bin_seconds, partial, covered, payload])
-                    .await
-                    .map_err(pg)?;
-                if n == 1 { w.reports += 1 } else { w.stale += 1 }
-            }
-            Row::Event { id, at, site, camera, rule, kind, class, payload } => {
-                w.events +=
-                    tx.execute(&event, &[id, at, site, camera, rule, kind, class, payload]).await.map_err(pg)?;
-            }
-            Row::Detector { id, at, site, camera, detector: d, channel, code } => {
-                w.detector += tx.execute(&detector, &[id, at, site, camera, d, channel, code]).await.map_err(pg)?;
-            }
             Row::Status { site, state, version, at } => {
                 w.status += tx
                     .execute(
                         "INSERT INTO box_status (site, state, version, at) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (site) DO UPDATE SET state = EXCLUDED.state, version = EXCLUDED.version,
-                             at = EXCLUDED.at, received_at = now()
+                             at = EXCLUDED.at, received_at = clock_timestamp()
                          WHERE box_status.at <= EXCLUDED.at",
                         &[site, state, version, at],
                     )
@@ -367,6 +502,7 @@ pub async fn write(
                 .map_err(pg)?;
                 w.dead += 1;
             }
+            _ => {}
         }
     }
     tx.commit().await.map_err(pg)?;
@@ -379,14 +515,15 @@ pub async fn write(
 /// Drops the day partitions that end before `cutoff` (retention): whole days go at once.
 pub async fn drop_partitions_before(
     client: &tokio_postgres::Client,
+    tables: &[&str],
     cutoff: SystemTime,
 ) -> Result<Vec<String>, CentreError> {
     let (last, _, _) = day(cutoff);
     let rows = client
         .query(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-             WHERE p.relname IN ('reports', 'events', 'detector_events')",
-            &[],
+             WHERE p.relname = ANY($1)",
+            &[&tables],
         )
         .await
         .map_err(pg)?;
@@ -411,6 +548,72 @@ pub fn subscriptions(group: &str) -> Vec<String> {
         .iter()
         .map(|t| format!("$share/{group}/{t}"))
         .collect()
+}
+
+/// Messages received and not yet committed, and what has been written so far.
+struct Batch {
+    pending: Vec<Publish>,
+    /// Day partitions known to exist.
+    partitions: HashSet<(&'static str, String)>,
+    total: Written,
+}
+
+impl Batch {
+    /// Writes what is pending in one transaction and, once it committed, acknowledges it: now, and
+    /// only now, the broker may forget those messages. On an error everything stays pending.
+    async fn flush(
+        &mut self,
+        db: &mut tokio_postgres::Client,
+        client: &AsyncClient,
+        validators: &Validators,
+    ) -> Result<(), CentreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let rows: Vec<Row> = self.pending.iter().map(|p| classify(&p.topic, &p.payload, validators)).collect();
+        let w = write(db, &rows, &mut self.partitions).await?;
+        for p in self.pending.drain(..) {
+            if let Err(e) = client.ack(&p).await {
+                tracing::warn!(error = %e, "centre: acknowledgement not sent (the message comes again)");
+            }
+        }
+        if w.dead > 0 {
+            tracing::warn!(dead = w.dead, "centre: invalid messages kept in dead_letters");
+        }
+        self.total.add(w);
+        tracing::debug!(
+            ?w,
+            messages = rows.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "centre: batch committed"
+        );
+        Ok(())
+    }
+}
+
+/// How long the centre keeps each kind of row (days; 0 keeps them for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub reports_days: u32,
+    /// Per-vehicle events and loop detector events: the bulk of the rows.
+    pub events_days: u32,
+}
+
+async fn retention(db: &tokio_postgres::Client, r: &Retention) {
+    for (tables, days) in [(&["reports"][..], r.reports_days), (&["events", "detector_events"][..], r.events_days)] {
+        if days == 0 {
+            continue;
+        }
+        let cutoff = SystemTime::now() - Duration::from_secs(u64::from(days) * 86_400);
+        match drop_partitions_before(db, tables, cutoff).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(?dropped, days, "centre: retention dropped partitions")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "centre: retention"),
+        }
+    }
 }
 
 /// Runs the ingester until `stop` is set: batches of messages, each committed then acknowledged.
@@ -483,36 +686,28 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
             }
         }
     });
-    let mut pending: Vec<Publish> = Vec::new();
+    let mut batch = Batch { pending: Vec::new(), partitions: HashSet::new(), total: Written::default() };
     let mut first_at: Option<Instant> = None;
-    let mut partitions = HashSet::new();
-    let mut total = Written::default();
     let mut failures = 0u32;
+    // Retention runs at start and then hourly (dropping a day's partition is cheap; a day is the unit).
+    let mut next_retention = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if Instant::now() >= next_retention {
+            next_retention = Instant::now() + Duration::from_secs(3600);
+            retention(&db, &cfg.retention).await;
+        }
         let due = first_at.map(|t| t + cfg.batch_wait);
-        let flush_now = pending.len() >= cfg.batch || due.is_some_and(|d| Instant::now() >= d);
+        let flush_now = batch.pending.len() >= cfg.batch || due.is_some_and(|d| Instant::now() >= d);
         if flush_now {
-            let rows: Vec<Row> = pending.iter().map(|p| classify(&p.topic, &p.payload, &validators)).collect();
-            match write(&mut db, &rows, &mut partitions).await {
-                Ok(w) => {
-                    // Committed: now, and only now, the broker may forget them.
-                    for p in pending.drain(..) {
-                        if let Err(e) = client.ack(&p).await {
-                            tracing::warn!(error = %e, "centre: acknowledgement not sent (the message comes again)");
-                        }
-                    }
+            match batch.flush(&mut db, &client, &validators).await {
+                Ok(()) => {
                     first_at = None;
                     failures = 0;
-                    if w.dead > 0 {
-                        tracing::warn!(dead = w.dead, "centre: invalid messages kept in dead_letters");
-                    }
-                    total.add(w);
-                    tracing::debug!(?w, "centre: batch committed");
                 }
                 Err(e) => {
                     let wait = crate::retry::backoff(failures, Duration::from_millis(500), Duration::from_secs(30));
                     failures += 1;
-                    tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), held = pending.len(), "centre: batch not written; kept and retried");
+                    tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), held = batch.pending.len(), "centre: batch not written; kept and retried");
                     tokio::time::sleep(wait).await;
                     if db.is_closed() {
                         match connect(&cfg.postgres).await {
@@ -531,27 +726,17 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
             Err(_) => {}
             Ok(Some(p)) => {
                 first_at.get_or_insert_with(Instant::now);
-                pending.push(p);
+                batch.pending.push(p);
             }
             Ok(None) => break,
         }
     }
     // Stopping: what is held is written and acknowledged (else it would wait for this client id to
     // come back), then the session ends cleanly.
-    if !pending.is_empty() {
-        let rows: Vec<Row> = pending.iter().map(|p| classify(&p.topic, &p.payload, &validators)).collect();
-        match write(&mut db, &rows, &mut partitions).await {
-            Ok(w) => {
-                total.add(w);
-                for p in pending.drain(..) {
-                    let _ = client.ack(&p).await;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, held = pending.len(), "centre: last batch not written; the broker keeps it")
-            }
-        }
+    if let Err(e) = batch.flush(&mut db, &client, &validators).await {
+        tracing::error!(error = %e, held = batch.pending.len(), "centre: last batch not written; the broker keeps it");
     }
+    let total = batch.total;
     stopping.store(true, Ordering::Relaxed);
     let _ = client.disconnect().await;
     if tokio::time::timeout(Duration::from_secs(2), poller).await.is_err() {
@@ -605,6 +790,31 @@ mod tests {
         assert!(dead("junction/v1/s/c/flow", bad.to_string().as_bytes()).contains("bin_seconds"));
         assert!(dead("junction/v1/s/other/flow", flow().to_string().as_bytes()).contains("topic names"));
         assert!(dead("elsewhere/x", b"{}").contains("not a junction/v1 topic"));
+    }
+
+    #[test]
+    fn a_batch_keeps_one_report_per_id_at_its_highest_revision() {
+        let v = Validators::new().unwrap();
+        let row = |minute: u32, revision: u32| {
+            let mut f = flow();
+            let start = format!("2026-11-26T08:{minute:02}:00Z");
+            f["id"] = format!("s/c/{start}/60").into();
+            f["bin_start"] = start.into();
+            f["bin_seconds"] = 60.into();
+            f["revision"] = revision.into();
+            classify("junction/v1/s/c/flow", f.to_string().as_bytes(), &v)
+        };
+        let rows = [row(0, 1), row(1, 2), row(0, 3), row(1, 1), row(0, 2), row(2, 1)];
+        assert!(rows.iter().all(|r| matches!(r, Row::Report { .. })), "{rows:?}");
+        let got: Vec<(String, i32)> = highest_revisions(&rows)
+            .into_iter()
+            .map(|r| match r {
+                Row::Report { id, revision, .. } => (id[4..].to_owned(), *revision),
+                _ => unreachable!(),
+            })
+            .collect();
+        let want = [("2026-11-26T08:00:00Z/60", 3), ("2026-11-26T08:01:00Z/60", 2), ("2026-11-26T08:02:00Z/60", 1)];
+        assert_eq!(got, want.map(|(i, r)| (i.to_owned(), r)));
     }
 
     #[test]

@@ -71,6 +71,12 @@ struct CentreArgs {
     /// Longest a message waits for its batch, milliseconds.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     batch_wait_ms: u64,
+    /// Days of flow reports kept (whole day partitions are dropped, hourly); 0 keeps them for ever.
+    #[arg(long, default_value_t = 0)]
+    retain_reports_days: u32,
+    /// Days of per-vehicle and loop detector events kept; 0 keeps them for ever.
+    #[arg(long, default_value_t = 90)]
+    retain_events_days: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -410,6 +416,10 @@ fn centre(args: &CentreArgs) -> Result<()> {
         postgres: args.postgres.clone(),
         batch: args.batch as usize,
         batch_wait: Duration::from_millis(args.batch_wait_ms),
+        retention: junction::centre::Retention {
+            reports_days: args.retain_reports_days,
+            events_days: args.retain_events_days,
+        },
     };
     junction::centre::run(&cfg, &stop)?;
     Ok(())

@@ -102,6 +102,119 @@ pub const EVENT_SCHEMA: &str = "junction.event.v1";
 /// Schema name of a loop detector message (`deploy/schema/detector.v1.json`).
 pub const DETECTOR_SCHEMA: &str = "junction.detector.v1";
 
+/// A per-vehicle event as the store keeps it and the box publishes it (`junction.event.v1`); loop
+/// detector events are [`DetectorRecord`]s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub rule: String,
+    pub kind: String,
+    /// Crossings: the side the vehicle went to (in/out); movements: the turn.
+    pub direction: Option<String>,
+    pub class: String,
+    pub track: i64,
+    /// Seconds on the stream's clock.
+    pub pts_s: f64,
+    /// UTC wall time, RFC 3339 with milliseconds.
+    pub wall: String,
+    /// Zone exits: seconds in the zone.
+    pub dwell_s: Option<f64>,
+    /// Movements: the approach the vehicle left by.
+    pub to_rule: Option<String>,
+    pub speed_kmh: Option<f64>,
+    pub speed_ok: Option<bool>,
+}
+
+impl EventRecord {
+    /// `None` for loop detector events (they are [`DetectorRecord`]s).
+    pub fn of(e: &TrafficEvent) -> Option<Self> {
+        let (kind, direction, dwell_s, to_rule) = match &e.kind {
+            EventKind::Crossing { direction } => ("crossing", Some(direction.as_str()), None, None),
+            EventKind::ZoneEnter => ("zone_enter", None, None, None),
+            EventKind::ZoneExit { dwell } => ("zone_exit", None, Some(dwell.as_secs_f64()), None),
+            EventKind::Movement { to, turn } => ("movement", Some(turn.as_str()), None, Some(to.to_string())),
+            EventKind::LoopOn { .. } | EventKind::LoopOff { .. } => return None,
+        };
+        Some(Self {
+            rule: e.rule.to_string(),
+            kind: kind.into(),
+            direction: direction.map(Into::into),
+            class: e.class.as_str().into(),
+            track: e.track as i64,
+            pts_s: e.pts.as_secs_f64(),
+            wall: humantime::format_rfc3339_millis(e.wall).to_string(),
+            dwell_s,
+            to_rule,
+            speed_kmh: e.speed.map(|s| f64::from(s.kmh)),
+            speed_ok: e.speed.map(|s| s.plausible),
+        })
+    }
+
+    /// The message the box publishes; its id is stable across retries: site/camera/rule/track/kind/wall.
+    pub fn message(&self, site: &str, camera: &str) -> serde_json::Value {
+        let (rule, kind, wall) = (&self.rule, &self.kind, &self.wall);
+        let mut v = serde_json::json!({
+            "schema": EVENT_SCHEMA,
+            "id": format!("{site}/{camera}/{rule}/{}/{kind}/{wall}", self.track),
+            "site": site,
+            "camera": camera,
+            "rule": rule,
+            "kind": kind,
+            "class": self.class,
+            "track": self.track,
+            "pts_s": self.pts_s,
+            "at": wall,
+        });
+        if let Some(d) = &self.direction {
+            v["direction"] = d.as_str().into();
+        }
+        if let Some(d) = self.dwell_s {
+            v["dwell_s"] = d.into();
+        }
+        if let Some(to) = &self.to_rule {
+            v["to"] = to.as_str().into();
+        }
+        if let Some(kmh) = self.speed_kmh {
+            v["speed_kmh"] = ((kmh * 10.0).round() / 10.0).into();
+            v["speed_plausible"] = self.speed_ok.unwrap_or(false).into();
+        }
+        v
+    }
+}
+
+/// A loop detector event as the store keeps it and the box publishes it (`junction.detector.v1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorRecord {
+    /// The loop's id.
+    pub detector: String,
+    pub channel: i64,
+    /// ATSPM event code: 82 on, 81 off.
+    pub code: i64,
+    /// UTC wall time, RFC 3339 in tenths of a second (the resolution of controller logs).
+    pub wall: String,
+}
+
+impl DetectorRecord {
+    /// `None` for anything but loop on/off.
+    pub fn of(e: &TrafficEvent) -> Option<Self> {
+        let (code, channel) = atspm_event(&e.kind)?;
+        Some(Self { detector: e.rule.to_string(), channel: channel.into(), code: code.into(), wall: tenths(e.wall) })
+    }
+
+    /// The message the box publishes; its id is stable across retries: site/camera/detector/code/wall.
+    pub fn message(&self, site: &str, camera: &str) -> serde_json::Value {
+        serde_json::json!({
+            "schema": DETECTOR_SCHEMA,
+            "id": format!("{site}/{camera}/{}/{}/{}", self.detector, self.code, self.wall),
+            "site": site,
+            "camera": camera,
+            "detector": self.detector,
+            "channel": self.channel,
+            "event_code": self.code,
+            "at": self.wall,
+        })
+    }
+}
+
 /// What [`Store::bound_size`] removed to keep the store under its size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SizePrune {
@@ -289,36 +402,26 @@ impl Store {
                 )
                 .map_err(&err)?;
             for e in events {
-                if let Some((code, channel)) = atspm_event(&e.kind) {
-                    det.execute(params![site, camera, &*e.rule, channel, code, tenths(e.wall)]).map_err(&err)?;
+                // Loop detectors have their own table.
+                if let Some(d) = DetectorRecord::of(e) {
+                    det.execute(params![site, camera, d.detector, d.channel, d.code, d.wall]).map_err(&err)?;
                     continue;
                 }
-                let to_rule = match &e.kind {
-                    EventKind::Movement { to, .. } => Some(&**to),
-                    _ => None,
-                };
-                let (kind, direction, dwell) = match &e.kind {
-                    EventKind::Crossing { direction } => ("crossing", Some(direction.as_str()), None),
-                    EventKind::ZoneEnter => ("zone_enter", None, None),
-                    EventKind::ZoneExit { dwell } => ("zone_exit", None, Some(dwell.as_secs_f64())),
-                    EventKind::Movement { turn, .. } => ("movement", Some(turn.as_str()), None),
-                    // Loop detectors have their own table.
-                    EventKind::LoopOn { .. } | EventKind::LoopOff { .. } => continue,
-                };
+                let Some(r) = EventRecord::of(e) else { continue };
                 ins.execute(params![
                     site,
                     camera,
-                    &*e.rule,
-                    kind,
-                    direction,
-                    e.class.as_str(),
-                    e.track as i64,
-                    e.pts.as_secs_f64(),
-                    humantime::format_rfc3339_millis(e.wall).to_string(),
-                    dwell,
-                    to_rule,
-                    e.speed.map(|s| f64::from(s.kmh)),
-                    e.speed.map(|s| s.plausible)
+                    r.rule,
+                    r.kind,
+                    r.direction,
+                    r.class,
+                    r.track,
+                    r.pts_s,
+                    r.wall,
+                    r.dwell_s,
+                    r.to_rule,
+                    r.speed_kmh,
+                    r.speed_ok
                 ])
                 .map_err(&err)?;
             }
@@ -516,41 +619,21 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let row = st
             .query_row([], |r| {
-                let (seq, site, camera, rule, kind): (i64, String, String, String, String) =
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
-                let (direction, class, track, pts_s, wall, dwell_s): (
-                    Option<String>,
-                    String,
-                    i64,
-                    f64,
-                    String,
-                    Option<f64>,
-                ) = (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?);
-                let mut v = serde_json::json!({
-                    "schema": EVENT_SCHEMA,
-                    "id": format!("{site}/{camera}/{rule}/{track}/{kind}/{wall}"),
-                    "site": site,
-                    "camera": camera,
-                    "rule": rule,
-                    "kind": kind,
-                    "class": class,
-                    "track": track,
-                    "pts_s": pts_s,
-                    "at": wall,
-                });
-                if let Some(d) = direction {
-                    v["direction"] = d.into();
-                }
-                if let Some(d) = dwell_s {
-                    v["dwell_s"] = d.into();
-                }
-                if let Some(to) = r.get::<_, Option<String>>(11)? {
-                    v["to"] = to.into();
-                }
-                if let Some(kmh) = r.get::<_, Option<f64>>(12)? {
-                    v["speed_kmh"] = ((kmh * 10.0).round() / 10.0).into();
-                    v["speed_plausible"] = r.get::<_, Option<bool>>(13)?.unwrap_or(false).into();
-                }
+                let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                let e = EventRecord {
+                    rule: r.get(3)?,
+                    kind: r.get(4)?,
+                    direction: r.get(5)?,
+                    class: r.get(6)?,
+                    track: r.get(7)?,
+                    pts_s: r.get(8)?,
+                    wall: r.get(9)?,
+                    dwell_s: r.get(10)?,
+                    to_rule: r.get(11)?,
+                    speed_kmh: r.get(12)?,
+                    speed_ok: r.get(13)?,
+                };
+                let v = e.message(&site, &camera);
                 Ok((seq, camera, v.to_string()))
             })
             .map(Some)
@@ -570,19 +653,9 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         st.query_row([], |r| {
-            let (seq, site, camera, detector): (i64, String, String, String) =
-                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            let (channel, code, wall): (i64, i64, String) = (r.get(4)?, r.get(5)?, r.get(6)?);
-            let v = serde_json::json!({
-                "schema": DETECTOR_SCHEMA,
-                "id": format!("{site}/{camera}/{detector}/{code}/{wall}"),
-                "site": site,
-                "camera": camera,
-                "detector": detector,
-                "channel": channel,
-                "event_code": code,
-                "at": wall,
-            });
+            let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let d = DetectorRecord { detector: r.get(3)?, channel: r.get(4)?, code: r.get(5)?, wall: r.get(6)? };
+            let v = d.message(&site, &camera);
             Ok((seq, camera, v.to_string()))
         })
         .map(Some)

@@ -119,25 +119,34 @@ impl Drop for Postgres {
 }
 
 fn ingester(broker: &Broker, pg: &Postgres, client_id: &str, batch: u32) -> Running {
-    ingester_with(broker, pg, client_id, batch, 100, Stdio::null())
+    ingester_with(broker, pg, client_id, batch, 100, Stdio::null(), &[])
 }
 
-/// The ingester with its batch wait (ms) and where its log goes.
-fn ingester_with(broker: &Broker, pg: &Postgres, client_id: &str, batch: u32, wait_ms: u32, log: Stdio) -> Running {
-    let wait = wait_ms.to_string();
-    let args = [
+/// The ingester with its batch wait (ms), where its log goes and more arguments.
+fn ingester_with(
+    broker: &Broker,
+    pg: &Postgres,
+    client_id: &str,
+    batch: u32,
+    wait_ms: u32,
+    log: Stdio,
+    more: &[&str],
+) -> Running {
+    let (wait, url, conninfo, batch) = (wait_ms.to_string(), broker.url(), pg.conninfo(), batch.to_string());
+    let mut args = vec![
         "centre",
         "--mqtt",
-        &broker.url(),
+        &url,
         "--postgres",
-        &pg.conninfo(),
+        &conninfo,
         "--client-id",
         client_id,
         "--batch",
-        &batch.to_string(),
+        &batch,
         "--batch-wait-ms",
         &wait,
     ];
+    args.extend_from_slice(more);
     Running(command(&args, "info").stdout(Stdio::null()).stderr(log).spawn().unwrap())
 }
 
@@ -327,7 +336,7 @@ fn two_ingesters_share_the_subscription() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let pg = Postgres::start();
-    let logged = |id: &str| ingester_with(&broker, &pg, id, 20, 50, Stdio::piped());
+    let logged = |id: &str| ingester_with(&broker, &pg, id, 20, 50, Stdio::piped(), &[]);
     let mut a = logged("centre-share-a");
     wait_ready(&broker, &pg);
     let mut b = logged("centre-share-b");
@@ -388,4 +397,36 @@ fn two_ingesters_share_the_subscription() {
     let (na, nb) = (landed(&mut a), landed(&mut b));
     assert!(na > 0 && nb > 0, "both ingesters landed reports: {na} + {nb}");
     assert_eq!(na + nb, 200);
+}
+
+fn event(site: &str, at: &str) -> Value {
+    json!({
+        "schema": "junction.event.v1", "id": format!("{site}/c1/x/1/crossing/{at}"), "site": site, "camera": "c1",
+        "rule": "x", "kind": "crossing", "direction": "in", "class": "motorcycle", "track": 1, "pts_s": 1.0, "at": at
+    })
+}
+
+/// Retention: restarted with `--retain-events-days 2`, the ingester drops the day partitions of
+/// events and loop events older than that, whole, keeps today's, and keeps reports (kept for ever
+/// unless `--retain-reports-days` says otherwise).
+#[test]
+fn retention_drops_old_event_days_and_keeps_reports() {
+    let (_dir, broker, pg, centre) = setup("centre-test-4", 50);
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    publish(&broker, "junction/v1/s1/c1/flow", &report(0, 1, 5).to_string());
+    publish(&broker, "junction/v1/s1/c1/events", &event("s1", "2026-11-26T08:00:01.000Z").to_string());
+    publish(&broker, "junction/v1/s1/c1/events", &event("s1", &now).to_string());
+    let det = json!({"schema": "junction.detector.v1", "id": "s1/c1/loop-1/82/2026-11-26T08:00:01.0Z", "site": "s1",
+        "camera": "c1", "detector": "loop-1", "channel": 1, "event_code": 82, "at": "2026-11-26T08:00:01.0Z"});
+    publish(&broker, "junction/v1/s1/c1/detector", &det.to_string());
+    let landed = "SELECT (SELECT count(*) FROM reports) || ' ' || (SELECT count(*) FROM events) || ' ' || \
+                  (SELECT count(*) FROM detector_events)";
+    assert_eq!(pg.wait_for(landed, "1 2 1"), "1 2 1");
+    signal(&centre.0, "TERM");
+    drop(centre);
+    let _again = ingester_with(&broker, &pg, "centre-test-4", 50, 100, Stdio::null(), &["--retain-events-days", "2"]);
+    let old = "SELECT count(*) FROM pg_class WHERE relname IN ('events_20261126', 'detector_events_20261126')";
+    assert_eq!(pg.wait_for(old, "0"), "0", "the old days' partitions are dropped");
+    assert_eq!(pg.psql(landed), "1 1 0", "today's event and the report stay");
+    assert_eq!(pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'reports_20261126'"), "1");
 }

@@ -650,13 +650,18 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     let mut opts = MqttOptions::new(&cfg.client_id, &broker.host, broker.port);
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
+    opts.set_max_packet_size(crate::publish::MAX_PACKET_BYTES, crate::publish::MAX_PACKET_BYTES);
     opts.set_keep_alive(Duration::from_secs(30));
     // In flight from the broker at most: one batch, so that nothing waits unacknowledged for long.
     opts.set_inflight(cfg.batch.clamp(1, u16::MAX as usize) as u16);
-    let (client, mut events) = AsyncClient::new(opts, 64);
+    // Room for a whole batch's acknowledgements.
+    let (client, mut events) = AsyncClient::new(opts, cfg.batch.max(64));
     // The event loop runs in its own task and hands publishes over a channel: `poll` is never
     // cancelled half-way (a timeout around it lost messages), and the batch loop waits on the channel.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Publish>(cfg.batch.max(1) * 2);
+    // Unbounded, because the event loop must never wait for the batch loop: the batch loop waits for
+    // the event loop to take its acknowledgements (a bounded channel deadlocked both under load). The
+    // broker bounds it: it sends at most `max_inflight_messages` unacknowledged.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Publish>();
     let (subscriber, group) = (client.clone(), cfg.group.clone());
     let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller_stopping = stopping.clone();
@@ -672,7 +677,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p).await.is_err() {
+                    if tx.send(p).is_err() {
                         break;
                     }
                 }

@@ -236,6 +236,10 @@ fn explain_io(io: &std::io::Error, cfg_hint: &str) -> String {
     }
 }
 
+/// Largest MQTT packet sent or taken (bytes). A busy junction's 15-minute report is ~16 KiB (8 lines,
+/// every class both ways, 4 approaches' movements); rumqttc's default, 10 KiB, refused it.
+pub const MAX_PACKET_BYTES: usize = 1 << 20;
+
 pub fn flow_topic(site: &str, camera: &str) -> String {
     format!("junction/v1/{site}/{camera}/flow")
 }
@@ -495,6 +499,7 @@ impl Client {
         match protocol {
             Protocol::V311 => {
                 let mut opts = rumqttc::MqttOptions::new(client_id, broker.host, broker.port);
+                opts.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
                 opts.set_keep_alive(keep_alive).set_clean_session(true).set_last_will(rumqttc::LastWill::new(
                     will.0,
                     will.1,
@@ -514,6 +519,8 @@ impl Client {
             Protocol::V5 => {
                 use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
                 let mut opts = rumqttc::v5::MqttOptions::new(client_id, broker.host, broker.port);
+                // Outgoing, v5 is bounded by the broker's CONNACK only; this is what it takes in.
+                opts.set_max_packet_size(Some(MAX_PACKET_BYTES as u32));
                 let will_props = LastWillProperties {
                     payload_format_indicator: Some(1),
                     content_type: Some("application/json".into()),

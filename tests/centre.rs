@@ -150,10 +150,19 @@ fn ingester_with(
     Running(command(&args, "info").stdout(Stdio::null()).stderr(log).spawn().unwrap())
 }
 
+/// The centre broker's settings that matter to the ingester (deploy/centre/mosquitto.conf): what it
+/// sends before an acknowledgement, what it queues.
+fn centre_broker(dir: &std::path::Path) -> Broker {
+    let conf = std::fs::read_to_string(repo().join("deploy/centre/mosquitto.conf")).unwrap();
+    let limits: String = conf.lines().filter(|l| l.starts_with("max_")).map(|l| format!("{l}\n")).collect();
+    assert!(limits.contains("max_inflight_messages"), "{conf}");
+    Broker::start_with(dir, &limits)
+}
+
 /// A broker, a database and one ingester taking messages.
 fn setup(client_id: &str, batch: u32) -> (tempfile::TempDir, Broker, Postgres, Running) {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
+    let broker = centre_broker(dir.path());
     let pg = Postgres::start();
     let centre = ingester(&broker, &pg, client_id, batch);
     wait_ready(&broker, &pg);
@@ -334,7 +343,7 @@ fn ingester_killed_mid_batch_loses_nothing_doubles_nothing() {
 #[test]
 fn two_ingesters_share_the_subscription() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
+    let broker = centre_broker(dir.path());
     let pg = Postgres::start();
     let logged = |id: &str| ingester_with(&broker, &pg, id, 20, 50, Stdio::piped(), &[]);
     let mut a = logged("centre-share-a");
@@ -429,4 +438,96 @@ fn retention_drops_old_event_days_and_keeps_reports() {
     assert_eq!(pg.wait_for(old, "0"), "0", "the old days' partitions are dropped");
     assert_eq!(pg.psql(landed), "1 1 0", "today's event and the report stay");
     assert_eq!(pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'reports_20261126'"), "1");
+}
+
+/// A burst far bigger than a batch, from a broker that sends up to 1000 messages before an
+/// acknowledgement (the centre's setting): every message lands. (The ingester once deadlocked here:
+/// its MQTT event loop waited for room in the batch channel while the batch loop waited for the
+/// event loop to take its acknowledgements; 436 of 386 913 landed in the first load test.)
+#[test]
+fn a_burst_of_many_batches_lands_whole() {
+    let (_dir, broker, pg, _centre) = setup("centre-test-5", 50);
+    let n = 3000;
+    let lines: String = (0..n)
+        .map(|i| {
+            let at = format!("2026-11-26T08:{:02}:{:02}.{:03}Z", i / 60_000, (i / 1000) % 60, i % 1000);
+            event("s1", &at).to_string() + "\n"
+        })
+        .collect();
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1", "-t", "junction/v1/s1/c1/events", "-l"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(publisher.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
+    drop(publisher.stdin.take());
+    assert!(publisher.wait().unwrap().success());
+    let got = pg.wait_for("SELECT count(*) FROM events", &n.to_string());
+    assert_eq!(got, n.to_string());
+}
+
+/// A busy junction's 15-minute report: 8 lines, every class both ways, 4 approaches' movements,
+/// closed by the box's own `Aggregator`.
+fn busy_report() -> junction::aggregate::FlowReport {
+    use junction::analytics::{Direction, EventKind, RuleQuality, Speed, TrafficEvent, Turn};
+    use junction::detect::VehicleClass;
+    use std::sync::Arc;
+    use std::time::UNIX_EPOCH;
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_795_000_500 / 900 * 900);
+    let lines: Vec<Arc<str>> = (0..8).map(|i| Arc::from(format!("line-{i}").as_str())).collect();
+    let mut agg = junction::aggregate::Aggregator::new("big", "c1", lines.clone(), vec![], &[Duration::from_secs(900)]);
+    let mut out = Vec::new();
+    let classes =
+        [VehicleClass::Motorcycle, VehicleClass::Car, VehicleClass::Bus, VehicleClass::Truck, VehicleClass::Bicycle];
+    for s in 0..900u64 {
+        let wall = t0 + Duration::from_secs(s);
+        agg.frame(wall, 0, &[], RuleQuality::default(), &mut out);
+        let class = classes[(s % 5) as usize];
+        let e = |rule: Arc<str>, kind| TrafficEvent {
+            rule,
+            kind,
+            track: s,
+            class,
+            pts: Duration::from_secs(s),
+            wall,
+            speed: Some(Speed { kmh: 20.0 + (s % 17) as f32, plausible: true }),
+        };
+        let direction = if s % 2 == 0 { Direction::In } else { Direction::Out };
+        agg.event(&e(lines[(s / 5 % 8) as usize].clone(), EventKind::Crossing { direction }));
+        let (from, to) = (s / 40 % 4, (s / 40 % 4 + 1 + s / 160 % 3) % 4);
+        let turn = [Turn::Left, Turn::Through, Turn::Right][(s / 160 % 3) as usize];
+        agg.event(&e(
+            format!("approach-{from}").into(),
+            EventKind::Movement { to: format!("approach-{to}").into(), turn },
+        ));
+    }
+    agg.tick(t0 + Duration::from_secs(905), &mut out);
+    out.pop().expect("the 15-minute bin closed")
+}
+
+/// A busy junction's 15-minute report is bigger than rumqttc's default packet limit (10 KiB): the
+/// box publishes it (MQTT 3.1.1 and 5) and the ingester takes it.
+#[test]
+fn a_busy_junctions_report_is_published_and_landed() {
+    let (dir, broker, pg, _centre) = setup("centre-test-6", 50);
+    let mut report = busy_report();
+    let size = serde_json::to_vec(&report).unwrap().len();
+    assert!(size > 16 * 1024, "the report is {size} bytes: not big enough to test the limit");
+    for (site, protocol) in [("big3", "3.1.1"), ("big5", "5")] {
+        report.site = site.into();
+        report.id = report.id.replacen("big", site, 1);
+        let store = dir.path().join(format!("{site}.db"));
+        junction::store::Store::open(&store).unwrap().save(site, "c1", &[], std::slice::from_ref(&report)).unwrap();
+        let cfg = format!("url = \"{}\"\nprotocol = \"{protocol}\"", broker.url());
+        let cfg: junction::publish::MqttConfig = toml::from_str(&cfg).unwrap();
+        let metrics = std::sync::Arc::new(junction::telemetry::Metrics::new(&[]));
+        let publisher = junction::publish::Publisher::start(&cfg, site, &store, metrics).unwrap();
+        let got = pg.wait_for(&format!("SELECT count(*) FROM reports WHERE site = '{site}'"), "1");
+        publisher.drain();
+        let dead = pg.psql("SELECT count(*) FROM dead_letters");
+        assert_eq!(got, "1", "a {size}-byte report over MQTT {protocol}; dead letters: {dead}");
+        let volumes =
+            pg.psql(&format!("SELECT jsonb_array_length(payload->'volumes') FROM reports WHERE site = '{site}'"));
+        assert_eq!(volumes, report.volumes.len().to_string());
+    }
 }

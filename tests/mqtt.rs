@@ -32,6 +32,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "")
+    }
+
+    /// With more configuration lines (`max_inflight_messages 1000\n`).
+    pub fn start_with(dir: &Path, more: &str) -> Self {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
         // Persistence, as a traffic centre's broker has: the subscriber's session (and the messages
@@ -42,7 +47,7 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{more}",
                 dir.display()
             ),
         )

@@ -678,6 +678,8 @@ async fn run(args: Args, mqtt: String, postgres: String) {
         "duplicated": duplicated,
         "revised_reports": revised,
         "stored_at_revision_2": at_rev2,
+        // Every revised report stored at its revision 2, none held back by the stale revision 1.
+        "revisions_ok": at_rev2 == revised,
         "dead_letters": dead,
         "boxes_with_status": boxes_seen,
         "disconnects": s.disconnects.load(Ordering::Relaxed),

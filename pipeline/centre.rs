@@ -15,6 +15,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde_json::Value;
 
@@ -46,8 +49,9 @@ fn pg(e: tokio_postgres::Error) -> CentreError {
 /// What `junction centre` is asked to do.
 #[derive(Debug, Clone)]
 pub struct CentreConfig {
-    /// `mqtt://host:port` (the centre's broker).
-    pub mqtt: String,
+    /// The centre's broker: `url` (`mqtt://` or `mqtts://`), TLS files and credentials as a box's
+    /// `[mqtt]` has them (protocol, client id and the rest are the ingester's own).
+    pub mqtt: crate::publish::MqttConfig,
     /// Shared-subscription group: ingesters with the same group split the messages.
     pub group: String,
     /// MQTT client id: fixed, so that the broker keeps this ingester's session across restarts.
@@ -59,6 +63,123 @@ pub struct CentreConfig {
     /// The longest a message waits for its batch to fill.
     pub batch_wait: Duration,
     pub retention: Retention,
+    /// Where to serve `/metrics` (Prometheus text) and `/healthz`; none: not served.
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// The ingester's metrics (`junction_centre_*`).
+pub struct CentreMetrics {
+    registry: prometheus_client::registry::Registry,
+    /// Messages taken from the broker (redeliveries included).
+    pub messages: Counter,
+    /// Rows written, by table (a report replaced at a higher revision counts).
+    pub rows: Family<Vec<(String, String)>, Counter>,
+    /// Reports not written: the stored revision is as high or higher (duplicates, late revisions).
+    pub stale_reports: Counter,
+    pub dead_letters: Counter,
+    pub batches: Counter,
+    pub batch_failures: Counter,
+    /// Seconds to classify, write and commit a batch.
+    pub batch_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Messages received and not yet committed.
+    pub pending: Gauge,
+    pub broker_connected: Gauge,
+}
+
+impl CentreMetrics {
+    pub fn new() -> Self {
+        use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+        let mut m = Self {
+            registry: prometheus_client::registry::Registry::default(),
+            messages: Counter::default(),
+            rows: Family::default(),
+            stale_reports: Counter::default(),
+            dead_letters: Counter::default(),
+            batches: Counter::default(),
+            batch_failures: Counter::default(),
+            // 1 ms to ~16 s.
+            batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            pending: Gauge::default(),
+            broker_connected: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register("junction_centre_messages", "Messages taken from the broker", m.messages.clone());
+        r.register("junction_centre_rows", "Rows written, by table", m.rows.clone());
+        r.register(
+            "junction_centre_stale_reports",
+            "Reports not written: the stored revision is as high or higher",
+            m.stale_reports.clone(),
+        );
+        r.register("junction_centre_dead_letters", "Messages kept in dead_letters", m.dead_letters.clone());
+        r.register("junction_centre_batches", "Batches committed", m.batches.clone());
+        r.register(
+            "junction_centre_batch_failures",
+            "Batches not written (kept and retried)",
+            m.batch_failures.clone(),
+        );
+        r.register("junction_centre_batch_seconds", "Seconds to write and commit a batch", m.batch_seconds.clone());
+        r.register("junction_centre_pending", "Messages received and not yet committed", m.pending.clone());
+        r.register("junction_centre_broker_connected", "1 while connected to the broker", m.broker_connected.clone());
+        m
+    }
+
+    fn count(&self, w: &Written) {
+        for (table, n) in
+            [("reports", w.reports), ("events", w.events), ("detector_events", w.detector), ("box_status", w.status)]
+        {
+            self.rows.get_or_create(&vec![("table".into(), table.into())]).inc_by(n);
+        }
+        self.stale_reports.inc_by(w.stale);
+        self.dead_letters.inc_by(w.dead);
+        self.batches.inc();
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl Default for CentreMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` (on the ingester's runtime).
+async fn serve_metrics(addr: std::net::SocketAddr, metrics: std::sync::Arc<CentreMetrics>) -> Result<(), CentreError> {
+    use axum::http::{StatusCode, header};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CentreError::Runtime(format!("--metrics {addr}: {e}")))?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = metrics.clone();
+                async move {
+                    match m.encode() {
+                        Ok(body) => (
+                            StatusCode::OK,
+                            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                            body,
+                        ),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string())
+                        }
+                    }
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    tracing::info!(%addr, "centre: /metrics /healthz");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "centre: metrics endpoint ended");
+        }
+    });
+    Ok(())
 }
 
 /// One message, classified.
@@ -556,6 +677,7 @@ struct Batch {
     /// Day partitions known to exist.
     partitions: HashSet<(&'static str, String)>,
     total: Written,
+    metrics: std::sync::Arc<CentreMetrics>,
 }
 
 impl Batch {
@@ -582,6 +704,9 @@ impl Batch {
             tracing::warn!(dead = w.dead, "centre: invalid messages kept in dead_letters");
         }
         self.total.add(w);
+        self.metrics.count(&w);
+        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics.pending.set(0);
         tracing::debug!(
             ?w,
             messages = rows.len(),
@@ -638,22 +763,26 @@ async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, CentreError> 
 async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Result<(), CentreError> {
     use std::sync::atomic::Ordering;
     let validators = Validators::new()?;
+    // The broker's settings are checked (TLS files readable, a password read) before anything starts.
+    let conn = crate::publish::connection_settings(&cfg.mqtt).map_err(|e| CentreError::Mqtt(e.to_string()))?;
+    let metrics = std::sync::Arc::new(CentreMetrics::new());
+    if let Some(addr) = cfg.metrics {
+        serve_metrics(addr, metrics.clone()).await?;
+    }
     let mut db = connect(&cfg.postgres).await?;
     let applied = migrate(&mut db).await?;
     tracing::info!(?applied, "centre: database ready");
-    let broker = crate::publish::parse_broker_url(&cfg.mqtt).map_err(|e| CentreError::Mqtt(e.to_string()))?;
-    if broker.tls {
-        return Err(CentreError::Mqtt(
-            "mqtts:// is not supported by the ingester yet; use the broker's local listener".into(),
-        ));
+    let mut opts = MqttOptions::new(&cfg.client_id, &conn.broker.host, conn.broker.port);
+    if let Some(tls) = conn.tls {
+        opts.set_transport(rumqttc::Transport::tls_with_config(tls));
     }
-    let mut opts = MqttOptions::new(&cfg.client_id, &broker.host, broker.port);
+    if let Some((user, password)) = conn.credentials {
+        opts.set_credentials(user, password);
+    }
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
     opts.set_max_packet_size(crate::publish::MAX_PACKET_BYTES, crate::publish::MAX_PACKET_BYTES);
     opts.set_keep_alive(Duration::from_secs(30));
-    // In flight from the broker at most: one batch, so that nothing waits unacknowledged for long.
-    opts.set_inflight(cfg.batch.clamp(1, u16::MAX as usize) as u16);
     // Room for a whole batch's acknowledgements.
     let (client, mut events) = AsyncClient::new(opts, cfg.batch.max(64));
     // The event loop runs in its own task and hands publishes over a channel: `poll` is never
@@ -665,10 +794,12 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     let (subscriber, group) = (client.clone(), cfg.group.clone());
     let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller_stopping = stopping.clone();
+    let poller_metrics = metrics.clone();
     let poller = tokio::spawn(async move {
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    poller_metrics.broker_connected.set(1);
                     tracing::info!(session_present = ack.session_present, "centre: connected to the broker");
                     for t in subscriptions(&group) {
                         if let Err(e) = subscriber.subscribe(t, QoS::AtLeastOnce).await {
@@ -685,18 +816,25 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                 Ok(_) => {}
                 Err(_) if poller_stopping.load(Ordering::Relaxed) => break,
                 Err(e) => {
+                    poller_metrics.broker_connected.set(0);
                     tracing::warn!(error = %e, "centre: broker connection lost; reconnecting");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
     });
-    let mut batch = Batch { pending: Vec::new(), partitions: HashSet::new(), total: Written::default() };
+    let mut batch =
+        Batch { pending: Vec::new(), partitions: HashSet::new(), total: Written::default(), metrics: metrics.clone() };
+    // Under systemd (Type=notify): ready once the database is migrated and the subscriptions asked
+    // for; the loop below pets the watchdog, so an ingester that hangs is restarted.
+    let mut notifier = crate::telemetry::Notifier::from_env();
+    notifier.ready();
     let mut first_at: Option<Instant> = None;
     let mut failures = 0u32;
     // Retention runs at start and then hourly (dropping a day's partition is cheap; a day is the unit).
     let mut next_retention = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        notifier.alive();
         if Instant::now() >= next_retention {
             next_retention = Instant::now() + Duration::from_secs(3600);
             retention(&db, &cfg.retention).await;
@@ -712,6 +850,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                 Err(e) => {
                     let wait = crate::retry::backoff(failures, Duration::from_millis(500), Duration::from_secs(30));
                     failures += 1;
+                    metrics.batch_failures.inc();
                     tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), held = batch.pending.len(), "centre: batch not written; kept and retried");
                     tokio::time::sleep(wait).await;
                     if db.is_closed() {
@@ -732,12 +871,15 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
             Ok(Some(p)) => {
                 first_at.get_or_insert_with(Instant::now);
                 batch.pending.push(p);
+                metrics.messages.inc();
+                metrics.pending.set(batch.pending.len() as i64);
             }
             Ok(None) => break,
         }
     }
     // Stopping: what is held is written and acknowledged (else it would wait for this client id to
     // come back), then the session ends cleanly.
+    notifier.stopping();
     if let Err(e) = batch.flush(&mut db, &client, &validators).await {
         tracing::error!(error = %e, held = batch.pending.len(), "centre: last batch not written; the broker keeps it");
     }

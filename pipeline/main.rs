@@ -52,9 +52,22 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct CentreArgs {
-    /// The centre's broker, mqtt://host:port.
+    /// The centre's broker, mqtt://host:port or mqtts://host:port (TLS).
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     mqtt: String,
+    /// TLS: PEM file of the CA(s) that signed the broker's certificate (default: the system's).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// TLS client certificate and key (PEM), for a broker that authenticates clients by certificate.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Broker username; the password is read from --password-file (its first line), never the command line.
+    #[arg(long, requires = "password_file")]
+    username: Option<String>,
+    #[arg(long, requires = "username")]
+    password_file: Option<PathBuf>,
     /// Shared-subscription group: ingesters in one group split the messages.
     #[arg(long, default_value = "junction-centre")]
     group: String,
@@ -77,6 +90,9 @@ struct CentreArgs {
     /// Days of per-vehicle and loop detector events kept; 0 keeps them for ever.
     #[arg(long, default_value_t = 90)]
     retain_events_days: u32,
+    /// Serve /metrics (Prometheus) and /healthz here, e.g. 127.0.0.1:9465 (nothing else is served).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -410,7 +426,20 @@ fn centre(args: &CentreArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let cfg = junction::centre::CentreConfig {
-        mqtt: args.mqtt.clone(),
+        mqtt: junction::publish::MqttConfig {
+            url: args.mqtt.clone(),
+            ca_file: args.ca_file.clone(),
+            client_cert: args.client_cert.clone(),
+            client_key: args.client_key.clone(),
+            username: args.username.clone(),
+            password_file: args.password_file.clone(),
+            password_env: None,
+            client_id: Some(args.client_id.clone()),
+            keep_alive_s: 30,
+            drain_timeout_s: 0.0,
+            protocol: junction::publish::Protocol::V311,
+            events: false,
+        },
         group: args.group.clone(),
         client_id: args.client_id.clone(),
         postgres: args.postgres.clone(),
@@ -420,6 +449,7 @@ fn centre(args: &CentreArgs) -> Result<()> {
             reports_days: args.retain_reports_days,
             events_days: args.retain_events_days,
         },
+        metrics: args.metrics,
     };
     junction::centre::run(&cfg, &stop)?;
     Ok(())

@@ -206,9 +206,16 @@ fn wait_ready(broker: &Broker, pg: &Postgres) {
 
 /// Duplicates and revisions: the same report twice is one row; revision 2 after 1 replaces it,
 /// revision 1 after 2 does not; a payload that fails its schema is one dead letter, nothing else.
+/// The ingester's metrics count what it wrote, what it refused and why.
 #[test]
 fn revisions_duplicates_and_dead_letters() {
-    let (_dir, broker, pg, _centre) = setup("centre-test-1", 50);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = centre_broker(dir.path());
+    let pg = Postgres::start();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _centre = ingester_with(&broker, &pg, "centre-test-1", 50, 100, Stdio::null(), &["--metrics", &addr]);
+    wait_ready(&broker, &pg);
     let topic = "junction/v1/s1/c1/flow";
     publish(&broker, topic, &report(0, 1, 5).to_string());
     publish(&broker, topic, &report(0, 1, 5).to_string());
@@ -232,6 +239,19 @@ fn revisions_duplicates_and_dead_letters() {
     // Partitioned by day, and the views read it.
     assert_eq!(pg.psql("SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = 'reports_20261126'"), "1");
     assert_eq!(pg.psql("SELECT count(*) FROM box_online WHERE online"), "1");
+    let (code, body) = crate::common::http_get(port, "/metrics").expect("the ingester's /metrics");
+    let text = String::from_utf8(body).unwrap();
+    let sample = |s: &str| crate::common::metric_sample(&text, s).unwrap_or_else(|| panic!("{s} in\n{text}"));
+    assert_eq!(code, 200);
+    // 3 rows first written + 2 replaced at a higher revision; the duplicate, the stale revision 1 and
+    // revision 1 behind 2 in one batch (if they were) are stale.
+    assert_eq!(
+        sample(r#"junction_centre_rows_total{table="reports"}"#) + sample("junction_centre_stale_reports_total"),
+        6.0
+    );
+    assert_eq!(sample("junction_centre_dead_letters_total"), 1.0);
+    assert!(sample("junction_centre_messages_total") >= 8.0, "{text}");
+    assert_eq!(sample("junction_centre_broker_connected"), 1.0);
 }
 
 /// The box → broker → ingester → PostgreSQL on the bundled clip: every report the box stored is in
@@ -530,4 +550,54 @@ fn a_busy_junctions_report_is_published_and_landed() {
             pg.psql(&format!("SELECT jsonb_array_length(payload->'volumes') FROM reports WHERE site = '{site}'"));
         assert_eq!(volumes, report.volumes.len().to_string());
     }
+}
+
+/// The centre's broker over TLS with a password (as deploy/centre/mosquitto.conf asks): the
+/// ingester connects with --ca-file, --username and --password-file and lands what a box sends; a CA
+/// file holding no certificate is refused at start, naming the file.
+#[test]
+fn the_ingester_reads_a_tls_broker_with_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::mqtt::make_ca(d, "ca");
+    crate::mqtt::make_server_cert(d, "ca");
+    let made =
+        Command::new("mosquitto_passwd").args(["-b", "-c", "pw.txt", "centre", "s3cret"]).current_dir(d).status();
+    assert!(made.expect("mosquitto_passwd").success());
+    std::fs::write(d.join("centre.secret"), "s3cret\n").unwrap();
+    let broker = crate::mqtt::broker_with(
+        d,
+        "cafile ca.pem\ncertfile server.pem\nkeyfile server.key\nallow_anonymous false\npassword_file pw.txt\nmax_inflight_messages 1000\n",
+    );
+    let pg = Postgres::start();
+    let (url, conninfo, ca, secret) = (
+        format!("mqtts://127.0.0.1:{}", broker.port),
+        pg.conninfo(),
+        d.join("ca.pem").display().to_string(),
+        d.join("centre.secret").display().to_string(),
+    );
+    let args = ["centre", "--mqtt", &url, "--postgres", &conninfo, "--client-id", "centre-tls", "--ca-file", &ca];
+    let auth = ["--username", "centre", "--password-file", &secret];
+    let _centre = Running(command(&[&args[..], &auth[..]].concat(), "info").stdout(Stdio::null()).spawn().unwrap());
+    let status = json!({"schema": "junction.status.v1", "site": "tls", "state": "online", "version": "0", "at": "2026-11-26T08:00:00Z"});
+    let t = Instant::now();
+    while pg.try_psql("SELECT count(*) FROM box_status WHERE site = 'tls'").as_deref() != Some("1") {
+        let ok = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "--cafile", &ca, "-u", "centre", "-P", "s3cret"])
+            .args(["-q", "1", "-t", "junction/v1/tls/status", "-m", &status.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert!(t.elapsed() < Duration::from_secs(30), "nothing landed over TLS");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A CA file with no certificate in it: refused before anything starts, naming the file.
+    std::fs::write(d.join("empty.pem"), "not a certificate\n").unwrap();
+    let empty = d.join("empty.pem").display().to_string();
+    let out = crate::common::junction(
+        &["centre", "--mqtt", &url, "--postgres", &conninfo, "--client-id", "centre-tls-2", "--ca-file", &empty],
+        Duration::from_secs(30),
+    );
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("empty.pem") && out.stderr.contains("no PEM certificate"), "{}", out.stderr);
 }

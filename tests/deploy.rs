@@ -18,24 +18,45 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-#[test]
-fn systemd_unit_verifies_and_is_hardened() {
+/// A unit, with ExecStart pointed at the binary under test (verify checks that it exists), passes
+/// `systemd-analyze verify` and scores `threshold` tenths or below on `systemd-analyze security`
+/// (exposure 0, locked down, to 10, unsafe), and holds `keys`.
+fn check_unit(name: &str, threshold: u32, keys: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    // verify checks that ExecStart exists: point it at the binary under test.
-    let unit = std::fs::read_to_string(deploy("systemd/junction.service"))
+    let unit = std::fs::read_to_string(deploy(&format!("systemd/{name}")))
         .unwrap()
         .replace("/usr/local/bin/junction", env!("CARGO_BIN_EXE_junction"));
-    let path = dir.path().join("junction.service");
-    std::fs::write(&path, unit).unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, &unit).unwrap();
     let (ok, out) = run(Command::new("systemd-analyze").arg("verify").arg(&path));
-    assert!(ok && !out.contains("junction.service"), "systemd-analyze verify:\n{out}");
-    // Exposure 0 (locked down) to 10 (unsafe), given to --threshold in tenths: 3.0 or below (1.9 now).
-    let (ok, out) =
-        run(Command::new("systemd-analyze").args(["security", "--offline=yes", "--threshold=30"]).arg(&path));
+    assert!(ok && !out.contains(name), "systemd-analyze verify:\n{out}");
+    let (ok, out) = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", &format!("--threshold={threshold}")])
+        .arg(&path));
     assert!(ok, "systemd-analyze security:\n{out}");
-    for key in ["ProtectSystem=strict", "StateDirectory=junction", "Restart=always", "WatchdogSec=", "Type=notify"] {
-        assert!(std::fs::read_to_string(&path).unwrap().contains(key), "{key}");
+    for key in keys {
+        assert!(unit.contains(key), "{name}: {key}");
     }
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    // 3.0 or below (1.9 now).
+    check_unit(
+        "junction.service",
+        30,
+        &["ProtectSystem=strict", "StateDirectory=junction", "Restart=always", "WatchdogSec=", "Type=notify"],
+    );
+}
+
+/// The centre's ingester: the same checks, tighter (it needs no device and no state on disk).
+#[test]
+fn centre_systemd_unit_verifies_and_is_hardened() {
+    check_unit(
+        "junction-centre.service",
+        20,
+        &["junction centre", "--client-id", "Restart=always", "WatchdogSec=", "Type=notify"],
+    );
 }
 
 #[test]

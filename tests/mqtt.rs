@@ -387,7 +387,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA named `name` (name.pem, name.key) in `dir`.
-fn make_ca(dir: &Path, name: &str) {
+pub fn make_ca(dir: &Path, name: &str) {
     let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
     let subj = format!("/CN=junction test {name}");
     openssl(
@@ -397,7 +397,7 @@ fn make_ca(dir: &Path, name: &str) {
 }
 
 /// server.pem / server.key for 127.0.0.1, signed by `ca`.
-fn make_server_cert(dir: &Path, ca: &str) {
+pub fn make_server_cert(dir: &Path, ca: &str) {
     std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
     openssl(
         dir,
@@ -438,7 +438,7 @@ fn make_server_cert(dir: &Path, ca: &str) {
 }
 
 /// A broker with the given extra configuration lines (TLS, passwords), on a free port.
-fn broker_with(dir: &Path, extra: &str) -> Broker {
+pub fn broker_with(dir: &Path, extra: &str) -> Broker {
     let port = free_port();
     let conf = dir.join("mosquitto.conf");
     // `user root`: a broker started as root would otherwise drop to the mosquitto user, who cannot read

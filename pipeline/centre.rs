@@ -81,7 +81,7 @@ pub struct CentreMetrics {
     pub batch_failures: Counter,
     /// Seconds to classify, write and commit a batch.
     pub batch_seconds: prometheus_client::metrics::histogram::Histogram,
-    /// Messages received and not yet committed.
+    /// Messages received and not yet committed (in the batch and waiting for it).
     pub pending: Gauge,
     pub broker_connected: Gauge,
 }
@@ -678,9 +678,23 @@ struct Batch {
     partitions: HashSet<(&'static str, String)>,
     total: Written,
     metrics: std::sync::Arc<CentreMetrics>,
+    /// Committed, their acknowledgements not yet taken by the MQTT client (its request queue full).
+    unacked: std::collections::VecDeque<Publish>,
 }
 
 impl Batch {
+    /// Hands the committed messages' acknowledgements to the MQTT client without waiting: what does
+    /// not fit now is handed on the next turn of the loop. Never waiting here is what keeps the
+    /// batch loop and the event loop from waiting on each other.
+    fn send_acks(&mut self, client: &AsyncClient) {
+        while let Some(p) = self.unacked.front() {
+            if client.try_ack(p).is_err() {
+                break;
+            }
+            self.unacked.pop_front();
+        }
+    }
+
     /// Writes what is pending in one transaction and, once it committed, acknowledges it: now, and
     /// only now, the broker may forget those messages. On an error everything stays pending.
     async fn flush(
@@ -695,11 +709,8 @@ impl Batch {
         let started = Instant::now();
         let rows: Vec<Row> = self.pending.iter().map(|p| classify(&p.topic, &p.payload, validators)).collect();
         let w = write(db, &rows, &mut self.partitions).await?;
-        for p in self.pending.drain(..) {
-            if let Err(e) = client.ack(&p).await {
-                tracing::warn!(error = %e, "centre: acknowledgement not sent (the message comes again)");
-            }
-        }
+        self.unacked.extend(self.pending.drain(..));
+        self.send_acks(client);
         if w.dead > 0 {
             tracing::warn!(dead = w.dead, "centre: invalid messages kept in dead_letters");
         }
@@ -787,10 +798,12 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     let (client, mut events) = AsyncClient::new(opts, cfg.batch.max(64));
     // The event loop runs in its own task and hands publishes over a channel: `poll` is never
     // cancelled half-way (a timeout around it lost messages), and the batch loop waits on the channel.
-    // Unbounded, because the event loop must never wait for the batch loop: the batch loop waits for
-    // the event loop to take its acknowledgements (a bounded channel deadlocked both under load). The
-    // broker bounds it: it sends at most `max_inflight_messages` unacknowledged.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Publish>();
+    // Bounded (four batches): when the database is slower than the boxes, the event loop waits
+    // (Mosquitto 2.0.11 sent an overloaded ingester 696 090 unacknowledged messages despite
+    // max_inflight_messages 1000; unbounded, they all queued here). The batch loop never waits on the event
+    // loop (acknowledgements are handed with try_ack), so the two cannot wait on each other (they
+    // did, with a bounded channel and awaited acks: 436 of 386 913 landed).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Publish>(cfg.batch.max(1) * 4);
     let (subscriber, group) = (client.clone(), cfg.group.clone());
     let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller_stopping = stopping.clone();
@@ -808,7 +821,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p).is_err() {
+                    if tx.send(p).await.is_err() {
                         break;
                     }
                 }
@@ -823,8 +836,13 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
             }
         }
     });
-    let mut batch =
-        Batch { pending: Vec::new(), partitions: HashSet::new(), total: Written::default(), metrics: metrics.clone() };
+    let mut batch = Batch {
+        pending: Vec::new(),
+        partitions: HashSet::new(),
+        total: Written::default(),
+        metrics: metrics.clone(),
+        unacked: std::collections::VecDeque::new(),
+    };
     // Under systemd (Type=notify): ready once the database is migrated and the subscriptions asked
     // for; the loop below pets the watchdog, so an ingester that hangs is restarted.
     let mut notifier = crate::telemetry::Notifier::from_env();
@@ -835,6 +853,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     let mut next_retention = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         notifier.alive();
+        batch.send_acks(&client);
         if Instant::now() >= next_retention {
             next_retention = Instant::now() + Duration::from_secs(3600);
             retention(&db, &cfg.retention).await;
@@ -872,7 +891,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                 first_at.get_or_insert_with(Instant::now);
                 batch.pending.push(p);
                 metrics.messages.inc();
-                metrics.pending.set(batch.pending.len() as i64);
+                metrics.pending.set((batch.pending.len() + rx.len()) as i64);
             }
             Ok(None) => break,
         }
@@ -885,8 +904,21 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     }
     let total = batch.total;
     stopping.store(true, Ordering::Relaxed);
-    let _ = client.disconnect().await;
-    if tokio::time::timeout(Duration::from_secs(2), poller).await.is_err() {
+    // The last acknowledgements, then a clean disconnect; meanwhile what the event loop still brings
+    // is taken and left unacknowledged (the broker delivers it again), so that it never waits on us.
+    let drainer = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let finish = async {
+        for p in batch.unacked.drain(..) {
+            let _ = client.ack(&p).await;
+        }
+        let _ = client.disconnect().await;
+    };
+    if tokio::time::timeout(Duration::from_secs(5), finish).await.is_err() {
+        tracing::warn!("centre: the last acknowledgements were not taken within 5 s (those messages come again)");
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(2), poller).await;
+    drainer.abort();
+    if closed.is_err() {
         tracing::warn!("centre: the broker connection did not close within 2 s");
     }
     tracing::info!(

@@ -81,11 +81,24 @@ for _ in $(seq 100); do psql -h 127.0.0.1 -p "$PG_PORT" -U junction -d postgres 
 CONNINFO="host=127.0.0.1 port=$PG_PORT user=junction dbname=postgres"
 
 INGEST=()
+METRICS=()
 for i in $(seq "$INGESTERS"); do
+    port=$(free_port)
     RUST_LOG=warn target/release/junction centre --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --postgres "$CONNINFO" \
-        --client-id "centre-load-$i" --batch "$BATCH" >"$WORK/ingester-$i.log" 2>&1 &
-    PIDS+=($!); INGEST+=($!)
+        --client-id "centre-load-$i" --batch "$BATCH" --metrics "127.0.0.1:$port" >"$WORK/ingester-$i.log" 2>&1 &
+    PIDS+=($!); INGEST+=($!); METRICS+=("$port")
 done
+# Every 5 s: each ingester's resident memory (kB) and messages held uncommitted (its metrics).
+(
+    while sleep 5; do
+        for i in "${!INGEST[@]}"; do
+            rss=$(awk '/^VmRSS/ {print $2}' "/proc/${INGEST[$i]}/status" 2>/dev/null || echo 0)
+            pending=$(curl -s "http://127.0.0.1:${METRICS[$i]}/metrics" | awk '/^junction_centre_pending / {print $2}')
+            echo "${rss:-0} ${pending:-0}"
+        done
+    done
+) >"$WORK/samples.txt" 2>/dev/null &
+PIDS+=($!)
 for _ in $(seq 100); do
     [ "$(psql -h 127.0.0.1 -p "$PG_PORT" -U junction -d postgres -Atc "SELECT count(*) FROM pg_tables WHERE tablename = 'box_status'" 2>/dev/null)" = 1 ] && break
     sleep 0.2
@@ -102,9 +115,12 @@ tail -n 5 "$WORK/generator.log" >&2
 ING_CPU=0
 for pid in "${INGEST[@]}"; do ING_CPU=$(echo "$ING_CPU + $(cpu_s "$pid")" | bc); done
 grep -iE "error|warn" "$WORK"/ingester-*.log | tail -n 5 >&2 || true
-python3 - "$WORK/result.json" "$(cpu_s "$MOSQUITTO")" "$(cpu_s "$POSTGRES")" "$ING_CPU" "$INGESTERS" "$BATCH" "$BROKER_INFLIGHT" <<'EOF'
+python3 - "$WORK/result.json" "$(cpu_s "$MOSQUITTO")" "$(cpu_s "$POSTGRES")" "$ING_CPU" "$INGESTERS" "$BATCH" "$BROKER_INFLIGHT" "$WORK/samples.txt" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
+samples = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 2]
+r["ingester_max_rss_mb"] = round(max((s[0] for s in samples), default=0) / 1024, 1)
+r["ingester_max_pending"] = max((s[1] for s in samples), default=0)
 r.update({"cpu_s": {"mosquitto": float(sys.argv[2]), "postgres": float(sys.argv[3]), "ingesters": float(sys.argv[4]),
                     "generator": r.pop("generator_cpu_s", None)},
           "ingesters": int(sys.argv[5]), "batch": int(sys.argv[6]), "broker_max_inflight": int(sys.argv[7])})

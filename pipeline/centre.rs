@@ -83,6 +83,8 @@ pub struct CentreMetrics {
     pub batch_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Messages received and not yet committed (in the batch and waiting for it).
     pub pending: Gauge,
+    /// Committed messages whose acknowledgement the MQTT client has not taken yet.
+    pub unacked: Gauge,
     pub broker_connected: Gauge,
 }
 
@@ -100,6 +102,7 @@ impl CentreMetrics {
             // 1 ms to ~16 s.
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             pending: Gauge::default(),
+            unacked: Gauge::default(),
             broker_connected: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -119,6 +122,11 @@ impl CentreMetrics {
         );
         r.register("junction_centre_batch_seconds", "Seconds to write and commit a batch", m.batch_seconds.clone());
         r.register("junction_centre_pending", "Messages received and not yet committed", m.pending.clone());
+        r.register(
+            "junction_centre_unacked",
+            "Committed messages whose acknowledgement is not handed to the MQTT client yet",
+            m.unacked.clone(),
+        );
         r.register("junction_centre_broker_connected", "1 while connected to the broker", m.broker_connected.clone());
         m
     }
@@ -693,6 +701,7 @@ impl Batch {
             }
             self.unacked.pop_front();
         }
+        self.metrics.unacked.set(self.unacked.len() as i64);
     }
 
     /// Writes what is pending in one transaction and, once it committed, acknowledges it: now, and
@@ -709,7 +718,12 @@ impl Batch {
         let started = Instant::now();
         let rows: Vec<Row> = self.pending.iter().map(|p| classify(&p.topic, &p.payload, validators)).collect();
         let w = write(db, &rows, &mut self.partitions).await?;
-        self.unacked.extend(self.pending.drain(..));
+        // Only what an acknowledgement needs (packet id, QoS): the payloads go now.
+        self.unacked.extend(self.pending.drain(..).map(|p| {
+            let mut ack = Publish::new("", p.qos, Vec::<u8>::new());
+            ack.pkid = p.pkid;
+            ack
+        }));
         self.send_acks(client);
         if w.dead > 0 {
             tracing::warn!(dead = w.dead, "centre: invalid messages kept in dead_letters");

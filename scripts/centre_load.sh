@@ -9,7 +9,7 @@
 # README, default 2), INGESTERS (ingesters sharing the subscription, default 1), BATCH (messages per
 # transaction, default 500), BROKER_INFLIGHT (Mosquitto's max_inflight_messages, default 1000 as in
 # deploy/centre/mosquitto.conf; 20 is Mosquitto's own default), GENERATOR_ARGS (more arguments for
-# benches/centre_load.rs, e.g. "--disconnect-every-s 0").
+# benches/centre_load.rs, e.g. "--disconnect-every-s 0"), KEEP=1 (keep the logs and data directory).
 #
 # Prints one JSON line: the generator's counts (sent, stored, lost, duplicated, msgs_per_s,
 # lag_p99_s, ...) and the CPU seconds each process used.
@@ -43,7 +43,8 @@ cleanup() {
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         if [ "${PIDS[$i]}" = "${POSTGRES:-}" ]; then stop "${PIDS[$i]}" INT; else stop "${PIDS[$i]}" TERM; fi
     done
-    rm -rf "$WORK"
+    cat "$WORK"/last-metrics-*.txt >&2 2>/dev/null || true
+    if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -93,8 +94,11 @@ done
     while sleep 5; do
         for i in "${!INGEST[@]}"; do
             rss=$(awk '/^VmRSS/ {print $2}' "/proc/${INGEST[$i]}/status" 2>/dev/null || echo 0)
-            pending=$(curl -s "http://127.0.0.1:${METRICS[$i]}/metrics" | awk '/^junction_centre_pending / {print $2}')
-            echo "${rss:-0} ${pending:-0}"
+            m=$(curl -s "http://127.0.0.1:${METRICS[$i]}/metrics")
+            pending=$(echo "$m" | awk '/^junction_centre_pending / {print $2}')
+            unacked=$(echo "$m" | awk '/^junction_centre_unacked / {print $2}')
+            echo "${rss:-0} ${pending:-0} ${unacked:-0}"
+            echo "$m" | grep -E '^junction_centre_(messages_total|rows_total|stale)' > "$WORK/last-metrics-$i.txt"
         done
     done
 ) >"$WORK/samples.txt" 2>/dev/null &
@@ -118,9 +122,10 @@ grep -iE "error|warn" "$WORK"/ingester-*.log | tail -n 5 >&2 || true
 python3 - "$WORK/result.json" "$(cpu_s "$MOSQUITTO")" "$(cpu_s "$POSTGRES")" "$ING_CPU" "$INGESTERS" "$BATCH" "$BROKER_INFLIGHT" "$WORK/samples.txt" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-samples = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 2]
+samples = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 3]
 r["ingester_max_rss_mb"] = round(max((s[0] for s in samples), default=0) / 1024, 1)
 r["ingester_max_pending"] = max((s[1] for s in samples), default=0)
+r["ingester_max_unacked"] = max((s[2] for s in samples), default=0)
 r.update({"cpu_s": {"mosquitto": float(sys.argv[2]), "postgres": float(sys.argv[3]), "ingesters": float(sys.argv[4]),
                     "generator": r.pop("generator_cpu_s", None)},
           "ingesters": int(sys.argv[5]), "batch": int(sys.argv[6]), "broker_max_inflight": int(sys.argv[7])})

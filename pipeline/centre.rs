@@ -85,6 +85,10 @@ pub struct CentreMetrics {
     pub pending: Gauge,
     /// Committed messages whose acknowledgement the MQTT client has not taken yet.
     pub unacked: Gauge,
+    /// Acknowledgements written to the broker.
+    pub acks_sent: Counter,
+    /// Messages that arrived at QoS 0 (nothing to acknowledge: lost if the ingester dies with them).
+    pub qos0: Counter,
     pub broker_connected: Gauge,
 }
 
@@ -103,6 +107,8 @@ impl CentreMetrics {
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             pending: Gauge::default(),
             unacked: Gauge::default(),
+            acks_sent: Counter::default(),
+            qos0: Counter::default(),
             broker_connected: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -127,6 +133,8 @@ impl CentreMetrics {
             "Committed messages whose acknowledgement is not handed to the MQTT client yet",
             m.unacked.clone(),
         );
+        r.register("junction_centre_acks_sent", "Acknowledgements written to the broker", m.acks_sent.clone());
+        r.register("junction_centre_qos0_messages", "Messages that arrived at QoS 0", m.qos0.clone());
         r.register("junction_centre_broker_connected", "1 while connected to the broker", m.broker_connected.clone());
         m
     }
@@ -834,7 +842,13 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                         }
                     }
                 }
+                Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => {
+                    poller_metrics.acks_sent.inc();
+                }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if p.qos == QoS::AtMostOnce {
+                        poller_metrics.qos0.inc();
+                    }
                     if tx.send(p).await.is_err() {
                         break;
                     }

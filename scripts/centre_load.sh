@@ -98,7 +98,7 @@ done
             pending=$(echo "$m" | awk '/^junction_centre_pending / {print $2}')
             unacked=$(echo "$m" | awk '/^junction_centre_unacked / {print $2}')
             echo "${rss:-0} ${pending:-0} ${unacked:-0}"
-            echo "$m" | grep -E '^junction_centre_(messages_total|rows_total|stale)' > "$WORK/last-metrics-$i.txt"
+            echo "$m" | grep -E '^junction_centre_(messages_total|rows_total|stale|acks_sent|qos0)' > "$WORK/last-metrics-$i.txt"
         done
     done
 ) >"$WORK/samples.txt" 2>/dev/null &

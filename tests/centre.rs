@@ -252,6 +252,7 @@ fn revisions_duplicates_and_dead_letters() {
     assert_eq!(sample("junction_centre_dead_letters_total"), 1.0);
     assert!(sample("junction_centre_messages_total") >= 8.0, "{text}");
     assert_eq!(sample("junction_centre_broker_connected"), 1.0);
+    assert_eq!(sample("junction_centre_qos0_messages_total"), 0.0, "every message came at QoS 1");
 }
 
 /// The box → broker → ingester → PostgreSQL on the bundled clip: every report the box stored is in

@@ -165,7 +165,6 @@ impl Default for CentreMetrics {
 
 /// Serves `/metrics` and `/healthz` on `addr` (on the ingester's runtime).
 async fn serve_metrics(addr: std::net::SocketAddr, metrics: std::sync::Arc<CentreMetrics>) -> Result<(), CentreError> {
-    use axum::http::{StatusCode, header};
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| CentreError::Runtime(format!("--metrics {addr}: {e}")))?;
@@ -174,18 +173,7 @@ async fn serve_metrics(addr: std::net::SocketAddr, metrics: std::sync::Arc<Centr
             "/metrics",
             axum::routing::get(move || {
                 let m = metrics.clone();
-                async move {
-                    match m.encode() {
-                        Ok(body) => (
-                            StatusCode::OK,
-                            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                            body,
-                        ),
-                        Err(e) => {
-                            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string())
-                        }
-                    }
-                }
+                async move { crate::http::metrics_response(m.encode().map_err(|e| e.to_string())) }
             }),
         )
         .route("/healthz", axum::routing::get(|| async { "ok\n" }));
@@ -416,82 +404,82 @@ impl Written {
     }
 }
 
-/// A batch's reports as one array per column (for `unnest`).
+/// A batch's reports as one array per column (for `unnest`), borrowed from its rows.
 #[derive(Default)]
-struct ReportColumns {
-    id: Vec<String>,
+struct ReportColumns<'a> {
+    id: Vec<&'a str>,
     bin_start: Vec<SystemTime>,
     revision: Vec<i32>,
-    site: Vec<String>,
-    camera: Vec<String>,
+    site: Vec<&'a str>,
+    camera: Vec<&'a str>,
     bin_seconds: Vec<i32>,
     partial: Vec<bool>,
     covered: Vec<f64>,
-    payload: Vec<Value>,
+    payload: Vec<&'a Value>,
 }
 
-impl ReportColumns {
-    fn push(&mut self, r: &Row) {
+impl<'a> ReportColumns<'a> {
+    fn push(&mut self, r: &'a Row) {
         if let Row::Report { id, bin_start, revision, site, camera, bin_seconds, partial, covered, payload } = r {
-            self.id.push(id.clone());
+            self.id.push(id);
             self.bin_start.push(*bin_start);
             self.revision.push(*revision);
-            self.site.push(site.clone());
-            self.camera.push(camera.clone());
+            self.site.push(site);
+            self.camera.push(camera);
             self.bin_seconds.push(*bin_seconds);
             self.partial.push(*partial);
             self.covered.push(*covered);
-            self.payload.push(payload.clone());
+            self.payload.push(payload);
         }
     }
 }
 
 #[derive(Default)]
-struct EventColumns {
-    id: Vec<String>,
+struct EventColumns<'a> {
+    id: Vec<&'a str>,
     at: Vec<SystemTime>,
-    site: Vec<String>,
-    camera: Vec<String>,
-    rule: Vec<String>,
-    kind: Vec<String>,
-    class: Vec<String>,
-    payload: Vec<Value>,
+    site: Vec<&'a str>,
+    camera: Vec<&'a str>,
+    rule: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    class: Vec<&'a str>,
+    payload: Vec<&'a Value>,
 }
 
-impl EventColumns {
-    fn push(&mut self, r: &Row) {
+impl<'a> EventColumns<'a> {
+    fn push(&mut self, r: &'a Row) {
         if let Row::Event { id, at, site, camera, rule, kind, class, payload } = r {
-            self.id.push(id.clone());
+            self.id.push(id);
             self.at.push(*at);
-            self.site.push(site.clone());
-            self.camera.push(camera.clone());
-            self.rule.push(rule.clone());
-            self.kind.push(kind.clone());
-            self.class.push(class.clone());
-            self.payload.push(payload.clone());
+            self.site.push(site);
+            self.camera.push(camera);
+            self.rule.push(rule);
+            self.kind.push(kind);
+            self.class.push(class);
+            self.payload.push(payload);
         }
     }
 }
 
 #[derive(Default)]
-struct DetectorColumns {
-    id: Vec<String>,
+struct DetectorColumns<'a> {
+    id: Vec<&'a str>,
     at: Vec<SystemTime>,
-    site: Vec<String>,
-    camera: Vec<String>,
-    detector: Vec<String>,
+    site: Vec<&'a str>,
+    camera: Vec<&'a str>,
+    detector: Vec<&'a str>,
     channel: Vec<i32>,
     code: Vec<i32>,
 }
 
-impl DetectorColumns {
-    fn push(&mut self, r: &Row) {
+impl<'a> DetectorColumns<'a> {
+    fn push(&mut self, r: &'a Row) {
         if let Row::Detector { id, at, site, camera, detector, channel, code } = r {
-            self.id.push(id.clone());
+            self.id.push(id);
             self.at.push(*at);
-            self.site.push(site.clone());
-            self.camera.push(camera.clone());
-            self.detector.push(detector.clone());
+            self.site.push(site);
+            self.camera.push(camera);
+            self.detector.push(detector);
             self.channel.push(*channel);
             self.code.push(*code);
         }

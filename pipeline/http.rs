@@ -238,7 +238,13 @@ impl HttpServer {
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    match s.metrics.encode() {
+    metrics_response(s.metrics.encode())
+}
+
+/// A `/metrics` answer: the OpenMetrics text, or 500 with the encoding error (the box's and the
+/// centre ingester's endpoints).
+pub(crate) fn metrics_response(encoded: Result<String, String>) -> impl IntoResponse {
+    match encoded {
         Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

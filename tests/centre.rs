@@ -7,14 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Running, command, repo, signal};
+use crate::common::{Running, command, free_port, repo, signal};
 use crate::mqtt::Broker;
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Running, command, junction, repo, signal};
+use crate::common::{Running, command, free_port, junction, repo, signal};
 
 const START: &str = "2026-11-26T08:00:00Z";
 
@@ -241,10 +241,6 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn hash(password: &str) -> String {

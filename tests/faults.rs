@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::{Running, command, http_get, metric_sample, repo, signal, wait_at_most};
+use crate::common::{Running, command, free_port, http_get, metric_sample, repo, signal, wait_at_most};
 
 /// Frames the camera has analysed, from the running process's /metrics (0 until it listens).
 fn frames(port: u16, camera: &str) -> f64 {
@@ -22,10 +22,6 @@ fn wait_until(what: &str, secs: u64, cond: &mut dyn FnMut() -> bool) {
         assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Seconds into the current UTC minute.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{assert_schema, clip, junction, repo, signal, spawn, try_signal, wait_at_most};
+use crate::common::{assert_schema, clip, free_port, junction, repo, signal, spawn, try_signal, wait_at_most};
 
 fn mosquitto_bin() -> PathBuf {
     // Debian installs it in /usr/sbin, which may not be on PATH.
@@ -17,10 +17,6 @@ fn mosquitto_bin() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .expect("mosquitto is not installed: run scripts/setup.sh")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A Mosquitto on 127.0.0.1:`port`, stopped (by its PID) when dropped.

@@ -83,13 +83,18 @@ pub struct CentreMetrics {
     pub batch_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Messages received and not yet committed (in the batch and waiting for it).
     pub pending: Gauge,
-    /// Committed messages whose acknowledgement the MQTT client has not taken yet.
+    /// Committed messages whose acknowledgement is not written to the broker yet.
     pub unacked: Gauge,
     /// Acknowledgements written to the broker.
     pub acks_sent: Counter,
     /// Messages that arrived at QoS 0 (nothing to acknowledge: lost if the ingester dies with them).
     pub qos0: Counter,
     pub broker_connected: Gauge,
+    /// Connections made to the broker: 1, plus one per reconnection.
+    pub connections: Counter,
+    /// Acknowledgements dropped because their connection ended (the broker sends those messages
+    /// again on the next one, and those are acknowledged).
+    pub acks_dropped: Counter,
 }
 
 impl CentreMetrics {
@@ -110,6 +115,8 @@ impl CentreMetrics {
             acks_sent: Counter::default(),
             qos0: Counter::default(),
             broker_connected: Gauge::default(),
+            connections: Counter::default(),
+            acks_dropped: Counter::default(),
         };
         let r = &mut m.registry;
         r.register("junction_centre_messages", "Messages taken from the broker", m.messages.clone());
@@ -130,12 +137,18 @@ impl CentreMetrics {
         r.register("junction_centre_pending", "Messages received and not yet committed", m.pending.clone());
         r.register(
             "junction_centre_unacked",
-            "Committed messages whose acknowledgement is not handed to the MQTT client yet",
+            "Committed messages whose acknowledgement is not written to the broker yet",
             m.unacked.clone(),
         );
         r.register("junction_centre_acks_sent", "Acknowledgements written to the broker", m.acks_sent.clone());
         r.register("junction_centre_qos0_messages", "Messages that arrived at QoS 0", m.qos0.clone());
         r.register("junction_centre_broker_connected", "1 while connected to the broker", m.broker_connected.clone());
+        r.register("junction_centre_connections", "Connections made to the broker", m.connections.clone());
+        r.register(
+            "junction_centre_acks_dropped",
+            "Acknowledgements dropped because their connection ended (those messages come again)",
+            m.acks_dropped.clone(),
+        );
         m
     }
 
@@ -677,38 +690,105 @@ pub fn subscriptions(group: &str) -> Vec<String> {
 
 /// Messages received and not yet committed, and what has been written so far.
 struct Batch {
-    pending: Vec<Publish>,
+    /// Each with the connection it came by (see `Acks`).
+    pending: Vec<(u64, Publish)>,
     /// Day partitions known to exist.
     partitions: HashSet<(&'static str, String)>,
     total: Written,
     metrics: std::sync::Arc<CentreMetrics>,
-    /// Packet ids of committed QoS 1 messages whose acknowledgement the MQTT client has not taken
-    /// yet (its request queue full): 2 bytes each, so that even a backlog of millions under overload
-    /// stays a few megabytes (a whole `Publish` each took 660 MB in a 30-second overload).
-    unacked: std::collections::VecDeque<u16>,
+    acks: std::sync::Arc<Acks>,
 }
 
-/// The acknowledgement request of a QoS 1 message with this packet id.
-fn ack_of(pkid: u16) -> Publish {
-    let mut p = Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
-    p.pkid = pkid;
-    p
+/// A filter this ingester never subscribes to: unsubscribing from it is a request that wakes an event
+/// loop idle in `poll` (the broker answers UNSUBACK and changes nothing), so that acknowledgements
+/// waiting for it go out at once.
+const WAKE_FILTER: &str = "junction/v1/-/wake";
+
+/// Acknowledgements of committed messages on their way to the broker. The batch loop adds them; the
+/// event loop's task writes every one that is ready, in delivery order, in one flush, before each
+/// `poll` and while it waits for room in the intake. rumqttc's own path (`AsyncClient::ack`) takes
+/// one request per turn of its loop while a turn reads up to ten packets: draining a backlog, the
+/// acknowledgements fell ever further behind the reads (17 500 waiting behind a 20 000-message
+/// backlog; under a sustained overload a million, the keepalive answer lost behind them, the
+/// connection dropped and landing stalled).
+#[derive(Default)]
+struct Acks {
+    /// (connection, packet id) of committed QoS 1 messages, in delivery order.
+    ready: std::sync::Mutex<std::collections::VecDeque<(u64, u16)>>,
+    /// The connection the event loop is on, counted from 1. A packet id is acknowledged only on the
+    /// connection its message came by: after a reconnection the broker sends the unacknowledged
+    /// messages again and those are acknowledged instead (rumqttc drops queued acknowledgements
+    /// on a reconnection for the same reason: a packet id may name another message by then).
+    connection: std::sync::atomic::AtomicU64,
+    /// Set by the event loop's task before it writes what is ready and polls; a batch that commits
+    /// meanwhile wakes it (see `WAKE_FILTER`).
+    parked: std::sync::atomic::AtomicBool,
+    /// Rings when acknowledgements are added, for the event loop's task waiting for intake room.
+    added: tokio::sync::Notify,
+}
+
+impl Acks {
+    fn queue(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, u16)>> {
+        // A panic while holding the lock leaves a queue of plain numbers: still usable.
+        self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds committed messages' acknowledgements and makes sure the event loop's task writes them.
+    fn add(&self, acks: impl Iterator<Item = (u64, u16)>, client: &AsyncClient, metrics: &CentreMetrics) {
+        let waiting = {
+            let mut q = self.queue();
+            q.extend(acks);
+            q.len()
+        };
+        metrics.unacked.set(waiting as i64);
+        self.added.notify_one();
+        // Checked after adding (the task sets `parked` before it takes what is ready): either the task
+        // takes these on its way into `poll`, or it is in `poll` and this wakes it. A full request
+        // channel holds requests that wake it anyway.
+        if self.parked.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = client.try_unsubscribe(WAKE_FILTER);
+        }
+    }
+
+    /// Writes every ready acknowledgement of the current connection and flushes them; those of
+    /// an ended connection are dropped. Nothing is written while disconnected.
+    async fn write(&self, events: &mut rumqttc::EventLoop, metrics: &CentreMetrics) {
+        let Some(network) = events.network.as_mut() else {
+            return;
+        };
+        let connection = self.connection.load(std::sync::atomic::Ordering::SeqCst);
+        let ready: Vec<(u64, u16)> = self.queue().drain(..).collect();
+        if ready.is_empty() {
+            return;
+        }
+        let (mut written, mut dropped, mut broken) = (0u64, 0u64, false);
+        for &(on, pkid) in &ready {
+            // Into the write buffer. A failure is the connection's (the next poll reports it): the
+            // rest are dropped with it, and their messages come again on the next connection.
+            if on != connection || broken {
+                dropped += 1;
+            } else if network.write(Packet::PubAck(rumqttc::PubAck::new(pkid))).await.is_err() {
+                (broken, dropped) = (true, dropped + 1);
+            } else {
+                written += 1;
+            }
+        }
+        metrics.acks_dropped.inc_by(dropped);
+        // Bounded like rumqttc's own flushes; what is not flushed stays buffered for the next one.
+        let timeout = Duration::from_secs(events.network_options.connection_timeout());
+        if let Some(network) = events.network.as_mut() {
+            match tokio::time::timeout(timeout, network.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "centre: writing acknowledgements"),
+                Err(_) => tracing::warn!("centre: acknowledgements not flushed within the connection timeout"),
+            }
+        }
+        metrics.acks_sent.inc_by(written);
+        metrics.unacked.set(self.queue().len() as i64);
+    }
 }
 
 impl Batch {
-    /// Hands the committed messages' acknowledgements to the MQTT client without waiting: what does
-    /// not fit now is handed on the next turn of the loop. Never waiting here is what keeps the
-    /// batch loop and the event loop from waiting on each other.
-    fn send_acks(&mut self, client: &AsyncClient) {
-        while let Some(&pkid) = self.unacked.front() {
-            if client.try_ack(&ack_of(pkid)).is_err() {
-                break;
-            }
-            self.unacked.pop_front();
-        }
-        self.metrics.unacked.set(self.unacked.len() as i64);
-    }
-
     /// Writes what is pending in one transaction and, once it committed, acknowledges it: now, and
     /// only now, the broker may forget those messages. On an error everything stays pending.
     async fn flush(
@@ -721,12 +801,11 @@ impl Batch {
             return Ok(());
         }
         let started = Instant::now();
-        let rows: Vec<Row> = self.pending.iter().map(|p| classify(&p.topic, &p.payload, validators)).collect();
+        let rows: Vec<Row> = self.pending.iter().map(|(_, p)| classify(&p.topic, &p.payload, validators)).collect();
         let w = write(db, &rows, &mut self.partitions).await?;
-        // Only what an acknowledgement needs: QoS 0 needs none (subscriptions are QoS 1, so nothing
-        // comes at QoS 2).
-        self.unacked.extend(self.pending.drain(..).filter(|p| p.qos != QoS::AtMostOnce).map(|p| p.pkid));
-        self.send_acks(client);
+        // QoS 0 needs no acknowledgement (subscriptions are QoS 1, so nothing comes at QoS 2).
+        let acks = self.pending.drain(..).filter(|(_, p)| p.qos != QoS::AtMostOnce).map(|(on, p)| (on, p.pkid));
+        self.acks.add(acks, client, &self.metrics);
         if w.dead > 0 {
             tracing::warn!(dead = w.dead, "centre: invalid messages kept in dead_letters");
         }
@@ -810,48 +889,80 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     opts.set_manual_acks(true);
     opts.set_max_packet_size(crate::publish::MAX_PACKET_BYTES, crate::publish::MAX_PACKET_BYTES);
     opts.set_keep_alive(Duration::from_secs(30));
-    // Room for a whole batch's acknowledgements.
-    let (client, mut events) = AsyncClient::new(opts, cfg.batch.max(64));
+    // Requests are few: the subscriptions, wake-ups (`WAKE_FILTER`) and the final disconnect.
+    let (client, mut events) = AsyncClient::new(opts, 64);
     // The event loop runs in its own task and hands publishes over a channel: `poll` is never
     // cancelled half-way (a timeout around it lost messages), and the batch loop waits on the channel.
-    // Bounded (four batches): when the database is slower than the boxes, the event loop waits
-    // (Mosquitto 2.0.11 sent an overloaded ingester 696 090 unacknowledged messages despite
-    // max_inflight_messages 1000; unbounded, they all queued here). The batch loop never waits on the event
-    // loop (acknowledgements are handed with try_ack), so the two cannot wait on each other (they
-    // did, with a bounded channel and awaited acks: 436 of 386 913 landed).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Publish>(cfg.batch.max(1) * 4);
+    // Bounded (four batches): when the database is slower than the boxes, the event loop stops
+    // reading and the broker's TCP send blocks, which bounds the ingester's memory whatever the
+    // broker's in-flight window (Mosquitto 2.0.11 does not hold to it: it sent an overloaded ingester
+    // 696 090 unacknowledged messages despite max_inflight_messages 1000; unbounded, they all queued
+    // here). Neither loop waits on the other: the batch loop hands acknowledgements to `Acks` and
+    // the event loop's task writes them, also while it waits for room in the intake.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Publish)>(cfg.batch.max(1) * 4);
+    let acks = std::sync::Arc::new(Acks::default());
     let (subscriber, group) = (client.clone(), cfg.group.clone());
     let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller_stopping = stopping.clone();
     let poller_metrics = metrics.clone();
+    let poller_acks = acks.clone();
     let poller = tokio::spawn(async move {
+        let (acks, metrics) = (poller_acks, poller_metrics);
+        // When the last keepalive ping went out, and when the last packet came in.
+        let (mut pinged, mut heard) = (None::<Instant>, Instant::now());
         loop {
-            match events.poll().await {
+            // A backlog of publishes queued at the broker ahead of the ping's answer delays it past
+            // rumqttc's deadline (the next ping), which would drop a connection that is plainly alive:
+            // a packet that came in after the ping answers for it.
+            if events.state.await_pingresp && pinged.is_some_and(|p| heard > p) {
+                events.state.await_pingresp = false;
+            }
+            acks.parked.store(true, Ordering::SeqCst);
+            acks.write(&mut events, &metrics).await;
+            let polled = events.poll().await;
+            acks.parked.store(false, Ordering::SeqCst);
+            if matches!(polled, Ok(Event::Incoming(_))) {
+                heard = Instant::now();
+            }
+            match polled {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    poller_metrics.broker_connected.set(1);
-                    tracing::info!(session_present = ack.session_present, "centre: connected to the broker");
+                    let connection = acks.connection.fetch_add(1, Ordering::SeqCst) + 1;
+                    metrics.broker_connected.set(1);
+                    metrics.connections.inc();
+                    tracing::info!(
+                        session_present = ack.session_present,
+                        connection,
+                        "centre: connected to the broker"
+                    );
                     for t in subscriptions(&group) {
-                        if let Err(e) = subscriber.subscribe(t, QoS::AtLeastOnce).await {
+                        if let Err(e) = subscriber.try_subscribe(t, QoS::AtLeastOnce) {
                             tracing::error!(error = %e, "centre: subscribe");
                         }
                     }
                 }
-                Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => {
-                    poller_metrics.acks_sent.inc();
-                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::PingReq)) => pinged = Some(Instant::now()),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if p.qos == QoS::AtMostOnce {
-                        poller_metrics.qos0.inc();
+                        metrics.qos0.inc();
                     }
-                    if tx.send(p).await.is_err() {
-                        break;
+                    // Room in the intake; committed batches' acknowledgements keep going out meanwhile.
+                    let room = loop {
+                        tokio::select! {
+                            biased;
+                            room = tx.reserve() => break room,
+                            () = acks.added.notified() => acks.write(&mut events, &metrics).await,
+                        }
+                    };
+                    match room {
+                        Ok(room) => room.send((acks.connection.load(Ordering::SeqCst), p)),
+                        Err(_) => break,
                     }
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(_) if poller_stopping.load(Ordering::Relaxed) => break,
                 Err(e) => {
-                    poller_metrics.broker_connected.set(0);
+                    metrics.broker_connected.set(0);
                     tracing::warn!(error = %e, "centre: broker connection lost; reconnecting");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -863,7 +974,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
         partitions: HashSet::new(),
         total: Written::default(),
         metrics: metrics.clone(),
-        unacked: std::collections::VecDeque::new(),
+        acks: acks.clone(),
     };
     // Under systemd (Type=notify): ready once the database is migrated and the subscriptions asked
     // for; the loop below pets the watchdog, so an ingester that hangs is restarted.
@@ -875,7 +986,6 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     let mut next_retention = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         notifier.alive();
-        batch.send_acks(&client);
         if Instant::now() >= next_retention {
             next_retention = Instant::now() + Duration::from_secs(3600);
             retention(&db, &cfg.retention).await;
@@ -926,17 +1036,13 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     }
     let total = batch.total;
     stopping.store(true, Ordering::Relaxed);
-    // The last acknowledgements, then a clean disconnect; meanwhile what the event loop still brings
-    // is taken and left unacknowledged (the broker delivers it again), so that it never waits on us.
+    // The last acknowledgements (handed to `Acks` by that flush, written by the event loop's task
+    // before it takes the disconnect request that follows them), then a clean disconnect; meanwhile
+    // what the event loop still brings is taken and left unacknowledged (the broker delivers it
+    // again), so that it never waits on us.
     let drainer = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let finish = async {
-        for pkid in batch.unacked.drain(..) {
-            let _ = client.ack(&ack_of(pkid)).await;
-        }
-        let _ = client.disconnect().await;
-    };
-    if tokio::time::timeout(Duration::from_secs(5), finish).await.is_err() {
-        tracing::warn!("centre: the last acknowledgements were not taken within 5 s (those messages come again)");
+    if tokio::time::timeout(Duration::from_secs(5), client.disconnect()).await.is_err() {
+        tracing::warn!("centre: the disconnect request was not taken within 5 s");
     }
     let closed = tokio::time::timeout(Duration::from_secs(2), poller).await;
     drainer.abort();

@@ -89,16 +89,19 @@ for i in $(seq "$INGESTERS"); do
         --client-id "centre-load-$i" --batch "$BATCH" --metrics "127.0.0.1:$port" >"$WORK/ingester-$i.log" 2>&1 &
     PIDS+=($!); INGEST+=($!); METRICS+=("$port")
 done
-# Every 5 s: each ingester's resident memory (kB) and messages held uncommitted (its metrics).
+# Every 5 s: each ingester's resident memory (kB), messages held uncommitted, acknowledgements not
+# yet written, connections made (its metrics), and the broker's resident memory (kB).
 (
     while sleep 5; do
+        broker_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$MOSQUITTO/status" 2>/dev/null || echo 0)
         for i in "${!INGEST[@]}"; do
             rss=$(awk '/^VmRSS/ {print $2}' "/proc/${INGEST[$i]}/status" 2>/dev/null || echo 0)
             m=$(curl -s "http://127.0.0.1:${METRICS[$i]}/metrics")
             pending=$(echo "$m" | awk '/^junction_centre_pending / {print $2}')
             unacked=$(echo "$m" | awk '/^junction_centre_unacked / {print $2}')
-            echo "${rss:-0} ${pending:-0} ${unacked:-0}"
-            echo "$m" | grep -E '^junction_centre_(messages_total|rows_total|stale|acks_sent|qos0)' > "$WORK/last-metrics-$i.txt"
+            connections=$(echo "$m" | awk '/^junction_centre_connections_total / {print $2}')
+            echo "${rss:-0} ${pending:-0} ${unacked:-0} ${connections:-0} ${broker_rss:-0}"
+            echo "$m" | grep -E '^junction_centre_(messages_total|rows_total|stale|acks_sent|acks_dropped|qos0|connections)' > "$WORK/last-metrics-$i.txt"
         done
     done
 ) >"$WORK/samples.txt" 2>/dev/null &
@@ -122,10 +125,13 @@ grep -iE "error|warn" "$WORK"/ingester-*.log | tail -n 5 >&2 || true
 python3 - "$WORK/result.json" "$(cpu_s "$MOSQUITTO")" "$(cpu_s "$POSTGRES")" "$ING_CPU" "$INGESTERS" "$BATCH" "$BROKER_INFLIGHT" "$WORK/samples.txt" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-samples = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 3]
+samples = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 5]
 r["ingester_max_rss_mb"] = round(max((s[0] for s in samples), default=0) / 1024, 1)
 r["ingester_max_pending"] = max((s[1] for s in samples), default=0)
 r["ingester_max_unacked"] = max((s[2] for s in samples), default=0)
+# Connections each ingester made (1 = never reconnected), the most of any.
+r["ingester_connections"] = max((s[3] for s in samples), default=0)
+r["broker_max_rss_mb"] = round(max((s[4] for s in samples), default=0) / 1024, 1)
 r.update({"cpu_s": {"mosquitto": float(sys.argv[2]), "postgres": float(sys.argv[3]), "ingesters": float(sys.argv[4]),
                     "generator": r.pop("generator_cpu_s", None)},
           "ingesters": int(sys.argv[5]), "batch": int(sys.argv[6]), "broker_max_inflight": int(sys.argv[7])})

@@ -457,10 +457,6 @@ fn retention_drops_old_event_days_and_keeps_reports() {
     assert_eq!(pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'reports_20261126'"), "1");
 }
 
-/// A burst far bigger than a batch, from a broker that sends up to 1000 messages before an
-/// acknowledgement (the centre's setting): every message lands. (The ingester once deadlocked here:
-/// its MQTT event loop waited for room in the batch channel while the batch loop waited for the
-/// event loop to take its acknowledgements; 436 of 386 913 landed in the first load test.)
 /// `n` events of site s1, one per millisecond from 08:00, published at QoS 1 by one mosquitto_pub.
 fn publish_events(broker: &Broker, n: u32) {
     let lines: String = (0..n)
@@ -479,6 +475,10 @@ fn publish_events(broker: &Broker, n: u32) {
     assert!(publisher.wait().unwrap().success());
 }
 
+/// A burst far bigger than a batch, from a broker that sends up to 1000 messages before an
+/// acknowledgement (the centre's setting): every message lands. (The ingester once deadlocked here:
+/// its MQTT event loop waited for room in the batch channel while the batch loop waited for the
+/// event loop to take its acknowledgements; 436 of 386 913 landed in the first load test.)
 #[test]
 fn a_burst_of_many_batches_lands_whole() {
     let (_dir, broker, pg, _centre) = setup("centre-test-5", 50);
@@ -695,4 +695,57 @@ fn the_broker_restarting_mid_backlog_loses_nothing_doubles_nothing() {
     let text = String::from_utf8(body).unwrap();
     let connections = crate::common::metric_sample(&text, "junction_centre_connections_total").unwrap_or(0.0);
     assert!(connections >= 2.0, "the ingester never reconnected:\n{text}");
+}
+
+/// SIGTERM: the ingester commits what it holds and acknowledges it before it leaves, so the broker
+/// has nothing to deliver again to the same client id (a restarted ingester receives only what is new).
+#[test]
+fn a_stopped_ingester_lands_and_acknowledges_what_it_held() {
+    let n = 120;
+    let (_dir, broker, pg) = backlog("centre-test-11", 50, n);
+    // A batch that waits a minute to fill: the backlog is held, uncommitted, when SIGTERM comes.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut centre = ingester_with(&broker, &pg, "centre-test-11", 1000, 60_000, Stdio::null(), &["--metrics", &addr]);
+    let sample = |port: u16, name: &str| {
+        let (_, body) = crate::common::http_get(port, "/metrics")?;
+        crate::common::metric_sample(&String::from_utf8(body).ok()?, name)
+    };
+    let t = Instant::now();
+    // (n events, and maybe a probe status from making the session.)
+    while sample(port, "junction_centre_pending").is_none_or(|p| p < f64::from(n)) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the ingester never held the backlog: {:?}",
+            sample(port, "junction_centre_pending")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(pg.psql("SELECT count(*) FROM events"), "0", "the batch was committed before SIGTERM");
+    signal(&centre.0, "TERM");
+    let t = Instant::now();
+    while centre.0.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(20), "the ingester did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(pg.psql("SELECT count(*) FROM events"), n.to_string(), "what it held was not landed at the stop");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _again = ingester_with(&broker, &pg, "centre-test-11", 50, 100, Stdio::null(), &["--metrics", &addr]);
+    // New statuses until one lands: the session is back, and the broker sends what it still held
+    // for it before them.
+    let (mut probes, t) = (0u32, Instant::now());
+    while pg.try_psql("SELECT count(*) FROM box_status WHERE site = 'after'").as_deref() != Some("1") {
+        assert!(t.elapsed() < Duration::from_secs(30), "the restarted ingester never landed a message");
+        probes += 1;
+        let status = json!({"schema": "junction.status.v1", "site": "after", "state": "online", "version": "0",
+                            "at": format!("2026-11-26T09:{:02}:{:02}Z", probes / 60 % 60, probes % 60)});
+        publish(&broker, "junction/v1/after/status", &status.to_string());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let taken = sample(port, "junction_centre_messages_total").unwrap_or(-1.0);
+    assert!(
+        taken >= 1.0 && taken <= f64::from(probes),
+        "the restarted ingester took {taken} messages for {probes} new ones: the broker delivered again what the first had landed"
+    );
 }

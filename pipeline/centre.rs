@@ -723,6 +723,9 @@ struct Acks {
     /// Set by the event loop's task before it writes what is ready and polls; a batch that commits
     /// meanwhile wakes it (see `WAKE_FILTER`).
     parked: std::sync::atomic::AtomicBool,
+    /// A wake-up is in rumqttc's request channel (at most one at a time, so that the channel never
+    /// fills); cleared when it has gone out, or when a new connection starts.
+    waking: std::sync::atomic::AtomicBool,
     /// Rings when acknowledgements are added, for the event loop's task waiting for intake room.
     added: tokio::sync::Notify,
 }
@@ -743,10 +746,11 @@ impl Acks {
         metrics.unacked.set(waiting as i64);
         self.added.notify_one();
         // Checked after adding (the task sets `parked` before it takes what is ready): either the task
-        // takes these on its way into `poll`, or it is in `poll` and this wakes it. A full request
-        // channel holds requests that wake it anyway.
-        if self.parked.load(std::sync::atomic::Ordering::SeqCst) {
-            let _ = client.try_unsubscribe(WAKE_FILTER);
+        // takes these on its way into `poll`, or it is in `poll` and this wakes it (or the wake-up
+        // already waiting in the channel does).
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.parked.load(SeqCst) && !self.waking.swap(true, SeqCst) && client.try_unsubscribe(WAKE_FILTER).is_err() {
+            self.waking.store(false, SeqCst);
         }
     }
 
@@ -927,6 +931,8 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
             match polled {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     let connection = acks.connection.fetch_add(1, Ordering::SeqCst) + 1;
+                    // rumqttc keeps or drops the old connection's requests by the session's presence.
+                    acks.waking.store(false, Ordering::SeqCst);
                     metrics.broker_connected.set(1);
                     metrics.connections.inc();
                     tracing::info!(
@@ -941,6 +947,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                     }
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::PingReq)) => pinged = Some(Instant::now()),
+                Ok(Event::Outgoing(rumqttc::Outgoing::Unsubscribe(_))) => acks.waking.store(false, Ordering::SeqCst),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if p.qos == QoS::AtMostOnce {
                         metrics.qos0.inc();

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use junction::aggregate::{Aggregator, FlowReport};
+use junction::aggregate::{Aggregator, FlowReport, percentile};
 use junction::analytics::{Direction, EventKind, RuleQuality, Speed, TrafficEvent, Turn, ZoneKind, ZoneNow};
 use junction::detect::VehicleClass;
 use junction::store::{DetectorRecord, EventRecord};
@@ -512,13 +512,6 @@ fn self_cpu_s() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
     match db.query_one(sql, &[]).await {
         Ok(r) => r.get::<_, i64>(0),
@@ -663,7 +656,6 @@ async fn run(args: Args, mqtt: String, postgres: String) {
             }
         }
     }
-    lags.sort_by(f64::total_cmp);
     let published = s.published.load(Ordering::Relaxed);
     let out = serde_json::json!({
         "boxes": args.boxes,

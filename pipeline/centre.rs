@@ -757,6 +757,8 @@ impl Acks {
     /// Writes every ready acknowledgement of the current connection and flushes them; those of
     /// an ended connection are dropped. Nothing is written while disconnected.
     async fn write(&self, events: &mut rumqttc::EventLoop, metrics: &CentreMetrics) {
+        // Bounded like rumqttc's own flushes; what is not flushed stays buffered for the next one.
+        let timeout = Duration::from_secs(events.network_options.connection_timeout());
         let Some(network) = events.network.as_mut() else {
             return;
         };
@@ -778,14 +780,10 @@ impl Acks {
             }
         }
         metrics.acks_dropped.inc_by(dropped);
-        // Bounded like rumqttc's own flushes; what is not flushed stays buffered for the next one.
-        let timeout = Duration::from_secs(events.network_options.connection_timeout());
-        if let Some(network) = events.network.as_mut() {
-            match tokio::time::timeout(timeout, network.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "centre: writing acknowledgements"),
-                Err(_) => tracing::warn!("centre: acknowledgements not flushed within the connection timeout"),
-            }
+        match tokio::time::timeout(timeout, network.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "centre: writing acknowledgements"),
+            Err(_) => tracing::warn!("centre: acknowledgements not flushed within the connection timeout"),
         }
         metrics.acks_sent.inc_by(written);
         metrics.unacked.set(self.queue().len() as i64);

@@ -457,6 +457,12 @@ fn retention_drops_old_event_days_and_keeps_reports() {
     assert_eq!(pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'reports_20261126'"), "1");
 }
 
+/// One sample of the ingester's /metrics on `port` (none while it does not answer).
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = crate::common::http_get(port, "/metrics")?;
+    crate::common::metric_sample(&String::from_utf8(body).ok()?, name)
+}
+
 /// `n` events of site s1, one per millisecond from 08:00, published at QoS 1 by one mosquitto_pub.
 fn publish_events(broker: &Broker, n: u32) {
     let lines: String = (0..n)
@@ -634,12 +640,9 @@ fn a_backlog_drains_with_acknowledgements_keeping_up() {
     let (mut most_unacked, mut scrapes, mut stored) = (0.0f64, 0, String::new());
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(180) {
-        if let Some((200, body)) = crate::common::http_get(port, "/metrics") {
-            let text = String::from_utf8(body).unwrap();
-            if let Some(u) = crate::common::metric_sample(&text, "junction_centre_unacked") {
-                most_unacked = most_unacked.max(u);
-                scrapes += 1;
-            }
+        if let Some(u) = metric(port, "junction_centre_unacked") {
+            most_unacked = most_unacked.max(u);
+            scrapes += 1;
         }
         if scrapes % 10 == 0 {
             stored = pg.psql("SELECT count(*) FROM events");
@@ -707,17 +710,13 @@ fn a_stopped_ingester_lands_and_acknowledges_what_it_held() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut centre = ingester_with(&broker, &pg, "centre-test-11", 1000, 60_000, Stdio::null(), &["--metrics", &addr]);
-    let sample = |port: u16, name: &str| {
-        let (_, body) = crate::common::http_get(port, "/metrics")?;
-        crate::common::metric_sample(&String::from_utf8(body).ok()?, name)
-    };
     let t = Instant::now();
     // (n events, and maybe a probe status from making the session.)
-    while sample(port, "junction_centre_pending").is_none_or(|p| p < f64::from(n)) {
+    while metric(port, "junction_centre_pending").is_none_or(|p| p < f64::from(n)) {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "the ingester never held the backlog: {:?}",
-            sample(port, "junction_centre_pending")
+            metric(port, "junction_centre_pending")
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -743,7 +742,7 @@ fn a_stopped_ingester_lands_and_acknowledges_what_it_held() {
         publish(&broker, "junction/v1/after/status", &status.to_string());
         std::thread::sleep(Duration::from_millis(300));
     }
-    let taken = sample(port, "junction_centre_messages_total").unwrap_or(-1.0);
+    let taken = metric(port, "junction_centre_messages_total").unwrap_or(-1.0);
     assert!(
         taken >= 1.0 && taken <= f64::from(probes),
         "the restarted ingester took {taken} messages for {probes} new ones: the broker delivered again what the first had landed"

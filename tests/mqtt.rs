@@ -33,21 +33,20 @@ impl Broker {
 
     /// With more configuration lines (`max_inflight_messages 1000\n`).
     pub fn start_with(dir: &Path, more: &str) -> Self {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
         // Persistence, as a traffic centre's broker has: the subscriber's session (and the messages
         // queued for it) survives the outage test's broker restart, so what junction publishes before
-        // the subscriber has reconnected is still delivered. `user root`: a broker started as root
-        // would otherwise drop to the mosquitto user, who cannot write the test's folder (ignored when
-        // not root).
-        std::fs::write(
-            &conf,
-            format!(
-                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n{more}",
-                dir.display()
-            ),
-        )
-        .unwrap();
+        // the subscriber has reconnected is still delivered.
+        let persist = format!("allow_anonymous true\npersistence true\npersistence_location {}/\n", dir.display());
+        Self::configured(dir, &(persist + more))
+    }
+
+    /// On a free port of 127.0.0.1 with these configuration lines, written to `dir`/mosquitto.conf.
+    fn configured(dir: &Path, lines: &str) -> Self {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        // `user root`: a broker started as root would otherwise drop to the mosquitto user, who cannot
+        // write the test's folder or read its key files (ignored when not root).
+        std::fs::write(&conf, format!("user root\nlistener {port} 127.0.0.1\n{lines}")).unwrap();
         let mut b = Self { port, conf, child: None };
         b.up();
         b
@@ -435,14 +434,7 @@ pub fn make_server_cert(dir: &Path, ca: &str) {
 
 /// A broker with the given extra configuration lines (TLS, passwords), on a free port.
 pub fn broker_with(dir: &Path, extra: &str) -> Broker {
-    let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    // `user root`: a broker started as root would otherwise drop to the mosquitto user, who cannot read
-    // the test's key files. Ignored when not root.
-    std::fs::write(&conf, format!("user root\nlistener {port} 127.0.0.1\npersistence false\n{extra}")).unwrap();
-    let mut b = Broker { port, conf, child: None };
-    b.up();
-    b
+    Broker::configured(dir, &format!("persistence false\n{extra}"))
 }
 
 /// A site file publishing to `url` with the given extra [mqtt] lines.

@@ -239,6 +239,7 @@ impl Camera {
             kind,
             track: self.track,
             class,
+            class_share: 1.0,
             pts: Duration::from_secs_f64(at + dt),
             wall: t0 + Duration::from_secs_f64(at + dt),
             speed,

@@ -101,6 +101,7 @@ fn crossing(i: u64, t: f64) -> TrafficEvent {
         kind: EventKind::Crossing { direction: if i.is_multiple_of(2) { Direction::In } else { Direction::Out } },
         track: i,
         class: if i.is_multiple_of(3) { VehicleClass::Motorcycle } else { VehicleClass::Car },
+        class_share: 1.0,
         pts: Duration::from_secs_f64(t),
         wall: at(t),
         speed: None,

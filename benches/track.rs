@@ -87,6 +87,8 @@ fn rules_update(c: &mut Criterion) {
                     bbox: d.bbox,
                     detection: d.bbox,
                     class: d.class,
+                    class_share: 1.0,
+                    person_share: 0.0,
                     score: d.score,
                     velocity: (120.0, 0.0),
                 })

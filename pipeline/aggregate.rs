@@ -917,6 +917,7 @@ mod tests {
             kind: EventKind::Crossing { direction },
             track: 1,
             class,
+            class_share: 1.0,
             pts: Duration::from_secs_f64(t),
             wall: at(t),
             speed: None,

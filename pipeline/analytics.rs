@@ -287,6 +287,8 @@ pub struct TrafficEvent {
     pub kind: EventKind,
     pub track: u64,
     pub class: VehicleClass,
+    /// The share of the track's class vote that `class` won, 0–1 (1 for events without a track).
+    pub class_share: f32,
     pub pts: Duration,
     pub wall: SystemTime,
     /// Ground speed at the event (crossings, movements) on a calibrated camera.
@@ -544,7 +546,8 @@ impl Rules {
             let size = 0.5 * ((t.bbox.x2 - t.bbox.x1) + (t.bbox.y2 - t.bbox.y1));
             let band = (self.params.band_share * size).max(self.params.band_min_px);
             for (line, ls) in self.lines.iter().zip(&mut state.lines) {
-                if line.classes.as_ref().is_some_and(|c| !c.contains(&t.class)) {
+                let class = line_class(line, t);
+                if line.classes.as_ref().is_some_and(|c| !c.contains(&class)) {
                     continue;
                 }
                 let p = line.anchor.point(&t.bbox);
@@ -569,7 +572,8 @@ impl Rules {
                             rule: line.id.clone(),
                             kind: EventKind::Crossing { direction },
                             track: t.id,
-                            class: t.class,
+                            class,
+                            class_share: if class == t.class { t.class_share } else { t.person_share },
                             pts,
                             wall,
                             speed: ground_speed,
@@ -589,6 +593,7 @@ impl Rules {
                             kind: EventKind::ZoneEnter,
                             track: t.id,
                             class: t.class,
+                            class_share: t.class_share,
                             pts,
                             wall,
                             speed: None,
@@ -601,6 +606,7 @@ impl Rules {
                             kind: EventKind::ZoneExit { dwell: pts.saturating_sub(since) },
                             track: t.id,
                             class: t.class,
+                            class_share: t.class_share,
                             pts,
                             wall,
                             speed: None,
@@ -660,6 +666,7 @@ impl Rules {
                         },
                         track: t.id,
                         class: t.class,
+                        class_share: t.class_share,
                         pts,
                         wall,
                         speed: ground_speed,
@@ -681,6 +688,7 @@ impl Rules {
                         kind: EventKind::ZoneExit { dwell: pts.saturating_sub(since) },
                         track: *id,
                         class,
+                        class_share: 1.0,
                         pts,
                         wall,
                         speed: None,
@@ -754,8 +762,16 @@ impl Rules {
             members.retain(|id| !ended.contains(id));
             let is_on = !members.is_empty();
             let channel = spec.channel;
-            let event =
-                |kind, track, class| TrafficEvent { rule: spec.id.clone(), kind, track, class, pts, wall, speed: None };
+            let event = |kind, track, class| TrafficEvent {
+                rule: spec.id.clone(),
+                kind,
+                track,
+                class,
+                class_share: 1.0,
+                pts,
+                wall,
+                speed: None,
+            };
             if !was_on && is_on {
                 let (track, class) = first.map_or((0, VehicleClass::Car), |t| (t.id, t.class));
                 out.push(event(EventKind::LoopOn { channel }, track, class));
@@ -763,6 +779,24 @@ impl Rules {
                 out.push(event(EventKind::LoopOff { channel }, 0, VehicleClass::Car));
             }
         }
+    }
+}
+
+/// The class a track counts as on `line`: its voted class, except on a line for people (its
+/// classes admit `person` but not `motorcycle`), where a track seen mostly as a lone person (a fast
+/// one votes motorcycle: a rider whose bike was missed, see crate::detect::twowheel) counts as a
+/// person: a jogger on a crosswalk is a pedestrian there.
+fn line_class(line: &LineSpec, t: &TrackedObject) -> VehicleClass {
+    match &line.classes {
+        Some(c)
+            if t.class == VehicleClass::Motorcycle
+                && t.person_share >= 0.5
+                && c.contains(&VehicleClass::Person)
+                && !c.contains(&VehicleClass::Motorcycle) =>
+        {
+            VehicleClass::Person
+        }
+        _ => t.class,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider, VehicleClass
 use crate::geometry::{
     FramePoint, GroundPoint, Homography, Lens, PointPair, Rect, RegionSpec, Size, TileGrid, TileSpec,
 };
+use crate::scale::ScaleParams;
 use crate::source::{Decoder, OnInferenceBusy, SourceUri};
 use crate::track::TrackerConfig;
 
@@ -73,6 +74,8 @@ struct RawSite {
     /// Riders and their bikes as one vehicle (detect::twowheel).
     #[serde(default)]
     two_wheelers: TwoWheelerParams,
+    #[serde(default)]
+    scale: ScaleParams,
     #[serde(default, rename = "camera")]
     cameras: Vec<RawCamera>,
     #[serde(default)]
@@ -99,6 +102,8 @@ struct RawDetector {
     onnxruntime: Option<PathBuf>,
     /// Detector score threshold feeding the tracker; default: the tracker's `low_score`.
     score: Option<f32>,
+    /// Class-aware NMS IoU; default [`crate::detect::DEFAULT_NMS_IOU`].
+    nms_iou: Option<f32>,
     /// Detect on every Nth frame; the tracker predicts the others.
     every: u32,
     /// ONNX Runtime's idle intra-op threads spin between runs (off by default: measured faster here).
@@ -121,6 +126,7 @@ impl Default for RawDetector {
             optimization: OptLevel::All,
             onnxruntime: None,
             score: None,
+            nms_iou: None,
             every: crate::detect::DEFAULT_EVERY,
             spinning: false,
             tile_overlap: DEFAULT_TILE_OVERLAP,
@@ -383,6 +389,8 @@ pub struct Config {
     pub tracker: TrackerConfig,
     pub rules: RuleParams,
     pub two_wheelers: TwoWheelerParams,
+    /// How `tiles = "auto"` cameras choose their scale from the vehicles' size.
+    pub scale: ScaleParams,
     pub cameras: Vec<CameraConfig>,
     /// Bin lengths, each dividing a day so bins align to UTC midnight.
     pub bins: Vec<Duration>,
@@ -538,10 +546,15 @@ impl Config {
             path: None,
             site: "adhoc".into(),
             model_card,
-            detector: DetectorOptions { score: Some(tracker.low_score), ..DetectorOptions::default() },
+            detector: DetectorOptions {
+                score: Some(tracker.low_score),
+                nms_iou: Some(crate::detect::DEFAULT_NMS_IOU),
+                ..DetectorOptions::default()
+            },
             tracker,
             rules: RuleParams::default(),
             two_wheelers: TwoWheelerParams::default(),
+            scale: ScaleParams::default(),
             cameras: vec![camera],
             bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
             store: StoreConfig {
@@ -591,6 +604,11 @@ impl Config {
         {
             c.add(path, "detector.score", "must be within 0..=1");
         }
+        if let Some(iou) = raw.detector.nms_iou
+            && !(0.05..=0.95).contains(&iou)
+        {
+            c.add(path, "detector.nms_iou", "must be within 0.05..=0.95");
+        }
         if !(1..=30).contains(&raw.detector.every) {
             c.add(path, "detector.every", "must be 1 to 30 (1: detect on every frame)");
         }
@@ -608,6 +626,9 @@ impl Config {
         check_pcu(path, &raw.pcu, c);
         for (field, message) in raw.two_wheelers.problems() {
             c.add(path, format!("two_wheelers.{field}"), message);
+        }
+        for (field, message) in raw.scale.problems() {
+            c.add(path, format!("scale.{field}"), message);
         }
         if raw.cameras.is_empty() {
             c.add(path, "camera", "no [[camera]]: at least one is needed");
@@ -726,6 +747,7 @@ impl Config {
                 optimization: raw.detector.optimization,
                 onnxruntime: raw.detector.onnxruntime.map(|p| relative_to(path, &p)),
                 score: Some(raw.detector.score.unwrap_or(raw.tracker.low_score)),
+                nms_iou: Some(raw.detector.nms_iou.unwrap_or(crate::detect::DEFAULT_NMS_IOU)),
                 every: raw.detector.every,
                 spinning: raw.detector.spinning,
                 max_batch: raw.detector.max_batch,
@@ -735,6 +757,7 @@ impl Config {
             tracker: raw.tracker,
             rules: raw.rules,
             two_wheelers: raw.two_wheelers,
+            scale: raw.scale,
             cameras,
             bins,
             store: StoreConfig {

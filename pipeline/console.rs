@@ -65,6 +65,8 @@ struct CameraStatus {
     /// The frame's share of the detector's time, milliseconds (exponential mean).
     inference_ms: f64,
     error: Option<String>,
+    /// How the model's scale was chosen (crate::scale), in words.
+    scale: Option<String>,
 }
 
 /// Counts of one bin: line → direction → class → vehicles.
@@ -184,6 +186,7 @@ impl Console {
                     fps: 0.0,
                     inference_ms: 0.0,
                     error: None,
+                    scale: None,
                 };
                 (c.id.clone(), s)
             })
@@ -253,6 +256,15 @@ impl Console {
             s.state = state;
             s.error = error;
             s.fps = 0.0;
+        }
+    }
+
+    /// The camera's scale was chosen, or a warm-up began (analysis thread).
+    pub fn scale(&self, camera: &str, text: String) {
+        if let Ok(mut all) = self.statuses.lock()
+            && let Some(s) = all.get_mut(camera)
+        {
+            s.scale = Some(text);
         }
     }
 
@@ -379,6 +391,7 @@ impl Console {
                         "fps": (s.fps * 10.0).round() / 10.0,
                         "inference_ms": (s.inference_ms * 10.0).round() / 10.0,
                         "error": s.error,
+                        "scale": s.scale,
                     })),
                     "editable": self.calibrations.contains_key(id),
                 })

@@ -11,6 +11,7 @@
 //! ```toml
 //! clip = "street_topdown_640x360.mp4"      # relative to this file
 //! frame_size = [640, 360]
+//! until = 22.1                              # optional: count up to this second only (a scene cut)
 //! evidence = "street_topdown_scan_x320.png" # what the counts were read from (optional)
 //! [[line]]
 //! id = "x320"
@@ -81,6 +82,8 @@ struct RawTruth {
     clip: PathBuf,
     frame_size: [u32; 2],
     #[serde(default)]
+    until: Option<f64>,
+    #[serde(default)]
     evidence: Option<PathBuf>,
     #[serde(default)]
     note: Option<String>,
@@ -94,6 +97,9 @@ pub struct Truth {
     pub path: PathBuf,
     pub clip: PathBuf,
     pub frame_size: [u32; 2],
+    /// Seconds from the clip's first frame after which nothing counts (a clip that cuts to another
+    /// scene); `None`: the whole clip.
+    pub until: Option<f64>,
     /// What the counts were read from (a line scan), and how.
     pub evidence: Option<PathBuf>,
     pub note: Option<String>,
@@ -119,6 +125,11 @@ impl Truth {
         }
         if raw.lines.is_empty() {
             return Err(bad("no [[line]]: nothing to count".into()));
+        }
+        if let Some(u) = raw.until
+            && !(u.is_finite() && u > 0.0)
+        {
+            return Err(bad("until: must be seconds > 0".into()));
         }
         let [w, h] = raw.frame_size;
         let mut lines = Vec::new();
@@ -174,7 +185,15 @@ impl Truth {
         if let Some(e) = evidence.as_ref().filter(|e| !e.is_file()) {
             return Err(bad(format!("evidence: {} is not a file", e.display())));
         }
-        Ok(Self { path: path.to_owned(), clip, frame_size: raw.frame_size, evidence, note: raw.note, lines })
+        Ok(Self {
+            path: path.to_owned(),
+            clip,
+            frame_size: raw.frame_size,
+            until: raw.until,
+            evidence,
+            note: raw.note,
+            lines,
+        })
     }
 }
 
@@ -191,6 +210,12 @@ pub struct Settings {
     /// `tracker.class_high_score` for motorcycles.
     pub motorcycle_score: Option<f32>,
     pub two_wheelers: bool,
+    /// The detector's class-aware NMS IoU (default: [`crate::detect::DEFAULT_NMS_IOU`]).
+    pub nms_iou: Option<f32>,
+    /// The tracker's first-association gate `match_cost` (default: the tracker's).
+    pub match_cost: Option<f32>,
+    /// `scale.target_px`: model pixels a motorcycle must be tall at the rules (`tiles = auto`).
+    pub scale_px: Option<f32>,
     /// ONNX Runtime intra-op threads (0: ONNX Runtime's choice).
     pub threads: usize,
     pub onnxruntime: Option<PathBuf>,
@@ -208,13 +233,16 @@ impl Settings {
             score: None,
             motorcycle_score: None,
             two_wheelers: true,
+            nms_iou: None,
+            match_cost: None,
+            scale_px: None,
             threads: 0,
             onnxruntime: None,
         }
     }
 
     /// Every setting, named, in the order tables show them.
-    fn fields(&self) -> [(&'static str, String); 7] {
+    fn fields(&self) -> [(&'static str, String); 10] {
         let score = |s: Option<f32>| s.map_or("default".into(), |s| s.to_string());
         [
             ("model", model_name(&self.model)),
@@ -224,6 +252,9 @@ impl Settings {
             ("score", score(self.score)),
             ("moto_score", score(self.motorcycle_score)),
             ("two_wheelers", if self.two_wheelers { "on" } else { "off" }.into()),
+            ("nms_iou", score(self.nms_iou)),
+            ("match_cost", score(self.match_cost)),
+            ("scale_px", self.scale_px.map_or("default".into(), |s| s.to_string())),
         ]
     }
 
@@ -261,6 +292,21 @@ impl Settings {
             }
             "score" => self.score = if value == "default" { None } else { Some(number(value)?) },
             "moto_score" => self.motorcycle_score = if value == "default" { None } else { Some(number(value)?) },
+            "nms_iou" => self.nms_iou = if value == "default" { None } else { Some(number(value)?) },
+            "match_cost" => self.match_cost = if value == "default" { None } else { Some(number(value)?) },
+            "scale_px" => {
+                self.scale_px = if value == "default" {
+                    None
+                } else {
+                    Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|s| (4.0..=200.0).contains(s))
+                            .ok_or(format!("scale_px={value}: model pixels 4-200"))?,
+                    )
+                }
+            }
             "two_wheelers" => {
                 self.two_wheelers = match value {
                     "on" => true,
@@ -269,7 +315,10 @@ impl Settings {
                 }
             }
             _ => {
-                return Err(format!("unknown key {key:?} (model, roi, tiles, every, score, moto_score, two_wheelers)"));
+                return Err(format!(
+                    "unknown key {key:?} (model, roi, tiles, every, score, moto_score, two_wheelers, nms_iou, \
+                     match_cost, scale_px)"
+                ));
             }
         }
         Ok(())
@@ -309,6 +358,10 @@ pub const DEFAULT_SWEEP: &[&str] = &[
     "score=0.4",
     "moto_score=0.2",
     "two_wheelers=off",
+    "nms_iou=0.6",
+    "match_cost=0.9",
+    "scale_px=14",
+    "scale_px=28",
 ];
 
 /// The runs of a sweep: `spec` is `key=v1|v2 key2=…` (every combination), or `None` for
@@ -411,6 +464,15 @@ pub fn evaluate(truth: &Truth, settings: &Settings, tolerance_s: f64) -> Result<
     }
     cfg.detector.score = Some(cfg.tracker.low_score);
     cfg.two_wheelers.enabled = settings.two_wheelers;
+    if let Some(iou) = settings.nms_iou {
+        cfg.detector.nms_iou = Some(iou);
+    }
+    if let Some(c) = settings.match_cost {
+        cfg.tracker.match_cost = c;
+    }
+    if let Some(px) = settings.scale_px {
+        cfg.scale.target_px = px;
+    }
     // A throw-away store: the counts are what matters.
     let dir = std::env::temp_dir().join(format!("junction-eval-{}-{}", std::process::id(), unique()));
     std::fs::create_dir_all(&dir).map_err(|source| EvalError::Store { path: dir.clone(), source })?;
@@ -426,6 +488,9 @@ pub fn evaluate(truth: &Truth, settings: &Settings, tolerance_s: f64) -> Result<
     let wall = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
     let summary = result?;
+    if let Some(until) = truth.until {
+        seen.0.retain(|c| c.3 <= until);
+    }
     let cam = summary.cameras.first();
     let frames = cam.map_or(0, |c| c.frames);
     Ok(compare(
@@ -585,6 +650,7 @@ mod tests {
             path: "t.toml".into(),
             clip: "c.mp4".into(),
             frame_size: [640, 360],
+            until: None,
             evidence: None,
             note: None,
             lines: vec![TruthLine {

@@ -44,6 +44,7 @@ pub mod publish;
 pub mod report;
 pub mod retry;
 pub mod runtime;
+pub mod scale;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

@@ -527,6 +527,11 @@ fn check_config(path: &std::path::Path) -> Result<()> {
             zones.len(),
             zones.join(", ")
         );
+        // The model's input size comes from its card; a card that does not load was refused above.
+        if let Ok(card) = junction::detect::ModelCard::load(&cfg.model_card) {
+            let (_, _, scale) = junction::runtime::initial_scale(&cfg, c, card.input_size());
+            println!("    scale: {scale}");
+        }
     }
     Ok(())
 }

@@ -24,8 +24,10 @@ pub use crate::camera::{CameraPipeline, CameraSummary, LineCounts, Produced, dir
 use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::console::{Console, Tee};
 use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, twowheel};
+use crate::geometry::TileSpec;
 use crate::http::{HttpError, HttpServer};
 use crate::publish::Publisher;
+use crate::scale::SizeMeter;
 use crate::sink::{Housekeeping, Output, OutputSender};
 use crate::snapshot::Snapshots;
 use crate::source::{Frame, Poll, Source, SourceError, SourceOptions, SourceUri};
@@ -90,6 +92,18 @@ struct Camera {
     /// A file that ended (or failed): nothing more comes.
     finished: bool,
     checkpointed: Instant,
+    /// How an `auto`-tiled camera's scale is being chosen.
+    scale: ScaleState,
+}
+
+/// The scale of a camera whose tiles are `auto` ([`crate::scale`]).
+pub enum ScaleState {
+    /// Tiles set in the configuration, or chosen once from the ground plane: nothing to measure.
+    Fixed,
+    /// Measuring the boxes near the rules, since this stream time.
+    Warmup { meter: SizeMeter, since: Option<Duration> },
+    /// Chosen from a warm-up; the next one starts at this stream time.
+    Chosen { recheck_at: Duration },
 }
 
 impl Camera {
@@ -154,6 +168,12 @@ pub fn run(
             decoder: c.decoder.clone(),
             ..SourceOptions::default()
         };
+        let (tiles, scale, text) = initial_scale(cfg, c, card.input_size());
+        tracing::info!(camera = %c.id, scale = %text, "scale");
+        if let Some(console) = &console {
+            console.scale(&c.id, text);
+        }
+        let source_opts = SourceOptions { tiles, ..source_opts };
         let mut pipe = CameraPipeline::new(cfg, c, metrics.clone());
         pipe.resume(store.bin_states(&cfg.site, &c.id)?);
         let mut cam = Camera {
@@ -166,6 +186,7 @@ pub fn run(
             dropped_seen: 0,
             finished: false,
             checkpointed: Instant::now(),
+            scale,
         };
         // Live cameras' bins run on the wall clock from now: their reports say when they were down.
         let mut first = Produced::default();
@@ -622,6 +643,75 @@ impl Analysis<'_> {
 
     /// One frame of one camera after detection (`dets`: this frame's detections, `None` on a frame
     /// the detector skipped): the camera's pipeline, the snapshot, the outputs.
+    /// A warm-up's measurements, and the scale chosen when it ends (see [`crate::scale`]): at
+    /// `warmup_s` of stream time, or from `min_warmup_s` on once `min_samples` boxes were measured.
+    /// A chosen scale is measured again every `recheck_s`.
+    fn measure_scale(&mut self, cam: &mut Camera, frame: &Frame) {
+        let p = &self.cfg.scale;
+        let TileSpec::Auto { overlap, max_tiles, .. } = cam.cfg().tiles else { return };
+        match &mut cam.scale {
+            ScaleState::Fixed => return,
+            ScaleState::Chosen { recheck_at } => {
+                if frame.pts >= *recheck_at {
+                    cam.scale = ScaleState::Warmup { meter: SizeMeter::default(), since: Some(frame.pts) };
+                    tracing::info!(camera = %cam.id(), "scale: measuring the vehicles again");
+                }
+                return;
+            }
+            ScaleState::Warmup { meter, since } => {
+                let start = *since.get_or_insert(frame.pts);
+                let near = 0.05 * frame.plan.frame.height as f32;
+                meter.observe(cam.pipe.tracks(), &cam.pipe.config().lines, near);
+                let elapsed = frame.pts.saturating_sub(start).as_secs_f64();
+                let measured = elapsed >= p.min_warmup_s && meter.samples() >= p.min_samples;
+                if elapsed < p.warmup_s && !measured {
+                    return;
+                }
+                let estimate = meter.estimate(p.min_class_samples);
+                let input = cam.source_opts.input;
+                let (tiles, text) = match estimate {
+                    Some(size) => {
+                        let choice = crate::scale::choose(
+                            frame.plan.region.size(),
+                            input,
+                            overlap,
+                            max_tiles,
+                            &size,
+                            p.target_px,
+                        );
+                        (TileSpec::Grid(choice.grid), choice.to_string())
+                    }
+                    None => {
+                        let t = TileSpec::Auto { overlap, max_downscale: 2.0, max_tiles };
+                        let g = t.resolve(frame.plan.region.size(), input);
+                        let text = format!(
+                            "{}x{} tiles: too few vehicles near the rules in {elapsed:.0} s to measure ({} boxes); \
+                             at most half the frame's pixels lost",
+                            g.cols,
+                            g.rows,
+                            meter.samples()
+                        );
+                        (t, text)
+                    }
+                };
+                tracing::info!(camera = %cam.id(), choice = %text, "scale chosen from the vehicles");
+                if let Some(c) = self.console {
+                    c.scale(cam.id(), text);
+                }
+                // The same grid again (the common case) leaves the stream as it is.
+                let same = match tiles {
+                    TileSpec::Grid(g) => frame.plan.tiles.len() == (g.cols * g.rows) as usize,
+                    TileSpec::Auto { .. } => tiles == cam.source_opts.tiles,
+                };
+                cam.source_opts.tiles = tiles;
+                if !same && let Some(s) = &cam.source {
+                    s.set_tiles(tiles);
+                }
+                cam.scale = ScaleState::Chosen { recheck_at: frame.pts + Duration::from_secs_f64(p.recheck_s) };
+            }
+        }
+    }
+
     fn analyse(&mut self, cam: &mut Camera, frame: Frame, dets: Option<&[Detection]>, detect_time: Duration) {
         let labels = camera_labels(cam.id());
         if cam.failures > 0 || self.metrics.stream_up.get_or_create(&labels).get() == 0 {
@@ -632,6 +722,9 @@ impl Analysis<'_> {
         let dropped = cam.source.as_ref().map_or(0, Source::dropped).max(cam.dropped_seen);
         let mut out = Produced::default();
         cam.pipe.frame(frame.pts, frame.wall, dets, dropped - cam.dropped_seen, detect_time, &mut out);
+        if dets.is_some() {
+            self.measure_scale(cam, &frame);
+        }
         if let Some(c) = self.console {
             c.frame(cam.id(), dropped - cam.dropped_seen, detect_time);
         }
@@ -661,6 +754,31 @@ impl Analysis<'_> {
             self.checkpoint(cam);
         }
     }
+}
+
+/// Where an `auto`-tiled camera starts: on a calibrated camera with lines, the tiles the ground
+/// plane calls for (chosen once, logged); otherwise a warm-up with the frame-size rule's tiles
+/// ([`TileSpec::Auto`]: at most half the frame's pixels lost). Other cameras keep their tiles.
+pub fn initial_scale(cfg: &Config, c: &CameraConfig, input: crate::geometry::Size) -> (TileSpec, ScaleState, String) {
+    let TileSpec::Auto { overlap, max_tiles, .. } = c.tiles else {
+        let text = match c.tiles {
+            TileSpec::Grid(g) => format!("{}x{} tiles, as configured", g.cols, g.rows),
+            TileSpec::Auto { .. } => String::new(),
+        };
+        return (c.tiles, ScaleState::Fixed, text);
+    };
+    if let (Some(h), Some(frame)) = (&c.ground, c.frame_size)
+        && let Some(size) = crate::scale::motorcycle_px_from_ground(h, &c.lines)
+    {
+        let region = c.region().resolve(frame, input).unwrap_or(crate::geometry::Rect::whole(frame));
+        let choice = crate::scale::choose(region.size(), input, overlap, max_tiles, &size, cfg.scale.target_px);
+        return (TileSpec::Grid(choice.grid), ScaleState::Fixed, choice.to_string());
+    }
+    (
+        c.tiles,
+        ScaleState::Warmup { meter: SizeMeter::default(), since: None },
+        format!("measuring the vehicles near the rules (warm-up of up to {} s)", cfg.scale.warmup_s),
+    )
 }
 
 /// Drops the camera's source, adding the frames it dropped that are not yet in the totals.

@@ -287,6 +287,8 @@ mod tests {
                 bbox: crate::geometry::FrameBox { x1: 100.0, y1: 100.0, x2: 200.0, y2: 150.0 },
                 detection: crate::geometry::FrameBox { x1: 100.0, y1: 100.0, x2: 200.0, y2: 150.0 },
                 class: VehicleClass::Car,
+                class_share: 1.0,
+                person_share: 0.0,
                 score: 0.9,
                 velocity: (0.0, 0.0),
             }],

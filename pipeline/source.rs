@@ -261,6 +261,46 @@ pub struct SourceCounters {
     pub decoded: AtomicU64,
 }
 
+/// Plans each frame (region, scaled size, tiles) from the negotiated caps and sets the crop and
+/// scale elements to it; shared by the caps probe (streaming thread) and [`Source::set_tiles`].
+struct Planner {
+    plan: Arc<Mutex<Option<Arc<Plan>>>>,
+    /// The decoded frame size and pixel aspect ratio, once negotiated.
+    negotiated: Mutex<Option<(Size, gst::Fraction)>>,
+    tiles: Mutex<TileSpec>,
+    filter: gst::Element,
+    crop: gst::Element,
+    format: gst_video::VideoFormat,
+    input: Size,
+    align: LetterboxAlign,
+    region: RegionSpec,
+}
+
+impl Planner {
+    fn apply(&self, frame: Size, par: gst::Fraction) {
+        let Ok(tiles) = self.tiles.lock().map(|t| *t) else { return };
+        let p = Plan::for_frame(frame, &self.region, &tiles, self.input, self.align);
+        let r = p.region;
+        self.crop.set_property("left", r.x as i32);
+        self.crop.set_property("top", r.y as i32);
+        self.crop.set_property("right", (frame.width - r.x - r.width) as i32);
+        self.crop.set_property("bottom", (frame.height - r.y - r.height) as i32);
+        let mut caps = gst_video::VideoCapsBuilder::new()
+            .format(self.format)
+            .width(p.scaled.width as i32)
+            .height(p.scaled.height as i32);
+        // A letterbox keeps the aspect ratio (and so the pixels' shape); a stretch does not.
+        if self.align != LetterboxAlign::Stretch || p.tiles.len() > 1 {
+            caps = caps.pixel_aspect_ratio(par);
+        }
+        self.filter.set_property("caps", caps.build());
+        tracing::debug!(frame = %frame, region = %r, scaled = %p.scaled, tiles = p.tiles.len(), "frame plan");
+        if let Ok(mut slot) = self.plan.lock() {
+            *slot = Some(Arc::new(p));
+        }
+    }
+}
+
 /// A running GStreamer pipeline for one camera.
 pub struct Source {
     uri: String,
@@ -268,6 +308,7 @@ pub struct Source {
     sink: gst_app::AppSink,
     bus: gst::Bus,
     plan: Arc<Mutex<Option<Arc<Plan>>>>,
+    planner: Arc<Planner>,
     counters: Arc<SourceCounters>,
     opts: SourceOptions,
     policy: OnInferenceBusy,
@@ -416,40 +457,33 @@ impl Source {
 
         // When the decoded caps arrive (before videocrop sees them): plan the frame, set the crop and
         // the scaled size.
-        let plan: Arc<Mutex<Option<Arc<Plan>>>> = Arc::default();
+        let planner = Arc::new(Planner {
+            plan: Arc::default(),
+            negotiated: Mutex::new(None),
+            tiles: Mutex::new(opts.tiles),
+            filter: filter.clone(),
+            crop: crop.clone(),
+            format,
+            input: opts.input,
+            align: opts.align,
+            region: opts.region,
+        });
         {
-            let plan = plan.clone();
-            let filter = filter.clone();
-            let crop = crop.clone();
-            let (input, align, region, tiles) = (opts.input, opts.align, opts.region, opts.tiles);
+            let planner = planner.clone();
             crop_sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_pad, info| {
                 if let Some(gst::EventView::Caps(ev)) = info.event().map(|e| e.view())
                     && let Ok(vi) = gst_video::VideoInfo::from_caps(ev.caps())
                 {
                     let frame = Size::new(vi.width(), vi.height());
-                    let p = Plan::for_frame(frame, &region, &tiles, input, align);
-                    let r = p.region;
-                    crop.set_property("left", r.x as i32);
-                    crop.set_property("top", r.y as i32);
-                    crop.set_property("right", (frame.width - r.x - r.width) as i32);
-                    crop.set_property("bottom", (frame.height - r.y - r.height) as i32);
-                    let mut caps = gst_video::VideoCapsBuilder::new()
-                        .format(format)
-                        .width(p.scaled.width as i32)
-                        .height(p.scaled.height as i32);
-                    // A letterbox keeps the aspect ratio (and so the pixels' shape); a stretch does not.
-                    if align != LetterboxAlign::Stretch || p.tiles.len() > 1 {
-                        caps = caps.pixel_aspect_ratio(vi.par());
+                    if let Ok(mut n) = planner.negotiated.lock() {
+                        *n = Some((frame, vi.par()));
                     }
-                    filter.set_property("caps", caps.build());
-                    tracing::debug!(frame = %frame, region = %r, scaled = %p.scaled, tiles = p.tiles.len(), "frame plan");
-                    if let Ok(mut slot) = plan.lock() {
-                        *slot = Some(Arc::new(p));
-                    }
+                    planner.apply(frame, vi.par());
                 }
                 gst::PadProbeReturn::Ok
             });
         }
+        let plan = planner.plan.clone();
         let counters: Arc<SourceCounters> = Arc::default();
         if let Some(pad) = sink.static_pad("sink") {
             let counters = counters.clone();
@@ -467,6 +501,7 @@ impl Source {
             sink,
             bus,
             plan,
+            planner,
             counters,
             opts,
             policy,
@@ -489,6 +524,24 @@ impl Source {
     /// The URI with any password replaced.
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// Tiles the region anew from the next frame on (the scale chosen from the vehicles): the region
+    /// stays, the scaled size follows the grid. Frames already scaled to the old size are skipped (and
+    /// counted as dropped), as after a renegotiation.
+    pub fn set_tiles(&self, tiles: TileSpec) {
+        if let Ok(mut t) = self.planner.tiles.lock() {
+            *t = tiles;
+        }
+        let negotiated = self.planner.negotiated.lock().ok().and_then(|n| *n);
+        if let Some((frame, par)) = negotiated {
+            self.planner.apply(frame, par);
+        }
+    }
+
+    /// The plan frames are scaled to now (`None` before the caps are negotiated).
+    pub fn plan(&self) -> Option<Arc<Plan>> {
+        self.plan.lock().ok().and_then(|p| p.clone())
     }
 
     pub fn counters(&self) -> &Arc<SourceCounters> {

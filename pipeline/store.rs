@@ -74,6 +74,8 @@ const MIGRATIONS: &[&str] = &[
         saved_at TEXT NOT NULL,
         PRIMARY KEY (site, camera, bin_seconds)
     );",
+    // 4: the share of the track's class vote its class won (crate::track), 0-1.
+    "ALTER TABLE events ADD COLUMN class_share REAL;",
 ];
 
 /// ATSPM high-resolution controller events (Indiana): detector on, detector off.
@@ -122,6 +124,8 @@ pub struct EventRecord {
     pub to_rule: Option<String>,
     pub speed_kmh: Option<f64>,
     pub speed_ok: Option<bool>,
+    /// The share of the track's class vote its class won, 0–1 (`None`: stored before it was kept).
+    pub class_share: Option<f64>,
 }
 
 impl EventRecord {
@@ -146,6 +150,7 @@ impl EventRecord {
             to_rule,
             speed_kmh: e.speed.map(|s| f64::from(s.kmh)),
             speed_ok: e.speed.map(|s| s.plausible),
+            class_share: Some(f64::from(e.class_share)),
         })
     }
 
@@ -172,6 +177,9 @@ impl EventRecord {
         }
         if let Some(to) = &self.to_rule {
             v["to"] = to.as_str().into();
+        }
+        if let Some(s) = self.class_share {
+            v["class_share"] = ((s * 100.0).round() / 100.0).clamp(0.0, 1.0).into();
         }
         if let Some(kmh) = self.speed_kmh {
             v["speed_kmh"] = ((kmh * 10.0).round() / 10.0).into();
@@ -391,8 +399,8 @@ impl Store {
             let mut ins = tx
                 .prepare_cached(
                     "INSERT INTO events (site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s,
-                                         to_rule, speed_kmh, speed_ok)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                         to_rule, speed_kmh, speed_ok, class_share)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .map_err(&err)?;
             let mut det = tx
@@ -421,7 +429,8 @@ impl Store {
                     r.dwell_s,
                     r.to_rule,
                     r.speed_kmh,
-                    r.speed_ok
+                    r.speed_ok,
+                    r.class_share
                 ])
                 .map_err(&err)?;
             }
@@ -613,7 +622,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT seq, site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s,
-                        to_rule, speed_kmh, speed_ok FROM events
+                        to_rule, speed_kmh, speed_ok, class_share FROM events
                  WHERE published_at IS NULL ORDER BY seq LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
@@ -632,6 +641,7 @@ impl Store {
                     to_rule: r.get(11)?,
                     speed_kmh: r.get(12)?,
                     speed_ok: r.get(13)?,
+                    class_share: r.get(14)?,
                 };
                 let v = e.message(&site, &camera);
                 Ok((seq, camera, v.to_string()))
@@ -949,6 +959,7 @@ mod tests {
             kind: EventKind::Crossing { direction: crate::analytics::Direction::In },
             track: 7,
             class: crate::detect::VehicleClass::Car,
+            class_share: 0.87,
             pts: Duration::from_secs(secs),
             wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000 + secs),
             speed: None,

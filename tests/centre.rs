@@ -516,6 +516,7 @@ fn busy_report() -> junction::aggregate::FlowReport {
             kind,
             track: s,
             class,
+            class_share: 1.0,
             pts: Duration::from_secs(s),
             wall,
             speed: Some(Speed { kmh: 20.0 + (s % 17) as f32, plausible: true }),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{assert_refused, junction, repo};
+use crate::common::{assert_refused, junction, junction_env, repo};
 
 /// Counts per (line, direction, class) of an eval JSON run.
 fn eval_counts(run: &Value) -> Vec<(String, String, String, u64)> {
@@ -111,4 +111,26 @@ fn a_bad_truth_file_is_refused_naming_the_field() {
     std::fs::write(&path, text.replace("{ t = 14.3, direction = \"in\", class = \"car\" },\n", "")).unwrap();
     let out = junction(&["eval", path.to_str().unwrap()], Duration::from_secs(60));
     assert_refused(&out, &[path.to_str().unwrap(), "disagree with expected"]);
+}
+
+#[test]
+fn the_scale_is_chosen_from_the_vehicles_and_applied_mid_stream() {
+    // The motorway clip (960 × 540) starts with the frame-size rule's 2 × 1 tiles; its smallest
+    // vehicles near the rules (the opposing carriageway's cars, about 20 px tall) call for native
+    // pixels: 3 × 2 tiles, applied to the running GStreamer pipeline after the warm-up.
+    let truth = repo().join("tests/data/nl_motorway_degirum.truth.toml");
+    let out = junction_env(
+        &["eval", truth.to_str().unwrap(), "--json", "--threads", "2"],
+        &[("RUST_LOG", "info")],
+        Duration::from_secs(600),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let chosen: Vec<&str> = out.stderr.lines().filter(|l| l.contains("scale chosen from the vehicles")).collect();
+    assert_eq!(chosen.len(), 1, "one choice in an 11 s clip:\n{}", out.stderr);
+    assert!(chosen[0].contains("choice=3x2 tiles") && chosen[0].contains("cars are"), "{}", chosen[0]);
+    let run: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    // At most the frames queued at the old size when the caps changed are skipped.
+    let frames = run["frames"].as_u64().unwrap();
+    assert!((330..=335).contains(&frames), "{run}");
+    assert!(run["counted"].as_u64().unwrap() > 0, "{run}");
 }

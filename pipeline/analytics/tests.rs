@@ -25,6 +25,8 @@ fn obj(id: u64, x: f32, y: f32, v: (f32, f32)) -> TrackedObject {
         bbox: FrameBox { x1: x - 20.0, y1: y - 10.0, x2: x + 20.0, y2: y + 10.0 },
         detection: FrameBox { x1: x - 20.0, y1: y - 10.0, x2: x + 20.0, y2: y + 10.0 },
         class: VehicleClass::Car,
+        class_share: 1.0,
+        person_share: 0.0,
         score: 0.9,
         velocity: v,
     }
@@ -259,4 +261,42 @@ fn reload_keeps_an_unchanged_line_counting() {
     };
     assert_eq!(count(true), vec!["l".to_owned(), "new".to_owned()]);
     assert_eq!(count(false), vec!["new".to_owned()], "the check above can fail");
+}
+
+#[test]
+fn a_rider_without_a_bike_counts_as_a_motorcycle_on_a_vehicle_line_and_a_person_on_a_people_line() {
+    // A track seen only as a lone person moving like a rider: the tracker votes it motorcycle
+    // (crate::track), every vote cast by a person detection.
+    let rider = |x: f32, prev: f32| TrackedObject {
+        class: VehicleClass::Motorcycle,
+        class_share: 1.0,
+        person_share: 1.0,
+        ..obj(1, x, 100.0, ((x - prev) * FPS as f32, 0.0))
+    };
+    let xs = [40.0, 60.0, 80.0, 100.0, 120.0, 140.0];
+    let people = LineSpec { id: "crosswalk".into(), classes: Some(vec![VehicleClass::Person]), ..vertical_line() };
+    let mut rules = Rules::new(vec![vertical_line(), people], vec![], RuleParams::default());
+    let mut events = Vec::new();
+    for (i, &x) in xs.iter().enumerate() {
+        let pts = Duration::from_secs_f64(i as f64 / FPS);
+        let prev = if i == 0 { x } else { xs[i - 1] };
+        rules.update(pts, SystemTime::UNIX_EPOCH + pts, &[rider(x, prev)], &[], &mut events);
+    }
+    let counted: Vec<(&str, VehicleClass, f32)> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Crossing { .. }))
+        .map(|e| (&*e.rule, e.class, e.class_share))
+        .collect();
+    assert_eq!(counted, vec![("l", VehicleClass::Motorcycle, 1.0), ("crosswalk", VehicleClass::Person, 1.0)]);
+    // A motorcycle seen as one (its votes from motorcycle boxes) is not a person on the people line.
+    let bike = |x: f32, prev: f32| TrackedObject { person_share: 0.1, ..rider(x, prev) };
+    let people = LineSpec { id: "crosswalk".into(), classes: Some(vec![VehicleClass::Person]), ..vertical_line() };
+    let mut rules = Rules::new(vec![people], vec![], RuleParams::default());
+    let mut events = Vec::new();
+    for (i, &x) in xs.iter().enumerate() {
+        let pts = Duration::from_secs_f64(i as f64 / FPS);
+        let prev = if i == 0 { x } else { xs[i - 1] };
+        rules.update(pts, SystemTime::UNIX_EPOCH + pts, &[bike(x, prev)], &[], &mut events);
+    }
+    assert!(events.is_empty(), "{events:?}");
 }

@@ -209,7 +209,19 @@ fn along(id: u64, class: VehicleClass, waypoints: &[FramePoint], start: usize) -
             // Pixels per second at 10 fps.
             let len = (b.x - a.x).hypot(b.y - a.y).max(1e-3);
             let velocity = (10.0 * 20.0 * (b.x - a.x) / len, 10.0 * 20.0 * (b.y - a.y) / len);
-            out.push((frame, TrackedObject { id, bbox, detection: bbox, class, score: 0.9, velocity }));
+            out.push((
+                frame,
+                TrackedObject {
+                    id,
+                    bbox,
+                    detection: bbox,
+                    class,
+                    class_share: 1.0,
+                    person_share: 0.0,
+                    score: 0.9,
+                    velocity,
+                },
+            ));
             frame += 1;
         }
     }
@@ -310,7 +322,16 @@ fn queue_counts_stopped_vehicles_and_measures_from_the_stop_line() {
     let boxed = |id: u64, x: f64| {
         let p = g(x, 4.0);
         let b = FrameBox { x1: p.x - 40.0, y1: p.y - 30.0, x2: p.x + 40.0, y2: p.y };
-        TrackedObject { id, bbox: b, detection: b, class: VehicleClass::Car, score: 0.9, velocity: (0.0, 0.0) }
+        TrackedObject {
+            id,
+            bbox: b,
+            detection: b,
+            class: VehicleClass::Car,
+            class_share: 1.0,
+            person_share: 0.0,
+            score: 0.9,
+            velocity: (0.0, 0.0),
+        }
     };
     let mut events = Vec::new();
     // 3 s at 10 fps: three cars stand at 4, 10 and 17 m; a fourth drives up the lane at 18 km/h.

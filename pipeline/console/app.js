@@ -96,6 +96,7 @@ function makeTile(c) {
   el.innerHTML = `<div class="frame"><img alt="camera ${c.id}"><canvas></canvas><div class="offline" hidden></div></div>
     <div class="info"><strong>${c.id}</strong> <span class="badge state"></span><span class="since muted"></span>
     <span class="fps"></span><span class="dropped"></span><span class="age"></span><span class="inference"></span>
+    <span class="scale muted"></span>
     ${c.editable ? '<button class="edit">Edit rules</button>' : ""}</div>`;
   $("#tiles").appendChild(el);
   const img = $("img", el);
@@ -130,6 +131,7 @@ function updateTiles(st) {
     $(".dropped", el).textContent = `${s.dropped} dropped`;
     $(".age", el).textContent = `last frame ${fmtAge(s.age_s)}`;
     $(".inference", el).textContent = `inference ${s.inference_ms.toFixed(1)} ms`;
+    $(".scale", el).textContent = s.scale ? `scale: ${s.scale}` : "";
     const off = $(".offline", el);
     off.hidden = s.state === "up";
     off.textContent = s.state === "up" ? "" : `${s.state.toUpperCase()}${s.error ? ": " + s.error : ""}`;

@@ -336,6 +336,24 @@ mod tests {
     }
 
     #[test]
+    fn two_motorcycles_side_by_side_and_one_behind_stay_three_through_nms() {
+        // 30 × 50 px motorcycles: one 12 px beside the first (IoU 0.43), one 15 px behind it (IoU 0.54).
+        let moto = |x: f32, y: f32, score: f32| Candidate {
+            bbox: ModelBox { x1: x, y1: y, x2: x + 30.0, y2: y + 50.0 },
+            score,
+            class: 3,
+        };
+        let cands = vec![moto(100.0, 100.0, 0.6), moto(112.0, 100.0, 0.55), moto(100.0, 115.0, 0.5)];
+        let mut c = cands.clone();
+        nms(&mut c, crate::detect::DEFAULT_NMS_IOU);
+        assert_eq!(c.len(), 3, "{c:?}");
+        // The card's 0.45 keeps the one beside and merges the one behind into the first.
+        let mut c = cands;
+        nms(&mut c, 0.45);
+        assert_eq!(c.iter().map(|c| c.score).collect::<Vec<_>>(), vec![0.6, 0.55]);
+    }
+
+    #[test]
     fn nms_is_class_aware() {
         let b = ModelBox { x1: 0.0, y1: 0.0, x2: 10.0, y2: 10.0 };
         let shifted = ModelBox { x1: 1.0, ..b };

@@ -18,8 +18,8 @@ pub use card::{ModelCard, OutputFormat};
 pub use decode::{Candidate, TileCandidate};
 pub use fill::ImageView;
 pub use runtime::{
-    DEFAULT_EVERY, Detector, DetectorOptions, Job, ORT_SUPPORTED, OptLevel, OrtRange, Provider, StageTimes,
-    check_runtime_library, resolve_runtime_library, runtime_version,
+    DEFAULT_EVERY, DEFAULT_NMS_IOU, Detector, DetectorOptions, Job, ORT_SUPPORTED, OptLevel, OrtRange, Provider,
+    StageTimes, check_runtime_library, resolve_runtime_library, runtime_version,
 };
 
 use crate::geometry::FrameBox;
@@ -56,6 +56,11 @@ impl VehicleClass {
             VehicleClass::Bicycle => "bicycle",
             VehicleClass::Person => "person",
         }
+    }
+
+    /// Motorcycles and bicycles: the vehicles a rider sits on.
+    pub fn is_two_wheeler(self) -> bool {
+        matches!(self, VehicleClass::Motorcycle | VehicleClass::Bicycle)
     }
 }
 

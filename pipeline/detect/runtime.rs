@@ -22,6 +22,13 @@ const ORT_LIB: &str = "libonnxruntime.so.1.32.0";
 /// crossing (`junction eval --sweep`, benches/README.md).
 pub const DEFAULT_EVERY: u32 = 2;
 
+/// Class-aware NMS IoU of `junction run` and `eval` (`[detector] nms_iou`), over the model card's
+/// (YOLOX: 0.45). Two motorcycles side by side or one just behind another overlap by IoU 0.45–0.6; at
+/// 0.45 NMS kept one of them. Over the six truth clips (`junction eval --sweep "nms_iou=0.45|0.6
+/// match_cost=0.8|0.9 score=0.2|0.3"`, benches/README.md) 0.6 with `match_cost` 0.9 had the fewest
+/// errors. `junction detect` keeps the card's value: it shows the model as its authors decode it.
+pub const DEFAULT_NMS_IOU: f32 = 0.6;
+
 /// The ONNX Runtime versions junction runs on: from the C API level it is built against (ort's
 /// `api-20` feature: 1.20, JetPack 6's build) through every later 1.x, whose C API keeps the older
 /// levels. CI runs the oldest (1.20.1) and the newest (1.32.0) PyPI CPU builds.
@@ -129,6 +136,10 @@ pub struct DetectorOptions {
     pub engine_cache: PathBuf,
     /// Score threshold override (the card's default otherwise).
     pub score: Option<f32>,
+    /// Class-aware NMS IoU override (the card's `thresholds.nms_iou` otherwise): above it, two boxes
+    /// of one class are one object. Higher keeps two motorcycles side by side (their boxes overlap
+    /// heavily in dense traffic) as two, at the cost of more duplicates of one vehicle.
+    pub nms_iou: Option<f32>,
     /// Let ONNX Runtime's idle intra-op threads spin between runs (its own default). Off (junction's
     /// default), they sleep: the decoder and the analysis thread get the cores back between frames,
     /// which on 2 cores was faster end to end (benches/README.md).
@@ -156,6 +167,7 @@ impl Default for DetectorOptions {
             device_id: 0,
             engine_cache: PathBuf::from("/var/lib/junction/trt-cache"),
             score: None,
+            nms_iou: None,
             spinning: false,
             every: DEFAULT_EVERY,
             max_batch: 8,
@@ -254,9 +266,12 @@ impl std::fmt::Debug for Detector {
 
 impl Detector {
     /// Loads ONNX Runtime, builds the session and checks the model's tensors against its card.
-    pub fn new(card: ModelCard, opts: &DetectorOptions) -> Result<Self, DetectError> {
+    pub fn new(mut card: ModelCard, opts: &DetectorOptions) -> Result<Self, DetectError> {
         let lib = resolve_runtime_library(opts.onnxruntime.as_deref())?;
         let env = environment(&lib)?;
+        if let Some(iou) = opts.nms_iou {
+            card.thresholds.nms_iou = iou;
+        }
         let session_err = |message: String| DetectError::Session { path: card.model_path.clone(), message };
 
         let mut builder = Session::builder(&env).map_err(|e| session_err(e.to_string()))?;

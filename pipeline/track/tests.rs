@@ -210,3 +210,90 @@ fn class_high_score_lets_weak_motorcycles_start_tracks() {
     let outs = run(&mut tr, &frames);
     assert!(outs[1..].iter().all(|o| o.tracks.len() == 1 && o.tracks[0].id == outs[1].tracks[0].id), "{outs:?}");
 }
+
+#[test]
+fn a_track_class_does_not_flip_on_a_few_frames() {
+    // A motorcycle (30 × 50 px) seen 12 frames as one at 0.5, then 4 frames as a "car" at 0.8 with a
+    // looser, larger box (40 × 60): it stays a motorcycle, and its share of the vote says how sure.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<_> = (0..16)
+        .map(|i| {
+            let x = 8.0 * i as f32;
+            let d = if i < 12 {
+                det(x, 50.0, 30.0, 50.0, 0.5, VehicleClass::Motorcycle)
+            } else {
+                det(x - 5.0, 45.0, 40.0, 60.0, 0.8, VehicleClass::Car)
+            };
+            (i as f64 * 0.1, vec![d])
+        })
+        .collect();
+    let outs = run(&mut tr, &frames);
+    let last = &outs[15].tracks[0];
+    assert_eq!(last.class, VehicleClass::Motorcycle);
+    assert!(last.class_share > 0.5 && last.class_share < 0.9, "share {}", last.class_share);
+    assert_eq!(last.person_share, 0.0);
+    // And a car seen long as a car is not flipped by three frames as a motorcycle (which count 1.5×).
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<_> = (0..15)
+        .map(|i| {
+            let x = 8.0 * i as f32;
+            let class = if i < 12 { VehicleClass::Car } else { VehicleClass::Motorcycle };
+            (i as f64 * 0.1, vec![det(x, 50.0, 60.0, 40.0, 0.6, class)])
+        })
+        .collect();
+    let outs = run(&mut tr, &frames);
+    assert_eq!(outs[14].tracks[0].class, VehicleClass::Car);
+}
+
+#[test]
+fn a_larger_sharper_view_outweighs_small_far_frames() {
+    // Small (20 × 25 px) the detector calls it a person for 6 frames at 0.6; larger (40 × 50 px, same
+    // centre) a car for 4 frames at 0.85. By score alone the person wins (3.6 against 3.4); by score ×
+    // √area the car does (4 × 0.85 × 44.7 = 152 against 6 × 0.6 × 22.4 = 80).
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<_> = (0..10)
+        .map(|i| {
+            let d = if i < 6 {
+                det(100.0, 50.0, 20.0, 25.0, 0.6, VehicleClass::Person)
+            } else {
+                det(90.0, 37.5, 40.0, 50.0, 0.85, VehicleClass::Car)
+            };
+            (i as f64 * 0.1, vec![d])
+        })
+        .collect();
+    let outs = run(&mut tr, &frames);
+    let ids: std::collections::BTreeSet<u64> = outs.iter().flat_map(|o| o.tracks.iter().map(|t| t.id)).collect();
+    assert_eq!(ids.len(), 1, "one vehicle, one track: {outs:?}");
+    assert_eq!(outs[9].tracks[0].class, VehicleClass::Car);
+    assert!(outs[5].tracks[0].class == VehicleClass::Person && outs[5].tracks[0].person_share == 1.0);
+}
+
+#[test]
+fn two_motorcycles_side_by_side_stay_two_tracks() {
+    // Dense traffic: two motorcycles 30 × 50 px, 12 px apart (IoU 0.43), riding together at 100 px/s,
+    // and a third just behind the first (15 px lower, IoU 0.54 with it) for the last frames.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<_> = (0..20)
+        .map(|i| {
+            let x = 10.0 * i as f32;
+            let mut d = vec![
+                det(x, 100.0, 30.0, 50.0, 0.6, VehicleClass::Motorcycle),
+                det(x + 12.0, 100.0, 30.0, 50.0, 0.55, VehicleClass::Motorcycle),
+            ];
+            if i >= 10 {
+                d.push(det(x, 115.0, 30.0, 50.0, 0.5, VehicleClass::Motorcycle));
+            }
+            (i as f64 * 0.1, d)
+        })
+        .collect();
+    let outs = run(&mut tr, &frames);
+    for o in &outs[1..10] {
+        assert_eq!(o.tracks.len(), 2, "{o:?}");
+    }
+    for o in &outs[11..] {
+        assert_eq!(o.tracks.len(), 3, "{o:?}");
+    }
+    let ids: std::collections::BTreeSet<u64> = outs.iter().flat_map(|o| o.tracks.iter().map(|t| t.id)).collect();
+    assert_eq!(ids.len(), 3, "no id swapped or lost: {ids:?}");
+    assert!(outs[19].tracks.iter().all(|t| t.class == VehicleClass::Motorcycle));
+}

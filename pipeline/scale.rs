@@ -1,0 +1,374 @@
+//! Scale chosen from the vehicles' size: how many model pixels the smallest vehicle that matters gets
+//! where it crosses the camera's rules, and the tiles that give it enough.
+//!
+//! A motorcycle with its rider (about 1.9 m × 0.7 m, 1.1–1.6 m tall) must be at least `target_px`
+//! model-input pixels tall where it crosses a rule. Its height there, in frame pixels, comes
+//! - from the ground plane on a calibrated camera ([`motorcycle_px_from_ground`]): [`MOTORCYCLE_HEIGHT_M`]
+//!   times the frame's pixels per metre across the image at each line's points, the farthest point
+//!   governing;
+//! - else from the camera's own tracks over a warm-up ([`SizeMeter`]): the box heights of moving
+//!   tracks near the rules (a lamp post the detector calls a person, or a parked car, never moves), of
+//!   the smallest class seen often enough (motorcycles, bicycles, then persons —
+//!   a rider whose bike a small model misses is a person to it —, then cars: a camera without
+//!   two-wheelers is sized for the cars it does see). The warm-up detects with the frame-size rule's
+//!   tiles (at most half the frame's pixels lost), so a camera whose vehicles are large enough never
+//!   changes scale (a change costs the frames in flight and shifts every box a little); it is
+//!   measured again every `recheck_s`.
+//!
+//! [`choose`] then takes the fewest tiles whose scale gives `target_px`, never more than native
+//! pixels (an enlarged frame holds nothing new) and never more than `max_tiles`; one model input where
+//! that already does.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::analytics::LineSpec;
+use crate::detect::VehicleClass;
+use crate::geometry::{FramePoint, Homography, Size, TileGrid};
+use crate::track::TrackedObject;
+
+/// A motorcycle with its rider, seen from the side or at an angle: metres tall (1.1–1.6 m).
+pub const MOTORCYCLE_HEIGHT_M: f64 = 1.4;
+
+/// How the scale is chosen (`[scale]` in the site file).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaleParams {
+    /// Model-input pixels a motorcycle (with rider) must be tall where it crosses the rules. Higher:
+    /// small vehicles are found more often, at the cost of more tiles (each one a model run).
+    pub target_px: f32,
+    /// Uncalibrated cameras: the longest warm-up, seconds of stream time, before the scale is chosen
+    /// from what was seen.
+    pub warmup_s: f64,
+    /// The shortest warm-up: it ends once `min_samples` boxes near the rules were measured over at
+    /// least this many seconds (a busy road is measured in seconds).
+    pub min_warmup_s: f64,
+    /// Boxes near the rules that end a warm-up early (see `min_warmup_s`).
+    pub min_samples: usize,
+    /// Boxes of a class needed before its size counts.
+    pub min_class_samples: usize,
+    /// Seconds of stream time between two warm-ups (the view, the traffic or the light change).
+    pub recheck_s: f64,
+}
+
+impl Default for ScaleParams {
+    fn default() -> Self {
+        Self {
+            target_px: 20.0,
+            warmup_s: 30.0,
+            min_warmup_s: 5.0,
+            min_samples: 40,
+            min_class_samples: 8,
+            recheck_s: 900.0,
+        }
+    }
+}
+
+impl ScaleParams {
+    /// Every problem with the values, as (field, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(4.0..=200.0).contains(&self.target_px) {
+            out.push(("target_px", "must be within 4..=200 model pixels".into()));
+        }
+        if !(1.0..=600.0).contains(&self.warmup_s) {
+            out.push(("warmup_s", "must be within 1..=600 seconds".into()));
+        }
+        if !(0.0..=self.warmup_s.max(0.0)).contains(&self.min_warmup_s) {
+            out.push(("min_warmup_s", "must be within 0..=warmup_s seconds".into()));
+        }
+        if !(1..=10_000).contains(&self.min_samples) {
+            out.push(("min_samples", "must be within 1..=10000".into()));
+        }
+        if !(1..=10_000).contains(&self.min_class_samples) {
+            out.push(("min_class_samples", "must be within 1..=10000".into()));
+        }
+        if !(60.0..=86_400.0).contains(&self.recheck_s) {
+            out.push(("recheck_s", "must be within 60..=86400 seconds".into()));
+        }
+        out
+    }
+}
+
+/// Where a size came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SizeSource {
+    /// The ground plane, at the point of this line farthest from the camera.
+    Ground { line: Arc<str> },
+    /// Boxes of this class near the rules: their lower quartile, of `samples` boxes.
+    Measured { class: VehicleClass, samples: usize },
+}
+
+/// The height of the smallest vehicle that matters where it crosses the rules, frame pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeEstimate {
+    pub px: f32,
+    pub source: SizeSource,
+}
+
+impl std::fmt::Display for SizeEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            SizeSource::Ground { line } => {
+                write!(
+                    f,
+                    "a motorcycle is {:.0} px tall at line {line} (ground plane, {MOTORCYCLE_HEIGHT_M} m)",
+                    self.px
+                )
+            }
+            SizeSource::Measured { class, samples } => write!(
+                f,
+                "{}s are {:.0} px tall near the rules (lower quartile of {samples} boxes)",
+                class.as_str(),
+                self.px
+            ),
+        }
+    }
+}
+
+/// A motorcycle's height in frame pixels where it crosses the lines, from the ground plane: at five
+/// points along each line, [`MOTORCYCLE_HEIGHT_M`] times the frame pixels per ground metre across the
+/// image there (an upright object at that depth scales like the ground across the view); the
+/// smallest over all points and lines. `None` without lines or where the plane gives no scale.
+pub fn motorcycle_px_from_ground(h: &Homography, lines: &[LineSpec]) -> Option<SizeEstimate> {
+    let mut best: Option<SizeEstimate> = None;
+    for l in lines {
+        for k in 0..=4 {
+            let t = k as f32 / 4.0;
+            let p = FramePoint { x: l.a.x + t * (l.b.x - l.a.x), y: l.a.y + t * (l.b.y - l.a.y) };
+            let q = FramePoint { x: p.x + 1.0, y: p.y };
+            let metres_per_px = h.to_ground(p).distance(&h.to_ground(q));
+            if !(metres_per_px.is_finite() && metres_per_px > 1e-6) {
+                continue;
+            }
+            let px = (MOTORCYCLE_HEIGHT_M / metres_per_px) as f32;
+            if best.as_ref().is_none_or(|b| px < b.px) {
+                best = Some(SizeEstimate { px, source: SizeSource::Ground { line: l.id.clone() } });
+            }
+        }
+    }
+    best
+}
+
+/// Classes in the order the scale serves them: the smallest vehicles first. A person is about as
+/// tall as a motorcycle with its rider, and is how a small model often sees a rider whose bike it
+/// misses: it sizes the scale before cars do.
+const SIZE_ORDER: [VehicleClass; 6] = [
+    VehicleClass::Motorcycle,
+    VehicleClass::Bicycle,
+    VehicleClass::Person,
+    VehicleClass::Car,
+    VehicleClass::Truck,
+    VehicleClass::Bus,
+];
+
+/// Box heights of detections near the rules, per class, over a warm-up.
+#[derive(Debug, Clone, Default)]
+pub struct SizeMeter {
+    heights: [Vec<f32>; SIZE_ORDER.len()],
+}
+
+impl SizeMeter {
+    /// Boxes measured so far.
+    pub fn samples(&self) -> usize {
+        self.heights.iter().map(Vec::len).sum()
+    }
+
+    /// Adds the tracks matched on one frame that move (at least a fifth of their box's height a
+    /// second, and 8 px/s) and whose detection's anchor (bottom centre) is near a line: within twice
+    /// the box's height of the segment, or `near_px` frame pixels, whichever is more. Each track
+    /// counts under its voted class.
+    pub fn observe(&mut self, tracks: &[TrackedObject], lines: &[LineSpec], near_px: f32) {
+        for t in tracks {
+            let Some(k) = SIZE_ORDER.iter().position(|c| *c == t.class) else { continue };
+            let b = &t.detection;
+            let h = b.y2 - b.y1;
+            if !(h.is_finite() && h > 0.0) || t.velocity.0.hypot(t.velocity.1) < (0.2 * h).max(8.0) {
+                continue;
+            }
+            let p = b.bottom_centre();
+            let reach = (2.0 * h).max(near_px);
+            if lines.iter().any(|l| distance_to_segment(p, l.a, l.b) <= reach) {
+                self.heights[k].push(h);
+            }
+        }
+    }
+
+    /// The smallest class measured at least `min_class` times, and its lower quartile height.
+    pub fn estimate(&self, min_class: usize) -> Option<SizeEstimate> {
+        SIZE_ORDER.iter().zip(&self.heights).find(|(_, h)| h.len() >= min_class.max(1)).map(|(class, h)| {
+            let mut v = h.clone();
+            v.sort_by(f32::total_cmp);
+            SizeEstimate { px: v[(v.len() - 1) / 4], source: SizeSource::Measured { class: *class, samples: v.len() } }
+        })
+    }
+}
+
+fn distance_to_segment(p: FramePoint, a: FramePoint, b: FramePoint) -> f32 {
+    let (dx, dy) = (b.x - a.x, b.y - a.y);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 { (((p.x - a.x) * dx + (p.y - a.y) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+    (p.x - (a.x + t * dx)).hypot(p.y - (a.y + t * dy))
+}
+
+/// What [`choose`] decided, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleChoice {
+    pub grid: TileGrid,
+    /// Model pixels per frame pixel with that grid.
+    pub scale: f64,
+    /// What the smallest vehicle then measures, model pixels (`None` without a size).
+    pub model_px: Option<f32>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ScaleChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{} tiles, ×{:.2}: {}", self.grid.cols, self.grid.rows, self.scale, self.reason)
+    }
+}
+
+/// The fewest tiles (of at most `max_tiles`) over `region` (frame pixels) in inputs of `input` whose
+/// scale makes a vehicle of `size` frame pixels `target_px` model pixels tall, capped at native
+/// pixels; the finest grid within `max_tiles` where none does.
+pub fn choose(
+    region: Size,
+    input: Size,
+    overlap: f32,
+    max_tiles: u32,
+    size: &SizeEstimate,
+    target_px: f32,
+) -> ScaleChoice {
+    let want = (f64::from(target_px) / f64::from(size.px.max(0.5))).min(1.0);
+    let one = TileGrid::ONE.scale(region, input);
+    let mut best = (TileGrid::ONE, one);
+    if one < want {
+        'search: for tiles in 2..=max_tiles.max(1) {
+            for cols in 1..=tiles {
+                if !tiles.is_multiple_of(cols) {
+                    continue;
+                }
+                let grid = TileGrid { cols, rows: tiles / cols, overlap };
+                // Tiles never enlarge the region (crate::geometry::Plan::new).
+                let s = grid.scale(region, input).min(1.0);
+                if s > best.1 + 1e-9 {
+                    best = (grid, s);
+                }
+                if s >= want {
+                    break 'search;
+                }
+            }
+        }
+    }
+    let (grid, scale) = best;
+    let model_px = (f64::from(size.px) * scale) as f32;
+    let enough = if f64::from(model_px) + 1e-3 >= f64::from(target_px) {
+        format!("{model_px:.0} model px ≥ {target_px:.0}")
+    } else if scale >= 1.0 - 1e-9 {
+        format!("{model_px:.0} model px at native pixels (target {target_px:.0})")
+    } else {
+        format!("{model_px:.0} model px, the most {max_tiles} tiles give (target {target_px:.0})")
+    };
+    ScaleChoice { grid, scale, model_px: Some(model_px), reason: format!("{size}: {enough}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::{Anchor, Side};
+    use crate::geometry::{FrameBox, GroundPoint};
+
+    fn line(id: &str, a: (f32, f32), b: (f32, f32)) -> LineSpec {
+        LineSpec {
+            id: id.into(),
+            a: FramePoint { x: a.0, y: a.1 },
+            b: FramePoint { x: b.0, y: b.1 },
+            in_side: Side::Left,
+            anchor: Anchor::Centre,
+            lane: None,
+            classes: None,
+        }
+    }
+
+    /// A track of `class` whose box is `h` px tall with its bottom at `y2`, moving 50 px/s.
+    fn det(class: VehicleClass, x: f32, y2: f32, h: f32) -> TrackedObject {
+        let bbox = FrameBox { x1: x, y1: y2 - h, x2: x + h, y2 };
+        TrackedObject {
+            id: 1,
+            bbox,
+            detection: bbox,
+            class,
+            class_share: 1.0,
+            person_share: 0.0,
+            score: 0.6,
+            velocity: (50.0, 0.0),
+        }
+    }
+
+    #[test]
+    fn calibrated_size_is_the_farthest_point_of_the_lines() {
+        // A perspective view: 20 px per metre across the image at the bottom (y = 360), 10 at y = 180.
+        // Ground x = (u - 320) / s(v) with s = 20 * v / 360 = 18 (u - 320) / v, ground y = 3600 / v.
+        let m = [[18.0, 0.0, -5760.0], [0.0, 0.0, 3600.0], [0.0, 1.0, 0.0]];
+        let h = Homography::from_matrix(m, None, GroundPoint { x: 0.0, y: 15.0 }).expect("an invertible matrix");
+        let near = line("near", (100.0, 340.0), (540.0, 340.0));
+        let far = line("far", (100.0, 200.0), (540.0, 200.0));
+        let only_near = motorcycle_px_from_ground(&h, std::slice::from_ref(&near)).unwrap();
+        // 20 * 340 / 360 = 18.9 px per metre × 1.4 m.
+        assert!((only_near.px - 26.4).abs() < 0.5, "{only_near:?}");
+        let both = motorcycle_px_from_ground(&h, &[near, far]).unwrap();
+        // The far line governs: 20 * 200 / 360 = 11.1 px per metre × 1.4 = 15.6 px.
+        assert!((both.px - 15.6).abs() < 0.5, "{both:?}");
+        assert_eq!(both.source, SizeSource::Ground { line: "far".into() });
+        // 640 × 360 in one 416 input is ×0.65: 10 model px; 2 × 1 tiles reach native pixels: 15.6.
+        let c = choose(Size::new(640, 360), Size::new(416, 416), 0.2, 6, &both, 20.0);
+        assert_eq!((c.grid.cols, c.grid.rows), (2, 1), "{c}");
+        assert!((c.scale - 1.0).abs() < 1e-9);
+        // The near line alone: 26.4 × 0.65 = 17 < 20, so two tiles as well; at 16 px one input does.
+        let c = choose(Size::new(640, 360), Size::new(416, 416), 0.2, 6, &only_near, 16.0);
+        assert_eq!(c.grid, TileGrid::ONE, "{c}");
+    }
+
+    #[test]
+    fn measured_size_is_the_smallest_class_seen_near_the_rules() {
+        let lines = [line("l", (0.0, 200.0), (600.0, 200.0))];
+        let mut m = SizeMeter::default();
+        // Cars 60 px tall at the line, motorcycles 16-24 px, a motorcycle far from the line (y2 = 40),
+        // 5 persons (fewer than 8: not enough to size for), and a still "person" (a lamp post).
+        for k in 0..10 {
+            let x = 50.0 * k as f32;
+            let mut d = vec![
+                det(VehicleClass::Car, x, 210.0, 60.0),
+                det(VehicleClass::Motorcycle, x, 205.0, 16.0 + (k % 5) as f32 * 2.0),
+                det(VehicleClass::Motorcycle, x, 40.0, 6.0),
+            ];
+            if k < 5 {
+                d.push(det(VehicleClass::Person, x, 200.0, 30.0));
+            }
+            d.push(TrackedObject { velocity: (0.0, 0.0), ..det(VehicleClass::Person, 300.0, 200.0, 10.0) });
+            m.observe(&d, &lines, 10.0);
+        }
+        assert_eq!(m.samples(), 25);
+        let e = m.estimate(8).unwrap();
+        assert_eq!(e.source, SizeSource::Measured { class: VehicleClass::Motorcycle, samples: 10 });
+        assert_eq!(e.px, 18.0);
+        // Where motorcycles are too few to count, persons are next, then cars.
+        assert_eq!(m.estimate(11), None);
+        let e = m.estimate(5).unwrap();
+        assert_eq!(e.source, SizeSource::Measured { class: VehicleClass::Motorcycle, samples: 10 });
+        let mut cars = SizeMeter::default();
+        cars.observe(&[det(VehicleClass::Car, 0.0, 200.0, 50.0); 8], &lines, 10.0);
+        let e = cars.estimate(8).unwrap();
+        assert_eq!(e.source, SizeSource::Measured { class: VehicleClass::Car, samples: 8 });
+        // Cars 50 px tall: one input of a 640 × 360 frame (×0.65) gives them 32 model px.
+        let c = choose(Size::new(640, 360), Size::new(416, 416), 0.2, 6, &e, 20.0);
+        assert_eq!(c.grid, TileGrid::ONE, "{c}");
+        // Motorcycles 18 px tall on a 1568 × 778 frame: one input is ×0.27 (5 px); native pixels
+        // need 4 × 2 tiles at 416 with 0.2 overlap, more than 6: the finest of 6 (3 × 2, ×0.81).
+        let moto = m.estimate(8).unwrap();
+        let c = choose(Size::new(1568, 778), Size::new(416, 416), 0.2, 6, &moto, 20.0);
+        assert_eq!((c.grid.cols, c.grid.rows), (3, 2), "{c}");
+        assert!(c.model_px.unwrap() < 20.0 && c.reason.contains("the most 6 tiles give"), "{c}");
+    }
+}

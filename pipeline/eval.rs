@@ -358,8 +358,8 @@ pub const DEFAULT_SWEEP: &[&str] = &[
     "score=0.4",
     "moto_score=0.2",
     "two_wheelers=off",
-    "nms_iou=0.6",
-    "match_cost=0.9",
+    "nms_iou=0.45",
+    "match_cost=0.8",
     "scale_px=14",
     "scale_px=28",
 ];

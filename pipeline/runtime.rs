@@ -641,8 +641,6 @@ impl Analysis<'_> {
         failed
     }
 
-    /// One frame of one camera after detection (`dets`: this frame's detections, `None` on a frame
-    /// the detector skipped): the camera's pipeline, the snapshot, the outputs.
     /// A warm-up's measurements, and the scale chosen when it ends (see [`crate::scale`]): at
     /// `warmup_s` of stream time, or from `min_warmup_s` on once `min_samples` boxes were measured.
     /// A chosen scale is measured again every `recheck_s`.
@@ -650,13 +648,12 @@ impl Analysis<'_> {
         let p = &self.cfg.scale;
         let TileSpec::Auto { overlap, max_tiles, .. } = cam.cfg().tiles else { return };
         match &mut cam.scale {
-            ScaleState::Fixed => return,
+            ScaleState::Fixed => {}
             ScaleState::Chosen { recheck_at } => {
                 if frame.pts >= *recheck_at {
                     cam.scale = ScaleState::Warmup { meter: SizeMeter::default(), since: Some(frame.pts) };
                     tracing::info!(camera = %cam.id(), "scale: measuring the vehicles again");
                 }
-                return;
             }
             ScaleState::Warmup { meter, since } => {
                 let start = *since.get_or_insert(frame.pts);
@@ -712,6 +709,8 @@ impl Analysis<'_> {
         }
     }
 
+    /// One frame of one camera after detection (`dets`: this frame's detections, `None` on a frame
+    /// the detector skipped): the camera's pipeline, the snapshot, the outputs.
     fn analyse(&mut self, cam: &mut Camera, frame: Frame, dets: Option<&[Detection]>, detect_time: Duration) {
         let labels = camera_labels(cam.id());
         if cam.failures > 0 || self.metrics.stream_up.get_or_create(&labels).get() == 0 {

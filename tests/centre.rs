@@ -261,7 +261,7 @@ fn box_to_postgres_on_the_bundled_clip() {
         &site,
         format!(
             "site = \"e2e\"\n[detector]\nmodel = \"{}\"\nprovider = \"cpu\"\n[[camera]]\nid = \"street\"\nuri = \"{}\"\n\
-             calibration = \"{}\"\n[store]\npath = \"box.db\"\n[mqtt]\nurl = \"{}\"\nevents = true\n",
+             calibration = \"{}\"\ntiles = [1, 1]\n[store]\npath = \"box.db\"\n[mqtt]\nurl = \"{}\"\nevents = true\n",
             repo().join("models/yolox_nano.toml").display(),
             crate::common::clip().display(),
             repo().join("calibration/example-street/street.toml").display(),

@@ -41,6 +41,27 @@ fn shipped_example_is_valid() {
     let out = check(&repo().join("deploy/junction.example.toml"));
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     assert!(out.stdout.contains("camera street: 1 lines [x320]"), "{}", out.stdout);
+    assert!(out.stdout.contains("scale: 1x1 tiles, as configured"), "{}", out.stdout);
+}
+
+#[test]
+fn check_config_shows_the_scale_a_calibrated_camera_gets_from_its_ground_plane() {
+    // The example street without its `tiles = [1, 1]`: a motorcycle (1.4 m) is 26 px tall at the line
+    // by the ground plane, 17 model px in one 416 input, so 2 x 1 tiles (native pixels, 26 px).
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("deploy/junction.example.toml")).unwrap();
+    let auto = text.replace("\ntiles = [1, 1]\n", "\n").replace("\"../", &format!("\"{}/", repo().display()));
+    assert_ne!(auto, text);
+    let path = dir.path().join("auto.toml");
+    std::fs::write(&path, auto).unwrap();
+    let out = check(&path);
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let line = out.stdout.lines().find(|l| l.trim_start().starts_with("scale:")).unwrap_or_default();
+    assert!(
+        line.contains("2x1 tiles") && line.contains("a motorcycle is 26 px tall at line x320 (ground plane"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

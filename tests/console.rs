@@ -17,7 +17,7 @@ const START: &str = "2026-11-26T08:00:00Z";
 fn site(dir: &Path, name: &str, calibration: &str, realtime: bool, http: Option<(u16, Option<&str>)>) -> PathBuf {
     let mut text = format!(
         "site = \"console-test\"\n[detector]\nmodel = \"{}\"\nprovider = \"cpu\"\n[[camera]]\nid = \"street\"\n\
-         uri = \"{}\"\ncalibration = \"{calibration}\"\nrealtime = {realtime}\n[aggregate]\nbins = [\"1m\", \"15m\"]\n\
+         uri = \"{}\"\ncalibration = \"{calibration}\"\nrealtime = {realtime}\ntiles = [1, 1]\n[aggregate]\nbins = [\"1m\", \"15m\"]\n\
          [store]\npath = \"{name}.db\"\ncheckpoint_s = 5\n",
         repo().join("models/yolox_nano.toml").display(),
         crate::common::clip().display(),

@@ -115,22 +115,23 @@ fn a_bad_truth_file_is_refused_naming_the_field() {
 
 #[test]
 fn the_scale_is_chosen_from_the_vehicles_and_applied_mid_stream() {
-    // The motorway clip (960 × 540) starts with the frame-size rule's 2 × 1 tiles; its smallest
-    // vehicles near the rules (the opposing carriageway's cars, about 20 px tall) call for native
-    // pixels: 3 × 2 tiles, applied to the running GStreamer pipeline after the warm-up.
-    let truth = repo().join("tests/data/nl_motorway_degirum.truth.toml");
+    // The street clip (640 × 360) starts in one input (×0.65). Its moving cars near the line are about
+    // 45 px tall: asked for 40 model px (`scale_px=40`), the warm-up calls for ×0.89, which 2 × 1 tiles
+    // give (native pixels), applied to the running GStreamer pipeline once measured.
+    let truth = repo().join("tests/data/street_topdown_640x360.truth.toml");
     let out = junction_env(
-        &["eval", truth.to_str().unwrap(), "--json", "--threads", "2"],
+        &["eval", truth.to_str().unwrap(), "--json", "--threads", "2", "--sweep", "scale_px=40"],
         &[("RUST_LOG", "info")],
         Duration::from_secs(600),
     );
     assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
     let chosen: Vec<&str> = out.stderr.lines().filter(|l| l.contains("scale chosen from the vehicles")).collect();
-    assert_eq!(chosen.len(), 1, "one choice in an 11 s clip:\n{}", out.stderr);
-    assert!(chosen[0].contains("choice=3x2 tiles") && chosen[0].contains("cars are"), "{}", chosen[0]);
+    assert_eq!(chosen.len(), 1, "one choice in a 75 s clip:\n{}", out.stderr);
+    assert!(chosen[0].contains("choice=2x1 tiles") && chosen[0].contains("cars are"), "{}", chosen[0]);
     let run: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
-    // At most the frames queued at the old size when the caps changed are skipped.
+    // Only the frames already scaled at the old size when the caps changed are skipped (5 here: the
+    // file's queue and the appsink's buffer).
     let frames = run["frames"].as_u64().unwrap();
-    assert!((330..=335).contains(&frames), "{run}");
+    assert!((743..=752).contains(&frames), "{run}");
     assert!(run["counted"].as_u64().unwrap() > 0, "{run}");
 }

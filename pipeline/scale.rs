@@ -117,12 +117,10 @@ impl std::fmt::Display for SizeEstimate {
                     self.px
                 )
             }
-            SizeSource::Measured { class, samples } => write!(
-                f,
-                "{}s are {:.0} px tall near the rules (lower quartile of {samples} boxes)",
-                class.as_str(),
-                self.px
-            ),
+            SizeSource::Measured { class, samples } => {
+                let plural = if *class == VehicleClass::Bus { "buses" } else { &format!("{}s", class.as_str()) };
+                write!(f, "{plural} are {:.0} px tall near the rules (lower quartile of {samples} boxes)", self.px)
+            }
         }
     }
 }

@@ -31,7 +31,7 @@
 use serde::Deserialize;
 
 use super::{Detection, VehicleClass};
-use crate::geometry::FrameBox;
+use crate::geometry::{FrameBox, ModelBox};
 
 /// The rules above, each with its trade-off. Defaults measured on the bundled clips; see
 /// benches/README.md.
@@ -101,10 +101,10 @@ fn height(b: &FrameBox) -> f32 {
     (b.y2 - b.y1).max(0.0)
 }
 
+/// IoU of two frame boxes (the same maths as the model-space one).
 fn iou(a: &FrameBox, b: &FrameBox) -> f32 {
-    let inter = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0) * (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
-    let union = width(a) * height(a) + width(b) * height(b) - inter;
-    if union <= 0.0 { 0.0 } else { inter / union }
+    let m = |b: &FrameBox| ModelBox { x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2 };
+    m(a).iou(&m(b))
 }
 
 /// Whether a box of `class` can carry a rider: how well `person` sits on it (horizontal overlap, share

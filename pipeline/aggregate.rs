@@ -45,6 +45,9 @@ pub enum GapReason {
     /// The camera's rules were reloaded within the bin: this report closes the bin at the reload,
     /// and the bin continues one revision higher under the new rules (see `rule_changes`).
     RulesChanged,
+    /// The box's wall clock stepped forward over this stretch: no time passed for the camera
+    /// (see `clock_steps` and [`crate::clock`]).
+    ClockStep,
 }
 
 impl GapReason {
@@ -55,6 +58,7 @@ impl GapReason {
             Self::CameraRestarting => "camera_restarting",
             Self::NoFrames => "no_frames",
             Self::RulesChanged => "rules_changed",
+            Self::ClockStep => "clock_step",
         }
     }
 }
@@ -89,6 +93,19 @@ pub struct Gap {
     pub seconds: f64,
     pub reason: GapReason,
 }
+
+/// A step of the box's wall clock seen while the bin was open ([`crate::clock`]): forward, the
+/// skipped time is a `clock_step` gap; back, the bin holds that much more real time than its length.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockStepNote {
+    /// RFC 3339 UTC, milliseconds: the box's time line when the step was seen.
+    pub at: String,
+    /// The wall clock's jump: positive forward, negative back.
+    pub seconds: f64,
+}
+
+/// Steps noted per bin at most (a clock stepping all the time is noted by its first steps).
+const MAX_CLOCK_STEPS: usize = 16;
 
 /// One closed bin of one camera. The `id` is stable (site, camera, bin start, bin length); a bin
 /// reported again (after a restart inside it) keeps its id with a higher `revision` and holds
@@ -133,6 +150,9 @@ pub struct FlowReport {
     /// change on, so its counts here cover part of the bin; the bin is then `partial`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rule_changes: Vec<RuleChange>,
+    /// Steps of the box's wall clock while the bin was open (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clock_steps: Vec<ClockStepNote>,
     /// What the store keeps to continue this bin after a restart (not published).
     #[serde(skip)]
     pub state: Option<Arc<BinState>>,
@@ -306,6 +326,7 @@ struct Bin {
     quality_before: Quality,
     quality_at_start: RuleQuality,
     rule_changes: Vec<RuleChange>,
+    clock_steps: Vec<ClockStepNote>,
 }
 
 impl Bin {
@@ -326,6 +347,7 @@ impl Bin {
             quality_before: Quality::default(),
             quality_at_start: quality,
             rule_changes: Vec::new(),
+            clock_steps: Vec::new(),
         }
     }
 
@@ -372,6 +394,8 @@ pub struct BinState {
     pub quality: Quality,
     #[serde(default)]
     pub rule_changes: Vec<RuleChange>,
+    #[serde(default)]
+    pub clock_steps: Vec<ClockStepNote>,
 }
 
 fn unix_s(t: SystemTime) -> f64 {
@@ -486,6 +510,25 @@ impl Aggregator {
         }
     }
 
+    /// The box's wall clock stepped ([`crate::clock`]): noted in the open bins; a step forward makes
+    /// the time up to the next frame a `clock_step` gap (unless the camera is down anyway).
+    pub fn clock_step(&mut self, step: &crate::clock::ClockStep) {
+        let note = ClockStepNote {
+            at: humantime::format_rfc3339_millis(step.at).to_string(),
+            seconds: (step.seconds * 1000.0).round() / 1000.0,
+        };
+        for s in &mut self.series {
+            if let Some(bin) = s.current.as_mut()
+                && bin.clock_steps.len() < MAX_CLOCK_STEPS
+            {
+                bin.clock_steps.push(note.clone());
+            }
+        }
+        if step.seconds > 0.0 && self.pending == GapReason::NoFrames {
+            self.pending = GapReason::ClockStep;
+        }
+    }
+
     /// The time since the last frame has no frames because of `reason` (a stream failed: camera down).
     pub fn gap_reason(&mut self, reason: GapReason) {
         self.pending = reason;
@@ -539,10 +582,12 @@ impl Aggregator {
                     self.series[i].current = Some(bin);
                     continue;
                 };
-                if t < bin.start || t + MAX_FRAME_GAP < bin.cursor {
-                    // The clock went back: a file replayed from an earlier start after a restart. The
-                    // open bin (a checkpoint) is dropped: the replay covers its time again, and the
-                    // store keeps whichever report of that bin covers more.
+                if t + MAX_FRAME_GAP < bin.cursor {
+                    // Time went back: a file replayed from an earlier start after a restart (live
+                    // cameras run on the time line, which never goes back). The open bin (a
+                    // checkpoint) is dropped: the replay covers its time again, and the store keeps
+                    // whichever report of that bin covers more. (A frame stamped just before the
+                    // cursor, e.g. before a tick that closed its bin, is accounted in the open bin.)
                     self.series[i].current = None;
                     continue;
                 }
@@ -610,6 +655,7 @@ impl Aggregator {
         }
         bin.quality_before = st.quality;
         bin.rule_changes = st.rule_changes.clone();
+        bin.clock_steps = st.clock_steps.clone();
         bin
     }
 
@@ -637,6 +683,7 @@ impl Aggregator {
             zones: self.zones.iter().zip(&bin.zones).map(|((id, _), acc)| (id.to_string(), acc.clone())).collect(),
             quality: self.bin_quality(bin),
             rule_changes: bin.rule_changes.clone(),
+            clock_steps: bin.clock_steps.clone(),
         }
     }
 
@@ -886,6 +933,7 @@ impl Aggregator {
             movements,
             quality: state.quality,
             rule_changes: bin.rule_changes.clone(),
+            clock_steps: bin.clock_steps.clone(),
             state: Some(state),
         }
     }

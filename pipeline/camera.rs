@@ -292,6 +292,11 @@ impl CameraPipeline {
         self.aggregator.mark(now, GapReason::CameraDown, &mut out.reports);
     }
 
+    /// The box's wall clock stepped ([`crate::clock`]): noted in the open bins.
+    pub fn clock_step(&mut self, step: &crate::clock::ClockStep) {
+        self.aggregator.clock_step(step);
+    }
+
     /// A live camera's wall clock while it delivers nothing: bins close on time, with their gaps.
     pub fn tick(&mut self, now: SystemTime, out: &mut Produced) {
         self.aggregator.tick(now, &mut out.reports);

@@ -14,6 +14,8 @@
 //!   traffic events.
 //! - [`aggregate`]: wall-clock bins → FlowReports (volumes, PCU, speeds, headways, movements, queues),
 //!   with coverage and gaps, revised after a restart inside a bin.
+//! - [`clock`]: the box's time line: the wall clock names bins, the monotonic clock measures, steps
+//!   of the wall clock absorbed and noted.
 //! - [`camera`]: one camera's tracker, rules and bins ([`camera::CameraPipeline`]), no I/O.
 //! - [`runtime`]: the analysis loop over all cameras and its supervisor (a camera's fault restarts that
 //!   camera alone), live cameras' wall clock, checkpoints, shutdown.
@@ -33,6 +35,7 @@ pub mod aggregate;
 pub mod analytics;
 pub mod calibrate;
 pub mod camera;
+pub mod clock;
 pub mod centre;
 pub mod config;
 pub mod console;

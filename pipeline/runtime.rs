@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::aggregate::GapReason;
 use crate::analytics::Direction;
+use crate::clock::timeline;
 pub use crate::camera::{CameraPipeline, CameraSummary, LineCounts, Produced, direction_total};
 use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::console::{Console, Tee};
@@ -175,7 +176,13 @@ pub fn run(
         }
         let source_opts = SourceOptions { tiles, ..source_opts };
         let mut pipe = CameraPipeline::new(cfg, c, metrics.clone());
-        pipe.resume(store.bin_states(&cfg.site, &c.id)?);
+        let states = store.bin_states(&cfg.site, &c.id)?;
+        // A live camera's bins go on from what the store covers, even with the wall clock behind it
+        // (a box booted without a real-time clock): see crate::clock.
+        if live && let Some(covered) = states.iter().map(|s| s.cursor_s).reduce(f64::max) {
+            timeline().floor(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(covered.max(0.0)));
+        }
+        pipe.resume(states);
         let mut cam = Camera {
             pipe,
             source: None,
@@ -191,7 +198,7 @@ pub fn run(
         // Live cameras' bins run on the wall clock from now: their reports say when they were down.
         let mut first = Produced::default();
         if live {
-            cam.pipe.started(SystemTime::now(), &mut first);
+            cam.pipe.started(timeline().now(), &mut first);
         }
         match Source::open(&c.uri, cam.source_opts.clone()) {
             Ok(source) => {
@@ -200,7 +207,7 @@ pub fn run(
             }
             // A live camera missing at start (unplugged, not booted yet) is retried alone.
             Err(e) if live => {
-                cam.pipe.reopening_failed(SystemTime::now(), &mut first);
+                cam.pipe.reopening_failed(timeline().now(), &mut first);
                 schedule_restart(&mut cam, &e);
             }
             Err(e) => return Err(e.into()),
@@ -232,6 +239,7 @@ pub fn run(
             snapshots: snapshots.as_ref(),
             console: console.as_ref(),
             reload: &opts.reload,
+            clock_steps_seen: 0,
         };
         for (camera, produced) in openings {
             analysis.send(&camera, produced);
@@ -259,6 +267,8 @@ struct Analysis<'a> {
     snapshots: Option<&'a Snapshots>,
     console: Option<&'a Arc<Console>>,
     reload: &'a AtomicBool,
+    /// Steps of the wall clock already noted in the live cameras' bins ([`crate::clock`]).
+    clock_steps_seen: u64,
 }
 
 impl Analysis<'_> {
@@ -312,10 +322,14 @@ impl Analysis<'_> {
                     }
                 }
             }
-            let now = SystemTime::now();
+            let now = timeline().now();
+            let steps = timeline().steps_since(&mut self.clock_steps_seen);
             for cam in cameras.iter_mut().filter(|c| c.live && !c.finished) {
                 let r = self.supervise(cam, |a, cam| {
                     let mut out = Produced::default();
+                    for step in &steps {
+                        cam.pipe.clock_step(step);
+                    }
                     cam.pipe.tick(now, &mut out);
                     a.send(cam.id(), out);
                     if cam.checkpointed.elapsed() >= a.cfg.store.checkpoint {
@@ -420,7 +434,7 @@ impl Analysis<'_> {
                 ));
             }
             let mut out = Produced::default();
-            let changes = cam.pipe.reload(self.cfg, nc, SystemTime::now(), &mut out);
+            let changes = cam.pipe.reload(self.cfg, nc, timeline().now(), &mut out);
             self.send(cam.id(), out);
             if changes.is_empty() {
                 continue;
@@ -542,7 +556,7 @@ impl Analysis<'_> {
         cam.restart_at = None;
         self.metrics.stream_restarts.get_or_create(&camera_labels(cam.id())).inc();
         let mut out = Produced::default();
-        cam.pipe.reopening(SystemTime::now(), &mut out);
+        cam.pipe.reopening(timeline().now(), &mut out);
         self.send(cam.id(), out);
         self.status(cam.id(), "restarting", None);
         match Source::open(&cam.cfg().uri, cam.source_opts.clone()) {
@@ -553,7 +567,7 @@ impl Analysis<'_> {
             }
             Err(e) => {
                 let mut out = Produced::default();
-                cam.pipe.reopening_failed(SystemTime::now(), &mut out);
+                cam.pipe.reopening_failed(timeline().now(), &mut out);
                 self.send(cam.id(), out);
                 self.status(cam.id(), "down", Some(e.to_string()));
                 schedule_restart(cam, &e);

@@ -849,9 +849,10 @@ fn is_hardware(f: &gst::ElementFactory) -> bool {
         || is_vaapi(&name)
 }
 
-/// Capture time of a live buffer: now, less how long ago (in pipeline running time) it was captured.
+/// Capture time of a live buffer: now on the box's time line ([`crate::clock`]), less how long ago (in
+/// pipeline running time) it was captured.
 fn capture_time(pipeline: &gst::Pipeline, sample: &gst::Sample, pts: gst::ClockTime) -> SystemTime {
-    let now = SystemTime::now();
+    let now = crate::clock::timeline().now();
     let running =
         sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>()).and_then(|s| s.to_running_time(pts));
     let (Some(clock), Some(base), Some(running)) = (pipeline.clock(), pipeline.base_time(), running) else {

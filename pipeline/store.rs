@@ -908,6 +908,7 @@ mod tests {
             revision: 1,
             gaps: vec![],
             rule_changes: vec![],
+            clock_steps: vec![],
             state: None,
         }
     }

@@ -38,6 +38,7 @@ APT_PACKAGES=(
   systemd prometheus
   chromium chromium-driver fonts-dejavu-core
   postgresql-15 postgresql-client-15
+  faketime  # the clock-step test preloads its libfaketime (tests/faults.rs)
 )
 
 missing=()

@@ -454,3 +454,88 @@ fn the_publisher_survives_a_store_error() {
     assert!(metric_sample(&m, "junction_reports_published_total").unwrap_or(0.0) >= 1.0, "{m}");
     stop(child);
 }
+
+/// libfaketime (Debian's `faketime`, installed by scripts/setup.sh): with it preloaded, the process's
+/// wall clock (`CLOCK_REALTIME`) is the real one plus the offset written in a file, read at every call,
+/// while its monotonic clock stays real: an NTP step as the box sees it, without `date -s`.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The wall clock stepped back 10 s and then forward 90 s in the middle of 1-minute bins, under a live
+/// RTSP camera: every crossing is in exactly one report (the volumes of all reports add up to the
+/// events), every bin from the first to the last is reported, each bin once, every event lies in its
+/// bin, and the reports note both steps (the forward one's skipped time as a `clock_step` gap).
+#[test]
+fn wall_clock_steps_both_ways_lose_and_double_nothing() {
+    assert!(Path::new(LIBFAKETIME).exists(), "{LIBFAKETIME} missing: run scripts/setup.sh (apt package faketime)");
+    let server = crate::rtsp::RtspServer::start(&crate::common::clip());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let offset = dir.path().join("clock-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let url = server.url();
+    let args = ["run", &url, "--line", "320,60,320,220", "--bins", "1m", "--store", db.to_str().unwrap(), "--http", &http];
+    let mut cmd = command(&args, "info");
+    cmd.env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = Running(cmd.spawn().expect("junction"));
+    // The clip runs at 10 frames/s; crossings at 5.9, 14.3, 16.1, 27.2, 31.2, 46.5, 55.4 and 63.8 s.
+    wait_until("20 s of frames", 120, &mut || frames(port, "camera") >= 200.0);
+    std::fs::write(&offset, "-10\n").unwrap();
+    wait_until("40 s of frames", 120, &mut || frames(port, "camera") >= 400.0);
+    std::fs::write(&offset, "+80\n").unwrap();
+    wait_until("70 s of frames", 120, &mut || frames(port, "camera") >= 700.0);
+    stop(child);
+    drop(server);
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let events: Vec<String> = conn
+        .prepare("SELECT wall FROM events WHERE kind = 'crossing'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(events.len() >= 4, "the clip's crossings: {events:?}");
+    let reports = stored(&db, 60);
+    let t = |s: &str| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).unwrap();
+    let starts: Vec<SystemTime> = reports.iter().map(|r| t(r.2["bin_start"].as_str().unwrap())).collect();
+    for w in starts.windows(2) {
+        assert_eq!(w[1].duration_since(w[0]).ok(), Some(Duration::from_secs(60)), "every bin reported: {reports:#?}");
+    }
+    let counted: u64 = reports
+        .iter()
+        .flat_map(|r| r.2["volumes"].as_array().unwrap().iter().map(|v| v["vehicles"].as_u64().unwrap()))
+        .sum();
+    assert_eq!(counted, events.len() as u64, "every crossing in one report, once: {reports:#?}");
+    for e in &events {
+        let at = t(e);
+        assert!(
+            starts.iter().any(|s| *s <= at && at < *s + Duration::from_secs(60)),
+            "event at {e} outside every reported bin {starts:?}"
+        );
+    }
+    let steps: Vec<f64> = reports
+        .iter()
+        .flat_map(|r| r.2["clock_steps"].as_array().cloned().unwrap_or_default())
+        .map(|s| s["seconds"].as_f64().unwrap())
+        .collect();
+    assert!(steps.iter().any(|s| (s + 10.0).abs() < 1.0), "the step back noted: {steps:?}");
+    assert!(steps.iter().any(|s| (s - 90.0).abs() < 1.0), "the step forward noted: {steps:?}");
+    let skipped: f64 = reports
+        .iter()
+        .flat_map(|r| r.2["gaps"].as_array().unwrap().clone())
+        .filter(|g| g["reason"] == "clock_step")
+        .map(|g| g["seconds"].as_f64().unwrap())
+        .sum();
+    assert!((skipped - 90.0).abs() < 2.0, "the time skipped forward is a clock_step gap: {skipped} s");
+    for (_, rev, r) in &reports {
+        assert_eq!(*rev, 1, "each bin reported once: {r}");
+        crate::common::assert_schema("flow.v1.json", r);
+    }
+}

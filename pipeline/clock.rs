@@ -106,7 +106,10 @@ impl Timeline {
         {
             s.steps.push(ClockStep { at: t, seconds: signed(t, now) });
             s.count += 1;
-            tracing::warn!(behind_s = signed(now, t), "the wall clock is behind what the store covers; the time line starts there");
+            tracing::warn!(
+                behind_s = signed(now, t),
+                "the wall clock is behind what the store covers; the time line starts there"
+            );
             s.t = t;
         }
     }

@@ -736,6 +736,11 @@ impl Config {
             if !(m.drain_timeout_s.is_finite() && (0.0..=3600.0).contains(&m.drain_timeout_s)) {
                 c.add(path, "mqtt.drain_timeout_s", "must be 0 to 3600 seconds");
             }
+            // MQTT carries it in 16 bits; rumqttc refuses (panics on) less than 5 s with MQTT 5, and 0
+            // would turn off the broker's check that the box is alive (its last will).
+            if !(5..=65_535).contains(&m.keep_alive_s) {
+                c.add(path, "mqtt.keep_alive_s", format!("{} is out of range: 5 to 65535 seconds", m.keep_alive_s));
+            }
         }
         Self {
             path: Some(path.to_owned()),

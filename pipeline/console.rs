@@ -6,9 +6,19 @@
 //! configured (`[http] password_hash` / `password_file`, an Argon2 hash): the session cookie is
 //! HttpOnly and SameSite=Strict, every write must carry the session's CSRF token in `X-CSRF-Token`
 //! (a header no cross-site form can set) and, if the browser sends one, an `Origin` of this host;
-//! failed logins are limited per client address. Without a password the console is served on a
+//! login attempts are limited per client address (below). Without a password the console is served on a
 //! loopback address only (the configuration refuses anything else). The password and the session
 //! tokens are never logged.
+//!
+//! Login attempts, the policy: each attempt is counted against its client address *before* the
+//! password is checked (so concurrent attempts see each other) and forgiven if it succeeds. Within
+//! [`FAILURE_WINDOW`] an address has [`MAX_FAILURES`] attempts; past them, one every
+//! [`LOCKED_INTERVAL`], so a user who mistypes behind a shared address (an SSH tunnel makes everyone
+//! 127.0.0.1) locks the others out for at most that long, and a guesser gets 2 880 tries a day.
+//! At most [`HASHING_AT_ONCE`] passwords are hashed at a time (Argon2: 19 MiB and tens of
+//! milliseconds each); an attempt beyond them is answered 503 at once, not counted. At most
+//! [`MAX_ADDRESSES`] addresses are remembered; while that many have recent attempts, new addresses
+//! are answered 429 (memory stays bounded whatever the number of addresses).
 //!
 //! The analysis thread tells the console each camera's state ([`Console::frame`],
 //! [`Console::camera_state`]); the outputs thread hands it every event and report after the store
@@ -43,6 +53,12 @@ const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Failed logins allowed per client address within [`FAILURE_WINDOW`]; past them, 429.
 const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+/// Past [`MAX_FAILURES`], one attempt per address this often.
+const LOCKED_INTERVAL: Duration = Duration::from_secs(30);
+/// Passwords hashed at once; more attempts meanwhile get 503.
+const HASHING_AT_ONCE: usize = 2;
+/// Client addresses with recent attempts remembered at most.
+const MAX_ADDRESSES: usize = 4096;
 /// One-minute bins kept for the console's chart: the last hour.
 const HISTORY_BINS: usize = 60;
 /// Closed bins listed per camera.
@@ -129,9 +145,58 @@ pub struct Console {
     sessions: Mutex<HashMap<String, Session>>,
     /// Without a password: the one CSRF token every page gets.
     open_csrf: String,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    attempts: Mutex<LoginLimiter>,
+    hashing: Arc<tokio::sync::Semaphore>,
     /// Snapshot requests answered, for the load figures.
     pub snapshots_served: AtomicU64,
+}
+
+/// Login attempts per client address, counted before the password is checked (the policy is in the
+/// module's documentation). Times are monotonic.
+#[derive(Debug, Default)]
+struct LoginLimiter {
+    /// The last attempts of each address within the window, oldest first (at most MAX_FAILURES).
+    by_addr: HashMap<IpAddr, VecDeque<Instant>>,
+}
+
+impl LoginLimiter {
+    /// Counts an attempt from `ip` at `now`, or says how long it must wait.
+    fn begin(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let recent = |t: &Instant| now.saturating_duration_since(*t) <= FAILURE_WINDOW;
+        if !self.by_addr.contains_key(&ip) && self.by_addr.len() >= MAX_ADDRESSES {
+            self.by_addr.retain(|_, q| q.back().is_some_and(recent));
+            if self.by_addr.len() >= MAX_ADDRESSES {
+                return Err(LOCKED_INTERVAL);
+            }
+        }
+        let q = self.by_addr.entry(ip).or_default();
+        while q.front().is_some_and(|t| !recent(t)) {
+            q.pop_front();
+        }
+        if q.len() >= MAX_FAILURES {
+            let since = q.back().map_or(LOCKED_INTERVAL, |t| now.saturating_duration_since(*t));
+            if since < LOCKED_INTERVAL {
+                return Err(LOCKED_INTERVAL - since);
+            }
+            q.pop_front();
+        }
+        q.push_back(now);
+        Ok(())
+    }
+
+    /// The attempt `ip` began at `at` succeeded (or was never made): it is not held against it.
+    fn forgive(&mut self, ip: IpAddr, at: Instant) {
+        if let Some(q) = self.by_addr.get_mut(&ip)
+            && let Some(k) = q.iter().rposition(|t| *t == at)
+        {
+            q.remove(k);
+        }
+    }
+}
+
+/// Equal byte strings, in a time that does not depend on where they differ (tokens).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Why the console cannot start.
@@ -205,7 +270,8 @@ impl Console {
             password_hash,
             sessions: Mutex::new(HashMap::new()),
             open_csrf: token()?,
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(LoginLimiter::default()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_AT_ONCE)),
             snapshots_served: AtomicU64::new(0),
         })))
     }
@@ -433,7 +499,7 @@ impl Console {
         };
         if write {
             let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-            if sent != Some(csrf.as_str()) {
+            if !sent.is_some_and(|s| same_secret(s.as_bytes(), csrf.as_bytes())) {
                 return Err(Refused(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"));
             }
             if !same_origin(headers) {
@@ -515,33 +581,44 @@ async fn login(
         return text(StatusCode::FORBIDDEN, "cross-site request refused");
     }
     let ip = peer.ip();
+    // Hashing is bounded first: an attempt that cannot be hashed now is not counted.
+    let Ok(permit) = c.hashing.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "busy checking other logins: try again in a second\n",
+        )
+            .into_response();
+    };
     let now = Instant::now();
-    {
-        let Ok(mut f) = c.failures.lock() else { return text(StatusCode::INTERNAL_SERVER_ERROR, "unavailable") };
-        // Addresses whose failures have all aged out are forgotten.
-        f.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= FAILURE_WINDOW));
-        let q = f.entry(ip).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW) {
-            q.pop_front();
-        }
-        if q.len() >= MAX_FAILURES {
-            let wait = q.front().map_or(FAILURE_WINDOW, |t| FAILURE_WINDOW.saturating_sub(now.duration_since(*t)));
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
-                format!("too many failed logins from {ip}: try again in {} s\n", wait.as_secs().max(1)),
-            )
-                .into_response();
-        }
+    let counted = match c.attempts.lock() {
+        Ok(mut a) => a.begin(ip, now),
+        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "unavailable"),
+    };
+    if let Err(wait) = counted {
+        let secs = wait.as_secs_f64().ceil().max(1.0);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, format!("{secs}"))],
+            format!("too many failed logins from {ip}: try again in {secs} s\n"),
+        )
+            .into_response();
     }
-    // Argon2 takes tens of milliseconds and memory: off the async task.
-    let ok = tokio::task::spawn_blocking(move || verify(&hash, &body.password)).await.unwrap_or(false);
+    // Argon2 takes tens of milliseconds and 19 MiB: off the async task, the permit held until done
+    // (also when the client goes away meanwhile).
+    let ok = tokio::task::spawn_blocking(move || {
+        let ok = verify(&hash, &body.password);
+        drop(permit);
+        ok
+    })
+    .await
+    .unwrap_or(false);
     if !ok {
-        if let Ok(mut f) = c.failures.lock() {
-            f.entry(ip).or_default().push_back(now);
-        }
         tracing::warn!(client = %ip, "console: login refused (wrong password)");
         return text(StatusCode::UNAUTHORIZED, "wrong password");
+    }
+    if let Ok(mut a) = c.attempts.lock() {
+        a.forgive(ip, now);
     }
     let (Ok(id), Ok(csrf)) = (token(), token()) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "no random numbers");
@@ -1040,6 +1117,51 @@ impl crate::sink::Observer for Tee<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_attempts_are_counted_before_checking_and_trickle_when_locked() {
+        let mut l = LoginLimiter::default();
+        let (ip, other) = ("127.0.0.1".parse().unwrap(), "10.0.0.9".parse().unwrap());
+        let t0 = Instant::now();
+        // Five attempts begun at once (none finished): the sixth waits.
+        for _ in 0..MAX_FAILURES {
+            assert!(l.begin(ip, t0).is_ok());
+        }
+        assert_eq!(l.begin(ip, t0), Err(LOCKED_INTERVAL));
+        assert!(l.begin(other, t0).is_ok(), "other addresses are not touched");
+        // Locked: one attempt every LOCKED_INTERVAL, not five minutes of nothing.
+        assert_eq!(l.begin(ip, t0 + Duration::from_secs(10)), Err(Duration::from_secs(20)));
+        let t1 = t0 + LOCKED_INTERVAL;
+        assert!(l.begin(ip, t1).is_ok());
+        assert!(l.begin(ip, t1 + Duration::from_secs(1)).is_err());
+        // That one succeeded: forgiven, so the next may go at once.
+        l.forgive(ip, t1);
+        assert!(l.begin(ip, t1 + Duration::from_secs(1)).is_ok());
+        // After the window, a fresh start.
+        let t2 = t1 + FAILURE_WINDOW + Duration::from_secs(2);
+        for _ in 0..MAX_FAILURES {
+            assert!(l.begin(ip, t2).is_ok());
+        }
+    }
+
+    #[test]
+    fn login_addresses_remembered_are_bounded() {
+        let mut l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for k in 0..MAX_ADDRESSES as u32 {
+            assert!(l.begin(IpAddr::from(k.to_be_bytes()), t0).is_ok());
+        }
+        let new: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.begin(new, t0).is_err(), "full of recent addresses");
+        assert!(l.begin(new, t0 + FAILURE_WINDOW + Duration::from_secs(1)).is_ok(), "the old ones aged out");
+        assert!(l.by_addr.len() <= MAX_ADDRESSES);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abcd", b"abcd"));
+        assert!(!same_secret(b"abcd", b"abce") && !same_secret(b"abc", b"abcd") && !same_secret(b"", b"a"));
+    }
 
     fn street() -> (PathBuf, String) {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("calibration/example-street/street.toml");

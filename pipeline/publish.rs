@@ -93,6 +93,8 @@ pub enum PublishError {
     Env { name: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the MQTT session panicked: {0}")]
+    Panic(String),
 }
 
 /// Parses `mqtt://host[:port]` or `tcp://…` (port 1883), `mqtts://…` or `ssl://…` (TLS, port 8883).
@@ -312,7 +314,7 @@ impl Publisher {
             protocol: cfg.protocol,
             client_id,
             conn,
-            keep_alive: Duration::from_secs(cfg.keep_alive_s.max(1)),
+            keep_alive: Duration::from_secs(cfg.keep_alive_s.max(5)),
             will: (status_topic(site), status_payload(site, "offline")),
             ca_hint,
         };
@@ -328,19 +330,32 @@ impl Publisher {
                 let mut attempt = 0;
                 loop {
                     metrics.publisher_up.set(1);
-                    let result = rt.block_on(publish_loop(options.clone(), settings.clone(), &rx, &metrics));
+                    // A panic (a library's assertion) ends this session like a store error does, never
+                    // the publisher: the outbox waits, /metrics says so, and it starts again.
+                    let session = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        rt.block_on(publish_loop(options.clone(), settings.clone(), &rx, &metrics))
+                    }));
                     metrics.mqtt_connected.set(0);
+                    let result = session.unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(PublishError::Panic(what))
+                    });
                     match result {
                         Ok(()) => break,
                         Err(e) => {
                             metrics.publisher_up.set(0);
                             let wait = backoff(attempt);
                             attempt += 1;
+                            let kind = if matches!(e, PublishError::Panic(_)) { "panic" } else { "store" };
                             metrics
                                 .errors
-                                .get_or_create(&vec![("stage".into(), "publish".into()), ("kind".into(), "store".into())])
+                                .get_or_create(&vec![("stage".into(), "publish".into()), ("kind".into(), kind.into())])
                                 .inc();
-                            tracing::error!(error = %e, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "mqtt publisher: store error; starting again");
+                            tracing::error!(error = %e, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "mqtt publisher: session failed; starting again");
                             std::thread::sleep(wait);
                         }
                     }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::aggregate::GapReason;
 use crate::analytics::Direction;
-use crate::clock::timeline;
 pub use crate::camera::{CameraPipeline, CameraSummary, LineCounts, Produced, direction_total};
+use crate::clock::timeline;
 use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::console::{Console, Tee};
 use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, twowheel};

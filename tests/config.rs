@@ -208,6 +208,10 @@ fn numbers_out_of_range_are_refused() {
         ("tracker", "min_hits = 0", "tracker.min_hits"),
         ("tracker", "high_score = 1.5", "tracker.high_score"),
         ("mqtt", "url = \"mqtt://127.0.0.1:1\"\ndrain_timeout_s = 1e300", "mqtt.drain_timeout_s"),
+        // rumqttc panics in the publisher's thread below 5 s with MQTT 5 (issue 21): refused up front.
+        ("mqtt", "url = \"mqtt://127.0.0.1:1\"\nprotocol = \"5\"\nkeep_alive_s = 2", "mqtt.keep_alive_s"),
+        ("mqtt", "url = \"mqtt://127.0.0.1:1\"\nkeep_alive_s = 0", "mqtt.keep_alive_s"),
+        ("mqtt", "url = \"mqtt://127.0.0.1:1\"\nkeep_alive_s = 70000", "mqtt.keep_alive_s"),
     ];
     for (section, line, field) in cases {
         let dir = tempfile::tempdir().unwrap();

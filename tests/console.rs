@@ -320,6 +320,64 @@ fn login_sessions_csrf_and_rate_limit() {
     assert_eq!(request(port, "GET", "/api/state", &with_cookie, "").0, 200);
 }
 
+/// Peak resident memory of a process so far (`VmHWM`), MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches("kB").trim();
+    kb.parse::<f64>().unwrap() / 1024.0
+}
+
+/// 400 wrong passwords at once from one address: the attempts are counted before hashing, so at most
+/// the limit (5) are checked by Argon2 and answered 401, the rest 429 (limited) or 503 (hashing busy);
+/// hashing is bounded, so the box's peak memory stays within 100 MB of idle (it was 1.2 GB more: one
+/// 19 MiB Argon2 per blocking thread).
+#[test]
+fn concurrent_bad_logins_reach_argon2_at_most_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("calibration/example-street/street.toml"), dir.path().join("cal.toml")).unwrap();
+    let port = free_port();
+    let h = hash("correct horse battery");
+    let cfg = site(dir.path(), "burst", "cal.toml", true, Some((port, Some(&h))));
+    let run = Running(
+        command(&["run", "--config", cfg.to_str().unwrap()], "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port);
+    // Idle: the box running (model loaded, frames analysed), no login yet.
+    let analysed = || {
+        let body = crate::common::http_get(port, "/metrics").map(|(_, b)| String::from_utf8_lossy(&b).into_owned());
+        crate::common::metric_sample(&body.unwrap_or_default(), "junction_frames_analysed_total{camera=\"street\"}")
+            .unwrap_or(0.0)
+    };
+    let t = Instant::now();
+    while analysed() < 50.0 {
+        assert!(t.elapsed() < Duration::from_secs(120), "no frames analysed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let idle = peak_rss_mb(run.0.id());
+    let n = 400;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                let json = [("Content-Type", "application/json")];
+                request(port, "POST", "/api/login", &json, r#"{"password":"wrong horse"}"#).0
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let count = |c: u16| codes.iter().filter(|&&x| x == c).count();
+    assert!(codes.iter().all(|c| [401, 429, 503].contains(c)), "{codes:?}");
+    assert!((1..=5).contains(&count(401)), "{} of {n} reached Argon2 (limit 5): {codes:?}", count(401));
+    let peak = peak_rss_mb(run.0.id());
+    assert!(peak - idle <= 100.0, "peak RSS {peak:.0} MB against {idle:.0} MB idle");
+}
+
 /// Without a password the console refuses a non-loopback address, saying why.
 #[test]
 fn no_console_off_loopback_without_a_password() {

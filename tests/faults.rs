@@ -475,7 +475,8 @@ fn wall_clock_steps_both_ways_lose_and_double_nothing() {
     let port = free_port();
     let http = format!("127.0.0.1:{port}");
     let url = server.url();
-    let args = ["run", &url, "--line", "320,60,320,220", "--bins", "1m", "--store", db.to_str().unwrap(), "--http", &http];
+    let args =
+        ["run", &url, "--line", "320,60,320,220", "--bins", "1m", "--store", db.to_str().unwrap(), "--http", &http];
     let mut cmd = command(&args, "info");
     cmd.env("LD_PRELOAD", LIBFAKETIME)
         .env("FAKETIME_TIMESTAMP_FILE", &offset)

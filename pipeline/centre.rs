@@ -36,6 +36,9 @@ pub enum CentreError {
     Mqtt(String),
     #[error("--postgres: {0}")]
     Postgres(String),
+    /// PostgreSQL refused a statement (not the connection): something in the rows.
+    #[error("--postgres: refused: {0}")]
+    Refused(String),
     #[error("deploy/schema/{file}: {message}")]
     Schema { file: &'static str, message: String },
     #[error("centre: {0}")]
@@ -43,8 +46,17 @@ pub enum CentreError {
 }
 
 fn pg(e: tokio_postgres::Error) -> CentreError {
-    CentreError::Postgres(e.to_string())
+    match e.as_db_error() {
+        Some(db) => CentreError::Refused(format!("{}: {}", db.code().code(), db.message())),
+        None => CentreError::Postgres(e.to_string()),
+    }
 }
+
+/// A dead letter keeps at most this much of its payload (bytes); its error says how much there was.
+const DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
+/// Times a message may carry: not before 2000, not more than this after the centre's clock (a box's
+/// clock may run a little ahead; a year 9999 is a broken one).
+const MAX_AHEAD: Duration = Duration::from_secs(7 * 86_400);
 
 /// What `junction centre` is asked to do.
 #[derive(Debug, Clone)]
@@ -271,7 +283,49 @@ impl Validators {
 
 fn time(v: &Value, field: &str) -> Result<SystemTime, String> {
     let s = v[field].as_str().ok_or_else(|| format!("{field}: missing"))?;
-    humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).map_err(|e| format!("{field}: {s:?}: {e}"))
+    let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).map_err(|e| format!("{field}: {s:?}: {e}"))?;
+    let earliest = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_800);
+    if t < earliest || t > SystemTime::now() + MAX_AHEAD {
+        return Err(format!("{field}: {s:?} is not between 2000-01-01 and a week after the centre's clock"));
+    }
+    Ok(t)
+}
+
+/// An integer field as PostgreSQL's int4, range-checked.
+fn int4(v: &Value, field: &str, lo: i64, hi: i64) -> Result<i32, String> {
+    let n = v[field].as_i64().ok_or_else(|| format!("{field}: {} is not an integer of 64 bits", v[field]))?;
+    if !(lo..=hi).contains(&n) {
+        return Err(format!("{field}: {n} is out of range {lo} to {hi}"));
+    }
+    i32::try_from(n).map_err(|_| format!("{field}: {n} does not fit 32 bits"))
+}
+
+/// The path of the first string (key or value) holding U+0000, which PostgreSQL's text and jsonb
+/// cannot store.
+fn nul_at(v: &Value, path: &mut String) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().enumerate().any(|(i, x)| {
+            let len = path.len();
+            path.push_str(&format!("/{i}"));
+            let found = nul_at(x, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        Value::Object(o) => o.iter().any(|(k, x)| {
+            let len = path.len();
+            path.push('/');
+            path.push_str(&k.replace('\0', "\\u0000"));
+            let found = k.contains('\0') || nul_at(x, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        _ => false,
+    }
 }
 
 fn text(v: &Value, field: &str) -> String {
@@ -283,7 +337,17 @@ fn text(v: &Value, field: &str) -> String {
 pub fn classify(topic: &str, payload: &[u8], v: &Validators) -> Row {
     match classify_inner(topic, payload, v) {
         Ok(row) => row,
-        Err(error) => Row::Dead { topic: topic.to_owned(), error, payload: payload.to_vec() },
+        Err(error) => {
+            let (error, kept) = if payload.len() > DEAD_LETTER_PAYLOAD {
+                (
+                    format!("{error} (payload cut to its first {DEAD_LETTER_PAYLOAD} of {} bytes)", payload.len()),
+                    DEAD_LETTER_PAYLOAD,
+                )
+            } else {
+                (error, payload.len())
+            };
+            Row::Dead { topic: topic.to_owned(), error, payload: payload[..kept].to_vec() }
+        }
     }
 }
 
@@ -311,6 +375,10 @@ fn classify_inner(topic: &str, payload: &[u8], v: &Validators) -> Result<Row, St
     if let Some(e) = validator.iter_errors(&json).next() {
         return Err(format!("schema: {} at {}", e, e.instance_path()));
     }
+    let mut path = String::new();
+    if nul_at(&json, &mut path) {
+        return Err(format!("text at {} holds U+0000, which PostgreSQL cannot store", path.trim_start_matches('/')));
+    }
     if json["site"] != site || camera.is_some_and(|c| json["camera"] != c) {
         return Err(format!(
             "topic names site {site:?}{} but the payload {} / {}",
@@ -319,15 +387,14 @@ fn classify_inner(topic: &str, payload: &[u8], v: &Validators) -> Result<Row, St
             json["camera"]
         ));
     }
-    let n = |field: &str| json[field].as_i64().unwrap_or_default();
     Ok(match kind {
         "flow" => Row::Report {
             id: text(&json, "id"),
             bin_start: time(&json, "bin_start")?,
-            revision: json["revision"].as_i64().map_or(1, |r| r as i32),
+            revision: int4(&json, "revision", 1, i64::from(i32::MAX))?,
             site: site.to_owned(),
             camera: camera.unwrap_or_default().to_owned(),
-            bin_seconds: n("bin_seconds") as i32,
+            bin_seconds: int4(&json, "bin_seconds", 1, 31 * 86_400)?,
             partial: json["partial"].as_bool().unwrap_or(false),
             covered: json["covered_seconds"].as_f64().unwrap_or_default(),
             payload: json,
@@ -348,8 +415,8 @@ fn classify_inner(topic: &str, payload: &[u8], v: &Validators) -> Result<Row, St
             site: site.to_owned(),
             camera: camera.unwrap_or_default().to_owned(),
             detector: text(&json, "detector"),
-            channel: n("channel") as i32,
-            code: n("event_code") as i32,
+            channel: int4(&json, "channel", 0, 65_535)?,
+            code: int4(&json, "event_code", 0, 65_535)?,
         },
         _ => Row::Status {
             site: site.to_owned(),
@@ -791,6 +858,31 @@ impl Acks {
 }
 
 impl Batch {
+    /// Writes each row in its own transaction; a row PostgreSQL refuses becomes a dead letter with the
+    /// refusal, so one poison message cannot hold back the rest. (Known partitions are forgotten
+    /// first: retention may have dropped one that a late message needs.)
+    async fn write_alone(&mut self, db: &mut tokio_postgres::Client, rows: &[Row]) -> Result<Written, CentreError> {
+        self.partitions.clear();
+        let mut total = Written::default();
+        for (row, (_, p)) in rows.iter().zip(&self.pending) {
+            match write(db, std::slice::from_ref(row), &mut self.partitions).await {
+                Ok(w) => total.add(w),
+                Err(CentreError::Refused(why)) => {
+                    tracing::warn!(topic = %p.topic, error = %why, "centre: message refused by PostgreSQL; kept in dead_letters");
+                    let kept = p.payload.len().min(DEAD_LETTER_PAYLOAD);
+                    let dead = Row::Dead {
+                        topic: p.topic.clone(),
+                        error: format!("refused by PostgreSQL: {why}"),
+                        payload: p.payload[..kept].to_vec(),
+                    };
+                    total.add(write(db, std::slice::from_ref(&dead), &mut self.partitions).await?);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+
     /// Writes what is pending in one transaction and, once it committed, acknowledges it: now, and
     /// only now, the broker may forget those messages. On an error everything stays pending.
     async fn flush(
@@ -804,7 +896,17 @@ impl Batch {
         }
         let started = Instant::now();
         let rows: Vec<Row> = self.pending.iter().map(|(_, p)| classify(&p.topic, &p.payload, validators)).collect();
-        let w = write(db, &rows, &mut self.partitions).await?;
+        let w = match write(db, &rows, &mut self.partitions).await {
+            Ok(w) => w,
+            // Something in the rows (PostgreSQL refused it, the connection is fine): the batch is
+            // written a message at a time, and what is refused alone goes to dead letters.
+            Err(CentreError::Refused(why)) => {
+                tracing::warn!(error = %why, messages = rows.len(), "centre: batch refused; writing it message by message");
+                self.metrics.batch_failures.inc();
+                self.write_alone(db, &rows).await?
+            }
+            Err(e) => return Err(e),
+        };
         // QoS 0 needs no acknowledgement (subscriptions are QoS 1, so nothing comes at QoS 2).
         let acks = self.pending.drain(..).filter(|(_, p)| p.qos != QoS::AtMostOnce).map(|(on, p)| (on, p.pkid));
         self.acks.add(acks, client, &self.metrics);
@@ -831,6 +933,8 @@ pub struct Retention {
     pub reports_days: u32,
     /// Per-vehicle events and loop detector events: the bulk of the rows.
     pub events_days: u32,
+    /// Dead letters (rows, by the time they were received).
+    pub dead_letters_days: u32,
 }
 
 async fn retention(db: &tokio_postgres::Client, r: &Retention) {
@@ -845,6 +949,17 @@ async fn retention(db: &tokio_postgres::Client, r: &Retention) {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "centre: retention"),
+        }
+    }
+    if r.dead_letters_days > 0 {
+        let days = f64::from(r.dead_letters_days);
+        match db
+            .execute("DELETE FROM dead_letters WHERE received_at < now() - make_interval(days => $1)", &[&days])
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, days, "centre: retention deleted dead letters"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "centre: dead letters' retention"),
         }
     }
 }

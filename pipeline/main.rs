@@ -90,6 +90,9 @@ struct CentreArgs {
     /// Days of per-vehicle and loop detector events kept; 0 keeps them for ever.
     #[arg(long, default_value_t = 90)]
     retain_events_days: u32,
+    /// Days of dead letters kept (each keeps at most 64 KiB of its payload); 0 keeps them for ever.
+    #[arg(long, default_value_t = 30)]
+    retain_dead_letters_days: u32,
     /// Serve /metrics (Prometheus) and /healthz here, e.g. 127.0.0.1:9465 (nothing else is served).
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
@@ -448,6 +451,7 @@ fn centre(args: &CentreArgs) -> Result<()> {
         retention: junction::centre::Retention {
             reports_days: args.retain_reports_days,
             events_days: args.retain_events_days,
+            dead_letters_days: args.retain_dead_letters_days,
         },
         metrics: args.metrics,
     };

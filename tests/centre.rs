@@ -432,6 +432,47 @@ fn event(site: &str, at: &str) -> Value {
     })
 }
 
+/// Poison among good messages: a schema-valid report dated 9999-12-31 (it crashed the ingester in the
+/// day computation, then again at each redelivery), a text field holding U+0000 and a revision past
+/// PostgreSQL's int4 (both refused by PostgreSQL, so the whole batch was retried for ever) each go to
+/// dead letters alone, saying why; so does a message only the database refuses (a CHECK constraint the
+/// ingester knows nothing of: its batch is split and written a message at a time); everything else
+/// lands, and the ingester keeps running.
+#[test]
+fn poison_messages_go_to_dead_letters_alone_and_the_rest_lands() {
+    let (_dir, broker, pg, mut centre) = setup("centre-test-poison", 50);
+    pg.psql("ALTER TABLE events ADD CONSTRAINT test_refuses CHECK (rule <> 'refused-by-db')");
+    let flow = "junction/v1/s1/c1/flow";
+    let events = "junction/v1/s1/c1/events";
+    publish(&broker, flow, &report(0, 1, 5).to_string());
+    let mut future = report(0, 1, 1);
+    future["bin_start"] = json!("9999-12-31T23:59:00Z");
+    future["id"] = json!("s1/c1/9999-12-31T23:59:00Z/60");
+    publish(&broker, flow, &future.to_string());
+    let mut nul = event("s1", "2026-11-26T08:00:02.000Z");
+    nul["rule"] = json!("x\u{0}y");
+    publish(&broker, events, &nul.to_string());
+    publish(&broker, flow, &report(1, 3_000_000_000, 7).to_string());
+    publish(&broker, events, &event("s1", "2026-11-26T08:00:01.000Z").to_string());
+    let mut refused = event("s1", "2026-11-26T08:00:03.000Z");
+    refused["rule"] = json!("refused-by-db");
+    publish(&broker, events, &refused.to_string());
+    publish(&broker, events, &event("s1", "2026-11-26T08:00:04.000Z").to_string());
+    publish(&broker, flow, &report(2, 1, 9).to_string());
+    let landed = "SELECT (SELECT count(*) FROM reports) || ' ' || (SELECT count(*) FROM events) || ' ' || \
+                  (SELECT count(*) FROM dead_letters)";
+    assert_eq!(pg.wait_for(landed, "2 2 4"), "2 2 4", "the good ones land, each poison one is a dead letter");
+    let why = pg.psql("SELECT error FROM dead_letters ORDER BY seq");
+    assert!(why.contains("bin_start") && why.contains("9999"), "{why}");
+    assert!(why.contains("rule") && why.contains("U+0000"), "{why}");
+    assert!(why.contains("revision") && why.contains("3000000000"), "{why}");
+    assert!(why.contains("refused by PostgreSQL") && why.contains("test_refuses"), "{why}");
+    assert!(centre.0.try_wait().unwrap().is_none(), "the ingester is still running");
+    // And keeps landing.
+    publish(&broker, flow, &report(3, 1, 2).to_string());
+    assert_eq!(pg.wait_for("SELECT count(*) FROM reports", "3"), "3");
+}
+
 /// Retention: restarted with `--retain-events-days 2`, the ingester drops the day partitions of
 /// events and loop events older than that, whole, keeps today's, and keeps reports (kept for ever
 /// unless `--retain-reports-days` says otherwise).

@@ -258,16 +258,43 @@ pub fn status_topic(site: &str) -> String {
     format!("junction/v1/{site}/status")
 }
 
-fn status_payload(site: &str, state: &str) -> Vec<u8> {
+fn status_payload(site: &str, state: &str, at: SystemTime) -> Vec<u8> {
     serde_json::json!({
         "schema": "junction.status.v1",
         "site": site,
         "state": state,
         "version": env!("CARGO_PKG_VERSION"),
-        "at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        "at": humantime::format_rfc3339_seconds(at).to_string(),
     })
     .to_string()
     .into_bytes()
+}
+
+/// The last will of a connection made at `at`: "offline", dated as that connection's "online" (the
+/// centre keeps a status no older than the one it has, so a will dated before the online of a
+/// reconnection would leave a dead box online).
+fn will_v311(site: &str, at: SystemTime) -> rumqttc::LastWill {
+    rumqttc::LastWill::new(status_topic(site), status_payload(site, "offline", at), QoS::AtLeastOnce, true)
+}
+
+fn will_v5(site: &str, at: SystemTime) -> rumqttc::v5::mqttbytes::v5::LastWill {
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+    let props = LastWillProperties {
+        payload_format_indicator: Some(1),
+        content_type: Some("application/json".into()),
+        delay_interval: None,
+        message_expiry_interval: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+    };
+    LastWill::new(
+        status_topic(site),
+        status_payload(site, "offline", at),
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        true,
+        Some(props),
+    )
 }
 
 /// Messages from the analysis loop.
@@ -315,7 +342,7 @@ impl Publisher {
             client_id,
             conn,
             keep_alive: Duration::from_secs(cfg.keep_alive_s.max(5)),
-            will: (status_topic(site), status_payload(site, "offline")),
+            site: site.to_owned(),
             ca_hint,
         };
         let thread = std::thread::Builder::new()
@@ -405,15 +432,16 @@ struct ClientOptions {
     client_id: String,
     conn: Connection,
     keep_alive: Duration,
-    /// Last will: topic and payload (retained, QoS 1).
-    will: (String, Vec<u8>),
+    /// The site, for the last will (made anew at each connect).
+    site: String,
     /// The CA file in use, for TLS error messages.
     ca_hint: String,
 }
 
 /// What the loop needs to know of the protocol's events, the same for 3.1.1 and 5.
 enum Ev {
-    ConnAck,
+    /// Connected, with the time its last will carries.
+    ConnAck(SystemTime),
     /// A PUBLISH left with this packet id.
     Sent(u16),
     /// PUBACK for a packet id; MQTT 5 may carry a refusal (reason code ≥ 0x80).
@@ -427,30 +455,38 @@ enum Ev {
 /// An MQTT event loop of either protocol, reduced to what the publisher needs.
 trait EventSource: Send + 'static {
     fn next(&mut self) -> impl std::future::Future<Output = Result<Ev, String>> + Send + '_;
+    /// The last will of the next connection, dated `at`.
+    fn set_will(&mut self, at: SystemTime);
 }
 
 struct V311Loop {
     eventloop: rumqttc::EventLoop,
     /// The CA file in use, for TLS error messages.
     ca_hint: String,
+    site: String,
 }
 
 impl EventSource for V311Loop {
     async fn next(&mut self) -> Result<Ev, String> {
         use rumqttc::{Event, Incoming};
         match self.eventloop.poll().await {
-            Ok(Event::Incoming(Incoming::ConnAck(_))) => Ok(Ev::ConnAck),
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => Ok(Ev::ConnAck(SystemTime::UNIX_EPOCH)),
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
             Ok(Event::Incoming(Incoming::PubAck(a))) => Ok(Ev::Acked { pkid: a.pkid, refused: None }),
             Ok(_) => Ok(Ev::Other),
             Err(e) => Err(explain(&e, &self.ca_hint)),
         }
     }
+
+    fn set_will(&mut self, at: SystemTime) {
+        self.eventloop.mqtt_options.set_last_will(will_v311(&self.site, at));
+    }
 }
 
 struct V5Loop {
     eventloop: rumqttc::v5::EventLoop,
     ca_hint: String,
+    site: String,
 }
 
 impl EventSource for V5Loop {
@@ -458,7 +494,7 @@ impl EventSource for V5Loop {
         use rumqttc::v5::Event;
         use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
         match self.eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck),
+            Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck(SystemTime::UNIX_EPOCH)),
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
             Ok(Event::Incoming(Packet::PubAck(a))) => Ok(Ev::Acked {
                 pkid: a.pkid,
@@ -471,17 +507,28 @@ impl EventSource for V5Loop {
             Err(e) => Err(explain_v5(&e, &self.ca_hint)),
         }
     }
+
+    fn set_will(&mut self, at: SystemTime) {
+        self.eventloop.options.set_last_will(will_v5(&self.site, at));
+    }
 }
 
 /// Drives an event loop (rumqttc reconnects on the next poll after an error, here after a backoff)
 /// and forwards what happens to the publisher, until the publisher is gone.
 async fn pump<S: EventSource>(mut source: S, tx: tokio::sync::mpsc::UnboundedSender<Result<Ev, String>>) {
     let mut attempt = 0u32;
+    // rumqttc connects on the first poll and reconnects on the poll after an error: each connection
+    // gets a will dated when it is made.
+    let mut will_at = SystemTime::now();
+    source.set_will(will_at);
     loop {
-        let ev = source.next().await;
-        if matches!(ev, Ok(Ev::ConnAck)) {
-            attempt = 0;
-        }
+        let ev = match source.next().await {
+            Ok(Ev::ConnAck(_)) => {
+                attempt = 0;
+                Ok(Ev::ConnAck(will_at))
+            }
+            other => other,
+        };
         let failed = ev.is_err();
         if tx.send(ev).is_err() {
             return;
@@ -489,6 +536,8 @@ async fn pump<S: EventSource>(mut source: S, tx: tokio::sync::mpsc::UnboundedSen
         if failed {
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
+            will_at = SystemTime::now();
+            source.set_will(will_at);
         }
     }
 }
@@ -506,7 +555,7 @@ impl Client {
         o: ClientOptions,
     ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Result<Ev, String>>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Ev, String>>();
-        let ClientOptions { protocol, client_id, conn, keep_alive, will, ca_hint } = o;
+        let ClientOptions { protocol, client_id, conn, keep_alive, site, ca_hint } = o;
         let Connection { broker, tls, credentials } = conn;
         let transport = tls.map(Transport::tls_with_config);
         // The outbox, not the broker session, is what survives: a clean session on every connect, and
@@ -515,12 +564,7 @@ impl Client {
             Protocol::V311 => {
                 let mut opts = rumqttc::MqttOptions::new(client_id, broker.host, broker.port);
                 opts.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-                opts.set_keep_alive(keep_alive).set_clean_session(true).set_last_will(rumqttc::LastWill::new(
-                    will.0,
-                    will.1,
-                    QoS::AtLeastOnce,
-                    true,
-                ));
+                opts.set_keep_alive(keep_alive).set_clean_session(true);
                 if let Some(t) = transport {
                     opts.set_transport(t);
                 }
@@ -528,30 +572,14 @@ impl Client {
                     opts.set_credentials(user, password);
                 }
                 let (client, eventloop) = rumqttc::AsyncClient::new(opts, 32);
-                let task = tokio::spawn(pump(V311Loop { eventloop, ca_hint }, tx));
+                let task = tokio::spawn(pump(V311Loop { eventloop, ca_hint, site }, tx));
                 (Self::V311(client), rx, task)
             }
             Protocol::V5 => {
-                use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
                 let mut opts = rumqttc::v5::MqttOptions::new(client_id, broker.host, broker.port);
                 // Outgoing, v5 is bounded by the broker's CONNACK only; this is what it takes in.
                 opts.set_max_packet_size(Some(MAX_PACKET_BYTES as u32));
-                let will_props = LastWillProperties {
-                    payload_format_indicator: Some(1),
-                    content_type: Some("application/json".into()),
-                    delay_interval: None,
-                    message_expiry_interval: None,
-                    response_topic: None,
-                    correlation_data: None,
-                    user_properties: Vec::new(),
-                };
-                opts.set_keep_alive(keep_alive).set_clean_start(true).set_last_will(LastWill::new(
-                    will.0,
-                    will.1,
-                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                    true,
-                    Some(will_props),
-                ));
+                opts.set_keep_alive(keep_alive).set_clean_start(true);
                 if let Some(t) = transport {
                     opts.set_transport(t);
                 }
@@ -559,7 +587,7 @@ impl Client {
                     opts.set_credentials(user, password);
                 }
                 let (client, eventloop) = rumqttc::v5::AsyncClient::new(opts, 32);
-                let task = tokio::spawn(pump(V5Loop { eventloop, ca_hint }, tx));
+                let task = tokio::spawn(pump(V5Loop { eventloop, ca_hint, site }, tx));
                 (Self::V5(client), rx, task)
             }
         }
@@ -629,7 +657,7 @@ async fn publish_loop(
         tokio::select! {
             ev = ev_rx.recv() => match ev {
                 None => break,
-                Some(Ok(Ev::ConnAck)) => {
+                Some(Ok(Ev::ConnAck(will_at))) => {
                     connected = true;
                     metrics.mqtt_connected.set(1);
                     if let Some(since) = down_since.take() {
@@ -641,7 +669,8 @@ async fn publish_loop(
                     inflight = None;
                     sent.clear();
                     sent.push_back(None);
-                    client.publish(status_topic(&site), true, status_payload(&site, "online")).await;
+                    // Dated as this connection's will, so the will (if it comes) is never older.
+                    client.publish(status_topic(&site), true, status_payload(&site, "online", will_at)).await;
                 }
                 Some(Ok(Ev::Sent(pkid))) => {
                     if let Some(Some(item)) = sent.pop_front()
@@ -733,7 +762,7 @@ async fn publish_loop(
         }
     }
     if connected {
-        client.publish(status_topic(&site), true, status_payload(&site, "offline")).await;
+        client.publish(status_topic(&site), true, status_payload(&site, "offline", SystemTime::now())).await;
         // Give the event loop a moment to send it, then disconnect.
         tokio::time::sleep(Duration::from_millis(200)).await;
         client.disconnect().await;

@@ -537,3 +537,56 @@ fn rejected_credentials_are_named_and_lose_nothing() {
     let first: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
     assert_eq!(&got[..8], &first[..], "the first run's reports, from the outbox, first");
 }
+
+/// The last will is made at each connect: a box that reconnected (the broker restarted) and then died
+/// is reported offline. The centre keeps only a newer status, so a will dated when the publisher first
+/// started (before the "online" of the reconnection) left a dead box online for ever.
+#[test]
+fn the_last_will_is_fresh_at_each_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path());
+    let sub = Subscriber::start(broker.port);
+    let model = repo().join("models/yolox_nano.toml");
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "site = \"will-test\"\n[detector]\nmodel = {model:?}\n\n[[camera]]\nid = \"live\"\nuri = \"test://ball?fps=10\"\n\n\
+             [store]\npath = \"j.db\"\n\n[mqtt]\nurl = \"{}\"\n",
+            broker.url()
+        ),
+    )
+    .unwrap();
+    let mut child = crate::common::Running(spawn(&["run", "--config", site.to_str().unwrap()], "warn"));
+    let at = |m: &Value| humantime::parse_rfc3339_weak(m["at"].as_str().unwrap().trim_end_matches('Z')).unwrap();
+    let onlines =
+        || -> Vec<Value> { sub.messages("/will-test/status").into_iter().filter(|m| m["state"] == "online").collect() };
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !cond() {
+            assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("the box online", &|| !onlines().is_empty());
+    let first = at(&onlines()[0]);
+    // The broker restarts; the box reconnects (the status is retained: the subscriber gets it again).
+    broker.down();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.up();
+    wait("the box online again, after its first connection", &|| onlines().iter().any(|m| at(m) > first));
+    let last_online = onlines().iter().map(at).max().unwrap();
+    // The box dies: the broker publishes its will as the socket closes.
+    signal(&child.0, "KILL");
+    let _ = child.0.wait();
+    // (The broker going down published the first connection's will already: the newest message counts.)
+    let newest = || sub.messages("/will-test/status").pop().unwrap();
+    wait("the last will", &|| newest()["state"] == "offline");
+    let will = newest();
+    assert_schema("status.v1.json", &will);
+    assert!(
+        at(&will) >= last_online,
+        "the will {will} is older than the last online: the centre would keep the box online; all: {:?}",
+        sub.messages("/will-test/status")
+    );
+}

@@ -76,6 +76,9 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 4: the share of the track's class vote its class won (crate::track), 0-1.
     "ALTER TABLE events ADD COLUMN class_share REAL;",
+    // 5: loop events' time in milliseconds, for their ids: two `on` of one loop within a tenth of a
+    // second (on, off, on) had one id, and the centre kept one of them.
+    "ALTER TABLE detector_events ADD COLUMN wall_ms TEXT;",
 ];
 
 /// ATSPM high-resolution controller events (Indiana): detector on, detector off.
@@ -199,20 +202,31 @@ pub struct DetectorRecord {
     pub code: i64,
     /// UTC wall time, RFC 3339 in tenths of a second (the resolution of controller logs).
     pub wall: String,
+    /// The same in milliseconds, for the id (none in rows stored before it was kept).
+    pub wall_ms: Option<String>,
 }
 
 impl DetectorRecord {
     /// `None` for anything but loop on/off.
     pub fn of(e: &TrafficEvent) -> Option<Self> {
         let (code, channel) = atspm_event(&e.kind)?;
-        Some(Self { detector: e.rule.to_string(), channel: channel.into(), code: code.into(), wall: tenths(e.wall) })
+        Some(Self {
+            detector: e.rule.to_string(),
+            channel: channel.into(),
+            code: code.into(),
+            wall: tenths(e.wall),
+            wall_ms: Some(humantime::format_rfc3339_millis(e.wall).to_string()),
+        })
     }
 
-    /// The message the box publishes; its id is stable across retries: site/camera/detector/code/wall.
+    /// The message the box publishes; its id is stable across retries and unique per event (an event
+    /// is a frame's, and frames are more than a millisecond apart): site/camera/detector/code/wall in
+    /// milliseconds (in tenths for rows stored before milliseconds were kept).
     pub fn message(&self, site: &str, camera: &str) -> serde_json::Value {
+        let when = self.wall_ms.as_deref().unwrap_or(&self.wall);
         serde_json::json!({
             "schema": DETECTOR_SCHEMA,
-            "id": format!("{site}/{camera}/{}/{}/{}", self.detector, self.code, self.wall),
+            "id": format!("{site}/{camera}/{}/{}/{when}", self.detector, self.code),
             "site": site,
             "camera": camera,
             "detector": self.detector,
@@ -405,14 +419,15 @@ impl Store {
                 .map_err(&err)?;
             let mut det = tx
                 .prepare_cached(
-                    "INSERT INTO detector_events (site, camera, detector, channel, code, wall)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO detector_events (site, camera, detector, channel, code, wall, wall_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(&err)?;
             for e in events {
                 // Loop detectors have their own table.
                 if let Some(d) = DetectorRecord::of(e) {
-                    det.execute(params![site, camera, d.detector, d.channel, d.code, d.wall]).map_err(&err)?;
+                    det.execute(params![site, camera, d.detector, d.channel, d.code, d.wall, d.wall_ms])
+                        .map_err(&err)?;
                     continue;
                 }
                 let Some(r) = EventRecord::of(e) else { continue };
@@ -658,13 +673,19 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT seq, site, camera, detector, channel, code, wall FROM detector_events
+                "SELECT seq, site, camera, detector, channel, code, wall, wall_ms FROM detector_events
                  WHERE published_at IS NULL ORDER BY seq LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
         st.query_row([], |r| {
             let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
-            let d = DetectorRecord { detector: r.get(3)?, channel: r.get(4)?, code: r.get(5)?, wall: r.get(6)? };
+            let d = DetectorRecord {
+                detector: r.get(3)?,
+                channel: r.get(4)?,
+                code: r.get(5)?,
+                wall: r.get(6)?,
+                wall_ms: r.get(7)?,
+            };
             let v = d.message(&site, &camera);
             Ok((seq, camera, v.to_string()))
         })
@@ -1016,6 +1037,29 @@ mod tests {
             kind: if on { EventKind::LoopOn { channel: 1 } } else { EventKind::LoopOff { channel: 1 } },
             ..event("loop-1", secs)
         }
+    }
+
+    #[test]
+    fn loop_events_within_a_tenth_have_distinct_ids() {
+        // On, off, on within 0.1 s (frames 0.03 s apart): the controller log's tenths cannot tell the
+        // two `on` apart, but their message ids must (the centre keeps one row per id).
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let at = |ms: u64, on: bool| TrafficEvent {
+            wall: SystemTime::UNIX_EPOCH + Duration::from_millis(1_790_000_000_000 + ms),
+            ..loop_event(0, on)
+        };
+        s.save("s", "c", &[at(0, true), at(30, false), at(60, true)], &[]).unwrap();
+        let mut ids = Vec::new();
+        while let Some((seq, _, payload)) = s.next_unpublished_detector().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(v["at"].as_str().map(|a| a.len()), Some("2026-09-21T13:46:40.0Z".len()), "tenths: {v}");
+            ids.push(v["id"].as_str().unwrap().to_owned());
+            s.mark_detector_published(seq, SystemTime::now()).unwrap();
+        }
+        assert_eq!(ids.len(), 3);
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), 3, "{ids:?}");
     }
 
     #[test]

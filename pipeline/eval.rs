@@ -360,8 +360,8 @@ pub const DEFAULT_SWEEP: &[&str] = &[
     "two_wheelers=off",
     "nms_iou=0.45",
     "match_cost=0.8",
-    "scale_px=14",
-    "scale_px=28",
+    "scale_px=20",
+    "scale_px=32",
 ];
 
 /// The runs of a sweep: `spec` is `key=v1|v2 key2=…` (every combination), or `None` for

@@ -124,6 +124,8 @@ pub fn run(
     observer: &mut (dyn Observer + Send),
     stop: &AtomicBool,
 ) -> Result<RunSummary, RunError> {
+    // One run per store, refused before anything else starts.
+    let _store_lock = Store::lock(&cfg.store.path)?;
     let metrics =
         Arc::new(Metrics::new(&cfg.cameras.iter().map(|c| (c.id.clone(), c.stall_timeout)).collect::<Vec<_>>()));
     // Bound before anything slow starts: a taken port is refused at once.

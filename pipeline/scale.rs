@@ -55,7 +55,7 @@ pub struct ScaleParams {
 impl Default for ScaleParams {
     fn default() -> Self {
         Self {
-            target_px: 20.0,
+            target_px: 24.0,
             warmup_s: 30.0,
             min_warmup_s: 5.0,
             min_samples: 40,

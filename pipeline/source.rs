@@ -117,11 +117,17 @@ pub fn redact(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return uri.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
+    // Credentials end at the last '@': a password may hold '/', '?', '#' or '@' as people type them, so
+    // '/' does not end the authority. There are credentials when what comes before that '@' has no
+    // '/' (user:pass@host), or a ':' before its first '/' (user:pa/ss@host); else the '@' is in the
+    // path (host/a@b). A path holding '@' after credentials hides the host too: the safe side.
+    let userinfo = rest.rfind('@').filter(|&at| {
+        let before = &rest[..at];
+        !before.contains('/') || before.split('/').next().is_some_and(|first| first.contains(':'))
+    });
+    match userinfo {
         Some(at) => {
-            let user = authority[..at].split(':').next().unwrap_or("");
+            let user = rest[..at].split([':', '/']).next().unwrap_or("");
             format!("{scheme}://{user}:***@{}", &rest[at + 1..])
         }
         None => uri.to_owned(),
@@ -937,6 +943,10 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact("rtsp://admin:hunter2@10.0.0.11/stream1"), "rtsp://admin:***@10.0.0.11/stream1");
         assert_eq!(redact("rtsp://10.0.0.11/a@b"), "rtsp://10.0.0.11/a@b");
+        // A password holding '/' (found in issue 21: it was logged whole).
+        assert_eq!(redact("rtsp://admin:pa/ss@10.0.0.11/stream1"), "rtsp://admin:***@10.0.0.11/stream1");
+        assert_eq!(redact("rtsp://admin:p@ss/w?rd@10.0.0.11/s"), "rtsp://admin:***@10.0.0.11/s");
+        assert_eq!(redact("rtsp://10.0.0.11/s?token=a@b"), "rtsp://10.0.0.11/s?token=a@b");
         assert_eq!(uri_password("rtsp://admin:hunter2@h/s").as_deref(), Some("hunter2"));
         let err = SourceUri::parse("gopher://u:pw@h/").unwrap_err().to_string();
         assert!(!err.contains("pw@"), "{err}");

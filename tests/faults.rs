@@ -540,3 +540,22 @@ fn wall_clock_steps_both_ways_lose_and_double_nothing() {
         crate::common::assert_schema("flow.v1.json", r);
     }
 }
+
+/// Two runs on one store would overwrite each other's checkpoints and reports: the second is refused
+/// at once, naming the store and the process that has it; the first runs on.
+#[test]
+fn a_second_run_on_the_same_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let (port, summary) = (free_port(), dir.path().join("s.json"));
+    let first = live_run(&db, port, &summary, &[]);
+    wait_until("the first run's frames", 60, &mut || frames(port, "camera") >= 10.0);
+    let clip = crate::common::clip();
+    let out = crate::common::junction(
+        &["run", clip.to_str().unwrap(), "--line", "320,60,320,220", "--store", db.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    crate::common::assert_refused(&out, &["j.db", "in use by another junction run", &format!("pid {}", first.0.id())]);
+    assert!(frames(port, "camera") >= 10.0, "the first run goes on");
+    stop(first);
+}

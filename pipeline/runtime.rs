@@ -512,6 +512,7 @@ impl Analysis<'_> {
             schedule_restart(cam, &e);
         } else {
             cam.finished = true;
+            self.metrics.camera_ended(cam.id());
             cam.pipe.summary_mut().error = Some(e.to_string());
             file_error.get_or_insert(e);
         }
@@ -616,6 +617,7 @@ impl Analysis<'_> {
                 tracing::info!(camera = %cam.id(), frames = cam.pipe.summary().frames, "stream ended");
                 self.close(cam, GapReason::NoFrames);
                 cam.finished = true;
+                self.metrics.camera_ended(cam.id());
                 Ok(None)
             }
             Some(e) => Err(e.into()),

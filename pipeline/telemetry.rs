@@ -276,7 +276,16 @@ impl Metrics {
         }
     }
 
-    /// Ready when every camera delivered a frame within its window and the store is writable.
+    /// A camera that ended (a file camera at its end, or stopped by its fault) is no longer expected to
+    /// deliver: it leaves the readiness check.
+    pub fn camera_ended(&self, camera: &str) {
+        if let Ok(mut m) = self.last_frame.lock() {
+            m.remove(camera);
+        }
+    }
+
+    /// Ready when every camera still running delivered a frame within its window and the store is
+    /// writable.
     pub fn readiness(&self) -> Result<(), String> {
         if !self.store_writable.load(std::sync::atomic::Ordering::Relaxed) {
             return Err("the store is not writable".into());

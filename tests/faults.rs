@@ -559,3 +559,40 @@ fn a_second_run_on_the_same_store_is_refused() {
     assert!(frames(port, "camera") >= 10.0, "the first run goes on");
     stop(first);
 }
+
+/// A file camera that ends in a run with a live one is done, not late: /readyz answers 200 while the
+/// live camera delivers (it stayed 503 for the rest of the run).
+#[test]
+fn readyz_stays_ready_when_a_file_camera_ends_beside_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.ts");
+    let ok = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=20", "pattern=ball", "!", "video/x-raw,width=640,height=360,framerate=10/1"])
+        .args(["!", "x264enc", "!", "h264parse", "!", "mpegtsmux", "!", "filesink"])
+        .arg(format!("location={}", short.display()))
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(ok.success());
+    let port = free_port();
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "site = \"ready\"\n[detector]\nmodel = {:?}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[camera]]\nid = \"live\"\nuri = \"test://ball?fps=10\"\n\n\
+             [[camera]]\nid = \"short\"\nuri = {:?}\nstall_timeout_s = 1\n\n[store]\npath = \"j.db\"\n",
+            repo().join("models/yolox_nano.toml"),
+            short.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let run = Running(command(&["run", "--config", site.to_str().unwrap()], "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    wait_until("the short file's frames", 60, &mut || frames(port, "short") >= 15.0);
+    wait_until("the live camera's frames", 60, &mut || frames(port, "live") >= 10.0);
+    // Four times the file camera's readiness window after its last frames: an ended camera that still
+    // counted would be late by now.
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, body) = http_get(port, "/readyz").expect("/readyz");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    stop(run);
+}

@@ -790,3 +790,63 @@ fn a_stopped_ingester_lands_and_acknowledges_what_it_held() {
         "the restarted ingester took {taken} messages for {probes} new ones: the broker delivered again what the first had landed"
     );
 }
+
+/// The centre's broker as shipped lets each box write only its own site's topics (its username is its
+/// site id; deploy/centre/junction.acl), and the ingester read them all: a box publishing under
+/// another site's name is dropped by the broker.
+#[test]
+fn the_shipped_broker_acl_keeps_each_box_to_its_own_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let conf = std::fs::read_to_string(repo().join("deploy/centre/mosquitto.conf")).unwrap();
+    let acl_line = conf.lines().find(|l| l.starts_with("acl_file ")).expect("deploy/centre/mosquitto.conf names an acl_file");
+    let acl_name = std::path::Path::new(acl_line.trim_start_matches("acl_file ").trim()).file_name().unwrap();
+    std::fs::copy(repo().join("deploy/centre").join(acl_name), d.join("junction.acl")).unwrap();
+    for (k, user) in ["site-a", "site-b", "junction-centre"].iter().enumerate() {
+        let mut cmd = Command::new("mosquitto_passwd");
+        cmd.args(if k == 0 { vec!["-b", "-c"] } else { vec!["-b"] }).args(["pw.txt", user, "pw"]).current_dir(d);
+        assert!(cmd.status().expect("mosquitto_passwd").success());
+    }
+    let broker = crate::mqtt::broker_with(d, "allow_anonymous false\npassword_file pw.txt\nacl_file junction.acl\n");
+    let port = broker.port.to_string();
+    let mut sub = Command::new("stdbuf")
+        .args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &port, "-u", "junction-centre", "-P", "pw"])
+        .args(["-t", "junction/v1/#", "-q", "1", "-v"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (out, sink) = (sub.stdout.take().unwrap(), lines.clone());
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let publish_as = |user: &str, topic: &str, msg: &str| {
+        let _ = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-u", user, "-P", "pw", "-q", "1", "-t", topic, "-m", msg])
+            .stderr(Stdio::null())
+            .status();
+    };
+    let t = Instant::now();
+    // Until the subscriber is in: the box's own topic, after the spoofed one each round.
+    while !lines.lock().unwrap().iter().any(|l| l.starts_with("junction/v1/site-a/c1/flow ")) {
+        assert!(t.elapsed() < Duration::from_secs(30), "nothing arrived: {:?}", lines.lock().unwrap());
+        publish_as("site-a", "junction/v1/site-b/c1/flow", "spoofed");
+        publish_as("site-a", "junction/v1/site-a/c1/flow", "own");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Subscribed for sure now: once more, a spoofed message, then the box's own as a marker.
+    publish_as("site-a", "junction/v1/site-b/c1/flow", "spoofed");
+    publish_as("site-a", "junction/v1/site-a/c1/flow", "marker");
+    while !lines.lock().unwrap().iter().any(|l| l.ends_with(" marker")) {
+        assert!(t.elapsed() < Duration::from_secs(30), "the marker never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = lines.lock().unwrap().clone();
+    let _ = sub.kill();
+    let _ = sub.wait();
+    assert!(got.iter().all(|l| !l.contains("spoofed")), "a box wrote another site's topic: {got:?}");
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{Outgoing, QoS, TlsConfiguration, Transport};
 use serde::Deserialize;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Outbox, Store, StoreError};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 
@@ -412,6 +412,12 @@ fn backoff(attempt: u32) -> Duration {
     crate::retry::backoff(attempt, Duration::from_millis(500), Duration::from_secs(30))
 }
 
+/// How long a message the broker refused for the `n`-th time waits before it is offered again: 1
+/// minute, doubling, at most an hour (an ACL or quota is fixed by a person, not in seconds).
+fn aside(n: u32) -> Duration {
+    Duration::from_secs(60u64.saturating_mul(1 << n.saturating_sub(1).min(6)).min(3600))
+}
+
 /// Everything the publishing loop needs besides the client and its channels.
 #[derive(Clone)]
 struct LoopSettings {
@@ -685,8 +691,18 @@ async fn publish_loop(
                         && *p == pkid
                     {
                         if let Some(reason) = refused {
-                            // Kept in the outbox: a broker that refuses (quota, ACL) may accept later.
-                            tracing::error!(broker = %shown, item = ?item, reason, "mqtt: the broker refused a message; it stays in the outbox");
+                            // Set aside, not dropped: a broker that refuses (quota, ACL) may accept it
+                            // later. The rest of the outbox flows past it meanwhile; a pause that grows
+                            // while every message is refused keeps the broker from being hammered.
+                            let row = match item {
+                                Item::Report(id, revision) => Outbox::Report(id, *revision),
+                                Item::Event(seq) => Outbox::Event(*seq),
+                                Item::Detector(seq) => Outbox::Detector(*seq),
+                            };
+                            let times = store.set_aside(row, SystemTime::now(), aside)?;
+                            metrics.mqtt_refused.inc();
+                            metrics.outbox_refused.set(store.refused()? as i64);
+                            tracing::error!(broker = %shown, item = ?item, reason, refusals = times, retry_in_s = aside(times).as_secs(), "mqtt: the broker refused a message; set aside for a retry, the rest flows");
                             hold_until = Some(Instant::now() + backoff(refusals));
                             refusals += 1;
                         } else {
@@ -702,6 +718,7 @@ async fn publish_loop(
                         }
                         inflight = None;
                         metrics.outbox_pending.set(store.unpublished()? as i64);
+                        metrics.outbox_refused.set(store.refused()? as i64);
                     }
                 }
                 Some(Ok(Ev::Other)) => {}
@@ -733,16 +750,17 @@ async fn publish_loop(
         if connected && inflight.is_none() && !held {
             // Reports first: they are what the centre plans with; then loop detector events; per-vehicle
             // events last, when asked for.
-            let next = match store.next_unpublished()? {
+            let now = SystemTime::now();
+            let next = match store.next_unpublished(now)? {
                 Some((id, revision, camera, payload)) => {
                     Some((Item::Report(id, revision), flow_topic(&site, &camera), payload))
                 }
-                None => match store.next_unpublished_detector()? {
+                None => match store.next_unpublished_detector(now)? {
                     Some((seq, camera, payload)) => {
                         Some((Item::Detector(seq), detector_topic(&site, &camera), payload))
                     }
                     None if events => store
-                        .next_unpublished_event()?
+                        .next_unpublished_event(now)?
                         .map(|(seq, camera, payload)| (Item::Event(seq), events_topic(&site, &camera), payload)),
                     None => None,
                 },
@@ -791,6 +809,14 @@ mod tests {
             let e = parse_broker_url(bad).unwrap_err().to_string();
             assert!(e.starts_with("mqtt.url"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_refused_message_waits_a_minute_doubling_to_an_hour() {
+        assert_eq!(aside(1), Duration::from_secs(60));
+        assert_eq!(aside(2), Duration::from_secs(120));
+        assert_eq!(aside(7), Duration::from_secs(3600));
+        assert_eq!(aside(u32::MAX), Duration::from_secs(3600));
     }
 
     #[test]

@@ -79,6 +79,14 @@ const MIGRATIONS: &[&str] = &[
     // 5: loop events' time in milliseconds, for their ids: two `on` of one loop within a tenth of a
     // second (on, off, on) had one id, and the centre kept one of them.
     "ALTER TABLE detector_events ADD COLUMN wall_ms TEXT;",
+    // 6: a message the broker refused (MQTT 5 reason code) is set aside until `refused_until` (RFC 3339
+    // UTC, ms), its refusals counted, so the rest of the outbox flows past it.
+    "ALTER TABLE reports ADD COLUMN refused_until TEXT;
+    ALTER TABLE reports ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN refused_until TEXT;
+    ALTER TABLE events ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE detector_events ADD COLUMN refused_until TEXT;
+    ALTER TABLE detector_events ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// ATSPM high-resolution controller events (Indiana): detector on, detector off.
@@ -235,6 +243,14 @@ impl DetectorRecord {
             "at": self.wall,
         })
     }
+}
+
+/// A row of the outbox, as [`Store::set_aside`] names it.
+#[derive(Debug, Clone, Copy)]
+pub enum Outbox<'a> {
+    Report(&'a str, u32),
+    Event(i64),
+    Detector(i64),
 }
 
 /// What [`Store::bound_size`] removed to keep the store under its size.
@@ -500,7 +516,8 @@ impl Store {
                     "INSERT INTO reports (id, site, camera, bin_start, bin_seconds, partial, payload, stored_at, revision)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (id) DO UPDATE SET partial = excluded.partial, payload = excluded.payload,
-                        stored_at = excluded.stored_at, revision = excluded.revision, published_at = NULL",
+                        stored_at = excluded.stored_at, revision = excluded.revision, published_at = NULL,
+                        refused_until = NULL",
                 )
                 .map_err(&err)?;
             let mut state = tx
@@ -651,15 +668,19 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// The oldest report not yet acknowledged by the broker: (id, revision, camera, payload JSON).
-    pub fn next_unpublished(&self) -> Result<Option<(String, u32, String, String)>, StoreError> {
+    /// The oldest report not yet acknowledged by the broker and not set aside after a refusal (until
+    /// `now`): (id, revision, camera, payload JSON).
+    pub fn next_unpublished(&self, now: SystemTime) -> Result<Option<(String, u32, String, String)>, StoreError> {
+        let now = humantime::format_rfc3339_millis(now).to_string();
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT id, revision, camera, payload FROM reports WHERE published_at IS NULL ORDER BY stored_at, rowid LIMIT 1",
+                "SELECT id, revision, camera, payload FROM reports
+                 WHERE published_at IS NULL AND (refused_until IS NULL OR refused_until <= ?1)
+                 ORDER BY stored_at, rowid LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
-        st.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        st.query_row([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(|e| self.err(e))
@@ -675,6 +696,51 @@ impl Store {
         Ok(())
     }
 
+    /// The broker refused this row (a report by id and the revision sent, an event or a loop event by
+    /// seq): counted, and set aside until `now` + `delay(refusals so far)`; returns the refusals.
+    pub fn set_aside(
+        &self,
+        row: Outbox<'_>,
+        now: SystemTime,
+        delay: impl Fn(u32) -> Duration,
+    ) -> Result<u32, StoreError> {
+        let (table, key, revision): (&str, rusqlite::types::Value, Option<u32>) = match row {
+            Outbox::Report(id, revision) => ("reports", id.to_owned().into(), Some(revision)),
+            Outbox::Event(seq) => ("events", seq.into(), None),
+            Outbox::Detector(seq) => ("detector_events", seq.into(), None),
+        };
+        let (key_col, rev) = match revision {
+            Some(r) => ("id", format!(" AND revision = {r}")),
+            None => ("seq", String::new()),
+        };
+        let n: u32 = self
+            .conn
+            .query_row(
+                &format!("UPDATE {table} SET refusals = refusals + 1 WHERE {key_col} = ?1{rev} RETURNING refusals"),
+                [&key],
+                |r| r.get(0),
+            )
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(0) } else { Err(e) })
+            .map_err(|e| self.err(e))?;
+        let until = humantime::format_rfc3339_millis(now + delay(n)).to_string();
+        self.conn
+            .execute(&format!("UPDATE {table} SET refused_until = ?2 WHERE {key_col} = ?1{rev}"), params![key, until])
+            .map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// Reports set aside after the broker refused them (waiting for their retry).
+    pub fn refused(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM reports WHERE published_at IS NULL AND refused_until IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
     /// Reports waiting for the broker.
     pub fn unpublished(&self) -> Result<u64, StoreError> {
         self.conn
@@ -683,19 +749,20 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// The oldest event not yet published: (seq, camera, payload JSON of schema junction.event.v1).
-    /// The id is stable across retries: site/camera/rule/track/kind/wall time.
-    pub fn next_unpublished_event(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+    /// The oldest event not yet published nor set aside (until `now`): (seq, camera, payload JSON of
+    /// schema junction.event.v1). The id is stable across retries: site/camera/rule/track/kind/wall.
+    pub fn next_unpublished_event(&self, now: SystemTime) -> Result<Option<(i64, String, String)>, StoreError> {
+        let now = humantime::format_rfc3339_millis(now).to_string();
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT seq, site, camera, rule, kind, direction, class, track, pts_s, wall, dwell_s,
                         to_rule, speed_kmh, speed_ok, class_share FROM events
-                 WHERE published_at IS NULL ORDER BY seq LIMIT 1",
+                 WHERE published_at IS NULL AND (refused_until IS NULL OR refused_until <= ?1) ORDER BY seq LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
         let row = st
-            .query_row([], |r| {
+            .query_row([&now], |r| {
                 let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
                 let e = EventRecord {
                     rule: r.get(3)?,
@@ -722,15 +789,16 @@ impl Store {
 
     /// The oldest loop detector event not yet published: (seq, camera, payload JSON of schema
     /// junction.detector.v1).
-    pub fn next_unpublished_detector(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+    pub fn next_unpublished_detector(&self, now: SystemTime) -> Result<Option<(i64, String, String)>, StoreError> {
+        let now = humantime::format_rfc3339_millis(now).to_string();
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT seq, site, camera, detector, channel, code, wall, wall_ms FROM detector_events
-                 WHERE published_at IS NULL ORDER BY seq LIMIT 1",
+                 WHERE published_at IS NULL AND (refused_until IS NULL OR refused_until <= ?1) ORDER BY seq LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
-        st.query_row([], |r| {
+        st.query_row([&now], |r| {
             let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
             let d = DetectorRecord {
                 detector: r.get(3)?,
@@ -1046,7 +1114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         s.save("s", "c", &[event("a", 1), event("b", 2)], &[]).unwrap();
-        let (seq, camera, payload) = s.next_unpublished_event().unwrap().unwrap();
+        let (seq, camera, payload) = s.next_unpublished_event(SystemTime::now()).unwrap().unwrap();
         assert_eq!(camera, "c");
         let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(
@@ -1055,7 +1123,7 @@ mod tests {
         );
         assert!(v["id"].as_str().unwrap().starts_with("s/c/a/7/crossing/"), "{v}");
         s.mark_event_published(seq, SystemTime::now()).unwrap();
-        let (_, _, next) = s.next_unpublished_event().unwrap().unwrap();
+        let (_, _, next) = s.next_unpublished_event(SystemTime::now()).unwrap().unwrap();
         assert!(next.contains(r#""rule":"b""#), "{next}");
     }
 
@@ -1104,7 +1172,7 @@ mod tests {
         };
         s.save("s", "c", &[at(0, true), at(30, false), at(60, true)], &[]).unwrap();
         let mut ids = Vec::new();
-        while let Some((seq, _, payload)) = s.next_unpublished_detector().unwrap() {
+        while let Some((seq, _, payload)) = s.next_unpublished_detector(SystemTime::now()).unwrap() {
             let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
             assert_eq!(v["at"].as_str().map(|a| a.len()), Some("2026-09-21T13:46:40.0Z".len()), "tenths: {v}");
             ids.push(v["id"].as_str().unwrap().to_owned());

@@ -64,6 +64,10 @@ pub struct Metrics {
     pub publisher_up: Gauge,
     /// Reports the broker acknowledged.
     pub reports_published: Counter,
+    /// Messages the broker refused (MQTT 5 reason code), each time.
+    pub mqtt_refused: Counter,
+    /// Reports set aside after a refusal, waiting for their retry.
+    pub outbox_refused: Gauge,
     /// Per camera: last analysed frame and how old it may be (the camera's stall timeout).
     last_frame: Mutex<HashMap<String, (Option<Instant>, Duration)>>,
     /// Set once the store is open and after each successful write; cleared by a failed one.
@@ -120,6 +124,8 @@ impl Metrics {
             camera_faults: Family::default(),
             publisher_up: Gauge::default(),
             reports_published: Counter::default(),
+            mqtt_refused: Counter::default(),
+            outbox_refused: Gauge::default(),
             last_frame: Mutex::new(cameras.iter().map(|(c, w)| (c.clone(), (None, *w))).collect()),
             store_writable: std::sync::atomic::AtomicBool::new(false),
             registry: Registry::default(),
@@ -223,6 +229,20 @@ impl Metrics {
             "junction_reports_published",
             "Reports (each revision) the MQTT broker acknowledged",
             m.reports_published.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_mqtt_refused",
+            "Messages the MQTT broker refused (MQTT 5 reason code), each refusal; they are set aside and retried",
+            m.mqtt_refused.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_outbox_refused",
+            "Reports set aside after the broker refused them, waiting for their retry",
+            m.outbox_refused.clone(),
         );
         reg(
             &mut registry,

@@ -799,7 +799,8 @@ fn the_shipped_broker_acl_keeps_each_box_to_its_own_site() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let conf = std::fs::read_to_string(repo().join("deploy/centre/mosquitto.conf")).unwrap();
-    let acl_line = conf.lines().find(|l| l.starts_with("acl_file ")).expect("deploy/centre/mosquitto.conf names an acl_file");
+    let acl_line =
+        conf.lines().find(|l| l.starts_with("acl_file ")).expect("deploy/centre/mosquitto.conf names an acl_file");
     let acl_name = std::path::Path::new(acl_line.trim_start_matches("acl_file ").trim()).file_name().unwrap();
     std::fs::copy(repo().join("deploy/centre").join(acl_name), d.join("junction.acl")).unwrap();
     for (k, user) in ["site-a", "site-b", "junction-centre"].iter().enumerate() {

@@ -567,7 +567,14 @@ fn readyz_stays_ready_when_a_file_camera_ends_beside_a_live_one() {
     let dir = tempfile::tempdir().unwrap();
     let short = dir.path().join("short.ts");
     let ok = std::process::Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", "num-buffers=20", "pattern=ball", "!", "video/x-raw,width=640,height=360,framerate=10/1"])
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=20",
+            "pattern=ball",
+            "!",
+            "video/x-raw,width=640,height=360,framerate=10/1",
+        ])
         .args(["!", "x264enc", "!", "h264parse", "!", "mpegtsmux", "!", "filesink"])
         .arg(format!("location={}", short.display()))
         .status()
@@ -586,7 +593,13 @@ fn readyz_stays_ready_when_a_file_camera_ends_beside_a_live_one() {
         ),
     )
     .unwrap();
-    let run = Running(command(&["run", "--config", site.to_str().unwrap()], "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let run = Running(
+        command(&["run", "--config", site.to_str().unwrap()], "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until("the short file's frames", 60, &mut || frames(port, "short") >= 15.0);
     wait_until("the live camera's frames", 60, &mut || frames(port, "live") >= 10.0);
     // Four times the file camera's readiness window after its last frames: an ended camera that still

@@ -590,3 +590,62 @@ fn the_last_will_is_fresh_at_each_connect() {
         sub.messages("/will-test/status")
     );
 }
+
+/// A report the broker refuses (MQTT 5 "not authorized": the ACL lets this box write camera `ok`'s
+/// topic, not camera `denied`'s) is set aside, counted and kept; every report of the other camera
+/// flows past it (a refused report used to block every later report of every camera).
+#[test]
+fn a_refused_report_goes_aside_and_the_rest_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let made = Command::new("mosquitto_passwd").args(["-b", "-c", "pw.txt", "box", "pw"]).current_dir(d).status();
+    assert!(made.expect("mosquitto_passwd").success());
+    std::fs::write(d.join("box.secret"), "pw\n").unwrap();
+    std::fs::write(
+        d.join("acl"),
+        "topic read junction/#\ntopic write junction/probe\n\nuser box\ntopic write junction/v1/refuse/ok/#\ntopic write junction/v1/refuse/status\n",
+    )
+    .unwrap();
+    let broker = broker_with(d, "allow_anonymous true\npassword_file pw.txt\nacl_file acl\n");
+    let sub = Subscriber::start(broker.port);
+    let site = d.join("site.toml");
+    let clip = clip();
+    std::fs::write(
+        &site,
+        format!(
+            "site = \"refuse\"\n[detector]\nmodel = {:?}\n\n[aggregate]\nbins = [\"10s\"]\n\n\
+             [[camera]]\nid = \"ok\"\nuri = {clip:?}\n\n[[camera]]\nid = \"denied\"\nuri = {clip:?}\n\n\
+             [store]\npath = \"j.db\"\n\n[mqtt]\nurl = \"{}\"\nprotocol = \"5\"\nusername = \"box\"\n\
+             password_file = \"box.secret\"\ndrain_timeout_s = 30\n",
+            repo().join("models/yolox_nano.toml"),
+            broker.url()
+        ),
+    )
+    .unwrap();
+    let out = junction(
+        &["run", "--config", site.to_str().unwrap(), "--start", "2026-11-26T08:00:00Z", "--format", "json"],
+        Duration::from_secs(400),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let conn = rusqlite::Connection::open(d.join("j.db")).unwrap();
+    let ids = |camera: &str, published: bool| -> Vec<String> {
+        let sql = format!(
+            "SELECT id FROM reports WHERE camera = '{camera}' AND published_at IS {} NULL ORDER BY rowid",
+            if published { "NOT" } else { "" }
+        );
+        let mut st = conn.prepare(&sql).unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let ok = ids("ok", true);
+    assert!(ok.len() >= 7 && ids("ok", false).is_empty(), "every report of camera ok delivered: {ok:?}");
+    let got = sub.wait_for(ok.len());
+    for id in &ok {
+        assert!(got.contains(id), "{id} not at the subscriber");
+    }
+    let denied = ids("denied", false);
+    assert_eq!(denied.len(), ok.len(), "camera denied's reports all kept in the outbox");
+    let refusals: i64 =
+        conn.query_row("SELECT min(refusals) FROM reports WHERE camera = 'denied'", [], |r| r.get(0)).unwrap();
+    assert!(refusals >= 1, "each refused at least once");
+    assert!(out.stderr.contains("refused a message; set aside"), "{}", out.stderr);
+}

@@ -1224,6 +1224,8 @@ mod tests {
             console: true,
             password_hash: None,
             password_file: None,
+            allowed_hosts: Vec::new(),
+            plain_http_login: false,
         });
         Console::new(&cfg, Arc::new(AtomicBool::new(false))).expect("console").expect("on")
     }

@@ -36,6 +36,14 @@ pub struct HttpConfig {
     pub password_hash: Option<String>,
     /// A file holding that hash on its first line (a mounted secret), instead of `password_hash`.
     pub password_file: Option<PathBuf>,
+    /// Host names the console and snapshots answer to, besides addresses and `localhost` (a request
+    /// naming any other host is refused: DNS rebinding). E.g. `["box-7.city.example"]`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// A console password sent over plain HTTP off loopback crosses the network readable: refused
+    /// unless TLS is put in front (a reverse proxy, an SSH tunnel) and this says so.
+    #[serde(default)]
+    pub plain_http_login: bool,
 }
 
 fn console_default() -> bool {
@@ -51,6 +59,8 @@ impl std::fmt::Debug for HttpConfig {
             .field("console", &self.console)
             .field("password_hash", &self.password_hash.as_ref().map(|_| "(set)"))
             .field("password_file", &self.password_file)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("plain_http_login", &self.plain_http_login)
             .finish()
     }
 }
@@ -89,9 +99,53 @@ impl HttpConfig {
                     self.listen
                 ),
             )),
+            Ok(Some(_)) if self.console && !self.listen.ip().is_loopback() && !self.plain_http_login => out.push((
+                "http.listen".into(),
+                format!(
+                    "{}: the console's password would cross the network in plain HTTP: put TLS in front (a \
+                     reverse proxy, or an SSH tunnel to a loopback address) and set http.plain_http_login = true",
+                    self.listen
+                ),
+            )),
             Ok(_) => {}
         }
+        for h in &self.allowed_hosts {
+            let ok =
+                !h.is_empty() && h.len() <= 253 && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !ok {
+                out.push(("http.allowed_hosts".into(), format!("{h:?} is not a host name")));
+            }
+        }
         out
+    }
+}
+
+/// Whether a request's `Host` names this box: an address, `localhost`, or one of `allowed` (any port).
+/// No `Host` (HTTP/1.0) passes: browsers always send one, and only a browser can be rebound.
+pub fn host_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+    let Some(host) = headers.get(header::HOST) else { return true };
+    let Ok(host) = host.to_str() else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host,
+        },
+    };
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+async fn check_host(
+    State(allowed): State<Arc<Vec<String>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if host_allowed(req.headers(), &allowed) {
+        next.run(req).await
+    } else {
+        (StatusCode::FORBIDDEN, "this box does not answer to that host name (http.allowed_hosts)\n").into_response()
     }
 }
 
@@ -180,6 +234,7 @@ impl HttpServer {
         metrics: Arc<Metrics>,
         snapshots: Option<Snapshots>,
         console: Option<Arc<Console>>,
+        allowed_hosts: Vec<String>,
     ) -> Result<Self, HttpError> {
         let with_console = console.is_some();
         let err = |message: String| HttpError { addr, message };
@@ -204,20 +259,27 @@ impl HttpServer {
                         Ok(l) => l,
                         Err(e) => return tracing::error!(error = %e, "http: listener"),
                     };
-                    let mut app = Router::new()
+                    let state = AppState {
+                        metrics,
+                        snapshots,
+                        encoders: Arc::new(tokio::sync::Semaphore::new(ENCODERS)),
+                        console: console.clone(),
+                    };
+                    // Images and the console answer only to this box's names (DNS rebinding);
+                    // monitoring answers to any.
+                    let mut guarded =
+                        Router::new().route("/snapshot/{file}", get(snapshot_handler)).with_state(state.clone());
+                    if let Some(c) = console {
+                        guarded = guarded.merge(crate::console::router(c));
+                    }
+                    let guarded =
+                        guarded.layer(axum::middleware::from_fn_with_state(Arc::new(allowed_hosts), check_host));
+                    let app = Router::new()
                         .route("/metrics", get(metrics_handler))
                         .route("/healthz", get(|| async { "ok\n" }))
                         .route("/readyz", get(ready_handler))
-                        .route("/snapshot/{file}", get(snapshot_handler))
-                        .with_state(AppState {
-                            metrics,
-                            snapshots,
-                            encoders: Arc::new(tokio::sync::Semaphore::new(ENCODERS)),
-                            console: console.clone(),
-                        });
-                    if let Some(c) = console {
-                        app = app.merge(crate::console::router(c));
-                    }
+                        .with_state(state)
+                        .merge(guarded);
                     let stopped = async {
                         let _ = rx.await;
                     };
@@ -297,5 +359,28 @@ async fn snapshot_handler(
         Ok(Err(camera)) => text(StatusCode::NOT_FOUND, format!("no frame from camera {camera:?} yet\n")),
         Ok(Ok(Err(e))) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding failed: {e}\n")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding failed: {e}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_host(h: &str) -> axum::http::HeaderMap {
+        let mut m = axum::http::HeaderMap::new();
+        m.insert(header::HOST, h.parse().expect("header"));
+        m
+    }
+
+    #[test]
+    fn hosts_are_addresses_localhost_or_named() {
+        let named = vec!["box-7.city.example".to_owned()];
+        for ok in ["127.0.0.1:9464", "10.1.2.3", "[::1]:9464", "LOCALHOST:80", "box-7.city.example:9464"] {
+            assert!(host_allowed(&with_host(ok), &named), "{ok}");
+        }
+        for bad in ["evil.example", "evil.example:9464", "localhost.evil.example", "box-7.city.example.evil:1"] {
+            assert!(!host_allowed(&with_host(bad), &named), "{bad}");
+        }
+        assert!(host_allowed(&axum::http::HeaderMap::new(), &named), "no Host: not a browser");
     }
 }

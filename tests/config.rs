@@ -235,3 +235,24 @@ fn numbers_out_of_range_are_refused() {
     let out = check(&site(dir.path(), "", &format!("{CAMERA}\nstall_timeout_s = 1e300"), GOOD_CALIBRATION));
     assert_refused(&out, &["site.toml", "stall_timeout_s"]);
 }
+
+/// A console password over plain HTTP on a non-loopback address is refused unless the site says TLS is
+/// in front (`plain_http_login = true`); host names in `allowed_hosts` are checked.
+#[test]
+fn a_console_password_off_loopback_needs_tls_in_front() {
+    // The hash of a throwaway password ("correct horse"), made by `junction hash-password`.
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$Jx0UG8byLppm9XCYO2YzZg$Psj9ISwExL4R2hpZzSFkEyRkjQXrwWwK3jpCINr1KCA";
+    let dir = tempfile::tempdir().unwrap();
+    let http = |extra: &str| format!("[http]\nlisten = \"0.0.0.0:9464\"\npassword_hash = \"{hash}\"\n{extra}\n");
+    let out = check(&site(dir.path(), &http(""), CAMERA, GOOD_CALIBRATION));
+    assert_refused(&out, &["site.toml", "http.listen", "plain HTTP", "plain_http_login"]);
+    let out = check(&site(dir.path(), &http("plain_http_login = true"), CAMERA, GOOD_CALIBRATION));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = check(&site(
+        dir.path(),
+        &http("plain_http_login = true\nallowed_hosts = [\"evil.example/x\"]"),
+        CAMERA,
+        GOOD_CALIBRATION,
+    ));
+    assert_refused(&out, &["site.toml", "http.allowed_hosts", "evil.example/x"]);
+}

@@ -450,3 +450,47 @@ fn browser_console() {
         .any(|r| r["rule_changes"].as_array().is_some_and(|c| c.iter().any(|c| c["id"] == drawn.as_str())));
     assert!(reloaded, "no report lists {drawn} as added");
 }
+
+/// DNS rebinding: a web page on another name, resolved to 127.0.0.1, must not drive a password-less
+/// loopback console. Requests naming a host other than an address, `localhost` or a configured name
+/// (`[http] allowed_hosts`) are refused; /metrics and the health checks stay open to any name.
+#[test]
+fn a_foreign_host_header_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "site = \"hosts\"\n[detector]\nmodel = {:?}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\nallowed_hosts = [\"box-7.city.example\"]\n\n\
+             [[camera]]\nid = \"live\"\nuri = \"test://ball?fps=10\"\n\n[store]\npath = \"j.db\"\n",
+            repo().join("models/yolox_nano.toml")
+        ),
+    )
+    .unwrap();
+    let _run = Running(
+        command(&["run", "--config", site.to_str().unwrap()], "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port);
+    let get = |host: &str, path: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        raw.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0)
+    };
+    for path in ["/", "/api/session", "/api/state", "/snapshot/live.jpg"] {
+        assert_eq!(get(&format!("rebind.attacker.example:{port}"), path), 403, "{path}");
+    }
+    for host in
+        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("box-7.city.example:{port}"), "[::1]".into()]
+    {
+        assert_eq!(get(&host, "/api/session"), 200, "{host}");
+    }
+    assert_eq!(get("rebind.attacker.example", "/metrics"), 200, "monitoring by any name");
+}

@@ -90,6 +90,8 @@ pub fn run_config(args: &RunArgs) -> Result<Config> {
                 console: true,
                 password_hash: None,
                 password_file: None,
+                allowed_hosts: Vec::new(),
+                plain_http_login: false,
             },
         });
         if let Some((field, message)) = cfg.http.as_ref().and_then(|h| h.problems().into_iter().next()) {

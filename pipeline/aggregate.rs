@@ -542,11 +542,15 @@ impl Aggregator {
     }
 
     /// While the box runs and the camera delivers nothing (no frame for [`MAX_FRAME_GAP`]), the wall
-    /// clock closes its bins: each gets a report with its gaps, frames or not.
-    pub fn tick(&mut self, now: SystemTime, out: &mut Vec<FlowReport>) {
-        let quiet = self.last_frame.is_none_or(|l| now.duration_since(l).is_ok_and(|d| d > MAX_FRAME_GAP));
+    /// clock closes its bins: each gets a report with its gaps, frames or not. Time is accounted up to
+    /// `now - decided` only: why frames stopped is known once the source's stall timeout (`decided`)
+    /// has passed, so the first seconds of an outage are the camera down, not "no frames"; bins close
+    /// that much later.
+    pub fn tick(&mut self, now: SystemTime, decided: Duration, out: &mut Vec<FlowReport>) {
+        let Some(upto) = now.checked_sub(decided) else { return };
+        let quiet = self.last_frame.is_none_or(|l| upto.duration_since(l).is_ok_and(|d| d > MAX_FRAME_GAP));
         if quiet {
-            self.advance(now, false, self.pending, out);
+            self.advance(upto, false, self.pending, out);
         }
     }
 
@@ -1018,6 +1022,32 @@ mod tests {
         }
     }
 
+    /// A live camera's loop: ticks every half second from `from` to `to` (as the runtime does).
+    fn ticks(agg: &mut Aggregator, from: f64, to: f64, out: &mut Vec<FlowReport>) {
+        let mut t = from;
+        while t <= to + 1e-9 {
+            agg.tick(at(t), Duration::from_secs(10), out);
+            t += 0.5;
+        }
+    }
+
+    #[test]
+    fn a_stall_is_camera_down_from_the_last_frame() {
+        // Frames to 20 s; the stream stalls, which the source declares 10 s later (its stall timeout):
+        // the stretch from the last frame is the camera down, not "no frames" for its first seconds.
+        let mut agg = Aggregator::new("s", "c", vec!["x".into()], vec![], &[Duration::from_secs(60)]);
+        let mut out = Vec::new();
+        frames(&mut agg, 0.0, 20.0, &mut out);
+        ticks(&mut agg, 20.5, 30.0, &mut out);
+        agg.gap_reason(GapReason::CameraDown);
+        ticks(&mut agg, 30.5, 75.0, &mut out);
+        let r = &out[0];
+        assert_eq!(
+            r.gaps.iter().map(|g| (g.reason, g.seconds)).collect::<Vec<_>>(),
+            vec![(GapReason::CameraDown, 40.0)]
+        );
+    }
+
     #[test]
     fn coverage_and_gaps_say_why_frames_are_missing() {
         let mut agg = Aggregator::new("s", "c", vec!["x".into()], vec![], &[Duration::from_secs(60)]);
@@ -1026,11 +1056,11 @@ mod tests {
         frames(&mut agg, 5.0, 20.0, &mut out);
         agg.gap_reason(GapReason::CameraDown);
         // While the camera is down the wall clock closes its bins: 08:01 has no frame at all.
-        agg.tick(at(100.0), &mut out);
+        agg.tick(at(100.0), Duration::ZERO, &mut out);
         assert_eq!(out.len(), 1, "{out:#?}");
         agg.mark(at(100.0), GapReason::CameraRestarting, &mut out);
         frames(&mut agg, 110.0, 130.0, &mut out);
-        agg.tick(at(300.0), &mut out);
+        agg.tick(at(300.0), Duration::ZERO, &mut out);
         agg.finish(GapReason::BoxNotRunning, &mut out);
         let r0 = &out[0];
         assert!(r0.partial);

@@ -297,9 +297,10 @@ impl CameraPipeline {
         self.aggregator.clock_step(step);
     }
 
-    /// A live camera's wall clock while it delivers nothing: bins close on time, with their gaps.
+    /// A live camera's wall clock while it delivers nothing: bins close on time, with their gaps, once
+    /// the stall timeout has said why (see [`crate::aggregate::Aggregator::tick`]).
     pub fn tick(&mut self, now: SystemTime, out: &mut Produced) {
-        self.aggregator.tick(now, &mut out.reports);
+        self.aggregator.tick(now, self.cfg.stall_timeout, &mut out.reports);
     }
 
     /// Ends the tracks and closes the open bins; the rest of each bin is a gap of `rest`. If the same

@@ -147,6 +147,8 @@ pub struct Console {
     open_csrf: String,
     attempts: Mutex<LoginLimiter>,
     hashing: Arc<tokio::sync::Semaphore>,
+    /// One save of a rules file at a time: each reads the file, keeps it as `.prev` and replaces it.
+    saving: Mutex<()>,
     /// Snapshot requests answered, for the load figures.
     pub snapshots_served: AtomicU64,
 }
@@ -272,6 +274,7 @@ impl Console {
             open_csrf: token()?,
             attempts: Mutex::new(LoginLimiter::default()),
             hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_AT_ONCE)),
+            saving: Mutex::new(()),
             snapshots_served: AtomicU64::new(0),
         })))
     }
@@ -1009,6 +1012,8 @@ async fn post_rules(
 /// Checks the rules with the configuration's own code; unless `check`, keeps the file as it was at
 /// `<file>.prev`, writes the new one (atomically) and asks the running box to reload.
 fn save_rules(c: &Console, camera: &str, path: &Path, doc: &RulesDoc, check: bool) -> Response {
+    // Saves one at a time (two at once shared one temporary file: one of them failed, or was lost).
+    let _saving = c.saving.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let old = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", path.display())),
@@ -1026,13 +1031,22 @@ fn save_rules(c: &Console, camera: &str, path: &Path, doc: &RulesDoc, check: boo
     let mut prev = path.as_os_str().to_owned();
     prev.push(".prev");
     let prev = PathBuf::from(prev);
+    // A temporary file of this process's own, created new (never someone else's), synced, then renamed
+    // over the file: a reader sees the old rules or the new, whole.
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".new");
+    tmp.push(format!(".new.{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let written = std::fs::write(&prev, &old)
-        .and_then(|()| std::fs::write(&tmp, &new))
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let write_new = || -> std::io::Result<()> {
+        use std::io::Write;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(new.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    let written = std::fs::write(&prev, &old).and_then(|()| write_new());
     if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
         return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: not saved: {e}", path.display()));
     }
     let generation = c.reloads.lock().map(|r| r.generation).unwrap_or(0);
@@ -1214,6 +1228,37 @@ mod tests {
         let j = problems_json(&e);
         assert_eq!(j["problems"][0]["shape"], json!({"kind": "zone", "index": 0}), "{j}");
         assert!(j["problems"][0]["message"].as_str().unwrap_or("").contains("900"), "{j}");
+    }
+
+    /// Two saves at once (two operators, or a double click): each is written whole, none fails on the
+    /// other's temporary file, and the file ends as one of them.
+    #[test]
+    fn saves_at_once_do_not_share_a_temporary_file() {
+        let (example, text) = street();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("street.toml");
+        std::fs::write(&path, &text).expect("copy");
+        let c = console();
+        let doc = RulesDoc::of(&crate::config::load_calibration_file(&example).expect("valid"));
+        let docs: Vec<RulesDoc> = (0..2)
+            .map(|k| {
+                let mut d = doc.clone();
+                d.lines[0].points[1] = [321.0 + k as f32, 230.0];
+                d
+            })
+            .collect();
+        let codes: Vec<StatusCode> = std::thread::scope(|s| {
+            let handles: Vec<_> = docs
+                .iter()
+                .map(|d| {
+                    s.spawn(|| (0..40).map(|_| save_rules(&c, "cam", &path, d, false).status()).collect::<Vec<_>>())
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+        });
+        assert!(codes.iter().all(|c| *c == StatusCode::OK), "{codes:?}");
+        let end = crate::config::load_calibration_file(&path).expect("a whole file");
+        assert!([321.0, 322.0].contains(&end.lines[0].b.x));
     }
 
     fn console() -> Arc<Console> {

@@ -571,7 +571,7 @@ fn busy_report() -> junction::aggregate::FlowReport {
             EventKind::Movement { to: format!("approach-{to}").into(), turn },
         ));
     }
-    agg.tick(t0 + Duration::from_secs(905), &mut out);
+    agg.tick(t0 + Duration::from_secs(905), Duration::ZERO, &mut out);
     out.pop().expect("the 15-minute bin closed")
 }
 

@@ -46,6 +46,29 @@ fn final_rules(original: &str) -> String {
     s
 }
 
+/// Lines of a child's stream as they come, collected on their own thread.
+type Collected = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> (Collected, std::thread::JoinHandle<()>) {
+    let lines: Collected = Default::default();
+    let sink = lines.clone();
+    let t = std::thread::spawn(move || {
+        for l in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    (lines, t)
+}
+
+/// Waits until a collected line satisfies `pred` (60 s at most: then the test fails, naming `what`).
+fn wait_line(lines: &Collected, what: &str, pred: impl Fn(&str) -> bool) {
+    let t = Instant::now();
+    while !lines.lock().unwrap().iter().any(|l| pred(l)) {
+        assert!(t.elapsed() < Duration::from_secs(120), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn lines(stdout: &str, kind: &str) -> Vec<Value> {
     stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["type"] == kind).collect()
 }
@@ -107,19 +130,20 @@ fn hot_reload_counts_add_up_to_the_runs_with_fixed_rules() {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stdout).read_to_string(&mut s);
-        s
+    let (out, reader) = collect(child.0.stdout.take().unwrap());
+    // The reload lands mid-stream: after the crossing at 27.2 s of the clip is out, however slowly the
+    // machine plays it (a fixed pause of wall time landed anywhere from 20 to 35 s of the clip).
+    wait_line(&out, "a crossing 27 s into the clip", |l| {
+        serde_json::from_str::<Value>(l)
+            .is_ok_and(|v| v["type"] == "event" && v["pts"].as_f64().is_some_and(|p| p >= 27.0))
     });
-    std::thread::sleep(Duration::from_secs(35));
     std::fs::write(dir.path().join("live.toml"), final_rules(&original)).unwrap();
     signal(&child.0, "HUP");
     let started = Instant::now();
     let status = crate::common::wait_at_most(&mut child.0, started, Duration::from_secs(120));
     assert!(status.success());
-    let stdout = reader.join().unwrap();
+    reader.join().unwrap();
+    let stdout = out.lock().unwrap().join("\n");
     let (events, reports) = (lines(&stdout, "event"), lines(&stdout, "report"));
 
     // The report the reload closed: where the old rules end.
@@ -196,30 +220,30 @@ fn a_bad_reload_is_refused_and_the_rules_stay() {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let stderr = child.0.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stdout).read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
-    std::thread::sleep(Duration::from_secs(5));
+    let (out, out_thread) = collect(child.0.stdout.take().unwrap());
+    let (err, err_thread) = collect(child.0.stderr.take().unwrap());
+    wait_line(&err, "the camera open", |l| l.contains("camera opened"));
     std::fs::write(
         dir.path().join("live.toml"),
         original.replace("points = [[320, 60], [320, 220]]", "points = [[320, 60], [900, 220]]"),
     )
     .unwrap();
     signal(&child.0, "HUP");
-    std::thread::sleep(Duration::from_secs(5));
+    wait_line(&err, "the reload refused", |l| l.contains("reload refused"));
+    // Counting goes on under the old rules: another crossing comes after the refusal.
+    let before = out.lock().unwrap().len();
+    let t = Instant::now();
+    while !out.lock().unwrap()[before..].iter().any(|l| l.contains("\"type\":\"event\"") && l.contains("\"crossing\""))
+    {
+        assert!(t.elapsed() < Duration::from_secs(120), "no crossing after the refusal");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     signal(&child.0, "TERM");
     let status = crate::common::wait_at_most(&mut child.0, Instant::now(), Duration::from_secs(60));
     assert!(status.success());
-    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    out_thread.join().unwrap();
+    err_thread.join().unwrap();
+    let (stdout, stderr) = (out.lock().unwrap().join("\n"), err.lock().unwrap().join("\n"));
     assert!(stderr.contains("reload refused") && stderr.contains("line[0] (x320).points"), "{stderr}");
     let reports = lines(&stdout, "report");
     assert!(!reports.is_empty());

@@ -526,11 +526,13 @@ pub fn parse_bin(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a length like 30s, 1m, 15m, 1h"))?;
     let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
         _ => return Err(format!("{s:?}: unit must be s, m or h")),
-    };
+    }
+    // (An overflowing length, e.g. from the console's export query, panicked here: found by fuzzing.)
+    .unwrap_or(u64::MAX);
     if secs == 0 || 86_400 % secs != 0 {
         return Err(format!("{s:?} must be positive and divide a day, so that bins align to midnight UTC"));
     }
@@ -1153,6 +1155,7 @@ mod tests {
     fn bins() {
         assert_eq!(parse_bin("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_bin("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_bin("9223372036854775808m").is_err(), "an overflowing length is refused, not a panic");
         assert!(parse_bin("7m").is_err());
         assert!(parse_bin("0s").is_err());
         assert!(parse_bin("m").is_err());

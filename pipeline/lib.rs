@@ -29,6 +29,8 @@
 //! - [`centre`]: the traffic centre's ingester, MQTT → PostgreSQL (`junction centre`).
 //! - [`report`]: offline turning-movement counts, peak hour and charts from the store.
 //! - [`calibrate`]: solving a camera's ground plane and drawing its overlay.
+//! - `fuzzing`: the fuzz targets' entry points (site, calibration, console bodies, centre payloads,
+//!   stored reports), shared by cargo-fuzz and the stable smoke test.
 //! - [`eval`]: a clip against its truth file: count errors by line, direction and class; sweeps.
 
 pub mod aggregate;
@@ -41,6 +43,8 @@ pub mod config;
 pub mod console;
 pub mod detect;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod geometry;
 pub mod http;
 pub mod publish;

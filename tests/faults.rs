@@ -200,19 +200,21 @@ fn camera_outage_shows_in_coverage_and_gaps() {
         assert!((gaps.iter().map(|g| g["seconds"].as_f64().unwrap()).sum::<f64>() - 60.0).abs() < 0.01, "{r}");
         assert!(gaps.iter().all(|g| g["reason"] == "camera_down" || g["reason"] == "camera_restarting"), "{r}");
     }
-    // Every gap of the camera being down lies within the outage (plus the stall timeout and the
-    // restart backoff after it), and together they cover it.
+    // The gaps of the camera being down or restarting after the 50 frames before the outage (5 s of
+    // stream: the camera's start-up gap, however long a loaded machine made it, ends before) start at
+    // the last frame before the server went and end with the first after it came back (the restart
+    // backoff has grown to up to a minute by then); together they cover the outage.
     let t = |s: &str| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).unwrap();
     let mut down = 0.0;
     for (_, _, r) in &reports {
         crate::common::assert_schema("flow.v1.json", r);
         for g in r["gaps"].as_array().unwrap() {
-            if g["reason"] == "camera_down" || g["reason"] == "camera_restarting" {
-                assert!(
-                    t(g["from"].as_str().unwrap()) + Duration::from_secs(1) >= down_at - Duration::from_secs(12),
-                    "{g}"
-                );
-                assert!(t(g["to"].as_str().unwrap()) <= up_at + Duration::from_secs(150), "{g}");
+            let (from, to) = (t(g["from"].as_str().unwrap()), t(g["to"].as_str().unwrap()));
+            if (g["reason"] == "camera_down" || g["reason"] == "camera_restarting")
+                && to > down_at - Duration::from_secs(4)
+            {
+                assert!(from + Duration::from_secs(2) >= down_at, "{g}");
+                assert!(to <= up_at + Duration::from_secs(150), "{g}");
                 down += g["seconds"].as_f64().unwrap();
             }
         }

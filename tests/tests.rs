@@ -53,6 +53,7 @@ mod deploy;
 mod detect;
 mod eval;
 mod faults;
+mod fuzz;
 mod http;
 mod mqtt;
 mod rtsp;

@@ -70,6 +70,8 @@ pub struct CentreConfig {
     pub client_id: String,
     /// libpq connection string, e.g. `host=127.0.0.1 port=5432 user=junction dbname=centre`.
     pub postgres: String,
+    /// The CA of PostgreSQL's server certificate (TLS per `sslmode`); `None`: the system's CAs.
+    pub postgres_ca_file: Option<std::path::PathBuf>,
     /// Messages per transaction at most.
     pub batch: usize,
     /// The longest a message waits for its batch to fill.
@@ -973,8 +975,56 @@ pub fn run(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Result<(
     rt.block_on(ingest(cfg, stop))
 }
 
-async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, CentreError> {
-    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await.map_err(pg)?;
+/// The TLS side of the PostgreSQL connection: rustls with the given CA (or the system's), used as
+/// the connection string's `sslmode` says (`disable`; `prefer`, the default, TLS when the server offers
+/// it; `require`). Unlike libpq's `require`, the server's certificate and name are always verified.
+pub fn postgres_tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, CentreError> {
+    let path = ca_file.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    let bad = |m: String| CentreError::Postgres(format!("--postgres-ca-file {}: {m}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]).filter_map(Result::ok) {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no PEM certificate".into()));
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+async fn connect(conninfo: &str, ca_file: Option<&std::path::Path>) -> Result<tokio_postgres::Client, CentreError> {
+    use tokio_postgres::config::{Host, SslMode};
+    let config: tokio_postgres::Config = conninfo.parse().map_err(pg)?;
+    // PostgreSQL has no TLS over its Unix socket (the README's `host=/run/postgresql`).
+    let over_tcp = config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(_))) || !config.get_hostaddrs().is_empty();
+    if config.get_ssl_mode() == SslMode::Disable || !over_tcp {
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(pg)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!(error = %e, "postgres connection ended");
+            }
+        });
+        return Ok(client);
+    }
+    let (client, connection) = config.connect(postgres_tls(ca_file)?).await.map_err(|e| {
+        // A certificate the CA did not sign, or a name it does not carry: say which setting, with the
+        // causes (tokio-postgres says only "error performing TLS handshake").
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        if text.to_lowercase().contains("certificate") {
+            CentreError::Postgres(format!("{text} (the server's certificate against --postgres-ca-file)"))
+        } else {
+            pg(e)
+        }
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::error!(error = %e, "postgres connection ended");
@@ -992,7 +1042,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     if let Some(addr) = cfg.metrics {
         serve_metrics(addr, metrics.clone()).await?;
     }
-    let mut db = connect(&cfg.postgres).await?;
+    let mut db = connect(&cfg.postgres, cfg.postgres_ca_file.as_deref()).await?;
     let applied = migrate(&mut db).await?;
     tracing::info!(?applied, "centre: database ready");
     let mut opts = MqttOptions::new(&cfg.client_id, &conn.broker.host, conn.broker.port);
@@ -1125,7 +1175,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                     tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), held = batch.pending.len(), "centre: batch not written; kept and retried");
                     tokio::time::sleep(wait).await;
                     if db.is_closed() {
-                        match connect(&cfg.postgres).await {
+                        match connect(&cfg.postgres, cfg.postgres_ca_file.as_deref()).await {
                             Ok(c) => db = c,
                             Err(e) => tracing::error!(error = %e, "centre: reconnecting to postgres"),
                         }

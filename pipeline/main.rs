@@ -78,6 +78,10 @@ struct CentreArgs {
     /// PostgreSQL connection string, e.g. "host=127.0.0.1 port=5432 user=junction dbname=centre".
     #[arg(long)]
     postgres: String,
+    /// CA (PEM) that signed the PostgreSQL server's certificate, for `sslmode=prefer|require` in
+    /// --postgres (default: the system's CAs). The certificate and its name are always verified.
+    #[arg(long)]
+    postgres_ca_file: Option<PathBuf>,
     /// Messages per transaction at most.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=65535))]
     batch: u32,
@@ -446,6 +450,7 @@ fn centre(args: &CentreArgs) -> Result<()> {
         group: args.group.clone(),
         client_id: args.client_id.clone(),
         postgres: args.postgres.clone(),
+        postgres_ca_file: args.postgres_ca_file.clone(),
         batch: args.batch as usize,
         batch_wait: Duration::from_millis(args.batch_wait_ms),
         retention: junction::centre::Retention {

@@ -39,7 +39,33 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// With TLS: a CA and a server certificate for 127.0.0.1 made in its folder (`ssl = on`); returns
+    /// the CA file too.
+    pub fn start_tls() -> (Self, std::path::PathBuf) {
+        let mut ca = std::path::PathBuf::new();
+        let pg = Self::start_with(|d| {
+            crate::mqtt::make_ca(d, "ca");
+            crate::mqtt::make_server_cert(d, "ca");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            ca = d.join("ca.pem");
+            let file = |f: &str| d.join(f).display().to_string();
+            vec![
+                "ssl=on".into(),
+                format!("ssl_cert_file={}", file("server.pem")),
+                format!("ssl_key_file={}", file("server.key")),
+            ]
+        });
+        (pg, ca)
+    }
+
+    /// `prepare` writes what the server needs into its folder and returns more `-c` settings.
+    fn start_with(prepare: impl FnOnce(&std::path::Path) -> Vec<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let settings = prepare(dir.path());
         let data = dir.path().join("data");
         if is_root() {
             let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
@@ -58,6 +84,7 @@ impl Postgres {
             .arg(&data)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"])
             .arg(dir.path())
+            .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -600,6 +627,47 @@ fn a_busy_junctions_report_is_published_and_landed() {
             pg.psql(&format!("SELECT jsonb_array_length(payload->'volumes') FROM reports WHERE site = '{site}'"));
         assert_eq!(volumes, report.volumes.len().to_string());
     }
+}
+
+/// The centre's PostgreSQL over TLS: `sslmode=require` in the connection string and the server's CA
+/// given (`--postgres-ca-file`): the ingester's connection is encrypted (pg_stat_ssl) and lands; a CA
+/// that did not sign the server's certificate is refused at start.
+#[test]
+fn the_ingester_writes_to_postgres_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = centre_broker(dir.path());
+    let (pg, ca) = Postgres::start_tls();
+    let conninfo = format!("{} sslmode=require", pg.conninfo());
+    let ca = ca.display().to_string();
+    let (url, _) = (broker.url(), ());
+    let args =
+        ["centre", "--mqtt", &url, "--postgres", &conninfo, "--client-id", "centre-pg-tls", "--postgres-ca-file", &ca];
+    let _centre = Running(command(&args, "info").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    wait_ready(&broker, &pg);
+    let encrypted = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.usename = 'junction' \
+         AND a.pid <> pg_backend_pid() AND a.application_name <> 'psql'",
+    );
+    assert!(encrypted.parse::<u32>().unwrap() >= 1, "the ingester's connection is not encrypted");
+    // Another CA: the server is not who it says; refused at start, naming the setting.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    crate::mqtt::make_ca(&other, "other");
+    let wrong = other.join("other.pem").display().to_string();
+    let args = [
+        "centre",
+        "--mqtt",
+        &url,
+        "--postgres",
+        &conninfo,
+        "--client-id",
+        "centre-pg-tls-2",
+        "--postgres-ca-file",
+        &wrong,
+    ];
+    let out = crate::common::junction(&args, Duration::from_secs(60));
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("--postgres") && out.stderr.to_lowercase().contains("certificate"), "{}", out.stderr);
 }
 
 /// The centre's broker over TLS with a password (as deploy/centre/mosquitto.conf asks): the

@@ -1047,6 +1047,18 @@ fn save_rules(c: &Console, camera: &str, path: &Path, doc: &RulesDoc, check: boo
     let written = std::fs::write(&prev, &old).and_then(|()| write_new());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
+        if matches!(e.kind(), std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied) {
+            // The shipped systemd unit keeps everything but its state directory read-only.
+            return problem(
+                StatusCode::CONFLICT,
+                format!(
+                    "{}: not saved: its folder is read-only to junction ({e}); keep the calibration files \
+                     the console edits where the service may write: /var/lib/junction/calibration/ under \
+                     the shipped systemd unit (README, Deployment)",
+                    path.display()
+                ),
+            );
+        }
         return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: not saved: {e}", path.display()));
     }
     let generation = c.reloads.lock().map(|r| r.generation).unwrap_or(0);

@@ -518,3 +518,64 @@ fn a_foreign_host_header_is_refused() {
     }
     assert_eq!(get("rebind.attacker.example", "/metrics"), 200, "monitoring by any name");
 }
+
+/// Under the shipped systemd unit everything but the state directory is read-only (`ProtectSystem=
+/// strict`, `DynamicUser`): rules kept there cannot be saved, and the editor says so, naming the file
+/// and where to keep them (409, the file untouched), instead of a bare 500; kept in a writable folder,
+/// as the unit's install lines put them, the same save works. The read-only folder is a real
+/// read-only bind mount in a private mount namespace.
+#[test]
+fn the_editor_says_where_rules_can_be_saved_under_a_read_only_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo().join("calibration/example-street/street.toml")).unwrap();
+    for (name, read_only, want) in [("etc", true, 409), ("state", false, 200)] {
+        let rules_dir = dir.path().join(name);
+        std::fs::create_dir_all(&rules_dir).unwrap();
+        let cal = rules_dir.join("street.toml");
+        std::fs::write(&cal, &example).unwrap();
+        let port = free_port();
+        let site = dir.path().join(format!("{name}.site.toml"));
+        std::fs::write(
+            &site,
+            format!(
+                "site = \"ro\"\n[detector]\nmodel = {:?}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[[camera]]\nid = \"street\"\n\
+                 uri = \"test://ball?fps=10\"\ncalibration = {:?}\n\n[store]\npath = \"{name}.db\"\n",
+                repo().join("models/yolox_nano.toml"),
+                cal
+            ),
+        )
+        .unwrap();
+        let script = r#"D="$1"; RO="$2"; shift 2
+            if [ "$RO" = true ]; then mount --bind "$D" "$D" && mount -o remount,bind,ro "$D" || exit 90; fi
+            exec "$@""#;
+        let exe = env!("CARGO_BIN_EXE_junction");
+        let _run = Running(
+            std::process::Command::new("unshare")
+                .args(["-rm", "sh", "-c", script, "sh"])
+                .args([rules_dir.to_str().unwrap(), if read_only { "true" } else { "false" }, exe])
+                .args(["run", "--config", site.to_str().unwrap()])
+                .current_dir(dir.path())
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("unshare (util-linux)"),
+        );
+        wait_for(port);
+        let csrf = serde_json::from_str::<Value>(&request(port, "GET", "/api/session", &[], "").2).unwrap()["csrf"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let rules = request(port, "GET", "/api/cameras/street/rules", &[], "").2;
+        let hs = [("Content-Type", "application/json"), ("X-CSRF-Token", csrf.as_str())];
+        let (code, _, body) = request(port, "POST", "/api/cameras/street/rules", &hs, &rules);
+        assert_eq!(code, want, "{name}: {body}");
+        if read_only {
+            assert!(
+                body.contains("street.toml") && body.contains("read-only") && body.contains("/var/lib/junction"),
+                "{body}"
+            );
+            assert_eq!(std::fs::read_to_string(&cal).unwrap(), example, "untouched");
+        }
+    }
+}

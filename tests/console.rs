@@ -399,6 +399,12 @@ fn concurrent_bad_logins_reach_argon2_at_most_the_limit() {
     assert!(codes.iter().all(|c| [401, 429, 503].contains(c)), "{codes:?}");
     assert!((1..=5).contains(&count(401)), "{} of {n} reached Argon2 (limit 5): {codes:?}", count(401));
     let peak = peak_rss_mb(run.0.id());
+    eprintln!(
+        "400 concurrent bad logins: {} answered 401 (reached Argon2), {} 429, {} 503; peak RSS {peak:.0} MB, idle {idle:.0} MB",
+        count(401),
+        count(429),
+        count(503)
+    );
     assert!(peak - idle <= 100.0, "peak RSS {peak:.0} MB against {idle:.0} MB idle");
 }
 

@@ -402,8 +402,10 @@ fn unix_s(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
 }
 
+/// Unix seconds from the store as a time; out of range (a corrupt row: negative, NaN, past year 5000)
+/// clamped instead of a panic (found by reading after fuzzing began).
 fn from_unix_s(s: f64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs_f64(s.max(0.0))
+    UNIX_EPOCH + Duration::try_from_secs_f64(s.clamp(0.0, 1e11)).unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -542,12 +544,18 @@ impl Aggregator {
     }
 
     /// While the box runs and the camera delivers nothing (no frame for [`MAX_FRAME_GAP`]), the wall
-    /// clock closes its bins: each gets a report with its gaps, frames or not. Time is accounted up to
-    /// `now - decided` only: why frames stopped is known once the source's stall timeout (`decided`)
-    /// has passed, so the first seconds of an outage are the camera down, not "no frames"; bins close
-    /// that much later.
+    /// clock closes its bins: each gets a report with its gaps, frames or not. While the reason is still
+    /// open ("no frames" since the last frame), time is accounted up to `now - decided` only: why frames
+    /// stopped is known once the source's stall timeout (`decided`) has passed, so the first seconds of
+    /// an outage are the camera down, not "no frames"; those bins close that much later. A known reason
+    /// (down, restarting, a clock step) is accounted up to `now`; nothing already accounted is touched.
     pub fn tick(&mut self, now: SystemTime, decided: Duration, out: &mut Vec<FlowReport>) {
-        let Some(upto) = now.checked_sub(decided) else { return };
+        let lag = if self.pending == GapReason::NoFrames { decided } else { Duration::ZERO };
+        let Some(upto) = now.checked_sub(lag) else { return };
+        // A mark() (camera opened, reopened) may have accounted up to its own `now` already.
+        if self.series.iter().filter_map(|s| s.current.as_ref()).any(|b| upto <= b.cursor) {
+            return;
+        }
         let quiet = self.last_frame.is_none_or(|l| upto.duration_since(l).is_ok_and(|d| d > MAX_FRAME_GAP));
         if quiet {
             self.advance(upto, false, self.pending, out);
@@ -1029,6 +1037,26 @@ mod tests {
             agg.tick(at(t), Duration::from_secs(10), out);
             t += 0.5;
         }
+    }
+
+    #[test]
+    fn a_lagging_tick_never_undoes_a_mark() {
+        // A live camera opened at 30 s (mark: box not running before), its first frame at 33 s: the
+        // ticks in between (lagging by a 10 s stall timeout) must not drop or reopen the bin.
+        let mut agg = Aggregator::new("s", "c", vec!["x".into()], vec![], &[Duration::from_secs(60)]);
+        let mut out = Vec::new();
+        agg.mark(at(30.0), GapReason::CameraRestarting, &mut out);
+        ticks(&mut agg, 30.5, 32.5, &mut out);
+        frames(&mut agg, 33.0, 50.0, &mut out);
+        ticks(&mut agg, 50.5, 75.0, &mut out);
+        agg.finish(GapReason::BoxNotRunning, &mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let r = &out[0];
+        assert_eq!((r.revision, r.frames_analysed), (1, 35));
+        assert_eq!(
+            r.gaps.iter().map(|g| (g.reason, g.seconds)).collect::<Vec<_>>(),
+            vec![(GapReason::BoxNotRunning, 30.0), (GapReason::CameraRestarting, 3.0), (GapReason::NoFrames, 10.0)]
+        );
     }
 
     #[test]

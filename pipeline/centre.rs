@@ -45,9 +45,16 @@ pub enum CentreError {
     Runtime(String),
 }
 
+/// A refusal is about the rows (SQLSTATE class 22, data exception: U+0000, out of range; class 23,
+/// integrity: a CHECK, no partition for the row): the same rows would be refused again, so they are
+/// split and what is refused alone becomes a dead letter. Anything else (deadlock, timeout, resources,
+/// connection) is retried as it is.
 fn pg(e: tokio_postgres::Error) -> CentreError {
     match e.as_db_error() {
-        Some(db) => CentreError::Refused(format!("{}: {}", db.code().code(), db.message())),
+        Some(db) if db.code().code().starts_with("22") || db.code().code().starts_with("23") => {
+            CentreError::Refused(format!("{}: {}", db.code().code(), db.message()))
+        }
+        Some(db) => CentreError::Postgres(format!("{}: {}", db.code().code(), db.message())),
         None => CentreError::Postgres(e.to_string()),
     }
 }
@@ -956,7 +963,7 @@ async fn retention(db: &tokio_postgres::Client, r: &Retention) {
     if r.dead_letters_days > 0 {
         let days = f64::from(r.dead_letters_days);
         match db
-            .execute("DELETE FROM dead_letters WHERE received_at < now() - make_interval(days => $1)", &[&days])
+            .execute("DELETE FROM dead_letters WHERE received_at < now() - $1::float8 * interval '1 day'", &[&days])
             .await
         {
             Ok(n) if n > 0 => tracing::info!(deleted = n, days, "centre: retention deleted dead letters"),
@@ -999,9 +1006,12 @@ pub fn postgres_tls(
 async fn connect(conninfo: &str, ca_file: Option<&std::path::Path>) -> Result<tokio_postgres::Client, CentreError> {
     use tokio_postgres::config::{Host, SslMode};
     let config: tokio_postgres::Config = conninfo.parse().map_err(pg)?;
-    // PostgreSQL has no TLS over its Unix socket (the README's `host=/run/postgresql`).
-    let over_tcp = config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(_))) || !config.get_hostaddrs().is_empty();
-    if config.get_ssl_mode() == SslMode::Disable || !over_tcp {
+    // TLS when the connection string asks for it (`sslmode=require`), verified. `prefer` (the default)
+    // and `disable` stay plain: an unverified TLS (libpq's `prefer`) stops no one in the middle, and a
+    // verified one would refuse the self-signed certificate Debian's PostgreSQL ships with. PostgreSQL
+    // has no TLS over its Unix socket (the README's `host=/run/postgresql`).
+    let over_tcp = config.get_hosts().iter().all(|h| matches!(h, Host::Tcp(_))) || !config.get_hostaddrs().is_empty();
+    if config.get_ssl_mode() != SslMode::Require || !over_tcp {
         let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(pg)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {

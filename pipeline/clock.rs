@@ -66,14 +66,20 @@ impl Timeline {
         Self { state: Mutex::new(None) }
     }
 
-    /// The time line now.
+    /// The time line now. Both clocks are read under the lock: a thread held up between reading and
+    /// locking would otherwise bring an older reading after a newer one (a false step back).
     pub fn now(&self) -> SystemTime {
-        self.at(SystemTime::now(), Instant::now())
+        let mut guard = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::advance(&mut guard, SystemTime::now(), Instant::now())
     }
 
     /// The time line for a reading of the wall clock `wall` and the monotonic clock `mono`.
     pub fn at(&self, wall: SystemTime, mono: Instant) -> SystemTime {
         let mut guard = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::advance(&mut guard, wall, mono)
+    }
+
+    fn advance(guard: &mut Option<State>, wall: SystemTime, mono: Instant) -> SystemTime {
         let Some(s) = guard.as_mut() else {
             *guard = Some(State { t: wall, wall, mono, steps: Vec::new(), count: 0 });
             return wall;

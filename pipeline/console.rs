@@ -162,8 +162,20 @@ struct LoginLimiter {
 }
 
 impl LoginLimiter {
+    /// The bucket of an address: IPv6 by its /64 (one host is given a whole /64 to rotate through).
+    fn bucket(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            other => other,
+        }
+    }
+
     /// Counts an attempt from `ip` at `now`, or says how long it must wait.
     fn begin(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let ip = Self::bucket(ip);
         let recent = |t: &Instant| now.saturating_duration_since(*t) <= FAILURE_WINDOW;
         if !self.by_addr.contains_key(&ip) && self.by_addr.len() >= MAX_ADDRESSES {
             self.by_addr.retain(|_, q| q.back().is_some_and(recent));
@@ -188,7 +200,7 @@ impl LoginLimiter {
 
     /// The attempt `ip` began at `at` succeeded (or was never made): it is not held against it.
     fn forgive(&mut self, ip: IpAddr, at: Instant) {
-        if let Some(q) = self.by_addr.get_mut(&ip)
+        if let Some(q) = self.by_addr.get_mut(&Self::bucket(ip))
             && let Some(k) = q.iter().rposition(|t| *t == at)
         {
             q.remove(k);
@@ -1155,6 +1167,11 @@ mod tests {
         }
         assert_eq!(l.begin(ip, t0), Err(LOCKED_INTERVAL));
         assert!(l.begin(other, t0).is_ok(), "other addresses are not touched");
+        // One IPv6 host rotating through its /64 is one bucket.
+        for k in 0..MAX_FAILURES as u16 {
+            assert!(l.begin(IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, k + 1)), t0).is_ok());
+        }
+        assert!(l.begin("2001:db8:0:1::99".parse().unwrap(), t0).is_err(), "the /64 is locked");
         // Locked: one attempt every LOCKED_INTERVAL, not five minutes of nothing.
         assert_eq!(l.begin(ip, t0 + Duration::from_secs(10)), Err(Duration::from_secs(20)));
         let t1 = t0 + LOCKED_INTERVAL;

@@ -264,7 +264,9 @@ fn status_payload(site: &str, state: &str, at: SystemTime) -> Vec<u8> {
         "site": site,
         "state": state,
         "version": env!("CARGO_PKG_VERSION"),
-        "at": humantime::format_rfc3339_seconds(at).to_string(),
+        // Milliseconds: a late will of the previous connection made in the same second must not equal
+        // (and so pass) the centre's "no older than" check against this connection's online.
+        "at": humantime::format_rfc3339_millis(at).to_string(),
     })
     .to_string()
     .into_bytes()

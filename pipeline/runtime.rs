@@ -160,6 +160,19 @@ pub fn run(
     // What the cameras' openings closed (bins of a checkpoint that ended while the box was down),
     // sent once the outputs thread runs.
     let mut openings = Vec::new();
+    // Live cameras' bins go on from what the store covers, even with the wall clock behind it (a box
+    // booted without a real-time clock): the time line starts there, once, before any camera opens
+    // (crate::clock).
+    let mut covered: Option<f64> = None;
+    for c in cfg.cameras.iter().filter(|c| SourceUri::parse(&c.uri).is_ok_and(|u| u.is_live())) {
+        for st in store.bin_states(&cfg.site, &c.id)? {
+            covered = Some(covered.map_or(st.cursor_s, |m: f64| m.max(st.cursor_s)));
+        }
+    }
+    if let Some(covered) = covered {
+        let since = Duration::try_from_secs_f64(covered.clamp(0.0, 1e11)).unwrap_or_default();
+        timeline().floor(SystemTime::UNIX_EPOCH + since);
+    }
     for c in &cfg.cameras {
         let card = detector.card();
         let live = SourceUri::parse(&c.uri)?.is_live();
@@ -184,13 +197,7 @@ pub fn run(
         }
         let source_opts = SourceOptions { tiles, ..source_opts };
         let mut pipe = CameraPipeline::new(cfg, c, metrics.clone());
-        let states = store.bin_states(&cfg.site, &c.id)?;
-        // A live camera's bins go on from what the store covers, even with the wall clock behind it
-        // (a box booted without a real-time clock): see crate::clock.
-        if live && let Some(covered) = states.iter().map(|s| s.cursor_s).reduce(f64::max) {
-            timeline().floor(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(covered.max(0.0)));
-        }
-        pipe.resume(states);
+        pipe.resume(store.bin_states(&cfg.site, &c.id)?);
         let mut cam = Camera {
             pipe,
             source: None,

@@ -502,7 +502,7 @@ fn poison_messages_go_to_dead_letters_alone_and_the_rest_lands() {
 
 /// Retention: restarted with `--retain-events-days 2`, the ingester drops the day partitions of
 /// events and loop events older than that, whole, keeps today's, and keeps reports (kept for ever
-/// unless `--retain-reports-days` says otherwise).
+/// unless `--retain-reports-days` says otherwise); dead letters older than 30 days go.
 #[test]
 fn retention_drops_old_event_days_and_keeps_reports() {
     let (_dir, broker, pg, centre) = setup("centre-test-4", 50);
@@ -516,6 +516,11 @@ fn retention_drops_old_event_days_and_keeps_reports() {
     let landed = "SELECT (SELECT count(*) FROM reports) || ' ' || (SELECT count(*) FROM events) || ' ' || \
                   (SELECT count(*) FROM detector_events)";
     assert_eq!(pg.wait_for(landed, "1 2 1"), "1 2 1");
+    // Dead letters: one received 40 days ago, one now; kept 30 days by default.
+    pg.psql(
+        "INSERT INTO dead_letters (received_at, topic, error, payload) VALUES \
+         (now() - interval '40 days', 'junction/v1/s1/c1/flow', 'old', '\\x7b7d'), (now(), 'junction/v1/s1/c1/flow', 'new', '\\x7b7d')",
+    );
     signal(&centre.0, "TERM");
     drop(centre);
     let _again = ingester_with(&broker, &pg, "centre-test-4", 50, 100, Stdio::null(), &["--retain-events-days", "2"]);
@@ -523,6 +528,11 @@ fn retention_drops_old_event_days_and_keeps_reports() {
     assert_eq!(pg.wait_for(old, "0"), "0", "the old days' partitions are dropped");
     assert_eq!(pg.psql(landed), "1 1 0", "today's event and the report stay");
     assert_eq!(pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'reports_20261126'"), "1");
+    assert_eq!(
+        pg.wait_for("SELECT string_agg(error, ',') FROM dead_letters", "new"),
+        "new",
+        "dead letters past 30 days go"
+    );
 }
 
 /// One sample of the ingester's /metrics on `port` (none while it does not answer).

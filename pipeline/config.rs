@@ -719,7 +719,7 @@ impl Config {
             m
         });
         let http = raw.http.map(|mut h| {
-            if let Some(f) = h.password_file.as_mut() {
+            for f in [&mut h.password_file, &mut h.tls_cert, &mut h.tls_key].into_iter().flatten() {
                 *f = relative_to(path, f);
             }
             h

@@ -142,6 +142,9 @@ pub struct Console {
     counts: Mutex<BTreeMap<String, CameraCounts>>,
     live: tokio::sync::broadcast::Sender<Arc<str>>,
     password_hash: Option<String>,
+    /// The browser reaches the console over HTTPS (`tls_cert`, or TLS in front: `plain_http_login`):
+    /// the session cookie is `Secure`.
+    secure_cookie: bool,
     sessions: Mutex<HashMap<String, Session>>,
     /// Without a password: the one CSRF token every page gets.
     open_csrf: String,
@@ -282,6 +285,7 @@ impl Console {
             counts: Mutex::new(BTreeMap::new()),
             live: tokio::sync::broadcast::channel(LIVE_BUFFER).0,
             password_hash,
+            secure_cookie: http.tls_cert.is_some() || http.plain_http_login,
             sessions: Mutex::new(HashMap::new()),
             open_csrf: token()?,
             attempts: Mutex::new(LoginLimiter::default()),
@@ -642,7 +646,8 @@ async fn login(
         s.insert(id.clone(), Session { csrf: csrf.clone(), expires: now + SESSION_TTL });
     }
     tracing::info!(client = %ip, "console: logged in");
-    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_TTL.as_secs());
+    let secure = if c.secure_cookie { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", SESSION_TTL.as_secs());
     ([(header::SET_COOKIE, cookie)], Json(json!({"csrf": csrf, "login": true}))).into_response()
 }
 
@@ -1300,6 +1305,8 @@ mod tests {
             password_file: None,
             allowed_hosts: Vec::new(),
             plain_http_login: false,
+            tls_cert: None,
+            tls_key: None,
         });
         Console::new(&cfg, Arc::new(AtomicBool::new(false))).expect("console").expect("on")
     }

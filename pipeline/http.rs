@@ -44,6 +44,12 @@ pub struct HttpConfig {
     /// unless TLS is put in front (a reverse proxy, an SSH tunnel) and this says so.
     #[serde(default)]
     pub plain_http_login: bool,
+    /// Serve HTTPS: the certificate chain (PEM) and its private key (PEM). The session cookie is then
+    /// `Secure`, and a console password off loopback needs nothing more.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn console_default() -> bool {
@@ -61,6 +67,8 @@ impl std::fmt::Debug for HttpConfig {
             .field("password_file", &self.password_file)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("plain_http_login", &self.plain_http_login)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -86,9 +94,44 @@ impl HttpConfig {
         }
     }
 
+    /// The TLS server configuration from `tls_cert` and `tls_key`; `None`: plain HTTP.
+    pub fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, (String, String)> {
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => return Ok(None),
+            (Some(c), Some(k)) => (c, k),
+            _ => return Err(("http.tls_cert".into(), "tls_cert and tls_key go together".into())),
+        };
+        let read = |field: &str, p: &PathBuf| {
+            std::fs::read(p).map_err(|e| (format!("http.{field}"), format!("{}: {e}", p.display())))
+        };
+        let pem = read("tls_cert", cert)?;
+        let chain: Vec<_> = rustls_pemfile::certs(&mut &pem[..]).filter_map(Result::ok).collect();
+        if chain.is_empty() {
+            return Err(("http.tls_cert".into(), format!("{}: holds no PEM certificate", cert.display())));
+        }
+        let pem = read("tls_key", key)?;
+        let key_der = rustls_pemfile::private_key(&mut &pem[..])
+            .ok()
+            .flatten()
+            .ok_or_else(|| ("http.tls_key".to_owned(), format!("{}: holds no PEM private key", key.display())))?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .map_err(|e| ("http.tls_key".to_owned(), format!("{}: {e}", key.display())))?;
+        Ok(Some(Arc::new(config)))
+    }
+
     /// What is wrong with this section, by field.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        let tls = match self.tls() {
+            Ok(t) => t.is_some(),
+            Err(p) => {
+                out.push(p);
+                true
+            }
+        };
         match self.credential() {
             Err(p) => out.push(p),
             Ok(None) if self.console && !self.listen.ip().is_loopback() => out.push((
@@ -99,14 +142,16 @@ impl HttpConfig {
                     self.listen
                 ),
             )),
-            Ok(Some(_)) if self.console && !self.listen.ip().is_loopback() && !self.plain_http_login => out.push((
-                "http.listen".into(),
-                format!(
-                    "{}: the console's password would cross the network in plain HTTP: put TLS in front (a \
-                     reverse proxy, or an SSH tunnel to a loopback address) and set http.plain_http_login = true",
-                    self.listen
-                ),
-            )),
+            Ok(Some(_)) if self.console && !self.listen.ip().is_loopback() && !self.plain_http_login && !tls => out
+                .push((
+                    "http.listen".into(),
+                    format!(
+                        "{}: the console's password would cross the network in plain HTTP: put TLS in front (a \
+                     reverse proxy, or an SSH tunnel to a loopback address) and set http.plain_http_login = true, \
+                     or serve it here with http.tls_cert and http.tls_key",
+                        self.listen
+                    ),
+                )),
             Ok(_) => {}
         }
         for h in &self.allowed_hosts {
@@ -235,6 +280,7 @@ impl HttpServer {
         snapshots: Option<Snapshots>,
         console: Option<Arc<Console>>,
         allowed_hosts: Vec<String>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Self, HttpError> {
         let with_console = console.is_some();
         let err = |message: String| HttpError { addr, message };
@@ -280,6 +326,9 @@ impl HttpServer {
                         .route("/readyz", get(ready_handler))
                         .with_state(state)
                         .merge(guarded);
+                    if let Some(tls) = tls {
+                        return serve_tls(listener, app, tls, rx).await;
+                    }
                     let stopped = async {
                         let _ = rx.await;
                     };
@@ -297,6 +346,46 @@ impl HttpServer {
         }
         Ok(Self { addr: bound, shutdown: Some(tx), thread: Some(thread) })
     }
+}
+
+/// HTTPS: each connection's TLS handshake (10 s at most: a client that never finishes it holds
+/// nothing), then HTTP/1.1 to the same router, with the peer's address for the login limit. At `stop`
+/// no new connection is taken; those open get 5 s to finish (a live stream would hold on for ever).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Arc<rustls::ServerConfig>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, peer)) = accepted else { continue };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                conns.spawn(async move {
+                    let Ok(Ok(stream)) = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        let mut app = app.clone();
+                        async move { tower_service::Service::call(&mut app, req).await }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                });
+            }
+        }
+        while conns.try_join_next().is_some() {}
+    }
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), async { while conns.join_next().await.is_some() {} })
+            .await;
+    conns.abort_all();
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {

@@ -133,13 +133,19 @@ pub fn run(
     let snapshots: Option<Snapshots> =
         cfg.http.as_ref().filter(|h| h.snapshots || console.is_some()).map(|_| Snapshots::default());
     let _http = match &cfg.http {
-        Some(h) => Some(HttpServer::start(
-            h.listen,
-            metrics.clone(),
-            snapshots.clone(),
-            console.clone(),
-            h.allowed_hosts.clone(),
-        )?),
+        Some(h) => {
+            let tls = h
+                .tls()
+                .map_err(|(field, message)| HttpError { addr: h.listen, message: format!("{field}: {message}") })?;
+            Some(HttpServer::start(
+                h.listen,
+                metrics.clone(),
+                snapshots.clone(),
+                console.clone(),
+                h.allowed_hosts.clone(),
+                tls,
+            )?)
+        }
         None => None,
     };
     let card = ModelCard::load(&cfg.model_card)?;

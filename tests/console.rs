@@ -585,3 +585,66 @@ fn the_editor_says_where_rules_can_be_saved_under_a_read_only_system() {
         }
     }
 }
+
+/// The console over HTTPS (`[http] tls_cert`/`tls_key`, a CA and a certificate for 127.0.0.1 made by
+/// the test; curl checks it against that CA): health answers, the login's session cookie is `Secure`,
+/// plain HTTP to the port gets no HTTP answer; and a password off loopback needs nothing more.
+#[test]
+fn the_console_serves_https_with_secure_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::mqtt::make_ca(d, "ca");
+    crate::mqtt::make_server_cert(d, "ca");
+    let port = free_port();
+    let h = hash("correct horse battery");
+    let site = |listen: &str| {
+        let path = d.join("site.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "site = \"tls\"\n[detector]\nmodel = {:?}\n\n[http]\nlisten = \"{listen}\"\npassword_hash = \"{h}\"\n\
+                 tls_cert = \"server.pem\"\ntls_key = \"server.key\"\n\n[[camera]]\nid = \"live\"\nuri = \"test://ball?fps=10\"\n\n\
+                 [store]\npath = \"j.db\"\n",
+                repo().join("models/yolox_nano.toml")
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let cfg = site(&format!("127.0.0.1:{port}"));
+    let log = std::fs::File::create(d.join("stderr")).unwrap();
+    let _run = Running(
+        command(&["run", "--config", cfg.to_str().unwrap()], "warn").stdout(Stdio::null()).stderr(log).spawn().unwrap(),
+    );
+    let ca = d.join("ca.pem");
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-i", "--max-time", "20", "--cacert", ca.to_str().unwrap()])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    let t = Instant::now();
+    while !curl(&[&url("/healthz")]).contains("ok") {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no HTTPS answer; junction's stderr:\n{}",
+            std::fs::read_to_string(d.join("stderr")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let login = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"password":"correct horse battery"}"#,
+        &url("/api/login"),
+    ]);
+    let cookie = login.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default();
+    assert!(login.starts_with("HTTP/1.1 200") && cookie.contains("HttpOnly") && cookie.contains("Secure"), "{login}");
+    assert_eq!(request(port, "GET", "/healthz", &[], "").0, 0, "plain HTTP on the HTTPS port");
+    let out = junction(&["check-config", "--config", site("0.0.0.0:9464").to_str().unwrap()], Duration::from_secs(60));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}

@@ -92,6 +92,8 @@ pub fn run_config(args: &RunArgs) -> Result<Config> {
                 password_file: None,
                 allowed_hosts: Vec::new(),
                 plain_http_login: false,
+                tls_cert: None,
+                tls_key: None,
             },
         });
         if let Some((field, message)) = cfg.http.as_ref().and_then(|h| h.problems().into_iter().next()) {

@@ -1110,6 +1110,39 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_are_synced_like_closed_bins() {
+        // The README promises that a power cut loses at most the time since the last checkpoint: its
+        // commit must sync the WAL (FULL), not leave it to the next closed bin (NORMAL).
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        s.save("s", "c", &[event("a", 1)], &[]).unwrap();
+        let level = |s: &Store| s.conn.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(level(&s), 1, "frame-by-frame events at NORMAL");
+        let state = BinState {
+            id: "s/c/2026-11-26T08:00:00Z/60".into(),
+            bin_seconds: 60,
+            start_s: 1_795_000_000.0,
+            revision: 1,
+            reported: false,
+            cursor_s: 1_795_000_010.0,
+            covered_s: 10.0,
+            gaps: vec![],
+            frames_analysed: 100,
+            frames_dropped: 0,
+            volumes: vec![],
+            speeds: vec![],
+            headways: vec![],
+            movements: vec![],
+            zones: vec![],
+            quality: Default::default(),
+            rule_changes: vec![],
+            clock_steps: vec![],
+        };
+        s.checkpoint("s", "c", &[state]).unwrap();
+        assert_eq!(level(&s), 2, "the checkpoint committed at FULL");
+    }
+
+    #[test]
     fn events_are_an_outbox_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();

@@ -498,6 +498,13 @@ fn poison_messages_go_to_dead_letters_alone_and_the_rest_lands() {
     // And keeps landing.
     publish(&broker, flow, &report(3, 1, 2).to_string());
     assert_eq!(pg.wait_for("SELECT count(*) FROM reports", "3"), "3");
+    // A day's partition dropped behind the ingester's back (as retention does) while it believes the
+    // day is there: a late report for that day is refused ("no partition"), the batch split, the day
+    // made again, and the report lands (it was retried for ever).
+    pg.psql("DROP TABLE reports_20261126");
+    publish(&broker, flow, &report(4, 1, 3).to_string());
+    assert_eq!(pg.wait_for("SELECT count(*) FROM reports", "1"), "1", "the late report landed");
+    assert_eq!(pg.psql("SELECT count(*) FROM dead_letters"), "4", "and is no dead letter");
 }
 
 /// Retention: restarted with `--retain-events-days 2`, the ingester drops the day partitions of

@@ -404,7 +404,7 @@ fn unix_s(t: SystemTime) -> f64 {
 
 /// Unix seconds from the store as a time; out of range (a corrupt row: negative, NaN, past year 5000)
 /// clamped instead of a panic (found by reading after fuzzing began).
-fn from_unix_s(s: f64) -> SystemTime {
+pub(crate) fn from_unix_s(s: f64) -> SystemTime {
     UNIX_EPOCH + Duration::try_from_secs_f64(s.clamp(0.0, 1e11)).unwrap_or_default()
 }
 

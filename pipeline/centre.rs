@@ -346,18 +346,22 @@ fn text(v: &Value, field: &str) -> String {
 pub fn classify(topic: &str, payload: &[u8], v: &Validators) -> Row {
     match classify_inner(topic, payload, v) {
         Ok(row) => row,
-        Err(error) => {
-            let (error, kept) = if payload.len() > DEAD_LETTER_PAYLOAD {
-                (
-                    format!("{error} (payload cut to its first {DEAD_LETTER_PAYLOAD} of {} bytes)", payload.len()),
-                    DEAD_LETTER_PAYLOAD,
-                )
-            } else {
-                (error, payload.len())
-            };
-            Row::Dead { topic: topic.to_owned(), error, payload: payload[..kept].to_vec() }
-        }
+        Err(error) => dead_letter(topic, error, payload),
     }
+}
+
+/// A dead letter: the topic, why, and the payload's first [`DEAD_LETTER_PAYLOAD`] bytes (the error
+/// says when it was cut).
+fn dead_letter(topic: &str, error: String, payload: &[u8]) -> Row {
+    let (error, kept) = if payload.len() > DEAD_LETTER_PAYLOAD {
+        (
+            format!("{error} (payload cut to its first {DEAD_LETTER_PAYLOAD} of {} bytes)", payload.len()),
+            DEAD_LETTER_PAYLOAD,
+        )
+    } else {
+        (error, payload.len())
+    };
+    Row::Dead { topic: topic.to_owned(), error, payload: payload[..kept].to_vec() }
 }
 
 fn classify_inner(topic: &str, payload: &[u8], v: &Validators) -> Result<Row, String> {
@@ -878,12 +882,7 @@ impl Batch {
                 Ok(w) => total.add(w),
                 Err(CentreError::Refused(why)) => {
                     tracing::warn!(topic = %p.topic, error = %why, "centre: message refused by PostgreSQL; kept in dead_letters");
-                    let kept = p.payload.len().min(DEAD_LETTER_PAYLOAD);
-                    let dead = Row::Dead {
-                        topic: p.topic.clone(),
-                        error: format!("refused by PostgreSQL: {why}"),
-                        payload: p.payload[..kept].to_vec(),
-                    };
+                    let dead = dead_letter(&p.topic, format!("refused by PostgreSQL: {why}"), &p.payload);
                     total.add(write(db, std::slice::from_ref(&dead), &mut self.partitions).await?);
                 }
                 Err(e) => return Err(e),

@@ -47,6 +47,17 @@ struct State {
     count: u64,
 }
 
+impl State {
+    /// Keeps a step for the cameras to note (the last [`KEPT`]).
+    fn record(&mut self, step: ClockStep) {
+        self.steps.push(step);
+        if self.steps.len() > KEPT {
+            self.steps.remove(0);
+        }
+        self.count += 1;
+    }
+}
+
 /// The process's time line ([`timeline`]); an instance of its own for tests.
 #[derive(Debug, Default)]
 pub struct Timeline {
@@ -87,11 +98,7 @@ impl Timeline {
         let dt = mono.saturating_duration_since(s.mono);
         let jump = signed(s.wall, wall) - dt.as_secs_f64();
         if jump.abs() > STEP.as_secs_f64() {
-            s.steps.push(ClockStep { at: s.t + dt, seconds: jump });
-            if s.steps.len() > KEPT {
-                s.steps.remove(0);
-            }
-            s.count += 1;
+            s.record(ClockStep { at: s.t + dt, seconds: jump });
             tracing::warn!(seconds = jump, "the wall clock stepped; the time line absorbs it");
         }
         // Following the wall clock, never slower than half the monotonic rate, never back.
@@ -110,8 +117,7 @@ impl Timeline {
         if let Some(s) = guard.as_mut()
             && t > s.t + STEP
         {
-            s.steps.push(ClockStep { at: t, seconds: signed(t, now) });
-            s.count += 1;
+            s.record(ClockStep { at: t, seconds: signed(t, now) });
             tracing::warn!(
                 behind_s = signed(now, t),
                 "the wall clock is behind what the store covers; the time line starts there"

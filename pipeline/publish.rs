@@ -472,13 +472,15 @@ struct V311Loop {
     /// The CA file in use, for TLS error messages.
     ca_hint: String,
     site: String,
+    /// The time in the will of the connection being made (its online carries the same).
+    will_at: SystemTime,
 }
 
 impl EventSource for V311Loop {
     async fn next(&mut self) -> Result<Ev, String> {
         use rumqttc::{Event, Incoming};
         match self.eventloop.poll().await {
-            Ok(Event::Incoming(Incoming::ConnAck(_))) => Ok(Ev::ConnAck(SystemTime::UNIX_EPOCH)),
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => Ok(Ev::ConnAck(self.will_at)),
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
             Ok(Event::Incoming(Incoming::PubAck(a))) => Ok(Ev::Acked { pkid: a.pkid, refused: None }),
             Ok(_) => Ok(Ev::Other),
@@ -487,6 +489,7 @@ impl EventSource for V311Loop {
     }
 
     fn set_will(&mut self, at: SystemTime) {
+        self.will_at = at;
         self.eventloop.mqtt_options.set_last_will(will_v311(&self.site, at));
     }
 }
@@ -495,6 +498,7 @@ struct V5Loop {
     eventloop: rumqttc::v5::EventLoop,
     ca_hint: String,
     site: String,
+    will_at: SystemTime,
 }
 
 impl EventSource for V5Loop {
@@ -502,7 +506,7 @@ impl EventSource for V5Loop {
         use rumqttc::v5::Event;
         use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
         match self.eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck(SystemTime::UNIX_EPOCH)),
+            Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck(self.will_at)),
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Ev::Sent(pkid)),
             Ok(Event::Incoming(Packet::PubAck(a))) => Ok(Ev::Acked {
                 pkid: a.pkid,
@@ -517,6 +521,7 @@ impl EventSource for V5Loop {
     }
 
     fn set_will(&mut self, at: SystemTime) {
+        self.will_at = at;
         self.eventloop.options.set_last_will(will_v5(&self.site, at));
     }
 }
@@ -527,16 +532,12 @@ async fn pump<S: EventSource>(mut source: S, tx: tokio::sync::mpsc::UnboundedSen
     let mut attempt = 0u32;
     // rumqttc connects on the first poll and reconnects on the poll after an error: each connection
     // gets a will dated when it is made.
-    let mut will_at = SystemTime::now();
-    source.set_will(will_at);
+    source.set_will(SystemTime::now());
     loop {
-        let ev = match source.next().await {
-            Ok(Ev::ConnAck(_)) => {
-                attempt = 0;
-                Ok(Ev::ConnAck(will_at))
-            }
-            other => other,
-        };
+        let ev = source.next().await;
+        if matches!(ev, Ok(Ev::ConnAck(_))) {
+            attempt = 0;
+        }
         let failed = ev.is_err();
         if tx.send(ev).is_err() {
             return;
@@ -544,8 +545,7 @@ async fn pump<S: EventSource>(mut source: S, tx: tokio::sync::mpsc::UnboundedSen
         if failed {
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
-            will_at = SystemTime::now();
-            source.set_will(will_at);
+            source.set_will(SystemTime::now());
         }
     }
 }
@@ -580,7 +580,8 @@ impl Client {
                     opts.set_credentials(user, password);
                 }
                 let (client, eventloop) = rumqttc::AsyncClient::new(opts, 32);
-                let task = tokio::spawn(pump(V311Loop { eventloop, ca_hint, site }, tx));
+                let task =
+                    tokio::spawn(pump(V311Loop { eventloop, ca_hint, site, will_at: SystemTime::UNIX_EPOCH }, tx));
                 (Self::V311(client), rx, task)
             }
             Protocol::V5 => {
@@ -595,7 +596,7 @@ impl Client {
                     opts.set_credentials(user, password);
                 }
                 let (client, eventloop) = rumqttc::v5::AsyncClient::new(opts, 32);
-                let task = tokio::spawn(pump(V5Loop { eventloop, ca_hint, site }, tx));
+                let task = tokio::spawn(pump(V5Loop { eventloop, ca_hint, site, will_at: SystemTime::UNIX_EPOCH }, tx));
                 (Self::V5(client), rx, task)
             }
         }

@@ -169,19 +169,17 @@ pub fn run(
     // Live cameras' bins go on from what the store covers, even with the wall clock behind it (a box
     // booted without a real-time clock): the time line starts there, once, before any camera opens
     // (crate::clock).
-    let mut covered: Option<f64> = None;
-    for c in cfg.cameras.iter().filter(|c| SourceUri::parse(&c.uri).is_ok_and(|u| u.is_live())) {
-        for st in store.bin_states(&cfg.site, &c.id)? {
-            covered = Some(covered.map_or(st.cursor_s, |m: f64| m.max(st.cursor_s)));
-        }
-    }
-    if let Some(covered) = covered {
-        let since = Duration::try_from_secs_f64(covered.clamp(0.0, 1e11)).unwrap_or_default();
-        timeline().floor(SystemTime::UNIX_EPOCH + since);
-    }
+    // Each camera's stored bins, read once: they floor the time line, then each camera resumes them.
+    let mut stored = Vec::with_capacity(cfg.cameras.len());
     for c in &cfg.cameras {
+        stored.push((SourceUri::parse(&c.uri)?.is_live(), store.bin_states(&cfg.site, &c.id)?));
+    }
+    let covered = stored.iter().filter(|(live, _)| *live).flat_map(|(_, states)| states).map(|st| st.cursor_s);
+    if let Some(covered) = covered.reduce(f64::max) {
+        timeline().floor(crate::aggregate::from_unix_s(covered));
+    }
+    for (c, (live, states)) in cfg.cameras.iter().zip(stored) {
         let card = detector.card();
-        let live = SourceUri::parse(&c.uri)?.is_live();
         let source_opts = SourceOptions {
             input: card.input_size(),
             align: card.letterbox.align,
@@ -203,7 +201,7 @@ pub fn run(
         }
         let source_opts = SourceOptions { tiles, ..source_opts };
         let mut pipe = CameraPipeline::new(cfg, c, metrics.clone());
-        pipe.resume(store.bin_states(&cfg.site, &c.id)?);
+        pipe.resume(states);
         let mut cam = Camera {
             pipe,
             source: None,

@@ -359,6 +359,15 @@ impl Store {
         }
     }
 
+    /// The connection's `synchronous` level for the next commits, changed only when it differs.
+    fn set_sync(&mut self, want: Sync) -> rusqlite::Result<()> {
+        if want != self.sync {
+            self.conn.pragma_update(None, "synchronous", if want == Sync::Full { "FULL" } else { "NORMAL" })?;
+            self.sync = want;
+        }
+        Ok(())
+    }
+
     /// Opens (creating if needed) and migrates the store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -464,12 +473,7 @@ impl Store {
         let err = move |e: rusqlite::Error| StoreError::Sqlite { path: path.clone(), message: e.to_string() };
         // Closed bins are synced to the disk before anyone is told (printed, published); the frame-by-
         // frame event commits are not (the next closed bin's sync covers them).
-        let want = if reports.is_empty() { Sync::Normal } else { self.report_sync };
-        if want != self.sync {
-            let level = if want == Sync::Full { "FULL" } else { "NORMAL" };
-            self.conn.pragma_update(None, "synchronous", level).map_err(&err)?;
-            self.sync = want;
-        }
+        self.set_sync(if reports.is_empty() { Sync::Normal } else { self.report_sync }).map_err(&err)?;
         let tx = self.conn.transaction().map_err(&err)?;
         {
             let mut ins = tx
@@ -606,11 +610,7 @@ impl Store {
         let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         // Synced like closed bins: a power cut loses at most the time since the last checkpoint (what
         // the README promises), not earlier checkpoints still in an unsynced WAL.
-        if self.sync != self.report_sync {
-            let level = if self.report_sync == Sync::Full { "FULL" } else { "NORMAL" };
-            self.conn.pragma_update(None, "synchronous", level).map_err(&err)?;
-            self.sync = self.report_sync;
-        }
+        self.set_sync(self.report_sync).map_err(&err)?;
         let tx = self.conn.transaction().map_err(&err)?;
         {
             let mut st = tx

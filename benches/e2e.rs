@@ -62,6 +62,7 @@ fn run_clip(det: &mut Detector, db: &Path, outputs: Outputs) -> Run {
     let card = det.card();
     let opts = SourceOptions {
         input: card.input_size(),
+        stride: card.input_stride(),
         align: card.letterbox.align,
         channel_order: card.input.channel_order,
         on_inference_busy: Some(OnInferenceBusy::Block),

@@ -219,10 +219,15 @@ impl CameraPipeline {
         self.aggregator.checkpoint()
     }
 
-    /// Whether the next frame should get detections: every `every`-th frame, and every frame while a
-    /// new track waits for confirmation (a vehicle just appeared).
-    pub fn wants_detection(&self, every: u32) -> bool {
-        self.summary.frames.is_multiple_of(u64::from(every.max(1))) || self.tracker.has_tentative()
+    /// The next frame is on the detector's cadence: every `every`-th frame ([`crate::motion`] decides
+    /// whether it is detected on).
+    pub fn on_cadence(&self, every: u32) -> bool {
+        self.summary.frames.is_multiple_of(u64::from(every.max(1)))
+    }
+
+    /// A new track awaits confirmation: the detector must see it again at once.
+    pub fn has_tentative(&self) -> bool {
+        self.tracker.has_tentative()
     }
 
     /// One frame at stream time `pts` and wall clock `wall`: track (`dets`: this frame's detections,

@@ -19,6 +19,7 @@ use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider, VehicleClass
 use crate::geometry::{
     FramePoint, GroundPoint, Homography, Lens, PointPair, Rect, RegionSpec, Size, TileGrid, TileSpec,
 };
+use crate::motion::MotionParams;
 use crate::scale::ScaleParams;
 use crate::source::{Decoder, OnInferenceBusy, SourceUri};
 use crate::track::TrackerConfig;
@@ -76,6 +77,8 @@ struct RawSite {
     two_wheelers: TwoWheelerParams,
     #[serde(default)]
     scale: ScaleParams,
+    #[serde(default)]
+    motion: MotionParams,
     #[serde(default, rename = "camera")]
     cameras: Vec<RawCamera>,
     #[serde(default)]
@@ -391,6 +394,8 @@ pub struct Config {
     pub two_wheelers: TwoWheelerParams,
     /// How `tiles = "auto"` cameras choose their scale from the vehicles' size.
     pub scale: ScaleParams,
+    /// When inference is skipped because nothing moves ([`crate::motion`]).
+    pub motion: MotionParams,
     pub cameras: Vec<CameraConfig>,
     /// Bin lengths, each dividing a day so bins align to UTC midnight.
     pub bins: Vec<Duration>,
@@ -557,6 +562,7 @@ impl Config {
             rules: RuleParams::default(),
             two_wheelers: TwoWheelerParams::default(),
             scale: ScaleParams::default(),
+            motion: MotionParams::default(),
             cameras: vec![camera],
             bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
             store: StoreConfig {
@@ -631,6 +637,9 @@ impl Config {
         }
         for (field, message) in raw.scale.problems() {
             c.add(path, format!("scale.{field}"), message);
+        }
+        for (field, message) in raw.motion.problems() {
+            c.add(path, format!("motion.{field}"), message);
         }
         if raw.cameras.is_empty() {
             c.add(path, "camera", "no [[camera]]: at least one is needed");
@@ -765,6 +774,7 @@ impl Config {
             rules: raw.rules,
             two_wheelers: raw.two_wheelers,
             scale: raw.scale,
+            motion: raw.motion,
             cameras,
             bins,
             store: StoreConfig {

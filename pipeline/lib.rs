@@ -47,6 +47,7 @@ pub mod eval;
 pub mod fuzzing;
 pub mod geometry;
 pub mod http;
+pub mod motion;
 pub mod publish;
 pub mod report;
 pub mod retry;

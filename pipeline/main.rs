@@ -131,7 +131,7 @@ struct EvalArgs {
     /// seconds.
     #[arg(long, default_value_t = 1.0)]
     tolerance: f64,
-    /// Run several settings: "key=v1|v2 key2=…" (every combination of model, roi, tiles, every,
+    /// Run several settings: "key=v1|v2 key2=…" (every combination of model, roi, tiles, every, motion,
     /// score, moto_score, two_wheelers), or nothing for the default set (one change at a time).
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     sweep: Option<String>,

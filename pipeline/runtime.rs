@@ -27,6 +27,7 @@ use crate::console::{Console, Tee};
 use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, twowheel};
 use crate::geometry::TileSpec;
 use crate::http::{HttpError, HttpServer};
+use crate::motion::{Gate, Signals};
 use crate::publish::Publisher;
 use crate::scale::SizeMeter;
 use crate::sink::{Housekeeping, Output, OutputSender};
@@ -95,6 +96,8 @@ struct Camera {
     checkpointed: Instant,
     /// How an `auto`-tiled camera's scale is being chosen.
     scale: ScaleState,
+    /// Whether its frames are worth detecting on ([`crate::motion`]).
+    gate: Gate,
 }
 
 /// The scale of a camera whose tiles are `auto` ([`crate::scale`]).
@@ -182,6 +185,7 @@ pub fn run(
         let card = detector.card();
         let source_opts = SourceOptions {
             input: card.input_size(),
+            stride: card.input_stride(),
             align: card.letterbox.align,
             channel_order: card.input.channel_order,
             on_inference_busy: c.on_inference_busy,
@@ -213,6 +217,7 @@ pub fn run(
             finished: false,
             checkpointed: Instant::now(),
             scale,
+            gate: Gate::default(),
         };
         // Live cameras' bins run on the wall clock from now: their reports say when they were down.
         let mut first = Produced::default();
@@ -377,9 +382,12 @@ impl Analysis<'_> {
                 }
             }
             let t_detect = Instant::now();
-            let every = self.cfg.detector.every;
-            let due: Vec<usize> =
-                (0..ready.len()).filter(|&k| cameras[ready[k].0].pipe.wants_detection(every)).collect();
+            let mut due: Vec<usize> = Vec::with_capacity(ready.len());
+            for (k, (i, frame)) in ready.iter().enumerate() {
+                if self.wants_detection(&mut cameras[*i], frame) {
+                    due.push(k);
+                }
+            }
             let failed = self.detect(&ready, &due, &mut dets, &mut fuse_scratch);
             // Each frame's share of the detection time, for the stage histogram.
             let detect_share = t_detect.elapsed() / due.len().max(1) as u32;
@@ -391,6 +399,9 @@ impl Analysis<'_> {
                     continue;
                 }
                 let detected = due.contains(&k);
+                if detected {
+                    cam.gate.detected(frame.pts);
+                }
                 let d = detected.then_some(&dets[i][..]);
                 let share = if detected { detect_share } else { Duration::ZERO };
                 let r = self.supervise(cam, |a, cam| {
@@ -639,6 +650,26 @@ impl Analysis<'_> {
             }
             Some(e) => Err(e.into()),
         }
+    }
+
+    /// Whether a camera's frame is detected on: its cadence and the motion policy ([`crate::motion`]).
+    fn wants_detection(&self, cam: &mut Camera, frame: &Frame) -> bool {
+        let p = &self.cfg.motion;
+        let changed = if p.enabled {
+            let rules = cam.cfg().rules_bbox();
+            cam.gate.meter.measure(&frame.image(), &frame.plan, rules);
+            cam.gate.meter.changed(p.threshold)
+        } else {
+            0
+        };
+        let signals = Signals {
+            cadence: cam.pipe.on_cadence(self.cfg.detector.every),
+            tentative: cam.pipe.has_tentative(),
+            track_moving: cam.pipe.tracks().iter().any(crate::motion::moving),
+            changed,
+            since_detection: cam.gate.since_detection(frame.pts),
+        };
+        cam.gate.decide(p, signals).detect()
     }
 
     /// Detection for the frames `due` (indexes into `ready`), every tile of all of them in as few

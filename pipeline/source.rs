@@ -171,6 +171,9 @@ pub enum WallClock {
 pub struct SourceOptions {
     /// Model input in pixels; frames arrive scaled to fit it.
     pub input: Size,
+    /// The model takes any input whose sides are multiples of this (model pixels): inputs are cut to
+    /// the frame's shape ([`Plan::for_frame`]). `None`: always `input`.
+    pub stride: Option<u32>,
     pub align: LetterboxAlign,
     pub channel_order: ChannelOrder,
     /// `None`: `KeepLatest` for live sources, `Block` for files.
@@ -196,6 +199,7 @@ impl Default for SourceOptions {
     fn default() -> Self {
         Self {
             input: Size::new(416, 416),
+            stride: None,
             align: LetterboxAlign::TopLeft,
             channel_order: ChannelOrder::Bgr,
             on_inference_busy: None,
@@ -278,6 +282,7 @@ struct Planner {
     crop: gst::Element,
     format: gst_video::VideoFormat,
     input: Size,
+    stride: Option<u32>,
     align: LetterboxAlign,
     region: RegionSpec,
 }
@@ -285,7 +290,7 @@ struct Planner {
 impl Planner {
     fn apply(&self, frame: Size, par: gst::Fraction) {
         let Ok(tiles) = self.tiles.lock().map(|t| *t) else { return };
-        let p = Plan::for_frame(frame, &self.region, &tiles, self.input, self.align);
+        let p = Plan::for_frame(frame, &self.region, &tiles, self.input, self.align, self.stride);
         let r = p.region;
         self.crop.set_property("left", r.x as i32);
         self.crop.set_property("top", r.y as i32);
@@ -471,6 +476,7 @@ impl Source {
             crop: crop.clone(),
             format,
             input: opts.input,
+            stride: opts.stride,
             align: opts.align,
             region: opts.region,
         });

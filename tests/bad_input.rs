@@ -60,11 +60,21 @@ fn rtsp_silent_server_times_out() {
     let _ = hold.join();
 }
 
-/// Writes a copy of the shipped card into a temp dir, edited, pointing at the real model.
+/// Writes a copy of the shipped card into a temp dir, edited, pointing at the fixed-size export
+/// (`models/yolox_nano.onnx`, [1, 3, 416, 416]) with its sha256, fed square.
 fn edited_card(dir: &std::path::Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo().join("models/yolox_nano.toml")).unwrap();
     let model = repo().join("models/yolox_nano.onnx");
-    let text = text.replace("file = \"yolox_nano.onnx\"", &format!("file = {:?}", model.to_str().unwrap()));
+    let text: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with("rectangular"))
+        .map(|l| match l.split_whitespace().next() {
+            Some("file") => format!("file = {:?}", model.to_str().unwrap()),
+            Some("sha256") => "sha256 = \"695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14\"".into(),
+            _ => l.to_owned(),
+        })
+        .collect();
+    let text = text.join("\n");
     let path = dir.join("card.toml");
     std::fs::write(&path, edit(text)).unwrap();
     path
@@ -85,6 +95,15 @@ fn model_output_does_not_fit_card() {
     let card = edited_card(dir.path(), |t| t.replace("\"scissors\", ", ""));
     let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
     assert_refused(&out, &["output", "[1, 3549, 85]", "[1, 3549, 84]", card.to_str().unwrap()]);
+}
+
+/// A card that says `rectangular` for a model whose graph fixes H and W is refused at start.
+#[test]
+fn rectangular_card_on_a_fixed_size_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = edited_card(dir.path(), |t| t.replace("layout = ", "rectangular = true\nlayout = "));
+    let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
+    assert_refused(&out, &["images", "[1, 3, 416, 416]", "input.rectangular", card.to_str().unwrap()]);
 }
 
 #[test]

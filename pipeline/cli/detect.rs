@@ -94,6 +94,7 @@ pub fn detect(args: DetectArgs) -> Result<()> {
     let tiles = args.view.tiles()?.unwrap_or(TileSpec::Grid(TileGrid::ONE));
     let source_opts = SourceOptions {
         input: card.input_size(),
+        stride: card.input_stride(),
         align: card.letterbox.align,
         channel_order: card.input.channel_order,
         on_inference_busy: args.on_inference_busy,

@@ -57,6 +57,11 @@ pub struct InputSpec {
     pub mean: [f32; 3],
     #[serde(default = "ones")]
     pub std: [f32; 3],
+    /// The model is fully convolutional with dynamic height and width: it takes any input whose sides
+    /// are multiples of its largest output stride, so a frame is fed in its own shape (416 × 256 for
+    /// 16:9) instead of padded to `width` × `height`. Its graph must declare H and W dynamic.
+    #[serde(default)]
+    pub rectangular: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +233,17 @@ impl ModelCard {
                 }
             }
         }
+        if raw.input.rectangular {
+            if raw.output.format == OutputFormat::Detr {
+                bad(
+                    "input.rectangular",
+                    "only for the YOLO formats (a DETR model's queries are sized to one input)".into(),
+                );
+            }
+            if raw.output.strides.is_empty() {
+                bad("input.rectangular", "needs output.strides (inputs are padded to the largest stride)".into());
+            }
+        }
         if raw.classes.names.is_empty() {
             bad("classes.names", "must list the model's classes".into());
         }
@@ -296,6 +312,11 @@ impl ModelCard {
 
     pub fn input_size(&self) -> Size {
         Size::new(self.input.width, self.input.height)
+    }
+
+    /// Model pixels an input's sides must be multiples of, for a card with `input.rectangular`.
+    pub fn input_stride(&self) -> Option<u32> {
+        self.input.rectangular.then(|| self.output.strides.iter().copied().max()).flatten()
     }
 
     pub fn num_classes(&self) -> usize {

@@ -12,7 +12,7 @@ use super::card::OutputFormat;
 use super::decode::{self, Candidate, GridCell, TileCandidate};
 use super::fill::{self, ImageView, Normalise};
 use super::{DetectError, Detection, ModelCard};
-use crate::geometry::Plan;
+use crate::geometry::{Plan, Size};
 
 /// File name of the library that `scripts/setup.sh` installs from the PyPI wheel.
 const ORT_LIB: &str = "libonnxruntime.so.1.32.0";
@@ -246,7 +246,9 @@ pub struct Detector {
     /// DETR: `[N, 2]` (width, height) the boxes are scaled to.
     sizes: Vec<i64>,
     norm: Normalise,
-    grid: Option<Vec<GridCell>>,
+    /// A raw YOLOX head's anchor grid per input size (model pixels) seen so far: one for a fixed-size
+    /// model, a few for a rectangular one (one per camera shape).
+    grids: Vec<(Size, Vec<GridCell>)>,
     cands: Vec<Candidate>,
     /// Per frame of a `detect` call: its tiles' candidates, frame pixels.
     tiled: Vec<Vec<TileCandidate>>,
@@ -316,8 +318,6 @@ impl Detector {
         let dynamic_batch = check_tensors(&card, &session)?;
 
         let norm = Normalise::new(card.input.scale, card.input.mean, card.input.std, card.letterbox.pad_value);
-        let grid =
-            card.grid_anchors().map(|_| decode::yolox_grid(card.input.width, card.input.height, &card.output.strides));
         let score = opts.score.unwrap_or(card.thresholds.score);
         let max_batch = if dynamic_batch { opts.max_batch.max(1) } else { 1 };
         Ok(Self {
@@ -326,7 +326,7 @@ impl Detector {
             input: Vec::new(),
             sizes: Vec::new(),
             norm,
-            grid,
+            grids: Vec::new(),
             cands: Vec::with_capacity(256),
             tiled: Vec::new(),
             slots: Vec::new(),
@@ -351,13 +351,27 @@ impl Detector {
             out[j].clear();
             pending.extend((0..job.plan.tiles.len()).map(|t| (j, t)));
         }
+        // One model run takes inputs of one size: group them (a rectangular model's cameras may differ).
+        let input_of = |&(j, t): &(usize, usize)| {
+            let s = jobs[j].plan.tiles[t].input;
+            (s.width, s.height)
+        };
+        pending.sort_by_key(input_of);
+        let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        for k in 1..=pending.len() {
+            if k == pending.len() || k - start == self.max_batch || input_of(&pending[k]) != input_of(&pending[start]) {
+                chunks.push(start..k);
+                start = k;
+            }
+        }
         // Candidates of every tile, grouped back per frame after all runs.
         let mut per_frame = std::mem::take(&mut self.tiled);
         per_frame.resize_with(jobs.len(), Vec::new);
         per_frame.iter_mut().for_each(Vec::clear);
-        for chunk in pending.chunks(self.max_batch) {
+        for chunk in chunks {
             self.slots.clear();
-            self.slots.extend_from_slice(chunk);
+            self.slots.extend_from_slice(&pending[chunk]);
             if let Err(e) = self.run_batch(jobs, &mut per_frame) {
                 self.tiled = per_frame;
                 return Err(e);
@@ -384,7 +398,15 @@ impl Detector {
     fn run_batch(&mut self, jobs: &[Job<'_>], per_frame: &mut [Vec<TileCandidate>]) -> Result<(), DetectError> {
         let t = Instant::now();
         let n = self.slots.len();
-        let (w, h) = (self.card.input.width as usize, self.card.input.height as usize);
+        let Some(&(j0, t0)) = self.slots.first() else { return Ok(()) };
+        let size = jobs[j0].plan.tiles[t0].input;
+        if !self.card.input.rectangular && size != self.card.input_size() {
+            return Err(DetectError::Inference(format!(
+                "input {}x{} planned for a model of fixed size {}x{}",
+                size.width, size.height, self.card.input.width, self.card.input.height
+            )));
+        }
+        let (w, h) = (size.width as usize, size.height as usize);
         let slot_len = 3 * w * h;
         self.input.resize(n * slot_len, 0.0);
         for (k, &(j, tile)) in self.slots.iter().enumerate() {
@@ -415,6 +437,13 @@ impl Detector {
         self.times.infer += t_post - t_run;
 
         let card = &self.card;
+        if card.grid_anchors().is_some() && !self.grids.iter().any(|(s, _)| *s == size) {
+            if self.grids.len() >= 16 {
+                self.grids.remove(0);
+            }
+            self.grids.push((size, decode::yolox_grid(size.width, size.height, &card.output.strides)));
+        }
+        let grid = self.grids.iter().find(|(s, _)| *s == size).map(|(_, g)| g.as_slice());
         let c = card.num_classes();
         let map = &card.class_map;
         let keep = |k: usize| map.get(k).is_some_and(Option::is_some);
@@ -431,7 +460,16 @@ impl Detector {
                     let expected = if attr_axis == 2 { format!("[N, A, {attrs}]") } else { format!("[N, {attrs}, A]") };
                     return Err(DetectError::Inference(format!("output shape {shape:?}, expected {expected}")));
                 }
-                Outputs::Yolo { data, anchors: shape[anchor_axis] as usize }
+                let anchors = shape[anchor_axis] as usize;
+                if let Some(g) = grid
+                    && g.len() != anchors
+                {
+                    return Err(DetectError::Inference(format!(
+                        "output has {anchors} anchors, the {w}x{h} input's grid {}",
+                        g.len()
+                    )));
+                }
+                Outputs::Yolo { data, anchors }
             }
             OutputFormat::Detr => {
                 let (_, labels) = output(&card.output.labels)?.try_extract_tensor::<i64>().map_err(inference)?;
@@ -456,7 +494,7 @@ impl Detector {
                     let per_image = data.len() / n.max(1);
                     let data = &data[k * per_image..(k + 1) * per_image];
                     if card.output.format == OutputFormat::Yolox {
-                        decode::decode_yolox(data, c, self.grid.as_deref(), self.score, keep, &mut self.cands);
+                        decode::decode_yolox(data, c, grid, self.score, keep, &mut self.cands);
                     } else {
                         decode::decode_yolov8(data, c, *anchors, self.score, keep, &mut self.cands);
                     }
@@ -519,8 +557,9 @@ fn check_tensors(card: &ModelCard, session: &Session) -> Result<bool, DetectErro
         })
     };
     let c = card.num_classes() as i64;
-    let (w, h) = (i64::from(card.input.width), i64::from(card.input.height));
-    let anchors = card.grid_anchors().map_or(-1, |n| n as i64);
+    let (w, h) =
+        if card.input.rectangular { (-1, -1) } else { (i64::from(card.input.width), i64::from(card.input.height)) };
+    let anchors = if card.input.rectangular { -1 } else { card.grid_anchors().map_or(-1, |n| n as i64) };
     let mut checks: Vec<(&str, &ort::value::Outlet, Vec<i64>)> = Vec::new();
     let input = &session.inputs()[find("input", session.inputs(), &card.input.name, "input.name")?];
     checks.push(("input", input, vec![-1, 3, h, w]));
@@ -570,7 +609,17 @@ fn check_tensors(card: &ModelCard, session: &Session) -> Result<bool, DetectErro
             )));
         }
     }
-    Ok(shape(input).first().is_some_and(|d| *d < 0))
+    let input_shape = shape(input);
+    if card.input.rectangular && !(input_shape.len() == 4 && input_shape[2] < 0 && input_shape[3] < 0) {
+        return Err(mismatch(format!(
+            "input {:?} has shape {}: a fixed height and width, but its card {} says input.rectangular = true; \
+             remove that line, or export the model with dynamic H and W",
+            input.name(),
+            show(&input_shape),
+            card.card_path.display()
+        )));
+    }
+    Ok(input_shape.first().is_some_and(|d| *d < 0))
 }
 
 #[cfg(test)]

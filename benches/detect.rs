@@ -52,11 +52,11 @@ fn tensor_fill(c: &mut Criterion) {
     // the last detected frame's.
     let mut meter = MotionMeter::default();
     let rules = Some([320.0, 60.0, 320.0, 220.0]);
-    meter.measure(&img, &rect, rules);
+    meter.measure(&img, &rect, || rules);
     meter.detected();
     g.bench_function("motion_measure_416x234", |b| {
         b.iter(|| {
-            meter.measure(black_box(&img), &rect, rules);
+            meter.measure(black_box(&img), &rect, || rules);
             black_box(meter.changed(12))
         })
     });

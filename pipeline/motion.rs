@@ -87,19 +87,23 @@ pub struct MotionMeter {
 }
 
 impl MotionMeter {
-    /// Block means of `img` into `current`; a new plan (size or region) makes a new mask from the
-    /// rules' box `rules` (`[x1, y1, x2, y2]` frame pixels, `None`: the whole image).
-    pub fn measure(&mut self, img: &ImageView<'_>, plan: &Plan, rules: Option<[f32; 4]>) {
-        let (w, h) = (img.width as usize, img.height as usize);
-        let (cols, rows) = (w / BLOCK, h / BLOCK);
-        if self.planned != Some((plan.scaled, plan.region)) || cols != self.cols || rows != self.rows {
-            self.cols = cols;
-            self.rows = rows;
+    /// Block means of `img` into `current`; a new plan (size or region), or rules changed since
+    /// ([`MotionMeter::rules_changed`]), makes a new mask from the rules' box `rules()` (`[x1, y1, x2,
+    /// y2]` frame pixels, `None`: the whole image), asked for only then.
+    pub fn measure(&mut self, img: &ImageView<'_>, plan: &Plan, rules: impl FnOnce() -> Option<[f32; 4]>) {
+        if self.planned != Some((plan.scaled, plan.region)) {
+            self.cols = img.width as usize / BLOCK;
+            self.rows = img.height as usize / BLOCK;
             self.reference.clear();
-            self.mask = mask(plan, rules, cols, rows);
+            self.mask = mask(plan, rules(), self.cols, self.rows);
             self.planned = Some((plan.scaled, plan.region));
         }
-        block_means(img, cols, rows, &mut self.current);
+        block_means(img, self.cols, self.rows, &mut self.current);
+    }
+
+    /// The camera's rules changed (a reload): the next measure makes the mask anew.
+    pub fn rules_changed(&mut self) {
+        self.planned = None;
     }
 
     /// Blocks inside the mask whose mean moved by more than `threshold` since the reference; every
@@ -294,26 +298,47 @@ mod tests {
         let bottom_right = image(64, 64, |x, y| if x >= 56 && y >= 56 { 20 } else { 100 });
         // Rules around the bottom-right quarter: (48, 48)-(64, 64), grown by 0.15 × 64 = 9.6 px.
         let mut m = MotionMeter::default();
-        m.measure(&view(&still), &p, Some([48.0, 48.0, 64.0, 64.0]));
+        m.measure(&view(&still), &p, || Some([48.0, 48.0, 64.0, 64.0]));
         // The mask: x and y from 48 − 9.6 = 38.4, blocks 9 to 15.
         assert_eq!(m.changed(12), 7 * 7, "no reference: every masked block counts");
         m.detected();
-        m.measure(&view(&still), &p, Some([48.0, 48.0, 64.0, 64.0]));
+        m.measure(&view(&still), &p, || Some([48.0, 48.0, 64.0, 64.0]));
         assert_eq!(m.changed(12), 0);
-        m.measure(&view(&top_left), &p, Some([48.0, 48.0, 64.0, 64.0]));
+        m.measure(&view(&top_left), &p, || Some([48.0, 48.0, 64.0, 64.0]));
         assert_eq!(m.changed(12), 0, "outside the mask");
-        m.measure(&view(&bottom_right), &p, Some([48.0, 48.0, 64.0, 64.0]));
+        m.measure(&view(&bottom_right), &p, || Some([48.0, 48.0, 64.0, 64.0]));
         assert_eq!(m.changed(12), 4, "2 × 2 blocks of 4 px");
         // Without rules the whole image is looked at.
         let mut all = MotionMeter::default();
-        all.measure(&view(&still), &p, None);
+        all.measure(&view(&still), &p, || None);
         all.detected();
-        all.measure(&view(&top_left), &p, None);
+        all.measure(&view(&top_left), &p, || None);
         assert_eq!(all.changed(12), 4);
         // A faint change (noise of 10 levels) is not motion.
         let noisy = image(64, 64, |x, y| if (x + y) % 2 == 0 { 110 } else { 100 });
-        all.measure(&view(&noisy), &p, None);
+        all.measure(&view(&noisy), &p, || None);
         assert_eq!(all.changed(12), 0);
+    }
+
+    #[test]
+    fn a_rules_reload_moves_the_mask() {
+        let p = plan(Size::new(64, 64));
+        let still = image(64, 64, |_, _| 100);
+        let top_left = image(64, 64, |x, y| if x < 8 && y < 8 { 20 } else { 100 });
+        let bottom_right = Some([48.0, 48.0, 64.0, 64.0]);
+        let top_left_rules = Some([0.0, 0.0, 16.0, 16.0]);
+        let mut m = MotionMeter::default();
+        m.measure(&view(&still), &p, || bottom_right);
+        m.detected();
+        // Same plan, new rules, no reload noted: the old mask stays (what a reload used to leave).
+        m.measure(&view(&top_left), &p, || top_left_rules);
+        assert_eq!(m.changed(12), 0);
+        // Noted: the mask is made from the new rules, and the reference of the old mask is gone.
+        m.rules_changed();
+        m.measure(&view(&still), &p, || top_left_rules);
+        m.detected();
+        m.measure(&view(&top_left), &p, || top_left_rules);
+        assert_eq!(m.changed(12), 4, "2 × 2 blocks of 4 px at the new rules");
     }
 
     #[test]

@@ -469,6 +469,7 @@ impl Analysis<'_> {
             if changes.is_empty() {
                 continue;
             }
+            cam.gate.meter.rules_changed();
             let list: Vec<String> = changes
                 .iter()
                 .map(|c| format!("{} {} {}", c.kind, c.id, format!("{:?}", c.change).to_lowercase()))
@@ -656,8 +657,8 @@ impl Analysis<'_> {
     fn wants_detection(&self, cam: &mut Camera, frame: &Frame) -> bool {
         let p = &self.cfg.motion;
         let changed = if p.enabled {
-            let rules = cam.cfg().rules_bbox();
-            cam.gate.meter.measure(&frame.image(), &frame.plan, rules);
+            let rules = cam.pipe.config();
+            cam.gate.meter.measure(&frame.image(), &frame.plan, || rules.rules_bbox());
             cam.gate.meter.changed(p.threshold)
         } else {
             0

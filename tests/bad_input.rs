@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{assert_refused, clip, junction, junction_env, repo};
+use crate::common::{assert_refused, clip, junction, junction_env, repo, square_card};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -60,30 +60,10 @@ fn rtsp_silent_server_times_out() {
     let _ = hold.join();
 }
 
-/// Writes a copy of the shipped card into a temp dir, edited, pointing at the fixed-size export
-/// (`models/yolox_nano.onnx`, [1, 3, 416, 416]) with its sha256, fed square.
-fn edited_card(dir: &std::path::Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(repo().join("models/yolox_nano.toml")).unwrap();
-    let model = repo().join("models/yolox_nano.onnx");
-    let text: Vec<String> = text
-        .lines()
-        .filter(|l| !l.starts_with("rectangular"))
-        .map(|l| match l.split_whitespace().next() {
-            Some("file") => format!("file = {:?}", model.to_str().unwrap()),
-            Some("sha256") => "sha256 = \"695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14\"".into(),
-            _ => l.to_owned(),
-        })
-        .collect();
-    let text = text.join("\n");
-    let path = dir.join("card.toml");
-    std::fs::write(&path, edit(text)).unwrap();
-    path
-}
-
 #[test]
 fn model_sha256_differs_from_card() {
     let dir = tempfile::tempdir().unwrap();
-    let card = edited_card(dir.path(), |t| t.replace("695e750a", "00000000"));
+    let card = square_card(dir.path(), |t| t.replace("695e750a", "00000000"));
     let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
     assert_refused(&out, &["yolox_nano.onnx", "sha256", "695e750a", card.to_str().unwrap()]);
 }
@@ -92,7 +72,7 @@ fn model_sha256_differs_from_card() {
 fn model_output_does_not_fit_card() {
     // The card claims 79 classes; the model has 80: output [1, 3549, 85] against [1, 3549, 84].
     let dir = tempfile::tempdir().unwrap();
-    let card = edited_card(dir.path(), |t| t.replace("\"scissors\", ", ""));
+    let card = square_card(dir.path(), |t| t.replace("\"scissors\", ", ""));
     let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
     assert_refused(&out, &["output", "[1, 3549, 85]", "[1, 3549, 84]", card.to_str().unwrap()]);
 }
@@ -101,7 +81,7 @@ fn model_output_does_not_fit_card() {
 #[test]
 fn rectangular_card_on_a_fixed_size_model() {
     let dir = tempfile::tempdir().unwrap();
-    let card = edited_card(dir.path(), |t| t.replace("layout = ", "rectangular = true\nlayout = "));
+    let card = square_card(dir.path(), |t| t.replace("layout = ", "rectangular = true\nlayout = "));
     let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
     assert_refused(&out, &["images", "[1, 3, 416, 416]", "input.rectangular", card.to_str().unwrap()]);
 }
@@ -109,7 +89,7 @@ fn rectangular_card_on_a_fixed_size_model() {
 #[test]
 fn model_card_unknown_field() {
     let dir = tempfile::tempdir().unwrap();
-    let card = edited_card(dir.path(), |t| t.replace("[output]", "[output]\nanchors = 3"));
+    let card = square_card(dir.path(), |t| t.replace("[output]", "[output]\nanchors = 3"));
     let out = junction(&["detect", clip().to_str().unwrap(), "--model", card.to_str().unwrap()], DEADLINE);
     assert_refused(&out, &[card.to_str().unwrap(), "anchors"]);
 }

@@ -178,3 +178,25 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
 pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// A copy of the shipped YOLOX card, edited by `edit`, written to `dir`: fed square, pointing at the
+/// fixed-size export `models/yolox_nano.onnx` ([1, 3, 416, 416]) with its sha256, `rectangular` left
+/// out. The input the Python references were made with.
+pub fn square_card(dir: &std::path::Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    use sha2::Digest;
+    let text = std::fs::read_to_string(repo().join("models/yolox_nano.toml")).unwrap();
+    let model = repo().join("models/yolox_nano.onnx");
+    let sha: String = sha2::Sha256::digest(std::fs::read(&model).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with("rectangular"))
+        .map(|l| match l.split_whitespace().next() {
+            Some("file") => format!("file = {:?}", model.to_str().unwrap()),
+            Some("sha256") => format!("sha256 = {sha:?}"),
+            _ => l.to_owned(),
+        })
+        .collect();
+    let path = dir.join("yolox_square.toml");
+    std::fs::write(&path, edit(lines.join("\n"))).unwrap();
+    path
+}

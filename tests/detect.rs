@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{clip, junction, repo};
+use crate::common::{clip, junction, repo, square_card};
 
 /// Matches a reference detection to the closest unused one of the same class (by largest coordinate
 /// difference) and checks the tolerances: boxes within 1 px, scores within 0.01.
@@ -32,29 +32,8 @@ fn assert_same(frame: u64, reference: &[Value], ours: &[Value]) {
 #[test]
 fn parity() {
     let dir = tempfile::tempdir().unwrap();
-    let card = square_card(dir.path());
+    let card = square_card(dir.path(), |t| t);
     parity_with("tests/data/reference_detections.json", card.to_str().unwrap());
-}
-
-/// The shipped card fed square: the fixed-size export `models/yolox_nano.onnx`, without `rectangular`.
-fn square_card(dir: &std::path::Path) -> std::path::PathBuf {
-    use sha2::Digest;
-    let text = std::fs::read_to_string(repo().join("models/yolox_nano.toml")).unwrap();
-    let original = repo().join("models/yolox_nano.onnx");
-    let sha: String =
-        sha2::Sha256::digest(std::fs::read(&original).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
-    let lines: Vec<String> = text
-        .lines()
-        .filter(|l| !l.starts_with("rectangular"))
-        .map(|l| match l.split_whitespace().next() {
-            Some("file") => format!("file = {:?}", original.to_str().unwrap()),
-            Some("sha256") => format!("sha256 = {sha:?}"),
-            _ => l.to_owned(),
-        })
-        .collect();
-    let path = dir.join("yolox_square.toml");
-    std::fs::write(&path, lines.join("\n")).unwrap();
-    path
 }
 
 /// The second detector family (NMS-free, DETR style): DEIMv2-Femto through `junction detect` equals
@@ -186,7 +165,7 @@ fn yolov8_layout_matches_yolox() {
     let card = dir.path().join("yolox_as_v8.toml");
     std::fs::write(&card, edited.join("\n")).unwrap();
     // Both fed the square 416 × 416 input of the fixed-size export the fixture is made from.
-    let square_card = square_card(dir.path());
+    let square_card = square_card(dir.path(), |t| t);
 
     let run = |card: &str| {
         let out = junction(

@@ -34,6 +34,8 @@ pub struct CameraSummary {
     pub track_fragments: u64,
     /// Frames the detector ran on (fewer than `frames` with `detector.every` > 1).
     pub detected: u64,
+    /// Due frames left to the tracker because the box was behind ([`crate::schedule`]).
+    pub deferred: u64,
     /// Times the supervisor restarted this camera after an error or a panic of its own.
     pub faults: u64,
     pub error: Option<String>,
@@ -223,6 +225,12 @@ impl CameraPipeline {
     /// whether it is detected on).
     pub fn on_cadence(&self, every: u32) -> bool {
         self.summary.frames.is_multiple_of(u64::from(every.max(1)))
+    }
+
+    /// A due frame was left to the tracker because the box was behind ([`crate::schedule`]).
+    pub fn detection_deferred(&mut self) {
+        self.summary.deferred += 1;
+        self.metrics.detections_deferred.get_or_create(&self.labels).inc();
     }
 
     /// A new track awaits confirmation: the detector must see it again at once.

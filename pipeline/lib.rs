@@ -53,6 +53,7 @@ pub mod report;
 pub mod retry;
 pub mod runtime;
 pub mod scale;
+pub mod schedule;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

@@ -210,11 +210,15 @@ pub struct Gate {
     still: bool,
     /// Stream time of the last detection.
     last_detection: Option<Duration>,
+    /// A due frame was deferred for lack of time ([`crate::schedule`]): the next frame is on the
+    /// cadence in its place.
+    owed: bool,
 }
 
 impl Gate {
     /// The decision for a frame at stream time `pts` given the signals (see the module's policy).
-    pub fn decide(&mut self, p: &MotionParams, s: Signals) -> Decision {
+    pub fn decide(&mut self, p: &MotionParams, mut s: Signals) -> Decision {
+        s.cadence |= self.owed;
         let motion = s.changed >= p.min_blocks;
         let d = if s.tentative || (!p.enabled && s.cadence) {
             if s.cadence { Decision::Due } else { Decision::Urgent }
@@ -228,7 +232,10 @@ impl Gate {
             Decision::Still
         };
         match d {
-            Decision::Still => self.still = true,
+            Decision::Still => {
+                self.still = true;
+                self.owed = false;
+            }
             Decision::Due | Decision::Urgent => self.still = false,
             Decision::OffCadence => {}
         }
@@ -243,7 +250,13 @@ impl Gate {
     /// The frame at `pts` just measured was detected on.
     pub fn detected(&mut self, pts: Duration) {
         self.last_detection = Some(pts);
+        self.owed = false;
         self.meter.detected();
+    }
+
+    /// The frame just decided as due was deferred ([`crate::schedule`]): the next one is due.
+    pub fn deferred(&mut self) {
+        self.owed = true;
     }
 }
 

@@ -30,6 +30,7 @@ use crate::http::{HttpError, HttpServer};
 use crate::motion::{Gate, Signals};
 use crate::publish::Publisher;
 use crate::scale::SizeMeter;
+use crate::schedule::{Budget, Candidate, Priority};
 use crate::sink::{Housekeeping, Output, OutputSender};
 use crate::snapshot::Snapshots;
 use crate::source::{Frame, Poll, Source, SourceError, SourceOptions, SourceUri};
@@ -98,6 +99,10 @@ struct Camera {
     scale: ScaleState,
     /// Whether its frames are worth detecting on ([`crate::motion`]).
     gate: Gate,
+    /// Stream time between its frames, smoothed (`None`: fewer than two frames yet); with the last
+    /// frame's stream time. The detection budget keeps a round within the shortest.
+    period: Option<Duration>,
+    last_pts: Option<Duration>,
 }
 
 /// The scale of a camera whose tiles are `auto` ([`crate::scale`]).
@@ -153,6 +158,10 @@ pub fn run(
     };
     let card = ModelCard::load(&cfg.model_card)?;
     let mut detector = Detector::new(card, &cfg.detector)?;
+    // ONNX Runtime's first run allocates its buffers and starts its threads: done now, before the
+    // cameras stream, so that their first frames are not dropped behind it. Its time seeds the
+    // detection budget ([`crate::schedule`]).
+    let warm = detector.warm_up();
     let mut store = Store::open(&cfg.store.path)?.with_atspm_csv(&cfg.store.atspm_dir);
     metrics.store_writable.store(true, Ordering::Relaxed);
     let housekeeping = Housekeeping {
@@ -218,6 +227,8 @@ pub fn run(
             checkpointed: Instant::now(),
             scale,
             gate: Gate::default(),
+            period: None,
+            last_pts: None,
         };
         // Live cameras' bins run on the wall clock from now: their reports say when they were down.
         let mut first = Produced::default();
@@ -264,6 +275,7 @@ pub fn run(
             console: console.as_ref(),
             reload: &opts.reload,
             clock_steps_seen: 0,
+            warm,
         };
         for (camera, produced) in openings {
             analysis.send(&camera, produced);
@@ -293,6 +305,8 @@ struct Analysis<'a> {
     reload: &'a AtomicBool,
     /// Steps of the wall clock already noted in the live cameras' bins ([`crate::clock`]).
     clock_steps_seen: u64,
+    /// The detector's warm-up: input pixels and time (`None`: it failed; the first frames tell).
+    warm: Option<(u64, Duration)>,
 }
 
 impl Analysis<'_> {
@@ -303,6 +317,11 @@ impl Analysis<'_> {
         let mut dets: Vec<Vec<Detection>> = vec![Vec::new(); cameras.len()];
         let mut ready: Vec<(usize, Frame)> = Vec::new();
         let mut fuse_scratch = Vec::new();
+        let mut budget = Budget::default();
+        if let Some((pixels, time)) = self.warm {
+            budget.observe_inference(pixels, time);
+        }
+        let mut cands: Vec<Candidate> = Vec::new();
         let single = cameras.len() == 1;
         let batch_wait = self.cfg.detector.batch_wait;
         // The first error of a file camera: with a lone camera, the run's error.
@@ -381,16 +400,56 @@ impl Analysis<'_> {
                     }
                 }
             }
-            let t_detect = Instant::now();
+            let t_round = Instant::now();
+            // The due frames, and those of them that fit before the next frames arrive
+            // ([`crate::schedule`]): the rest are deferred to their camera's next frame.
             let mut due: Vec<usize> = Vec::with_capacity(ready.len());
+            cands.clear();
+            let mut period: Option<Duration> = None;
             for (k, (i, frame)) in ready.iter().enumerate() {
-                if self.wants_detection(&mut cameras[*i], frame) {
-                    due.push(k);
+                let cam = &mut cameras[*i];
+                let Some(priority) = self.wants_detection(cam, frame) else { continue };
+                let deferrable = cam.source.as_ref().is_some_and(Source::drops_when_busy);
+                if deferrable {
+                    let p = cam
+                        .period
+                        .or_else(|| cam.source.as_ref().and_then(Source::caps_period))
+                        .unwrap_or(crate::schedule::DEFAULT_PERIOD);
+                    period = Some(period.map_or(p, |q| q.min(p)));
                 }
+                due.push(k);
+                cands.push(Candidate {
+                    priority,
+                    waited: cam.gate.since_detection(frame.pts),
+                    pixels: frame.plan.tiles.iter().map(|t| u64::from(t.input.width) * u64::from(t.input.height)).sum(),
+                    deferrable,
+                });
             }
+            let mut chosen = budget.choose(&cands, period);
+            if chosen.len() < due.len() {
+                for (j, &k) in due.iter().enumerate() {
+                    if !chosen.contains(&j) {
+                        let cam = &mut cameras[ready[k].0];
+                        cam.gate.deferred();
+                        cam.pipe.detection_deferred();
+                    }
+                }
+                chosen.sort_unstable();
+                due = chosen.iter().map(|&j| due[j]).collect();
+            }
+            let t_detect = Instant::now();
             let failed = self.detect(&ready, &due, &mut dets, &mut fuse_scratch);
+            let detect_time = t_detect.elapsed();
+            if !due.is_empty() {
+                let pixels = due
+                    .iter()
+                    .flat_map(|&k| ready[k].1.plan.tiles.iter())
+                    .map(|t| u64::from(t.input.width) * u64::from(t.input.height))
+                    .sum();
+                budget.observe_inference(pixels, detect_time);
+            }
             // Each frame's share of the detection time, for the stage histogram.
-            let detect_share = t_detect.elapsed() / due.len().max(1) as u32;
+            let detect_share = detect_time / due.len().max(1) as u32;
             for (k, (i, frame)) in ready.drain(..).enumerate() {
                 let cam = &mut cameras[i];
                 if let Some((_, e)) = failed.iter().find(|(f, _)| *f == k) {
@@ -412,6 +471,7 @@ impl Analysis<'_> {
                     self.fault(cam, e, &mut file_error);
                 }
             }
+            budget.observe_overhead(t_round.elapsed().saturating_sub(detect_time));
         }
         // Stopped by a signal, or every stream ended: close what is open.
         notifier.stopping();
@@ -653,8 +713,9 @@ impl Analysis<'_> {
         }
     }
 
-    /// Whether a camera's frame is detected on: its cadence and the motion policy ([`crate::motion`]).
-    fn wants_detection(&self, cam: &mut Camera, frame: &Frame) -> bool {
+    /// Whether a camera's frame is detected on, and how pressing it is: its cadence and the motion
+    /// policy ([`crate::motion`], [`crate::schedule::priority`]).
+    fn wants_detection(&self, cam: &mut Camera, frame: &Frame) -> Option<Priority> {
         let p = &self.cfg.motion;
         let changed = if p.enabled {
             let rules = cam.pipe.config();
@@ -670,7 +731,8 @@ impl Analysis<'_> {
             changed,
             since_detection: cam.gate.since_detection(frame.pts),
         };
-        cam.gate.decide(p, signals).detect()
+        let d = cam.gate.decide(p, signals);
+        d.detect().then(|| crate::schedule::priority(d, &signals, p))
     }
 
     /// Detection for the frames `due` (indexes into `ready`), every tile of all of them in as few
@@ -786,6 +848,20 @@ impl Analysis<'_> {
         }
         // The appsink count can lag by the frame waiting there: never let the total go back.
         let dropped = cam.source.as_ref().map_or(0, Source::dropped).max(cam.dropped_seen);
+        // The camera's frame period: stream time since its last frame, over the frames in between.
+        // A shorter one is taken at once, a longer one slowly (a camera that lowers its rate): a
+        // late frame or a miscounted drop does not stretch the budget.
+        if let Some(last) = cam.last_pts
+            && let Some(dt) = frame.pts.checked_sub(last)
+        {
+            let dt = (dt / (1 + (dropped - cam.dropped_seen)).min(1000) as u32)
+                .clamp(Duration::from_millis(1), Duration::from_secs(10));
+            cam.period = Some(match cam.period {
+                Some(p) if dt > p => p + (dt - p).mul_f64(0.02),
+                _ => dt,
+            });
+        }
+        cam.last_pts = Some(frame.pts);
         let mut out = Produced::default();
         cam.pipe.frame(frame.pts, frame.wall, dets, dropped - cam.dropped_seen, detect_time, &mut out);
         if dets.is_some() {

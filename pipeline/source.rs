@@ -331,6 +331,8 @@ pub struct Source {
     /// Frames skipped because they were scaled before the stream renegotiated its size.
     stale: u64,
     secret: Option<String>,
+    /// Time between frames the stream's caps announce (`None`: unknown, or a variable rate).
+    caps_period: Option<Duration>,
 }
 
 impl std::fmt::Debug for Source {
@@ -523,6 +525,7 @@ impl Source {
             first_pts: None,
             delivered: 0,
             stale: 0,
+            caps_period: None,
             secret,
         };
         if source.pipeline.set_state(gst::State::Playing).is_err() {
@@ -563,6 +566,17 @@ impl Source {
     /// Frames handed to the caller so far.
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+
+    /// Time between frames the stream's caps announce, once a frame arrived (`None`: unknown, or a
+    /// variable rate).
+    pub fn caps_period(&self) -> Option<Duration> {
+        self.caps_period
+    }
+
+    /// Frames are dropped while the caller is busy (`keep_latest`), rather than the decoder held.
+    pub fn drops_when_busy(&self) -> bool {
+        self.policy == OnInferenceBusy::KeepLatest
     }
 
     /// Frames dropped: with `Block`, only those queued at the old size when the stream renegotiated;
@@ -669,6 +683,9 @@ impl Source {
             self.stale += 1;
             return Ok(None);
         }
+        let fps = info.fps();
+        self.caps_period = (fps.numer() > 0 && fps.denom() > 0)
+            .then(|| Duration::from_secs_f64(f64::from(fps.denom()) / f64::from(fps.numer())));
         let stride = usize::try_from(info.stride()[0]).map_err(|_| err("negative stride"))?;
         let buffer = buffer.into_mapped_buffer_readable().map_err(|_| err("buffer not readable"))?;
 

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub frames_decoded: Family<Labels, Counter>,
     pub frames_analysed: Family<Labels, Counter>,
     pub frames_dropped: Family<Labels, Counter>,
+    /// Due detections left to the tracker because the box was behind.
+    pub detections_deferred: Family<Labels, Counter>,
     pub stage_duration: Family<Labels, Histogram, fn() -> Histogram>,
     pub vehicles_counted: Family<Labels, Counter>,
     pub recrossings_suppressed: Family<Labels, Counter>,
@@ -107,6 +109,7 @@ impl Metrics {
             frames_decoded: Family::default(),
             frames_analysed: Family::default(),
             frames_dropped: Family::default(),
+            detections_deferred: Family::default(),
             stage_duration: Family::new_with_constructor(stage_histogram),
             vehicles_counted: Family::default(),
             recrossings_suppressed: Family::default(),
@@ -151,6 +154,13 @@ impl Metrics {
             "junction_frames_dropped",
             "Frames dropped while inference was busy",
             m.frames_dropped.clone(),
+        );
+        reg(
+            &mut registry,
+            &mut names,
+            "junction_detections_deferred",
+            "Due detections left to the tracker because inference was behind the cameras",
+            m.detections_deferred.clone(),
         );
         reg(
             &mut registry,

@@ -213,7 +213,7 @@ pub fn summary_json(s: &RunSummary) -> serde_json::Value {
         "frames_dropped": s.cameras.iter().map(|c| c.dropped).sum::<u64>(),
         "frames_detected": s.cameras.iter().map(|c| c.detected).sum::<u64>(),
         "cameras": s.cameras.iter().map(|c| serde_json::json!({
-            "id": c.camera, "frames": c.frames, "dropped": c.dropped, "detected": c.detected,
+            "id": c.camera, "frames": c.frames, "dropped": c.dropped, "detected": c.detected, "deferred": c.deferred,
             "faults": c.faults, "error": c.error,
         })).collect::<Vec<_>>(),
         "recrossings_suppressed": s.cameras.iter().map(|c| c.recrossings_suppressed).sum::<u64>(),

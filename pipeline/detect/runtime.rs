@@ -340,6 +340,38 @@ impl Detector {
         &self.card
     }
 
+    /// Runs the model once on a grey image of its input size (cut to its stride when rectangular,
+    /// as a 16:9 frame would be) and returns (input pixels, time of the run): ONNX Runtime's first run
+    /// allocates and starts threads. A second run is timed, the first one's cost being one-off.
+    /// `None` when a run fails (the first frames will say why).
+    pub fn warm_up(&mut self) -> Option<(u64, Duration)> {
+        let input = self.card.input_size();
+        let frame = Size::new(input.width, input.height * 9 / 16);
+        let align = self.card.letterbox.align;
+        let mut plan = Plan::new(frame, None, input, align, crate::geometry::TileGrid::ONE);
+        if let Some(stride) = self.card.input_stride() {
+            plan = plan.fit_to_stride(stride, align);
+        }
+        let (w, h) = (plan.scaled.width as usize, plan.scaled.height as usize);
+        let data = vec![114u8; w * h * 3];
+        let image = ImageView { data: &data, width: w as u32, height: h as u32, stride: w * 3 };
+        let job = [Job { image, plan: &plan }];
+        let mut out = [Vec::new()];
+        let times = self.times;
+        let mut timed = None;
+        for _ in 0..2 {
+            let t = Instant::now();
+            if let Err(e) = self.detect(&job, &mut out) {
+                tracing::warn!(error = %e, "the detector's warm-up run failed");
+                return None;
+            }
+            timed = Some(t.elapsed());
+        }
+        self.times = times;
+        let pixels = plan.tiles.iter().map(|t| u64::from(t.input.width) * u64::from(t.input.height)).sum();
+        timed.map(|t| (pixels, t))
+    }
+
     /// Detects on each job's frame: every tile of every frame, in batches of up to `max_batch` images
     /// per model run (1 for a model whose batch dimension is fixed). `out[j]` is cleared and receives frame `j`'s detections, frame pixels.
     pub fn detect(&mut self, jobs: &[Job<'_>], out: &mut [Vec<Detection>]) -> Result<(), DetectError> {

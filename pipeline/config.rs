@@ -115,6 +115,9 @@ struct RawDetector {
     tile_overlap: f32,
     /// Most images (tiles, cameras' frames) per model run, for a model with a dynamic batch dimension.
     max_batch: usize,
+    /// Model runs side by side, each on one thread, when a round has several images (0: one per
+    /// intra-op thread; 1: off).
+    parallel: usize,
     /// Milliseconds to wait for other cameras' frames once one is waiting, so that they share a run
     /// (0: batch only what is already waiting; no added latency).
     batch_wait_ms: u64,
@@ -134,6 +137,7 @@ impl Default for RawDetector {
             spinning: false,
             tile_overlap: DEFAULT_TILE_OVERLAP,
             max_batch: 8,
+            parallel: 0,
             batch_wait_ms: 0,
         }
     }
@@ -626,6 +630,9 @@ impl Config {
         if !(1..=64).contains(&raw.detector.max_batch) {
             c.add(path, "detector.max_batch", "must be 1 to 64 images");
         }
+        if raw.detector.parallel > 64 {
+            c.add(path, "detector.parallel", "must be at most 64 model runs at once (0: one per thread)");
+        }
         if raw.detector.batch_wait_ms > 1000 {
             c.add(path, "detector.batch_wait_ms", "must be at most 1000 ms (it delays every camera's analysis)");
         }
@@ -767,6 +774,7 @@ impl Config {
                 every: raw.detector.every,
                 spinning: raw.detector.spinning,
                 max_batch: raw.detector.max_batch,
+                parallel: raw.detector.parallel,
                 batch_wait: Duration::from_millis(raw.detector.batch_wait_ms),
                 ..DetectorOptions::default()
             },

@@ -302,6 +302,9 @@ struct DetectArgs {
     /// ONNX Runtime intra-op threads (0: one per physical core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Model runs side by side on a frame's tiles, each on one thread (0: one per thread; 1: off).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    parallel: u16,
     /// ONNX Runtime graph optimisation: disable, basic, extended, all.
     #[arg(long, default_value = "all", value_parser = parse_opt_level)]
     optimization: OptLevel,

@@ -25,8 +25,8 @@ PY=.venv/bin/python
 [ -x "$PY" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
 "$PY" -c "import supervision, trackers, cv2" 2>/dev/null \
   || .venv/bin/pip install -q supervision trackers opencv-python-headless
-cargo build --release -q
-BIN=target/release/junction
+# BIN=path: another junction build (e.g. the one before a change), compared with the same peer runs.
+if [ -z "${BIN:-}" ]; then cargo build --release -q; BIN=target/release/junction; fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')

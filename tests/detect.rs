@@ -227,6 +227,51 @@ fn onnxruntime_oldest_supported_matches_newest() {
     }
 }
 
+/// A frame's tiles run side by side on single-threaded sessions (`--parallel 2`) give the
+/// detections one session gives running them in turn (`--parallel 1`): same vehicles, classes and
+/// boxes within 0.5 frame px (the two sessions' thread counts sum floating point in another order).
+#[test]
+fn parallel_runs_give_the_same_detections() {
+    let run = |parallel: &str| {
+        let out = junction(
+            &[
+                "detect",
+                clip().to_str().unwrap(),
+                "--frames",
+                "300",
+                "--every",
+                "25",
+                "--tiles",
+                "2x1",
+                "--threads",
+                "2",
+                "--parallel",
+                parallel,
+            ],
+            Duration::from_secs(180),
+        );
+        assert_eq!(out.code, Some(0), "--parallel {parallel}: stderr:\n{}", out.stderr);
+        out.lines("frame")
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one.len(), 12);
+    assert_eq!(one.len(), two.len());
+    let mut boxes = 0;
+    for (a, b) in one.iter().zip(&two) {
+        let (da, db) = (a["detections"].as_array().unwrap(), b["detections"].as_array().unwrap());
+        assert_eq!(da.len(), db.len(), "frame {}: {da:?} against {db:?}", a["frame"]);
+        for (x, y) in da.iter().zip(db) {
+            assert_eq!(x["class"], y["class"], "frame {}", a["frame"]);
+            for k in 0..4 {
+                let (p, q) = (x["box"][k].as_f64().unwrap(), y["box"][k].as_f64().unwrap());
+                assert!((p - q).abs() <= 0.5, "frame {}: {x} against {y}", a["frame"]);
+            }
+            boxes += 1;
+        }
+    }
+    assert!(boxes >= 20, "only {boxes} detections compared");
+}
+
 /// Tiles on a real frame: 2 × 1 tiles over the 640 × 360 clip (windows x 0–416 and 224–640 of the
 /// frame, kept at its own pixels) give one box per vehicle, the vehicles in the tiles' overlap, which
 /// both tiles see, included.

@@ -81,6 +81,7 @@ pub fn detect(args: DetectArgs) -> Result<()> {
     let opts = DetectorOptions {
         provider: args.provider.clone(),
         intra_threads: args.threads,
+        parallel: usize::from(args.parallel),
         optimization: args.optimization,
         onnxruntime: args.onnxruntime.clone(),
         score: args.score,

@@ -151,6 +151,10 @@ pub struct DetectorOptions {
     /// Most images (tiles, frames of several cameras) in one model run, for a model whose batch
     /// dimension is dynamic.
     pub max_batch: usize,
+    /// Model runs at once when a call has several images (tiles, cameras' frames), each on a
+    /// session of one thread (CPU only). One image is run on the main session (`intra_threads`).
+    /// 0: one per thread of `intra_threads` (one per available core when that is 0); 1: off.
+    pub parallel: usize,
     /// `junction run`: once one camera's frame waits, how long to wait for the others' so that they
     /// share a model run (zero: only frames already waiting are batched).
     pub batch_wait: Duration,
@@ -171,6 +175,7 @@ impl Default for DetectorOptions {
             spinning: false,
             every: DEFAULT_EVERY,
             max_batch: 8,
+            parallel: 0,
             batch_wait: Duration::ZERO,
         }
     }
@@ -237,27 +242,45 @@ pub struct Job<'a> {
     pub plan: &'a Plan,
 }
 
-/// Owns the ONNX Runtime session and the buffers reused across frames. One thread owns it.
+/// Owns the ONNX Runtime sessions and the buffers reused across frames. One thread owns it.
 pub struct Detector {
     card: ModelCard,
+    /// The session that runs a lone image, with `intra_threads` threads.
+    main: Lane,
+    /// Sessions of one thread each that run a call's images side by side ([`DetectorOptions::parallel`]):
+    /// on 2 cores two single-threaded runs of YOLOX-Nano do 1.3–1.9 times the images a second of
+    /// one run on two threads (benches/README.md). Empty: off.
+    lanes: Vec<Lane>,
+    norm: Normalise,
+    /// Per frame of a `detect` call: its tiles' candidates, frame pixels.
+    tiled: Vec<Vec<TileCandidate>>,
+    score: f32,
+    /// Images per model run: 1 when the model's batch dimension is fixed.
+    max_batch: usize,
+    pub times: StageTimes,
+}
+
+/// One ONNX Runtime session and the buffers of its runs.
+struct Lane {
     session: Session,
     /// `[N, 3, H, W]` row-major, N = images in the batch being run.
     input: Vec<f32>,
     /// DETR: `[N, 2]` (width, height) the boxes are scaled to.
     sizes: Vec<i64>,
-    norm: Normalise,
     /// A raw YOLOX head's anchor grid per input size (model pixels) seen so far: one for a fixed-size
     /// model, a few for a rectangular one (one per camera shape).
     grids: Vec<(Size, Vec<GridCell>)>,
     cands: Vec<Candidate>,
-    /// Per frame of a `detect` call: its tiles' candidates, frame pixels.
-    tiled: Vec<Vec<TileCandidate>>,
-    /// Per batch slot: (job, tile).
-    slots: Vec<(usize, usize)>,
+    /// Candidates of the images this lane ran: (job, candidate in frame pixels).
+    found: Vec<(usize, TileCandidate)>,
+    times: StageTimes,
+}
+
+/// What every lane reads while it runs.
+struct Shared<'a> {
+    card: &'a ModelCard,
+    norm: &'a Normalise,
     score: f32,
-    /// Images per model run: 1 when the model's batch dimension is fixed.
-    max_batch: usize,
-    pub times: StageTimes,
 }
 
 impl std::fmt::Debug for Detector {
@@ -276,60 +299,71 @@ impl Detector {
         }
         let session_err = |message: String| DetectError::Session { path: card.model_path.clone(), message };
 
-        let mut builder = Session::builder(&env).map_err(|e| session_err(e.to_string()))?;
-        builder = builder
-            .with_optimization_level(match opts.optimization {
-                OptLevel::Disable => GraphOptimizationLevel::Disable,
-                OptLevel::Basic => GraphOptimizationLevel::Level1,
-                OptLevel::Extended => GraphOptimizationLevel::Level2,
-                OptLevel::All => GraphOptimizationLevel::All,
-            })
-            .map_err(|e| session_err(e.to_string()))?;
-        if opts.intra_threads > 0 {
-            builder = builder.with_intra_threads(opts.intra_threads).map_err(|e| session_err(e.to_string()))?;
-        }
-        if !opts.spinning {
-            builder = builder.with_intra_op_spinning(false).map_err(|e| session_err(e.to_string()))?;
-        }
-        if opts.inter_threads > 0 {
-            builder = builder.with_inter_threads(opts.inter_threads).map_err(|e| session_err(e.to_string()))?;
-        }
-        let provider_err =
-            |provider: &'static str| move |e: ort::Error<_>| DetectError::Provider { provider, message: e.to_string() };
-        builder = match opts.provider {
-            Provider::Cpu => builder,
-            Provider::Cuda => builder
-                .with_execution_providers([ort::ep::CUDA::default()
-                    .with_device_id(opts.device_id)
-                    .build()
-                    .error_on_failure()])
-                .map_err(provider_err("cuda"))?,
-            Provider::Tensorrt => builder
-                .with_execution_providers([ort::ep::TensorRT::default()
-                    .with_device_id(opts.device_id)
-                    .with_fp16(true)
-                    .with_engine_cache(true)
-                    .with_engine_cache_path(opts.engine_cache.display())
-                    .build()
-                    .error_on_failure()])
-                .map_err(provider_err("tensorrt"))?,
+        let build = |intra_threads: usize| -> Result<Session, DetectError> {
+            let mut builder = Session::builder(&env).map_err(|e| session_err(e.to_string()))?;
+            builder = builder
+                .with_optimization_level(match opts.optimization {
+                    OptLevel::Disable => GraphOptimizationLevel::Disable,
+                    OptLevel::Basic => GraphOptimizationLevel::Level1,
+                    OptLevel::Extended => GraphOptimizationLevel::Level2,
+                    OptLevel::All => GraphOptimizationLevel::All,
+                })
+                .map_err(|e| session_err(e.to_string()))?;
+            if intra_threads > 0 {
+                builder = builder.with_intra_threads(intra_threads).map_err(|e| session_err(e.to_string()))?;
+            }
+            if !opts.spinning {
+                builder = builder.with_intra_op_spinning(false).map_err(|e| session_err(e.to_string()))?;
+            }
+            if opts.inter_threads > 0 {
+                builder = builder.with_inter_threads(opts.inter_threads).map_err(|e| session_err(e.to_string()))?;
+            }
+            let provider_err = |provider: &'static str| {
+                move |e: ort::Error<_>| DetectError::Provider { provider, message: e.to_string() }
+            };
+            builder = match opts.provider {
+                Provider::Cpu => builder,
+                Provider::Cuda => builder
+                    .with_execution_providers([ort::ep::CUDA::default()
+                        .with_device_id(opts.device_id)
+                        .build()
+                        .error_on_failure()])
+                    .map_err(provider_err("cuda"))?,
+                Provider::Tensorrt => builder
+                    .with_execution_providers([ort::ep::TensorRT::default()
+                        .with_device_id(opts.device_id)
+                        .with_fp16(true)
+                        .with_engine_cache(true)
+                        .with_engine_cache_path(opts.engine_cache.display())
+                        .build()
+                        .error_on_failure()])
+                    .map_err(provider_err("tensorrt"))?,
+            };
+            builder.commit_from_file(&card.model_path).map_err(|e| session_err(e.to_string()))
         };
-        let session = builder.commit_from_file(&card.model_path).map_err(|e| session_err(e.to_string()))?;
+        let session = build(opts.intra_threads)?;
         let dynamic_batch = check_tensors(&card, &session)?;
 
         let norm = Normalise::new(card.input.scale, card.input.mean, card.input.std, card.letterbox.pad_value);
         let score = opts.score.unwrap_or(card.thresholds.score);
         let max_batch = if dynamic_batch { opts.max_batch.max(1) } else { 1 };
+        let parallel = match opts.parallel {
+            _ if opts.provider != Provider::Cpu => 1,
+            0 if opts.intra_threads > 0 => opts.intra_threads,
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let lanes = if parallel > 1 {
+            (0..parallel).map(|_| build(1).map(Lane::new)).collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             card,
-            session,
-            input: Vec::new(),
-            sizes: Vec::new(),
+            main: Lane::new(session),
+            lanes,
             norm,
-            grids: Vec::new(),
-            cands: Vec::with_capacity(256),
             tiled: Vec::new(),
-            slots: Vec::new(),
             score,
             max_batch,
             times: StageTimes::default(),
@@ -342,8 +376,8 @@ impl Detector {
 
     /// Runs the model once on a grey image of its input size (cut to its stride when rectangular,
     /// as a 16:9 frame would be) and returns (input pixels, time of the run): ONNX Runtime's first run
-    /// allocates and starts threads. A second run is timed, the first one's cost being one-off.
-    /// `None` when a run fails (the first frames will say why).
+    /// allocates and starts threads. A second run is timed, the first one's cost being one-off. The
+    /// side-by-side sessions run once each. `None` when a run fails (the first frames will say why).
     pub fn warm_up(&mut self) -> Option<(u64, Duration)> {
         let input = self.card.input_size();
         let frame = Size::new(input.width, input.height * 9 / 16);
@@ -367,6 +401,15 @@ impl Detector {
             }
             timed = Some(t.elapsed());
         }
+        // The side-by-side sessions allocate on their first run too.
+        if self.lanes.len() > 1 {
+            let jobs = vec![Job { image, plan: &plan }; self.lanes.len()];
+            let mut out = vec![Vec::new(); jobs.len()];
+            if let Err(e) = self.detect(&jobs, &mut out) {
+                tracing::warn!(error = %e, "the detector's warm-up run failed");
+                return None;
+            }
+        }
         self.times = times;
         let pixels = plan.tiles.iter().map(|t| u64::from(t.input.width) * u64::from(t.input.height)).sum();
         timed.map(|t| (pixels, t))
@@ -389,30 +432,84 @@ impl Detector {
             (s.width, s.height)
         };
         pending.sort_by_key(input_of);
+        // Side by side on the lanes when there are several images: chunks small enough that every
+        // lane gets one.
+        let lanes = if pending.len() >= 2 { self.lanes.len() } else { 0 };
+        let most = if lanes > 1 { self.max_batch.min(pending.len().div_ceil(lanes)) } else { self.max_batch };
         let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
         for k in 1..=pending.len() {
-            if k == pending.len() || k - start == self.max_batch || input_of(&pending[k]) != input_of(&pending[start]) {
+            if k == pending.len() || k - start == most || input_of(&pending[k]) != input_of(&pending[start]) {
                 chunks.push(start..k);
                 start = k;
             }
         }
-        // Candidates of every tile, grouped back per frame after all runs.
+        let shared = Shared { card: &self.card, norm: &self.norm, score: self.score };
+        let result = if lanes > 1 && chunks.len() > 1 {
+            let t = Instant::now();
+            let used = lanes.min(chunks.len());
+            let (first, rest) = self.lanes[..used].split_at_mut(1);
+            let run = |lane: &mut Lane, k: usize| -> Result<(), DetectError> {
+                for chunk in chunks.iter().skip(k).step_by(used) {
+                    lane.run(&shared, jobs, &pending[chunk.clone()])?;
+                }
+                Ok(())
+            };
+            let results = std::thread::scope(|scope| {
+                let others: Vec<_> =
+                    rest.iter_mut().enumerate().map(|(k, lane)| scope.spawn(move || run(lane, k + 1))).collect();
+                let mut results = vec![run(&mut first[0], 0)];
+                results.extend(others.into_iter().map(|h| {
+                    h.join().unwrap_or_else(|_| Err(DetectError::Inference("a parallel model run panicked".into())))
+                }));
+                results
+            });
+            // The lanes' stage times are CPU time; the call's are its wall time, shared out in
+            // their proportions.
+            let wall = t.elapsed();
+            let mut sum = StageTimes::default();
+            for lane in &mut self.lanes[..used] {
+                let lt = std::mem::take(&mut lane.times);
+                sum.fill += lt.fill;
+                sum.infer += lt.infer;
+                sum.postprocess += lt.postprocess;
+            }
+            let cpu = (sum.fill + sum.infer + sum.postprocess).as_secs_f64().max(1e-9);
+            let share = |d: Duration| wall.mul_f64(d.as_secs_f64() / cpu);
+            self.times.fill += share(sum.fill);
+            self.times.infer += share(sum.infer);
+            self.times.postprocess += share(sum.postprocess);
+            results.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ())
+        } else {
+            let r = chunks.iter().try_for_each(|chunk| self.main.run(&shared, jobs, &pending[chunk.clone()]));
+            let lt = std::mem::take(&mut self.main.times);
+            self.times.fill += lt.fill;
+            self.times.infer += lt.infer;
+            self.times.postprocess += lt.postprocess;
+            r
+        };
+        // Candidates of every tile, grouped back per frame.
         let mut per_frame = std::mem::take(&mut self.tiled);
         per_frame.resize_with(jobs.len(), Vec::new);
         per_frame.iter_mut().for_each(Vec::clear);
-        for chunk in chunks {
-            self.slots.clear();
-            self.slots.extend_from_slice(&pending[chunk]);
-            if let Err(e) = self.run_batch(jobs, &mut per_frame) {
-                self.tiled = per_frame;
-                return Err(e);
+        for lane in std::iter::once(&mut self.main).chain(self.lanes.iter_mut()) {
+            for (j, c) in lane.found.drain(..) {
+                if let Some(f) = per_frame.get_mut(j) {
+                    f.push(c);
+                }
             }
+        }
+        if let Err(e) = result {
+            self.tiled = per_frame;
+            return Err(e);
         }
         let t = Instant::now();
         let map = &self.card.class_map;
         for (j, tiled) in per_frame.iter_mut().enumerate() {
             if jobs[j].plan.tiles.len() > 1 {
+                // Lanes finish in any order: the tiles' candidates in tile order, as one lane
+                // would have found them.
+                tiled.sort_by_key(|c| c.tile);
                 decode::merge_tiles(tiled, self.card.thresholds.nms_iou);
             }
             out[j].extend(tiled.iter().filter_map(|c| {
@@ -424,26 +521,40 @@ impl Detector {
         self.times.postprocess += t.elapsed();
         Ok(())
     }
+}
 
-    /// Fills the input with the images of `self.slots`, runs the model once, and decodes each image into
-    /// `per_frame[job]`.
-    fn run_batch(&mut self, jobs: &[Job<'_>], per_frame: &mut [Vec<TileCandidate>]) -> Result<(), DetectError> {
+impl Lane {
+    fn new(session: Session) -> Self {
+        Self {
+            session,
+            input: Vec::new(),
+            sizes: Vec::new(),
+            grids: Vec::new(),
+            cands: Vec::with_capacity(256),
+            found: Vec::new(),
+            times: StageTimes::default(),
+        }
+    }
+
+    /// Fills the input with the images `slots` ((job, tile) each), runs the model once, and decodes
+    /// each image into `self.found`.
+    fn run(&mut self, sh: &Shared<'_>, jobs: &[Job<'_>], slots: &[(usize, usize)]) -> Result<(), DetectError> {
         let t = Instant::now();
-        let n = self.slots.len();
-        let Some(&(j0, t0)) = self.slots.first() else { return Ok(()) };
+        let n = slots.len();
+        let Some(&(j0, t0)) = slots.first() else { return Ok(()) };
         let size = jobs[j0].plan.tiles[t0].input;
-        if !self.card.input.rectangular && size != self.card.input_size() {
+        if !sh.card.input.rectangular && size != sh.card.input_size() {
             return Err(DetectError::Inference(format!(
                 "input {}x{} planned for a model of fixed size {}x{}",
-                size.width, size.height, self.card.input.width, self.card.input.height
+                size.width, size.height, sh.card.input.width, sh.card.input.height
             )));
         }
         let (w, h) = (size.width as usize, size.height as usize);
         let slot_len = 3 * w * h;
         self.input.resize(n * slot_len, 0.0);
-        for (k, &(j, tile)) in self.slots.iter().enumerate() {
+        for (k, &(j, tile)) in slots.iter().enumerate() {
             let lb = &jobs[j].plan.tiles[tile];
-            fill::fill_nchw(&jobs[j].image, lb, &self.norm, &mut self.input[k * slot_len..(k + 1) * slot_len])
+            fill::fill_nchw(&jobs[j].image, lb, sh.norm, &mut self.input[k * slot_len..(k + 1) * slot_len])
                 .map_err(|e| DetectError::Inference(e.to_string()))?;
         }
         self.sizes.clear();
@@ -454,21 +565,21 @@ impl Detector {
         self.times.fill += t_run - t;
         let inference = |e: ort::Error| DetectError::Inference(e.to_string());
         let tensor = TensorRef::from_array_view(([n, 3, h, w], &self.input[..])).map_err(inference)?;
-        let outputs = match &self.card.input.sizes {
+        let outputs = match &sh.card.input.sizes {
             Some(sizes_name) => {
                 let sizes = TensorRef::from_array_view(([n, 2usize], &self.sizes[..])).map_err(inference)?;
                 self.session.run(ort::inputs![
-                    self.card.input.name.as_str() => tensor,
+                    sh.card.input.name.as_str() => tensor,
                     sizes_name.as_str() => sizes,
                 ])
             }
-            None => self.session.run(ort::inputs![self.card.input.name.as_str() => tensor]),
+            None => self.session.run(ort::inputs![sh.card.input.name.as_str() => tensor]),
         }
         .map_err(inference)?;
         let t_post = Instant::now();
         self.times.infer += t_post - t_run;
 
-        let card = &self.card;
+        let card = sh.card;
         if card.grid_anchors().is_some() && !self.grids.iter().any(|(s, _)| *s == size) {
             if self.grids.len() >= 16 {
                 self.grids.remove(0);
@@ -519,16 +630,16 @@ impl Detector {
                 Outputs::Detr { labels, boxes, scores, queries: q }
             }
         };
-        for (k, &(j, tile)) in self.slots.iter().enumerate() {
+        for (k, &(j, tile)) in slots.iter().enumerate() {
             self.cands.clear();
             match &batch {
                 Outputs::Yolo { data, anchors } => {
                     let per_image = data.len() / n.max(1);
                     let data = &data[k * per_image..(k + 1) * per_image];
                     if card.output.format == OutputFormat::Yolox {
-                        decode::decode_yolox(data, c, grid, self.score, keep, &mut self.cands);
+                        decode::decode_yolox(data, c, grid, sh.score, keep, &mut self.cands);
                     } else {
-                        decode::decode_yolov8(data, c, *anchors, self.score, keep, &mut self.cands);
+                        decode::decode_yolov8(data, c, *anchors, sh.score, keep, &mut self.cands);
                     }
                     decode::nms(&mut self.cands, card.thresholds.nms_iou);
                 }
@@ -536,7 +647,7 @@ impl Detector {
                     &labels[k * q..(k + 1) * q],
                     &boxes[k * q * 4..(k + 1) * q * 4],
                     &scores[k * q..(k + 1) * q],
-                    self.score,
+                    sh.score,
                     keep,
                     &mut self.cands,
                 ),
@@ -550,14 +661,14 @@ impl Detector {
             let (sx, sy) = lb.frame_per_scaled();
             let tol_x = (0.02 * lb.window.width as f32 * sx).max(2.0);
             let tol_y = (0.02 * lb.window.height as f32 * sy).max(2.0);
-            per_frame[j].extend(self.cands.iter().map(|cand| {
+            self.found.extend(self.cands.iter().map(|cand| {
                 let bbox = lb.to_frame(&cand.bbox);
                 let near = |edge: Option<f32>, v: f32, tol: f32| edge.is_some_and(|e| (v - e).abs() <= tol);
                 let cut = near(edges[0], bbox.x1, tol_x)
                     || near(edges[1], bbox.y1, tol_y)
                     || near(edges[2], bbox.x2, tol_x)
                     || near(edges[3], bbox.y2, tol_y);
-                TileCandidate { bbox, score: cand.score, class: cand.class, tile: tile as u16, cut }
+                (j, TileCandidate { bbox, score: cand.score, class: cand.class, tile: tile as u16, cut })
             }));
         }
         self.times.postprocess += t_post.elapsed();

@@ -328,6 +328,8 @@ pub struct Source {
     last_frame: Option<Instant>,
     first_pts: Option<gst::ClockTime>,
     delivered: u64,
+    /// Number (from 0, in the order they reached the appsink) of the last frame taken from it.
+    last_taken: Option<u64>,
     /// Frames skipped because they were scaled before the stream renegotiated its size.
     stale: u64,
     secret: Option<String>,
@@ -501,8 +503,15 @@ impl Source {
         let counters: Arc<SourceCounters> = Arc::default();
         if let Some(pad) = sink.static_pad("sink") {
             let counters = counters.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                counters.decoded.fetch_add(1, Ordering::Relaxed);
+            // Each buffer carries its number in its offset (nothing after the appsink reads it):
+            // drops are counted from the numbers the caller receives, not from this count, which
+            // runs ahead by the frames between the pad and the queue (with `sync`, a frame waits
+            // here for its time: a frame period).
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let n = counters.decoded.fetch_add(1, Ordering::Relaxed);
+                if let Some(buffer) = info.buffer_mut() {
+                    buffer.make_mut().set_offset(n);
+                }
                 gst::PadProbeReturn::Ok
             });
         }
@@ -524,6 +533,7 @@ impl Source {
             last_frame: None,
             first_pts: None,
             delivered: 0,
+            last_taken: None,
             stale: 0,
             caps_period: None,
             secret,
@@ -580,14 +590,14 @@ impl Source {
     }
 
     /// Frames dropped: with `Block`, only those queued at the old size when the stream renegotiated;
-    /// with `KeepLatest`, frames that reached the appsink and were not delivered (because the caller was
-    /// busy, or stale), less the one that may still wait there.
+    /// with `KeepLatest`, frames that reached the appsink before the last one taken from it and were
+    /// not delivered (because the caller was busy, or stale).
     pub fn dropped(&self) -> u64 {
         match self.policy {
             OnInferenceBusy::Block => self.stale,
-            OnInferenceBusy::KeepLatest => {
-                self.counters.decoded.load(Ordering::Relaxed).saturating_sub(self.delivered + 1)
-            }
+            // Every frame numbered before the last one taken and not delivered (dropped by the
+            // appsink, or stale); a frame still on its way is not counted until a later one arrives.
+            OnInferenceBusy::KeepLatest => self.last_taken.map_or(0, |n| (n + 1).saturating_sub(self.delivered)),
         }
     }
 
@@ -670,6 +680,10 @@ impl Source {
         let caps = sample.caps().ok_or_else(|| err("sample without caps"))?;
         let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| err("sample caps are not raw video"))?;
         let buffer = sample.buffer_owned().ok_or_else(|| err("sample without buffer"))?;
+        let n = buffer.offset();
+        if n != u64::MAX /* GST_BUFFER_OFFSET_NONE */ && self.last_taken.is_none_or(|l| n > l) {
+            self.last_taken = Some(n);
+        }
         let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
         let plan = self
             .plan

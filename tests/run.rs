@@ -229,3 +229,44 @@ fn sigterm_closes_partial_bins_and_exits_cleanly() {
         .unwrap();
     assert!(frames > 0, "no frame analysed before the signal");
 }
+
+/// A live camera's drop count is exact: every frame of the clip replayed at its own rate is either
+/// analysed or counted dropped, never both (the appsink waits for each frame's time after the frame
+/// was counted as arrived; a frame on its way was once counted dropped). Against the same clip read
+/// as a file, which delivers every frame.
+#[test]
+fn a_live_camera_counts_each_frame_once_analysed_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let motorway = crate::common::repo().join("tests/data/nl_motorway_degirum.mp4");
+    let run = |name: &str, live: bool| -> Value {
+        let site = dir.path().join(format!("{name}.toml"));
+        let mode = if live { "on_inference_busy = \"keep_latest\"\nrealtime = true\n" } else { "" };
+        std::fs::write(
+            &site,
+            format!(
+                "site = \"s\"\n[detector]\nmodel = \"{}\"\nthreads = 2\n[[camera]]\nid = \"c\"\nuri = \"{}\"\n\
+                 tiles = [1, 1]\n{mode}[store]\npath = \"{}\"\n",
+                crate::common::repo().join("models/yolox_nano.toml").display(),
+                motorway.display(),
+                dir.path().join(format!("{name}.db")).display()
+            ),
+        )
+        .unwrap();
+        let summary = dir.path().join(format!("{name}.json"));
+        let out = junction(
+            &["run", "--config", site.to_str().unwrap(), "--summary", summary.to_str().unwrap()],
+            Duration::from_secs(300),
+        );
+        assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        s["cameras"][0].clone()
+    };
+    let file = run("file", false);
+    let frames = file["frames"].as_u64().unwrap();
+    assert!(frames > 300, "{file}");
+    assert_eq!(file["dropped"], 0, "{file}");
+    let live = run("live", true);
+    let (analysed, dropped) = (live["frames"].as_u64().unwrap(), live["dropped"].as_u64().unwrap());
+    assert!(analysed > 0, "{live}");
+    assert_eq!(analysed + dropped, frames, "analysed {analysed} + dropped {dropped} of the clip's {frames}: {live}");
+}

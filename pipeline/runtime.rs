@@ -13,6 +13,7 @@
 //! stop, tracks end, open bins close as partial, the outputs thread writes what it holds, the
 //! publisher drains within `mqtt.drain_timeout_s`.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,7 +104,14 @@ struct Camera {
     /// frame's stream time. The detection budget keeps a round within the shortest.
     period: Option<Duration>,
     last_pts: Option<Duration>,
+    /// The newest gaps between its frames (stream time, per frame) its period is taken from.
+    gaps: VecDeque<Duration>,
+    /// The priority of its due frame deferred last round: the next frame keeps it if higher.
+    owed: Option<Priority>,
 }
+
+/// Gaps between a camera's frames its period is taken from.
+const PERIOD_GAPS: usize = 9;
 
 /// The scale of a camera whose tiles are `auto` ([`crate::scale`]).
 pub enum ScaleState {
@@ -229,6 +237,8 @@ pub fn run(
             gate: Gate::default(),
             period: None,
             last_pts: None,
+            gaps: VecDeque::with_capacity(PERIOD_GAPS),
+            owed: None,
         };
         // Live cameras' bins run on the wall clock from now: their reports say when they were down.
         let mut first = Produced::default();
@@ -408,8 +418,8 @@ impl Analysis<'_> {
             let mut period: Option<Duration> = None;
             for (k, (i, frame)) in ready.iter().enumerate() {
                 let cam = &mut cameras[*i];
-                let Some(priority) = self.wants_detection(cam, frame) else { continue };
                 let deferrable = cam.source.as_ref().is_some_and(Source::drops_when_busy);
+                // Every live camera of the round bounds it, due or not: its next frame comes anyway.
                 if deferrable {
                     let p = cam
                         .period
@@ -417,6 +427,9 @@ impl Analysis<'_> {
                         .unwrap_or(crate::schedule::DEFAULT_PERIOD);
                     period = Some(period.map_or(p, |q| q.min(p)));
                 }
+                let owed = cam.owed.take();
+                let Some(priority) = self.wants_detection(cam, frame) else { continue };
+                let priority = owed.map_or(priority, |o| o.min(priority));
                 due.push(k);
                 cands.push(Candidate {
                     priority,
@@ -431,6 +444,7 @@ impl Analysis<'_> {
                     if !chosen.contains(&j) {
                         let cam = &mut cameras[ready[k].0];
                         cam.gate.deferred();
+                        cam.owed = Some(cands[j].priority);
                         cam.pipe.detection_deferred();
                     }
                 }
@@ -440,7 +454,8 @@ impl Analysis<'_> {
             let t_detect = Instant::now();
             let failed = self.detect(&ready, &due, &mut dets, &mut fuse_scratch);
             let detect_time = t_detect.elapsed();
-            if !due.is_empty() {
+            // A failed batch (rerun frame by frame, or failed at once) says nothing of the cost.
+            if !due.is_empty() && failed.is_empty() {
                 let pixels = due
                     .iter()
                     .flat_map(|&k| ready[k].1.plan.tiles.iter())
@@ -656,6 +671,12 @@ impl Analysis<'_> {
                 tracing::info!(camera = %cam.id(), attempt = cam.failures, "camera restarted");
                 cam.source = Some(s);
                 cam.dropped_seen = 0;
+                // A new stream's timestamps start again: waits and frame periods from the old one
+                // would read as none waited (it would lose every tie for detection) or as a jump.
+                cam.gate = Gate::default();
+                cam.gaps.clear();
+                cam.last_pts = None;
+                cam.owed = None;
             }
             Err(e) => {
                 let mut out = Produced::default();
@@ -848,18 +869,21 @@ impl Analysis<'_> {
         }
         // The appsink count can lag by the frame waiting there: never let the total go back.
         let dropped = cam.source.as_ref().map_or(0, Source::dropped).max(cam.dropped_seen);
-        // The camera's frame period: stream time since its last frame, over the frames in between.
-        // A shorter one is taken at once, a longer one slowly (a camera that lowers its rate): a
-        // late frame or a miscounted drop does not stretch the budget.
+        // The camera's frame period: stream time since its last frame, over the frames in between;
+        // the second shortest of the newest few: a variable-rate camera's short gaps bound the
+        // round (a longer guess overruns them), one stray early frame does not.
         if let Some(last) = cam.last_pts
             && let Some(dt) = frame.pts.checked_sub(last)
         {
             let dt = (dt / (1 + (dropped - cam.dropped_seen)).min(1000) as u32)
                 .clamp(Duration::from_millis(1), Duration::from_secs(10));
-            cam.period = Some(match cam.period {
-                Some(p) if dt > p => p + (dt - p).mul_f64(0.02),
-                _ => dt,
-            });
+            if cam.gaps.len() == PERIOD_GAPS {
+                cam.gaps.pop_front();
+            }
+            cam.gaps.push_back(dt);
+            let mut sorted: Vec<Duration> = cam.gaps.iter().copied().collect();
+            sorted.sort_unstable();
+            cam.period = sorted.get(usize::from(sorted.len() >= 3)).copied();
         }
         cam.last_pts = Some(frame.pts);
         let mut out = Produced::default();

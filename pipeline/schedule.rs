@@ -80,7 +80,8 @@ pub struct Budget {
     /// Seconds of inference per model input pixel, and its mean absolute deviation.
     per_pixel_s: Option<f64>,
     deviation_s: f64,
-    /// Seconds of a round outside inference (polling, tracking, rules, outputs).
+    /// Seconds of a round outside inference once its frames are in (motion measure, tracking, rules,
+    /// handing to the outputs; not the wait for frames).
     overhead_s: f64,
 }
 
@@ -112,7 +113,8 @@ impl Budget {
 
     /// The candidates to detect on this round, as indexes into `cands`, in the order chosen; the
     /// rest are deferred. `period`: the shortest frame period of the round's live cameras (`None`:
-    /// no live camera, nothing is deferred). At least one frame is always chosen.
+    /// no live camera, nothing is deferred). Every frame that cannot wait, and at least the most
+    /// pressing live frame, are always chosen.
     pub fn choose(&self, cands: &[Candidate], period: Option<Duration>) -> Vec<usize> {
         let mut order: Vec<usize> = (0..cands.len()).collect();
         let (Some(period), Some(per_pixel)) = (period, self.planned_per_pixel_s()) else { return order };
@@ -129,11 +131,15 @@ impl Budget {
         });
         let mut spent = 0.0;
         let mut chosen = Vec::with_capacity(order.len());
+        let mut live_taken = false;
         for k in order {
             let c = &cands[k];
             let cost = per_pixel * c.pixels as f64;
-            if !c.deferrable || chosen.is_empty() || spent + cost <= budget {
+            // The most pressing live frame always goes: cameras that cannot wait never take the
+            // whole round from the live ones.
+            if !c.deferrable || !live_taken || spent + cost <= budget {
                 spent += cost;
+                live_taken |= c.deferrable;
                 chosen.push(k);
             }
         }
@@ -190,14 +196,16 @@ mod tests {
     }
 
     #[test]
-    fn frames_that_cannot_wait_are_always_taken_and_one_frame_always_is() {
+    fn frames_that_cannot_wait_are_always_taken_and_one_live_frame_always_is() {
         let b = budget();
         let mut cands = vec![cand(Priority::Routine, Some(100)); 10];
         for c in &mut cands[..9] {
             c.deferrable = false;
         }
-        // The nine blocking frames (90 ms) overrun the 85 ms budget alone: the deferrable one waits.
-        assert_eq!(b.choose(&cands, Some(Duration::from_millis(100))), (0..9).collect::<Vec<_>>());
+        // The nine blocking frames (90 ms) overrun the 85 ms budget alone: the most pressing live
+        // frame still goes, the other waits.
+        cands.push(cand(Priority::Urgent, Some(100)));
+        assert_eq!(b.choose(&cands, Some(Duration::from_millis(100))), [0, 1, 2, 3, 4, 5, 6, 7, 8, 10]);
         // A period shorter than the overhead leaves no budget: the most pressing frame still goes.
         let two = [cand(Priority::Routine, Some(100)), cand(Priority::Urgent, Some(100))];
         assert_eq!(b.choose(&two, Some(Duration::from_millis(5))), [1]);

@@ -22,6 +22,9 @@ const ORT_LIB: &str = "libonnxruntime.so.1.32.0";
 /// crossing (`junction eval --sweep`, benches/README.md).
 pub const DEFAULT_EVERY: u32 = 2;
 
+/// Most side-by-side sessions [`DetectorOptions::parallel`] = 0 makes when `intra_threads` is 0 too.
+pub const MAX_AUTO_PARALLEL: usize = 8;
+
 /// Class-aware NMS IoU of `junction run` and `eval` (`[detector] nms_iou`), over the model card's
 /// (YOLOX: 0.45). Two motorcycles side by side or one just behind another overlap by IoU 0.45–0.6; at
 /// 0.45 NMS kept one of them. Over the six truth clips (`junction eval --sweep "nms_iou=0.45|0.6
@@ -153,7 +156,8 @@ pub struct DetectorOptions {
     pub max_batch: usize,
     /// Model runs at once when a call has several images (tiles, cameras' frames), each on a
     /// session of one thread (CPU only). One image is run on the main session (`intra_threads`).
-    /// 0: one per thread of `intra_threads` (one per available core when that is 0); 1: off.
+    /// 0: one per thread of `intra_threads` (when that is 0: one per available core, at most
+    /// [`MAX_AUTO_PARALLEL`]); 1: off.
     pub parallel: usize,
     /// `junction run`: once one camera's frame waits, how long to wait for the others' so that they
     /// share a model run (zero: only frames already waiting are batched).
@@ -350,7 +354,8 @@ impl Detector {
         let parallel = match opts.parallel {
             _ if opts.provider != Provider::Cpu => 1,
             0 if opts.intra_threads > 0 => opts.intra_threads,
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            // Each lane is a session with its own buffers: a big box gets a few, not one per core.
+            0 => std::thread::available_parallelism().map_or(1, usize::from).min(MAX_AUTO_PARALLEL),
             n => n,
         };
         let lanes = if parallel > 1 {
@@ -458,7 +463,10 @@ impl Detector {
             let results = std::thread::scope(|scope| {
                 let others: Vec<_> =
                     rest.iter_mut().enumerate().map(|(k, lane)| scope.spawn(move || run(lane, k + 1))).collect();
-                let mut results = vec![run(&mut first[0], 0)];
+                // Lane 0 runs here: a panic in it is an error like one in another lane's thread.
+                let here = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut first[0], 0)));
+                let mut results =
+                    vec![here.unwrap_or_else(|_| Err(DetectError::Inference("a parallel model run panicked".into())))];
                 results.extend(others.into_iter().map(|h| {
                     h.join().unwrap_or_else(|_| Err(DetectError::Inference("a parallel model run panicked".into())))
                 }));

@@ -419,6 +419,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Model input pixels of all its tiles: what one detection on the frame costs.
+    pub fn input_pixels(&self) -> u64 {
+        self.tiles.iter().map(|t| u64::from(t.input.width) * u64::from(t.input.height)).sum()
+    }
+
     /// The plan of a frame of `frame` pixels for these specifications. `stride`: the model takes any
     /// input whose sides are multiples of it (its card's `rectangular`): each input is cut to its
     /// image padded up to the stride ([`Plan::fit_to_stride`]). The scale is the one the square input

@@ -100,8 +100,8 @@ struct Camera {
     scale: ScaleState,
     /// Whether its frames are worth detecting on ([`crate::motion`]).
     gate: Gate,
-    /// Stream time between its frames, smoothed (`None`: fewer than two frames yet); with the last
-    /// frame's stream time. The detection budget keeps a round within the shortest.
+    /// Stream time between its frames, from `gaps` (`None`: fewer than two frames yet); with the
+    /// last frame's stream time. The detection budget keeps a round within the shortest.
     period: Option<Duration>,
     last_pts: Option<Duration>,
     /// The newest gaps between its frames (stream time, per frame) its period is taken from.
@@ -434,7 +434,7 @@ impl Analysis<'_> {
                 cands.push(Candidate {
                     priority,
                     waited: cam.gate.since_detection(frame.pts),
-                    pixels: frame.plan.tiles.iter().map(|t| u64::from(t.input.width) * u64::from(t.input.height)).sum(),
+                    pixels: frame.plan.input_pixels(),
                     deferrable,
                 });
             }
@@ -456,11 +456,7 @@ impl Analysis<'_> {
             let detect_time = t_detect.elapsed();
             // A failed batch (rerun frame by frame, or failed at once) says nothing of the cost.
             if !due.is_empty() && failed.is_empty() {
-                let pixels = due
-                    .iter()
-                    .flat_map(|&k| ready[k].1.plan.tiles.iter())
-                    .map(|t| u64::from(t.input.width) * u64::from(t.input.height))
-                    .sum();
+                let pixels = due.iter().map(|&k| ready[k].1.plan.input_pixels()).sum();
                 budget.observe_inference(pixels, detect_time);
             }
             // Each frame's share of the detection time, for the stage histogram.

@@ -238,6 +238,14 @@ pub struct StageTimes {
     pub postprocess: Duration,
 }
 
+impl std::ops::AddAssign for StageTimes {
+    fn add_assign(&mut self, o: Self) {
+        self.fill += o.fill;
+        self.infer += o.infer;
+        self.postprocess += o.postprocess;
+    }
+}
+
 /// One frame to detect on: its image (the scaled region of interest, from [`crate::source::Frame`])
 /// and how it maps to the model inputs.
 #[derive(Debug, Clone, Copy)]
@@ -416,8 +424,7 @@ impl Detector {
             }
         }
         self.times = times;
-        let pixels = plan.tiles.iter().map(|t| u64::from(t.input.width) * u64::from(t.input.height)).sum();
-        timed.map(|t| (pixels, t))
+        timed.map(|t| (plan.input_pixels(), t))
     }
 
     /// Detects on each job's frame: every tile of every frame, in batches of up to `max_batch` images
@@ -477,10 +484,7 @@ impl Detector {
             let wall = t.elapsed();
             let mut sum = StageTimes::default();
             for lane in &mut self.lanes[..used] {
-                let lt = std::mem::take(&mut lane.times);
-                sum.fill += lt.fill;
-                sum.infer += lt.infer;
-                sum.postprocess += lt.postprocess;
+                sum += std::mem::take(&mut lane.times);
             }
             let cpu = (sum.fill + sum.infer + sum.postprocess).as_secs_f64().max(1e-9);
             let share = |d: Duration| wall.mul_f64(d.as_secs_f64() / cpu);
@@ -490,10 +494,7 @@ impl Detector {
             results.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ())
         } else {
             let r = chunks.iter().try_for_each(|chunk| self.main.run(&shared, jobs, &pending[chunk.clone()]));
-            let lt = std::mem::take(&mut self.main.times);
-            self.times.fill += lt.fill;
-            self.times.infer += lt.infer;
-            self.times.postprocess += lt.postprocess;
+            self.times += std::mem::take(&mut self.main.times);
             r
         };
         // Candidates of every tile, grouped back per frame.

@@ -26,7 +26,7 @@ use crate::clock::timeline;
 use crate::config::{CameraConfig, Config, line_outside_frame};
 use crate::console::{Console, Tee};
 use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, twowheel};
-use crate::geometry::TileSpec;
+use crate::geometry::{Plan, Rect, RegionSpec, TileSpec};
 use crate::http::{HttpError, HttpServer};
 use crate::motion::{Gate, Signals};
 use crate::publish::Publisher;
@@ -215,12 +215,17 @@ pub fn run(
             decoder: c.decoder.clone(),
             ..SourceOptions::default()
         };
-        let (tiles, scale, text) = initial_scale(cfg, c, card.input_size());
+        let shape = crate::scale::InputShape {
+            input: card.input_size(),
+            stride: card.input_stride(),
+            align: card.letterbox.align,
+        };
+        let (region, tiles, scale, text) = initial_scale(cfg, c, shape);
         tracing::info!(camera = %c.id, scale = %text, "scale");
         if let Some(console) = &console {
             console.scale(&c.id, text);
         }
-        let source_opts = SourceOptions { tiles, ..source_opts };
+        let source_opts = SourceOptions { region, tiles, ..source_opts };
         let mut pipe = CameraPipeline::new(cfg, c, metrics.clone());
         pipe.resume(states);
         let mut cam = Camera {
@@ -793,6 +798,7 @@ impl Analysis<'_> {
     fn measure_scale(&mut self, cam: &mut Camera, frame: &Frame) {
         let p = &self.cfg.scale;
         let TileSpec::Auto { overlap, max_tiles, .. } = cam.cfg().tiles else { return };
+        let spec = cam.cfg().region();
         match &mut cam.scale {
             ScaleState::Fixed => {}
             ScaleState::Chosen { recheck_at } => {
@@ -811,22 +817,27 @@ impl Analysis<'_> {
                     return;
                 }
                 let estimate = meter.estimate(p.min_class_samples);
-                let input = cam.source_opts.input;
-                let (tiles, text) = match estimate {
+                let o = &cam.source_opts;
+                let shape = crate::scale::InputShape { input: o.input, stride: o.stride, align: o.align };
+                let frame_size = frame.plan.frame;
+                let (region, tiles, text) = match estimate {
                     Some(size) => {
-                        let choice = crate::scale::choose(
-                            frame.plan.region.size(),
-                            input,
+                        let (region, choice) = crate::scale::choose_region(
+                            frame_size,
+                            &spec,
+                            shape,
                             overlap,
                             max_tiles,
                             &size,
                             p.target_px,
                         );
-                        (TileSpec::Grid(choice.grid), choice.to_string())
+                        (region, TileSpec::Grid(choice.grid), choice.to_string())
                     }
                     None => {
+                        let region = spec;
                         let t = TileSpec::Auto { overlap, max_downscale: 2.0, max_tiles };
-                        let g = t.resolve(frame.plan.region.size(), input);
+                        let whole = region.resolve(frame_size, shape.input).unwrap_or(Rect::whole(frame_size));
+                        let g = t.resolve(whole.size(), shape.input);
                         let text = format!(
                             "{}x{} tiles: too few vehicles near the rules in {elapsed:.0} s to measure ({} boxes); \
                              at most half the frame's pixels lost",
@@ -834,21 +845,20 @@ impl Analysis<'_> {
                             g.rows,
                             meter.samples()
                         );
-                        (t, text)
+                        (region, t, text)
                     }
                 };
                 tracing::info!(camera = %cam.id(), choice = %text, "scale chosen from the vehicles");
                 if let Some(c) = self.console {
                     c.scale(cam.id(), text);
                 }
-                // The same grid again (the common case) leaves the stream as it is.
-                let same = match tiles {
-                    TileSpec::Grid(g) => frame.plan.tiles.len() == (g.cols * g.rows) as usize,
-                    TileSpec::Auto { .. } => tiles == cam.source_opts.tiles,
-                };
+                // The same plan again (the common case) leaves the stream as it is.
+                let next = Plan::for_frame(frame_size, &region, &tiles, shape.input, shape.align, shape.stride);
+                let same = next == *frame.plan;
+                cam.source_opts.region = region;
                 cam.source_opts.tiles = tiles;
                 if !same && let Some(s) = &cam.source {
-                    s.set_tiles(tiles);
+                    s.set_plan(region, tiles);
                 }
                 cam.scale = ScaleState::Chosen { recheck_at: frame.pts + Duration::from_secs_f64(p.recheck_s) };
             }
@@ -918,25 +928,31 @@ impl Analysis<'_> {
     }
 }
 
-/// Where an `auto`-tiled camera starts: on a calibrated camera with lines, the tiles the ground
-/// plane calls for (chosen once, logged); otherwise a warm-up with the frame-size rule's tiles
-/// ([`TileSpec::Auto`]: at most half the frame's pixels lost). Other cameras keep their tiles.
-pub fn initial_scale(cfg: &Config, c: &CameraConfig, input: crate::geometry::Size) -> (TileSpec, ScaleState, String) {
+/// Where an `auto`-tiled camera starts: on a calibrated camera with lines, the region and tiles the
+/// ground plane calls for (chosen once, logged; [`crate::scale::choose_region`]); otherwise a warm-up
+/// with the frame-size rule's tiles ([`TileSpec::Auto`]: at most half the frame's pixels lost). Other
+/// cameras keep their region and tiles.
+pub fn initial_scale(
+    cfg: &Config,
+    c: &CameraConfig,
+    shape: crate::scale::InputShape,
+) -> (RegionSpec, TileSpec, ScaleState, String) {
     let TileSpec::Auto { overlap, max_tiles, .. } = c.tiles else {
         let text = match c.tiles {
             TileSpec::Grid(g) => format!("{}x{} tiles, as configured", g.cols, g.rows),
             TileSpec::Auto { .. } => String::new(),
         };
-        return (c.tiles, ScaleState::Fixed, text);
+        return (c.region(), c.tiles, ScaleState::Fixed, text);
     };
     if let (Some(h), Some(frame)) = (&c.ground, c.frame_size)
         && let Some(size) = crate::scale::motorcycle_px_from_ground(h, &c.lines)
     {
-        let region = c.region().resolve(frame, input).unwrap_or(crate::geometry::Rect::whole(frame));
-        let choice = crate::scale::choose(region.size(), input, overlap, max_tiles, &size, cfg.scale.target_px);
-        return (TileSpec::Grid(choice.grid), ScaleState::Fixed, choice.to_string());
+        let (region, choice) =
+            crate::scale::choose_region(frame, &c.region(), shape, overlap, max_tiles, &size, cfg.scale.target_px);
+        return (region, TileSpec::Grid(choice.grid), ScaleState::Fixed, choice.to_string());
     }
     (
+        c.region(),
         c.tiles,
         ScaleState::Warmup { meter: SizeMeter::default(), since: None },
         format!("measuring the vehicles near the rules (warm-up of up to {} s)", cfg.scale.warmup_s),

@@ -17,7 +17,9 @@
 //!
 //! [`choose`] then takes the fewest tiles whose scale gives `target_px`, never more than native
 //! pixels (an enlarged frame holds nothing new) and never more than `max_tiles`; one model input where
-//! that already does.
+//! that already does. [`choose_region`] crops to the rules' surroundings instead where the whole frame
+//! would need several tiles and the crop gives the same vehicles enough pixels in at most half the
+//! model pixels.
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use serde::Deserialize;
 
 use crate::analytics::LineSpec;
 use crate::detect::VehicleClass;
-use crate::geometry::{FramePoint, Homography, Size, TileGrid};
+use crate::geometry::{FramePoint, Homography, LetterboxAlign, Plan, RegionSpec, Size, TileGrid, TileSpec};
 use crate::track::TrackedObject;
 
 /// A motorcycle with its rider, seen from the side or at an angle: metres tall (1.1–1.6 m).
@@ -271,6 +273,84 @@ pub fn choose(
     ScaleChoice { grid, scale, model_px: Some(model_px), reason: format!("{size}: {enough}") }
 }
 
+/// How many times fewer model-input pixels a crop to the rules' surroundings must cost than the
+/// whole frame's tiles before [`choose_region`] takes it: a crop loses the scene around the rules,
+/// so it is taken only where it saves at least half the inference.
+pub const CROP_COST_GAIN: f64 = 2.0;
+
+/// The most a crop's scale may exceed the one `target_px` needs (its region fits the input with room
+/// to spare): 10 %.
+pub const CROP_MAX_OVERSCALE: f64 = 1.1;
+
+/// The model's input as [`choose_region`] needs it: its largest size, the stride its sides may be cut
+/// to (a rectangular card) and where the image sits in it.
+#[derive(Debug, Clone, Copy)]
+pub struct InputShape {
+    pub input: Size,
+    pub stride: Option<u32>,
+    pub align: LetterboxAlign,
+}
+
+impl InputShape {
+    /// Model-input pixels of all tiles of `region` in a frame of `frame` pixels with `grid`.
+    fn cost(&self, frame: Size, region: &RegionSpec, grid: TileGrid) -> (u64, Plan) {
+        let plan = Plan::for_frame(frame, region, &TileSpec::Grid(grid), self.input, self.align, self.stride);
+        (plan.input_pixels(), plan)
+    }
+}
+
+/// The region and tiles of an `auto`-tiled camera whose frames are `frame` pixels: [`choose`] over
+/// the region `spec` resolves to; or, where that takes several tiles and `spec` is the rules' box
+/// (`roi = "auto"`) not already cropped to, that box grown by its margin, in one input or fewer tiles,
+/// when it gives the smallest vehicle at least `target_px` model pixels (or what the whole frame's
+/// tiles give, if less) at no larger a scale than the tiles' and at most [`CROP_MAX_OVERSCALE`] times
+/// the one it needs, in at most 1 / [`CROP_COST_GAIN`] of the model pixels. On the motorway clip
+/// (960 × 540, one line at y = 200, cars 50 px tall) the whole frame takes 2 × 1 tiles of 416 × 416
+/// at ×0.77; the line's surroundings (x 88–912, y 92–308) one 416 × 128 input at ×0.50: 6.5× fewer
+/// model pixels, the same 11 of 11 crossings counted (benches/README.md).
+pub fn choose_region(
+    frame: Size,
+    spec: &RegionSpec,
+    shape: InputShape,
+    overlap: f32,
+    max_tiles: u32,
+    size: &SizeEstimate,
+    target_px: f32,
+) -> (RegionSpec, ScaleChoice) {
+    let resolved = spec.resolve(frame, shape.input);
+    let whole = choose(resolved.map_or(frame, |r| r.size()), shape.input, overlap, max_tiles, size, target_px);
+    let keep = (*spec, whole.clone());
+    if whole.grid.cols * whole.grid.rows <= 1 || resolved.is_some() || !matches!(spec, RegionSpec::Rules { .. }) {
+        return keep;
+    }
+    let Some(crop) = spec.candidate(frame) else { return keep };
+    let cropped = choose(crop.size(), shape.input, overlap, max_tiles, size, target_px);
+    let rect = RegionSpec::Rect(crop);
+    let (crop_cost, plan) = shape.cost(frame, &rect, cropped.grid);
+    let (whole_cost, _) = shape.cost(frame, spec, whole.grid);
+    // The scale the plan really gives: a part of the frame is never enlarged, whatever `choose` says.
+    let scale = f64::from(plan.scaled.width) / f64::from(crop.width.max(1));
+    let model_px = (f64::from(size.px) * scale) as f32;
+    let need = whole.model_px.map_or(target_px, |w| w.min(target_px));
+    // Nor much more than the target needs (a small region fits the input at native pixels): on the
+    // street clip crops at native pixels (×1.0 and ×1.08 against ×0.65) counted 6 and 5 of 8 against 7
+    // (benches/README.md); a crop is for fewer pixels at the needed scale, not for magnifying.
+    let want = f64::from(target_px) / f64::from(size.px.max(0.5));
+    let magnified = scale > whole.scale + 1e-6 || scale > CROP_MAX_OVERSCALE * want;
+    if model_px + 0.5 < need || magnified || (crop_cost as f64) * CROP_COST_GAIN > whole_cost as f64 {
+        return keep;
+    }
+    let reason = format!(
+        "{}; cropped to the rules' surroundings {crop} ({:.1}× fewer model pixels than {}x{} tiles of the \
+         whole frame)",
+        cropped.reason,
+        whole_cost as f64 / crop_cost.max(1) as f64,
+        whole.grid.cols,
+        whole.grid.rows
+    );
+    (rect, ScaleChoice { scale, model_px: Some(model_px), reason, ..cropped })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +448,36 @@ mod tests {
         let c = choose(Size::new(1568, 778), Size::new(416, 416), 0.2, 6, &moto, 20.0);
         assert_eq!((c.grid.cols, c.grid.rows), (3, 2), "{c}");
         assert!(c.model_px.unwrap() < 20.0 && c.reason.contains("the most 6 tiles give"), "{c}");
+    }
+
+    #[test]
+    fn a_crop_to_the_rules_replaces_tiles_only_where_it_halves_the_work() {
+        let shape = InputShape { input: Size::new(416, 416), stride: Some(32), align: LetterboxAlign::TopLeft };
+        let car = |px| SizeEstimate { px, source: SizeSource::Measured { class: VehicleClass::Car, samples: 100 } };
+        // The motorway clip: 960 × 540, one line at y = 200 from x 280 to 720, margin 0.2 of the frame.
+        let motorway = RegionSpec::Rules { bbox: [280.0, 200.0, 720.0, 200.0], margin: 0.2 };
+        let frame = Size::new(960, 540);
+        let (region, c) = choose_region(frame, &motorway, shape, 0.2, 4, &car(50.0), 24.0);
+        let RegionSpec::Rect(r) = region else { panic!("not cropped: {c}") };
+        assert_eq!((r.x, r.y, r.width, r.height), (88, 92, 824, 216));
+        assert_eq!(c.grid, TileGrid::ONE);
+        assert!(c.model_px.is_some_and(|px| px >= 24.0), "{c}");
+        let plan = Plan::for_frame(frame, &region, &TileSpec::Grid(c.grid), shape.input, shape.align, shape.stride);
+        assert_eq!(plan.tiles[0].input, Size::new(416, 128));
+        // Cars of 46 px need ×0.52: the crop in one input gives 23 px, in 2 × 1 tiles it saves too
+        // little (about 1.9×): the whole frame's tiles stay.
+        let (region, c) = choose_region(frame, &motorway, shape, 0.2, 4, &car(46.0), 24.0);
+        assert_eq!((region, c.grid.cols * c.grid.rows), (motorway, 2), "{c}");
+        // Where one input of the whole frame already gives the target (the street clip), nothing is cropped.
+        let street = RegionSpec::Rules { bbox: [320.0, 60.0, 320.0, 220.0], margin: 0.2 };
+        let (region, c) = choose_region(Size::new(640, 360), &street, shape, 0.2, 4, &car(53.0), 24.0);
+        assert_eq!((region, c.grid), (street, TileGrid::ONE));
+        // Asked for 40 model px (×0.89), the street's whole frame takes 2 × 1 tiles at native pixels;
+        // its crop would be one input at native pixels, 12 % more than needed: not taken.
+        let (region, c) = choose_region(Size::new(640, 360), &street, shape, 0.2, 4, &car(45.0), 40.0);
+        assert_eq!((region, c.grid.cols * c.grid.rows), (street, 2), "{c}");
+        // A fixed region is never changed.
+        let (region, _) = choose_region(frame, &RegionSpec::Full, shape, 0.2, 4, &car(50.0), 24.0);
+        assert_eq!(region, RegionSpec::Full);
     }
 }

@@ -272,7 +272,7 @@ pub struct SourceCounters {
 }
 
 /// Plans each frame (region, scaled size, tiles) from the negotiated caps and sets the crop and
-/// scale elements to it; shared by the caps probe (streaming thread) and [`Source::set_tiles`].
+/// scale elements to it; shared by the caps probe (streaming thread) and [`Source::set_plan`].
 struct Planner {
     plan: Arc<Mutex<Option<Arc<Plan>>>>,
     /// The decoded frame size and pixel aspect ratio, once negotiated.
@@ -284,13 +284,14 @@ struct Planner {
     input: Size,
     stride: Option<u32>,
     align: LetterboxAlign,
-    region: RegionSpec,
+    region: Mutex<RegionSpec>,
 }
 
 impl Planner {
     fn apply(&self, frame: Size, par: gst::Fraction) {
         let Ok(tiles) = self.tiles.lock().map(|t| *t) else { return };
-        let p = Plan::for_frame(frame, &self.region, &tiles, self.input, self.align, self.stride);
+        let Ok(region) = self.region.lock().map(|r| *r) else { return };
+        let p = Plan::for_frame(frame, &region, &tiles, self.input, self.align, self.stride);
         let r = p.region;
         self.crop.set_property("left", r.x as i32);
         self.crop.set_property("top", r.y as i32);
@@ -482,7 +483,7 @@ impl Source {
             input: opts.input,
             stride: opts.stride,
             align: opts.align,
-            region: opts.region,
+            region: Mutex::new(opts.region),
         });
         {
             let planner = planner.clone();
@@ -551,12 +552,15 @@ impl Source {
         &self.uri
     }
 
-    /// Tiles the region anew from the next frame on (the scale chosen from the vehicles): the region
-    /// stays, the scaled size follows the grid. Frames already scaled to the old size are skipped (and
+    /// Crops and tiles anew from the next frame on (the scale chosen from the vehicles): the scaled
+    /// size follows the region and the grid. Frames already scaled to the old size are skipped (and
     /// counted as dropped), as after a renegotiation.
-    pub fn set_tiles(&self, tiles: TileSpec) {
+    pub fn set_plan(&self, region: RegionSpec, tiles: TileSpec) {
         if let Ok(mut t) = self.planner.tiles.lock() {
             *t = tiles;
+        }
+        if let Ok(mut r) = self.planner.region.lock() {
+            *r = region;
         }
         let negotiated = self.planner.negotiated.lock().ok().and_then(|n| *n);
         if let Some((frame, par)) = negotiated {

@@ -136,6 +136,37 @@ fn the_scale_is_chosen_from_the_vehicles_and_applied_mid_stream() {
     assert!(run["counted"].as_u64().unwrap() > 0, "{run}");
 }
 
+/// Where the whole frame needs tiles but the rules' surroundings do not, the warm-up crops to them
+/// (`scale::choose_region`): the motorway clip with only its y = 200 line (the peer comparison's) goes
+/// from 2 × 1 tiles of 416 × 416 to one 416 × 128 input, and still counts every crossing of that line.
+#[test]
+fn a_crop_to_the_rules_replaces_tiles_and_counts_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("tests/data/nl_motorway_degirum.truth.toml")).unwrap();
+    let clip = repo().join("tests/data/nl_motorway_degirum.mp4");
+    let text = text.replace("clip = \"nl_motorway_degirum.mp4\"", &format!("clip = {:?}", clip.to_str().unwrap()));
+    let text = text.replace("evidence = \"nl_motorway_scan_y200_x830.png\"\n", "");
+    // The first line only: the second [[line]] table and everything after it go.
+    let second = text.match_indices("[[line]]").nth(1).map(|(i, _)| i).unwrap();
+    let path = dir.path().join("y200.truth.toml");
+    std::fs::write(&path, &text[..second]).unwrap();
+    let out = junction_env(
+        &["eval", path.to_str().unwrap(), "--json", "--threads", "2"],
+        &[("RUST_LOG", "info")],
+        Duration::from_secs(600),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    let chosen: Vec<&str> = out.stderr.lines().filter(|l| l.contains("scale chosen from the vehicles")).collect();
+    assert_eq!(chosen.len(), 1, "{}", out.stderr);
+    assert!(
+        chosen[0].contains("choice=1x1 tiles") && chosen[0].contains("cropped to the rules' surroundings"),
+        "{}",
+        chosen[0]
+    );
+    let run: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(eval_counts(&run), vec![("y200".into(), "out".into(), "car".into(), 11)], "{run}");
+}
+
 /// Motion gating ([motion], on by default) skips inference on still frames: on the quiet street clip
 /// it must detect on far fewer frames and count exactly what detecting on the whole cadence counts.
 #[test]

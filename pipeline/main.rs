@@ -541,11 +541,7 @@ fn check_config(path: &std::path::Path) -> Result<()> {
         );
         // The model's input size comes from its card; a card that does not load was refused above.
         if let Ok(card) = junction::detect::ModelCard::load(&cfg.model_card) {
-            let shape = junction::scale::InputShape {
-                input: card.input_size(),
-                stride: card.input_stride(),
-                align: card.letterbox.align,
-            };
+            let shape = junction::scale::InputShape::of(&card);
             let (_, _, _, scale) = junction::runtime::initial_scale(&cfg, c, shape);
             println!("    scale: {scale}");
         }

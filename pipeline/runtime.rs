@@ -215,12 +215,7 @@ pub fn run(
             decoder: c.decoder.clone(),
             ..SourceOptions::default()
         };
-        let shape = crate::scale::InputShape {
-            input: card.input_size(),
-            stride: card.input_stride(),
-            align: card.letterbox.align,
-        };
-        let (region, tiles, scale, text) = initial_scale(cfg, c, shape);
+        let (region, tiles, scale, text) = initial_scale(cfg, c, crate::scale::InputShape::of(card));
         tracing::info!(camera = %c.id, scale = %text, "scale");
         if let Some(console) = &console {
             console.scale(&c.id, text);

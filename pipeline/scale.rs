@@ -292,6 +292,11 @@ pub struct InputShape {
 }
 
 impl InputShape {
+    /// The input a model card declares.
+    pub fn of(card: &crate::detect::ModelCard) -> Self {
+        Self { input: card.input_size(), stride: card.input_stride(), align: card.letterbox.align }
+    }
+
     /// Model-input pixels of all tiles of `region` in a frame of `frame` pixels with `grid`.
     fn cost(&self, frame: Size, region: &RegionSpec, grid: TileGrid) -> (u64, Plan) {
         let plan = Plan::for_frame(frame, region, &TileSpec::Grid(grid), self.input, self.align, self.stride);

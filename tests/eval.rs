@@ -96,13 +96,20 @@ fn every_truth_file_in_tests_data_loads_and_runs() {
     assert!(seen >= 2, "only {seen} truth files");
 }
 
+/// The bundled truth file of `tests/data/{stem}.mp4`, to be written in another directory: its clip
+/// named by absolute path, its evidence picture (relative, and not copied) left out.
+fn truth_for_elsewhere(stem: &str) -> String {
+    let text = std::fs::read_to_string(repo().join(format!("tests/data/{stem}.truth.toml"))).unwrap();
+    let clip = repo().join(format!("tests/data/{stem}.mp4"));
+    let text = text.replace(&format!("clip = \"{stem}.mp4\""), &format!("clip = {:?}", clip.to_str().unwrap()));
+    assert!(text.contains(&format!("clip = {:?}", clip.to_str().unwrap())), "{stem}: no clip line");
+    text.lines().filter(|l| !l.starts_with("evidence = ")).map(|l| format!("{l}\n")).collect()
+}
+
 #[test]
 fn a_bad_truth_file_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join("tests/data/street_topdown_640x360.truth.toml")).unwrap();
-    let clip = repo().join("tests/data/street_topdown_640x360.mp4");
-    let text = text.replace("clip = \"street_topdown_640x360.mp4\"", &format!("clip = {:?}", clip.to_str().unwrap()));
-    let text = text.replace("evidence = \"street_topdown_scan_x320.png\"\n", "");
+    let text = truth_for_elsewhere("street_topdown_640x360");
     let path = dir.path().join("t.truth.toml");
     std::fs::write(&path, text.replace("points = [[320, 60], [320, 220]]", "points = [[320, 60], [320, 400]]"))
         .unwrap();
@@ -142,10 +149,7 @@ fn the_scale_is_chosen_from_the_vehicles_and_applied_mid_stream() {
 #[test]
 fn a_crop_to_the_rules_replaces_tiles_and_counts_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo().join("tests/data/nl_motorway_degirum.truth.toml")).unwrap();
-    let clip = repo().join("tests/data/nl_motorway_degirum.mp4");
-    let text = text.replace("clip = \"nl_motorway_degirum.mp4\"", &format!("clip = {:?}", clip.to_str().unwrap()));
-    let text = text.replace("evidence = \"nl_motorway_scan_y200_x830.png\"\n", "");
+    let text = truth_for_elsewhere("nl_motorway_degirum");
     // The first line only: the second [[line]] table and everything after it go.
     let second = text.match_indices("[[line]]").nth(1).map(|(i, _)| i).unwrap();
     let path = dir.path().join("y200.truth.toml");

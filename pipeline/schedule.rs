@@ -3,8 +3,9 @@
 //!
 //! A round of the analysis loop takes one frame from each camera that has one, detects on the due
 //! ones in one batch, then tracks every frame. A live camera (`on_inference_busy = "keep_latest"`)
-//! drops a frame when two arrive between rounds, so a round must end within the shortest frame
-//! period of the live cameras. The budget: [`HEADROOM`] of that period, less the round's time outside
+//! holds two frames ([`crate::source::KEEP_LATEST_FRAMES`]): one round that overruns delays a frame
+//! by a period, but rounds that keep overrunning drop frames, so a round must end within the
+//! shortest frame period of the live cameras. The budget: [`HEADROOM`] of that period, less the round's time outside
 //! inference (both smoothed from measurement). When the due frames' inference would overrun it, the
 //! frames go in order of [`Priority`], and within one priority the camera that waited longest since
 //! its last detection first; the rest are deferred: tracked by prediction this round, and due on the

@@ -30,13 +30,20 @@ use crate::geometry::{LetterboxAlign, Plan, RegionSpec, Size, TileGrid, TileSpec
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnInferenceBusy {
-    /// Keep only the newest frame; older ones are dropped (and counted). For live cameras: the analysis
-    /// stays current, at the cost of frames skipped under load.
+    /// Keep only the newest [`KEEP_LATEST_FRAMES`] frames; older ones are dropped (and counted). For
+    /// live cameras: the analysis stays current, at the cost of frames skipped under load.
     KeepLatest,
     /// Hold the decoder until the frame is taken; nothing is dropped. For files: every frame is analysed,
     /// at whatever rate inference allows. On a live source this stalls the camera's pipeline.
     Block,
 }
+
+/// Frames a `keep_latest` camera holds for the analysis, taken oldest first. One more than the newest
+/// absorbs one analysis round that overran the frame period (a slow inference on a box whose cores the
+/// decoders share): the frame is analysed a period late instead of lost. Under sustained overload the
+/// scheduler defers detections so that rounds fit the period ([`crate::schedule`]) and the lag drains
+/// away; a stall longer than two periods still drops, and counts the drop.
+pub const KEEP_LATEST_FRAMES: u32 = 2;
 
 /// A camera address, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,7 +386,7 @@ impl Source {
             .name("frames")
             // Real-time replay of a recording: frames are released at the clip's own rate.
             .sync(opts.realtime)
-            .max_buffers(if policy == OnInferenceBusy::KeepLatest { 1 } else { 4 })
+            .max_buffers(if policy == OnInferenceBusy::KeepLatest { KEEP_LATEST_FRAMES } else { 4 })
             .drop(policy == OnInferenceBusy::KeepLatest)
             .build();
         pipeline.add_many([&crop, &scale, &convert, &filter, sink.upcast_ref()]).map_err(|e| gst_err(e.to_string()))?;
@@ -957,6 +964,35 @@ fn uri_password(uri: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `keep_latest` camera whose analysis stalls holds its newest [`KEEP_LATEST_FRAMES`] frames (the
+    /// slack that lets one overrun round delay a frame instead of losing it), hands them over oldest
+    /// first, and counts every other frame dropped. The clip is decoded unthrottled and nothing is
+    /// taken until all of it reached the appsink: only the count of frames held decides the result.
+    #[test]
+    fn a_stalled_live_camera_keeps_its_newest_frames_and_counts_the_rest_dropped() {
+        let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/street_topdown_640x360.mp4");
+        let opts = SourceOptions { on_inference_busy: Some(OnInferenceBusy::KeepLatest), ..SourceOptions::default() };
+        let mut source = Source::open(clip.to_str().unwrap(), opts).unwrap();
+        // The clip's 753 frames; the appsink holds the newest while the stream waits at its end.
+        let total = 753;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while source.counters().decoded.load(Ordering::Relaxed) < total {
+            assert!(Instant::now() < deadline, "the clip was not decoded within 120 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut pts = Vec::new();
+        while let Some(frame) = source.next_frame().unwrap() {
+            pts.push(frame.pts);
+        }
+        // One frame of slack at least: with one, a single overrun round loses a frame.
+        const { assert!(KEEP_LATEST_FRAMES >= 2) };
+        assert_eq!(pts.len(), KEEP_LATEST_FRAMES as usize, "frames held: {pts:?}");
+        assert!(pts.windows(2).all(|w| w[0] < w[1]), "oldest first: {pts:?}");
+        // The clip's last frame is at 75.1 s (about 10 frames/s).
+        assert!(pts.iter().all(|p| p.as_secs_f64() > 74.5), "the newest frames: {pts:?}");
+        assert_eq!(source.dropped(), total - KEEP_LATEST_FRAMES as u64);
+    }
 
     #[test]
     fn uris_are_classified() {

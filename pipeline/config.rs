@@ -251,6 +251,10 @@ struct RawCamera {
     /// Video decoder: auto | software | nvv4l2decoder | nvh264dec | vaapi.
     #[serde(default)]
     decoder: Decoder,
+    /// `junction collect` may save this camera's frames for labelling (default false: frames of
+    /// people and plates stay off the disk unless a person switched it on).
+    #[serde(default)]
+    collect: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -433,6 +437,8 @@ pub struct CameraConfig {
     pub roi: Roi,
     pub tiles: TileSpec,
     pub decoder: Decoder,
+    /// Frames may be saved for labelling (`junction collect`).
+    pub collect: bool,
 }
 
 impl CameraConfig {
@@ -491,6 +497,7 @@ impl CameraConfig {
             roi: Roi::default(),
             tiles: auto_tiles(DEFAULT_TILE_OVERLAP),
             decoder: Decoder::Auto,
+            collect: false,
         }
     }
 }
@@ -677,6 +684,7 @@ impl Config {
             let mut camera = CameraConfig {
                 on_inference_busy: cam.on_inference_busy,
                 realtime: cam.realtime,
+                collect: cam.collect,
                 decoder: cam.decoder.clone(),
                 ..CameraConfig::new(&cam.id, uri)
             };

@@ -48,6 +48,71 @@ enum Command {
     /// Count a clip against its truth file (tests/data/*.truth.toml): errors per line, direction and
     /// class, and frames/s; --sweep compares settings.
     Eval(EvalArgs),
+    /// Check a model and its card before a site uses them: the file's sha256, the graph's inputs and
+    /// outputs against the card, and one frame through the model.
+    CheckCard(CheckCardArgs),
+    /// Save frames worth labelling (periodic samples, class flips, unsure scores, crowds) with the
+    /// model's detections as pre-labels: COCO JSON and YOLO txt that CVAT and Label Studio import.
+    /// From a video file, or a site's camera whose [[camera]] has `collect = true`.
+    Collect(CollectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CollectArgs {
+    /// A video file (a camera only through --config and --camera).
+    uri: Option<String>,
+    /// Site file whose camera to collect from (its model, rules and `collect` switch).
+    #[arg(long, requires = "camera")]
+    config: Option<PathBuf>,
+    /// The camera's id in the site file.
+    #[arg(long, requires = "config")]
+    camera: Option<String>,
+    /// Folder to write (created; a collection already there is continued).
+    #[arg(long)]
+    out: PathBuf,
+    /// Model card of the pre-labels (default: the site's, or models/yolox_nano.toml).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Detect on every Nth frame.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    every: u32,
+    /// Seconds of stream time between periodic samples.
+    #[arg(long, default_value_t = 600.0)]
+    sample_s: f64,
+    /// Fewest seconds of stream time between two saved frames.
+    #[arg(long, default_value_t = 5.0)]
+    min_gap_s: f64,
+    /// Most frames in the folder.
+    #[arg(long, default_value_t = 500)]
+    max_frames: usize,
+    /// Most megabytes (MiB) of images and labels in the folder.
+    #[arg(long, default_value_t = 500)]
+    max_mb: u64,
+    /// Stop after this many decoded frames (0: until the stream ends or the folder is full).
+    #[arg(long, default_value_t = 0)]
+    frames: u64,
+    /// ONNX Runtime intra-op threads (0: the site's, or one per physical core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// ONNX Runtime library.
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckCardArgs {
+    /// The model card (TOML beside the ONNX file).
+    card: PathBuf,
+    /// A frame to run the model on, PNG or JPEG (default: the bundled street frame, which must give
+    /// detections).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads (0: one per physical core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// ONNX Runtime library.
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,11 +178,23 @@ struct ProbeArgs {
 
 #[derive(Debug, clap::Args)]
 struct EvalArgs {
-    /// Truth file: the clip, its lines and what crosses them.
-    truth: PathBuf,
-    /// Model card (default: models/yolox_nano.toml).
+    /// Truth file: the clip, its lines and what crosses them (not with --labels).
+    #[arg(required_unless_present = "labels", conflicts_with = "labels")]
+    truth: Option<PathBuf>,
+    /// Model card (default: models/yolox_nano.toml); with --labels, repeat it to compare models side
+    /// by side.
     #[arg(long)]
-    model: Option<PathBuf>,
+    model: Vec<PathBuf>,
+    /// Detection accuracy on a labelled set instead of counts: a COCO JSON file, or a folder holding
+    /// annotations.json (or a CVAT export's annotations/instances_default.json) and the images.
+    /// Per class AP@0.5, AP@0.5:0.95 (as pycocotools), precision and recall at the card's score
+    /// threshold, and which class each labelled box was found as.
+    #[arg(long, conflicts_with_all = ["sweep", "detect_every", "tolerance"])]
+    labels: Option<PathBuf>,
+    /// With --labels: write each model's detections as a COCO result file <card name>.json into this
+    /// folder (what pycocotools' loadRes reads).
+    #[arg(long, requires = "labels")]
+    detections_out: Option<PathBuf>,
     /// Detect on every Nth frame (default: junction's, 2).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     detect_every: Option<u32>,
@@ -355,6 +432,10 @@ fn parse_time(s: &str) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|e| format!("{e} (expected e.g. 2026-11-26T08:00:00Z)"))
 }
 
+#[path = "cli/check_card.rs"]
+mod check_card;
+#[path = "cli/collect.rs"]
+mod collect_cmd;
 #[path = "cli/detect.rs"]
 mod detect_cmd;
 #[path = "cli/merge.rs"]
@@ -376,6 +457,8 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => calibrate(&args),
         Command::Report(args) => report(&args),
         Command::Eval(args) => eval(&args),
+        Command::CheckCard(args) => check_card::check_card(&args),
+        Command::Collect(args) => collect_cmd::collect(&args),
         Command::Probe(args) => probe(&args),
         Command::HashPassword => hash_password(),
         Command::Centre(args) => centre(&args),
@@ -489,8 +572,17 @@ fn probe(args: &ProbeArgs) -> Result<()> {
 
 fn eval(args: &EvalArgs) -> Result<()> {
     use junction::eval::{Settings, Truth, evaluate, sweep, sweep_table, table};
-    let truth = Truth::load(&args.truth)?;
-    let mut base = Settings::defaults(args.model.clone().unwrap_or_else(|| bundled("models/yolox_nano.toml")));
+    if let Some(labels) = &args.labels {
+        return eval_labels(args, labels);
+    }
+    let Some(truth) = &args.truth else { anyhow::bail!("eval: a truth file or --labels is needed") };
+    let truth = Truth::load(truth)?;
+    let model = match args.model.as_slice() {
+        [] => bundled("models/yolox_nano.toml"),
+        [one] => one.clone(),
+        _ => anyhow::bail!("--model: one card when counting; compare several with --sweep \"model=a.toml|b.toml\""),
+    };
+    let mut base = Settings::defaults(model);
     if let Some(n) = args.detect_every {
         base.every = n;
     }
@@ -521,6 +613,46 @@ fn eval(args: &EvalArgs) -> Result<()> {
     }
     if args.sweep.is_some() && !args.json {
         print!("{}", sweep_table(&truth, &base, &done));
+    }
+    Ok(())
+}
+
+/// `junction eval --labels`: each model's detection accuracy on a labelled set.
+fn eval_labels(args: &EvalArgs, labels: &std::path::Path) -> Result<()> {
+    use junction::detect::DetectorOptions;
+    use junction::labels::{LabelledSet, evaluate_model, table, write_results};
+    if args.view.roi.is_some() || args.view.tiles.is_some() {
+        anyhow::bail!("--labels: each image is detected on whole in one model input; --roi and --tiles do not apply");
+    }
+    let set = LabelledSet::load(labels)?;
+    let cards = if args.model.is_empty() { vec![bundled("models/yolox_nano.toml")] } else { args.model.clone() };
+    let opts = DetectorOptions {
+        intra_threads: args.threads,
+        onnxruntime: args.onnxruntime.clone(),
+        parallel: 1,
+        ..DetectorOptions::default()
+    };
+    if let Some(dir) = &args.detections_out {
+        std::fs::create_dir_all(dir).with_context(|| format!("--detections-out {}", dir.display()))?;
+    }
+    let mut runs = Vec::new();
+    for card in &cards {
+        tracing::info!(card = %card.display(), images = set.set.images.len(), "eval --labels");
+        let run = evaluate_model(&set, card, &opts, &junction::detect::twowheel::TwoWheelerParams::default())?;
+        if let Some(dir) = &args.detections_out {
+            write_results(&dir.join(format!("{}.json", run.model)), &run.detections)?;
+        }
+        if args.json {
+            let line = serde_json::json!({
+                "model": run.model, "card": run.card, "input": run.input, "images": set.set.images.len(),
+                "accuracy": run.accuracy, "confusion": run.confusion, "not_classes": run.not_classes,
+            });
+            println!("{}", serde_json::to_string(&line).context("eval JSON")?);
+        }
+        runs.push(run);
+    }
+    if !args.json {
+        print!("{}", table(&set, &runs));
     }
     Ok(())
 }

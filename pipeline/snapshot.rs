@@ -210,12 +210,18 @@ pub fn render(s: &Snapshot) -> Vec<u8> {
     px
 }
 
-/// Encodes packed BGR as JPEG with GStreamer (videoconvert ! jpegenc).
+/// Encodes packed BGR as JPEG with GStreamer (videoconvert ! jpegenc), quality 85.
 pub fn encode_jpeg(bgr: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
+    encode_jpeg_quality(bgr, width, height, 85)
+}
+
+/// Encodes packed BGR as JPEG at `quality` (0–100).
+pub fn encode_jpeg_quality(bgr: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
     gst::init().map_err(|e| e.to_string())?;
-    let pipeline = gst::parse::launch(
-        "appsrc name=src format=time ! videoconvert ! jpegenc quality=85 ! appsink name=sink sync=false",
-    )
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time ! videoconvert ! jpegenc quality={} ! appsink name=sink sync=false",
+        quality.min(100)
+    ))
     .map_err(|e| e.to_string())?
     .downcast::<gst::Pipeline>()
     .map_err(|_| "not a pipeline".to_owned())?;

@@ -74,6 +74,12 @@ fi
 if ! .venv/bin/python -c "import selenium" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check "selenium==4.51.0"
 fi
+# The labelling loop's tests: pycocotools (the reference for `junction eval --labels`), Datumaro (the
+# import engine CVAT is built on) and Label Studio's converter read what `junction collect` writes.
+if ! .venv/bin/python -c "import pycocotools, datumaro, label_studio_converter" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check "pycocotools==2.0.11" "datumaro==1.13.12" \
+    "label-studio-converter==0.0.59"
+fi
 # Deploy checks: Kubernetes manifests against the API schemas bundled in kubernetes-validate.
 if ! .venv/bin/python -c "import kubernetes_validate" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check "kubernetes-validate==1.37.0"

@@ -55,6 +55,7 @@ mod eval;
 mod faults;
 mod fuzz;
 mod http;
+mod labels;
 mod mqtt;
 mod rtsp;
 mod run;

@@ -387,6 +387,25 @@ impl Detector {
         &self.card
     }
 
+    /// The model's inputs and outputs as its graph declares them: (\"input\" or \"output\", name,
+    /// shape with `N` for a dynamic dimension, element type).
+    pub fn tensors(&self) -> Vec<(&'static str, String, String, String)> {
+        let describe = |what: &'static str, o: &ort::value::Outlet| {
+            let shape = o.dtype().tensor_shape().map_or_else(
+                || "?".to_owned(),
+                |s| {
+                    let dims: Vec<String> = s.iter().map(|v| if *v < 0 { "N".into() } else { v.to_string() }).collect();
+                    format!("[{}]", dims.join(", "))
+                },
+            );
+            let ty = o.dtype().tensor_type().map_or_else(|| "?".to_owned(), |t| format!("{t:?}").to_lowercase());
+            (what, o.name().to_owned(), shape, ty)
+        };
+        let session = &self.main.session;
+        let inputs = session.inputs().iter().map(|o| describe("input", o));
+        inputs.chain(session.outputs().iter().map(|o| describe("output", o))).collect()
+    }
+
     /// Runs the model once on a grey image of its input size (cut to its stride when rectangular,
     /// as a 16:9 frame would be) and returns (input pixels, time of the run): ONNX Runtime's first run
     /// allocates and starts threads. A second run is timed, the first one's cost being one-off. The

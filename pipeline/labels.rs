@@ -116,13 +116,7 @@ pub fn evaluate_model(
 ) -> Result<ModelAccuracy, LabelsError> {
     let model = ModelCard::load(card)?;
     let threshold = opts.score.unwrap_or(model.thresholds.score);
-    let source_opts = SourceOptions {
-        input: model.input_size(),
-        stride: model.input_stride(),
-        align: model.letterbox.align,
-        channel_order: model.input.channel_order,
-        ..SourceOptions::default()
-    };
+    let source_opts = SourceOptions::for_card(&model);
     let input = format!("{}x{}", model.input_size().width, model.input_size().height);
     let name = model.name.clone();
     let mut detector = Detector::new(model, &DetectorOptions { score: Some(LOW_SCORE), ..opts.clone() })?;

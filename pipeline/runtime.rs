@@ -201,10 +201,6 @@ pub fn run(
     for (c, (live, states)) in cfg.cameras.iter().zip(stored) {
         let card = detector.card();
         let source_opts = SourceOptions {
-            input: card.input_size(),
-            stride: card.input_stride(),
-            align: card.letterbox.align,
-            channel_order: card.input.channel_order,
             on_inference_busy: c.on_inference_busy,
             // `--start` is the wall clock of files; live cameras keep the capture time.
             start: if live { None } else { opts.start },
@@ -213,7 +209,7 @@ pub fn run(
             region: c.region(),
             tiles: c.tiles,
             decoder: c.decoder.clone(),
-            ..SourceOptions::default()
+            ..SourceOptions::for_card(card)
         };
         let (region, tiles, scale, text) = initial_scale(cfg, c, crate::scale::InputShape::of(card));
         tracing::info!(camera = %c.id, scale = %text, "scale");

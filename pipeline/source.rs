@@ -202,6 +202,20 @@ pub struct SourceOptions {
     pub decoder: Decoder,
 }
 
+impl SourceOptions {
+    /// Frames scaled the way `card`'s model takes them (input size, stride, letterbox, channel order),
+    /// every other option at its default.
+    pub fn for_card(card: &crate::detect::ModelCard) -> Self {
+        Self {
+            input: card.input_size(),
+            stride: card.input_stride(),
+            align: card.letterbox.align,
+            channel_order: card.input.channel_order,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for SourceOptions {
     fn default() -> Self {
         Self {

@@ -204,6 +204,16 @@ fn check_card_passes_the_bundled_cards_and_names_a_mismatch() {
     assert_refused(&out, &["sha256", "differs from"]);
 }
 
+/// `junction collect` of the bundled clip into `out` with `extra` options; its stdout.
+fn collect_street(out: &Path, extra: &[&str]) -> String {
+    let clip = repo().join("tests/data/street_topdown_640x360.mp4");
+    let mut args = vec!["collect", clip.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"];
+    args.extend_from_slice(extra);
+    let out = junction(&args, Duration::from_secs(300));
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    out.stdout
+}
+
 /// `junction collect` on the bundled clip writes one folder that pycocotools, Datumaro (CVAT's import
 /// engine: COCO and "YOLO 1.1") and Label Studio's converter (YOLO and COCO) all read whole: every
 /// image and box, the same classes, and YOLO boxes that are the COCO boxes. The pre-labels are in
@@ -212,21 +222,7 @@ fn check_card_passes_the_bundled_cards_and_names_a_mismatch() {
 fn collect_writes_a_set_every_labelling_tool_imports() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("set");
-    let clip = repo().join("tests/data/street_topdown_640x360.mp4");
-    let args = [
-        "collect",
-        clip.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--sample-s",
-        "20",
-        "--min-gap-s",
-        "10",
-        "--threads",
-        "2",
-    ];
-    let out = junction(&args, Duration::from_secs(300));
-    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    collect_street(&out_dir, &["--sample-s", "20", "--min-gap-s", "10"]);
     let set: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("annotations.json")).unwrap()).unwrap();
     let images = set["images"].as_array().unwrap();
     let boxes = set["annotations"].as_array().unwrap();
@@ -296,25 +292,7 @@ fn collect_is_bounded_continued_and_only_where_switched_on() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("set");
     let clip = repo().join("tests/data/street_topdown_640x360.mp4");
-    let run = |max: &str| {
-        let args = [
-            "collect",
-            clip.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--sample-s",
-            "5",
-            "--min-gap-s",
-            "5",
-            "--max-frames",
-            max,
-            "--threads",
-            "2",
-        ];
-        let out = junction(&args, Duration::from_secs(300));
-        assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
-        out.stdout
-    };
+    let run = |max: &str| collect_street(&out_dir, &["--sample-s", "5", "--min-gap-s", "5", "--max-frames", max]);
     let images = || -> Vec<u64> {
         let set: Value =
             serde_json::from_str(&std::fs::read_to_string(out_dir.join("annotations.json")).unwrap()).unwrap();

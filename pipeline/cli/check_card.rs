@@ -20,13 +20,7 @@ pub fn check_card(args: &CheckCardArgs) -> Result<()> {
         parallel: 1,
         ..DetectorOptions::default()
     };
-    let source_opts = SourceOptions {
-        input: card.input_size(),
-        stride: card.input_stride(),
-        align: card.letterbox.align,
-        channel_order: card.input.channel_order,
-        ..SourceOptions::default()
-    };
+    let source_opts = SourceOptions::for_card(&card);
     let (name, sha, format) = (card.name.clone(), card.sha256.clone(), card.output.format);
     let mapped: Vec<String> = card
         .class_names

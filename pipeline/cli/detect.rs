@@ -94,17 +94,13 @@ pub fn detect(args: DetectArgs) -> Result<()> {
     };
     let tiles = args.view.tiles()?.unwrap_or(TileSpec::Grid(TileGrid::ONE));
     let source_opts = SourceOptions {
-        input: card.input_size(),
-        stride: card.input_stride(),
-        align: card.letterbox.align,
-        channel_order: card.input.channel_order,
         on_inference_busy: args.on_inference_busy,
         open_timeout: Duration::from_secs_f64(args.open_timeout),
         start: args.start,
         region,
         tiles,
         decoder: args.view.decoder.clone().unwrap_or_default(),
-        ..SourceOptions::default()
+        ..SourceOptions::for_card(&card)
     };
     let mut detector = Detector::new(card, &opts)?;
     tracing::info!(model = %detector.card().name, provider = ?args.provider, "detector ready");

@@ -50,6 +50,12 @@ pub const CATEGORIES: [(u64, VehicleClass); 6] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
+    #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+    #[error(transparent)]
+    Source(Box<crate::source::SourceError>),
+    #[error("collect {uri}: no frame")]
+    NoFrame { uri: String },
     #[error("collect: {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("collect: {path}: {message}")]
@@ -424,6 +430,177 @@ impl Collection {
         }
         write(&self.dir.join("data.yaml"), yaml.as_bytes())
     }
+}
+
+impl From<crate::source::SourceError> for CollectError {
+    fn from(e: crate::source::SourceError) -> Self {
+        Self::Source(Box::new(e))
+    }
+}
+
+/// One collection: where the frames come from, the model and rules that analyse them, the folder.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub camera: String,
+    pub uri: String,
+    /// The model card of the pre-labels.
+    pub card: PathBuf,
+    pub detector: crate::detect::DetectorOptions,
+    pub two_wheelers: crate::detect::twowheel::TwoWheelerParams,
+    pub tracker: crate::track::TrackerConfig,
+    pub params: CollectParams,
+    pub out: PathBuf,
+    /// Detect on every Nth frame.
+    pub every: u32,
+    /// Stop after this many decoded frames (0: no limit), or at this instant.
+    pub frames: u64,
+    pub until: Option<std::time::Instant>,
+}
+
+/// What a collection did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Frames saved by this run, and in the folder after it.
+    pub saved: usize,
+    pub total: usize,
+    /// Bytes of images and labels in the folder.
+    pub bytes: u64,
+    pub analysed: u64,
+    pub decoded: u64,
+    /// The folder was full before the run: nothing was opened.
+    pub already_full: bool,
+}
+
+/// Runs a collection until the stream ends, the folder is full, `job.frames` or `job.until` is
+/// reached, or `stop` is set; `saved(n)` is told the frames saved so far after each one. Frames are
+/// read at the camera's own size (what the labeller sees); the model's copy is scaled here.
+pub fn run(
+    job: &Job,
+    stop: &std::sync::atomic::AtomicBool,
+    mut saved: impl FnMut(usize),
+) -> Result<Summary, CollectError> {
+    use crate::detect::card::ChannelOrder;
+    use crate::detect::{Detector, ImageView, Job as DetectJob, ModelCard};
+    use crate::geometry::{Plan, RegionSpec, TileGrid, TileSpec};
+    use crate::source::{Source, SourceOptions};
+    use crate::track::{ClassEvidence, Tracker, TrackerOutput};
+    use sha2::Digest;
+    use std::sync::atomic::Ordering;
+
+    let card = ModelCard::load(&job.card)?;
+    let card_text = std::fs::read(&job.card).map_err(|source| CollectError::Io { path: job.card.clone(), source })?;
+    let who = Provenance {
+        camera: job.camera.clone(),
+        model: card.name.clone(),
+        model_sha256: card.sha256.clone(),
+        card_sha256: sha2::Sha256::digest(&card_text).iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    let mut out = Collection::open(&job.out, job.params.clone(), who)?;
+    let mut summary = Summary { total: out.len(), bytes: out.bytes(), ..Summary::default() };
+    if out.full() {
+        summary.already_full = true;
+        return Ok(summary);
+    }
+    let threshold = job.detector.score.unwrap_or(card.thresholds.score);
+    let input = card.input_size();
+    let (align, stride, swap) =
+        (card.letterbox.align, card.input_stride(), card.input.channel_order == ChannelOrder::Rgb);
+    // The model sees down to `near` below its threshold: the unsure boxes are a reason to keep a frame.
+    let opts =
+        crate::detect::DetectorOptions { score: Some((threshold - job.params.near).max(0.01)), ..job.detector.clone() };
+    let mut detector = Detector::new(card, &opts)?;
+    let evidence = ClassEvidence { two_wheelers: job.two_wheelers.clone(), ground: None };
+    let mut tracker = Tracker::new(job.tracker.clone()).with_evidence(evidence);
+    let mut selector = Selector::new(job.params.clone(), threshold);
+
+    let open = |input: Option<crate::geometry::Size>| {
+        let mut o = SourceOptions {
+            channel_order: ChannelOrder::Bgr,
+            open_timeout: Duration::from_secs(20),
+            stall_timeout: Some(Duration::from_secs(30)),
+            ..SourceOptions::default()
+        };
+        if let Some(i) = input {
+            o.input = i;
+        }
+        Source::open(&job.uri, o)
+    };
+    // The first frame tells the camera's size; the collection reads frames at that size.
+    let native = {
+        let mut probe = open(None)?;
+        let f = probe.next_frame()?.ok_or_else(|| CollectError::NoFrame { uri: job.uri.clone() })?;
+        f.frame_size()
+    };
+    let mut source = open(Some(native))?;
+    let mut dets = vec![Vec::new()];
+    let mut scratch = Vec::new();
+    let mut tracked = TrackerOutput::default();
+    let every = u64::from(job.every.max(1));
+    while !stop.load(Ordering::Relaxed) && job.until.is_none_or(|u| std::time::Instant::now() < u) {
+        let Some(frame) = source.next_frame()? else { break };
+        summary.decoded += 1;
+        if job.frames > 0 && summary.decoded > job.frames {
+            break;
+        }
+        if !(summary.decoded - 1).is_multiple_of(every) {
+            continue;
+        }
+        let size = frame.frame_size();
+        let full = frame.image();
+        if full.width != size.width || full.height != size.height {
+            // The stream changed size: this frame came scaled to the old one.
+            continue;
+        }
+        summary.analysed += 1;
+        let plan = Plan::for_frame(size, &RegionSpec::Full, &TileSpec::Grid(TileGrid::ONE), input, align, stride);
+        let scaled = resize(&full, plan.scaled.width, plan.scaled.height, swap);
+        let (w, h) = (plan.scaled.width, plan.scaled.height);
+        let image = ImageView { data: &scaled, width: w, height: h, stride: w as usize * 3 };
+        detector.detect(&[DetectJob { image, plan: &plan }], &mut dets)?;
+        let raw = &dets[0];
+        let mut kept: Vec<Detection> = raw.iter().filter(|d| d.score >= threshold).copied().collect();
+        crate::detect::twowheel::fuse(&mut kept, &job.two_wheelers, &mut scratch);
+        tracker.update(frame.pts, &kept, &mut tracked);
+        let seen = Analysed {
+            pts: frame.pts,
+            wall: frame.wall,
+            raw,
+            kept: &kept,
+            tracks: &tracked.tracks,
+            ended: &tracked.ended,
+        };
+        let reasons = selector.consider(&seen);
+        if reasons.is_empty() {
+            continue;
+        }
+        let packed = pack(&full);
+        let picture = Picture { bgr: &packed, width: size.width, height: size.height };
+        if out.save(&picture, &seen, &reasons)? {
+            selector.saved(&seen, &reasons);
+            summary.saved += 1;
+            saved(summary.saved);
+            tracing::info!(camera = %job.camera, pts = frame.pts.as_secs_f64(), ?reasons, boxes = kept.len(), "frame collected");
+        }
+        if out.full() {
+            tracing::info!(frames = out.len(), bytes = out.bytes(), "collection full");
+            break;
+        }
+    }
+    summary.total = out.len();
+    summary.bytes = out.bytes();
+    Ok(summary)
+}
+
+/// The frame's rows without GStreamer's padding.
+fn pack(img: &crate::detect::ImageView<'_>) -> Vec<u8> {
+    let row = img.width as usize * 3;
+    let mut v = Vec::with_capacity(row * img.height as usize);
+    for y in 0..img.height as usize {
+        if let Some(r) = img.data.get(y * img.stride..y * img.stride + row) {
+            v.extend_from_slice(r);
+        }
+    }
+    v
 }
 
 fn round2(v: f64) -> f64 {

@@ -154,6 +154,26 @@ pub struct Console {
     saving: Mutex<()>,
     /// Snapshot requests answered, for the load figures.
     pub snapshots_served: AtomicU64,
+    /// The collection each camera with `collect = true` runs when an operator asks (its folder:
+    /// `collect/<camera>` beside the store), and the one running or last run.
+    collect_jobs: HashMap<String, crate::collect::Job>,
+    collecting: Mutex<Option<Collecting>>,
+}
+
+/// Longest collection an operator can start from the console, minutes.
+pub const MAX_COLLECT_MINUTES: u32 = 60;
+
+/// A collection started from the console: it runs on its own thread, with its own model session.
+#[derive(Debug)]
+struct Collecting {
+    camera: String,
+    started: SystemTime,
+    until: SystemTime,
+    folder: PathBuf,
+    saved: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    /// `None` while it runs; then how it ended.
+    ended: Arc<Mutex<Option<Result<crate::collect::Summary, String>>>>,
 }
 
 /// Login attempts per client address, counted before the password is checked (the policy is in the
@@ -292,7 +312,81 @@ impl Console {
             hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_AT_ONCE)),
             saving: Mutex::new(()),
             snapshots_served: AtomicU64::new(0),
+            collect_jobs: collect_jobs(cfg),
+            collecting: Mutex::new(None),
         })))
+    }
+
+    /// The collection running or last run, for the page.
+    fn collecting_json(&self) -> serde_json::Value {
+        let Ok(c) = self.collecting.lock() else { return serde_json::Value::Null };
+        let Some(c) = c.as_ref() else { return serde_json::Value::Null };
+        let ended = c.ended.lock().ok().and_then(|e| e.clone());
+        json!({
+            "camera": c.camera,
+            "running": ended.is_none(),
+            "saved": c.saved.load(Ordering::Relaxed),
+            "started": humantime::format_rfc3339_seconds(c.started).to_string(),
+            "until": humantime::format_rfc3339_seconds(c.until).to_string(),
+            "folder": c.folder.display().to_string(),
+            "total": ended.as_ref().and_then(|e| e.as_ref().ok()).map(|s| s.total),
+            "error": ended.and_then(|e| e.err()),
+        })
+    }
+
+    /// Starts a collection of `minutes` on `camera` (one at a time).
+    fn start_collect(&self, camera: &str, minutes: u32) -> Result<serde_json::Value, Refused> {
+        let Some(job) = self.collect_jobs.get(camera) else {
+            return Err(if self.cameras.iter().any(|c| c == camera) {
+                Refused(StatusCode::FORBIDDEN, "collect is off for this camera: set collect = true in its [[camera]]")
+            } else {
+                Refused(StatusCode::NOT_FOUND, "no such camera")
+            });
+        };
+        if !(1..=MAX_COLLECT_MINUTES).contains(&minutes) {
+            return Err(Refused(StatusCode::UNPROCESSABLE_ENTITY, "minutes: 1 to 60"));
+        }
+        let mut slot = self.collecting.lock().map_err(|_| Refused(StatusCode::INTERNAL_SERVER_ERROR, "unavailable"))?;
+        if slot.as_ref().is_some_and(|c| c.ended.lock().map(|e| e.is_none()).unwrap_or(false)) {
+            return Err(Refused(StatusCode::CONFLICT, "a collection is running: one at a time"));
+        }
+        let length = Duration::from_secs(u64::from(minutes) * 60);
+        let job = crate::collect::Job { until: Some(std::time::Instant::now() + length), ..job.clone() };
+        let now = SystemTime::now();
+        let run = Collecting {
+            camera: camera.to_owned(),
+            started: now,
+            until: now + length,
+            folder: job.out.clone(),
+            saved: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+            ended: Arc::new(Mutex::new(None)),
+        };
+        let (saved, stop, ended) = (run.saved.clone(), run.stop.clone(), run.ended.clone());
+        let spawned = std::thread::Builder::new().name("collect".into()).spawn(move || {
+            tracing::info!(camera = %job.camera, folder = %job.out.display(), "collection started from the console");
+            let r = crate::collect::run(&job, &stop, |n| saved.store(n as u64, Ordering::Relaxed));
+            match &r {
+                Ok(s) => tracing::info!(camera = %job.camera, saved = s.saved, total = s.total, "collection ended"),
+                Err(e) => tracing::warn!(camera = %job.camera, error = %e, "collection failed"),
+            }
+            if let Ok(mut e) = ended.lock() {
+                *e = Some(r.map_err(|e| e.to_string()));
+            }
+        });
+        if spawned.is_err() {
+            return Err(Refused(StatusCode::INTERNAL_SERVER_ERROR, "could not start the collection"));
+        }
+        *slot = Some(run);
+        drop(slot);
+        Ok(self.collecting_json())
+    }
+
+    /// Asks a running collection to stop (at its next frame).
+    pub fn stop_collect(&self) {
+        if let Ok(Some(c)) = self.collecting.lock().as_deref() {
+            c.stop.store(true, Ordering::Relaxed);
+        }
     }
 
     fn push(&self, msg: serde_json::Value) {
@@ -479,6 +573,7 @@ impl Console {
                         "scale": s.scale,
                     })),
                     "editable": self.calibrations.contains_key(id),
+                    "collect": self.collect_jobs.contains_key(id),
                 })
             })
             .collect();
@@ -489,6 +584,7 @@ impl Console {
             "cameras": cameras,
             "counts": counts,
             "reload": reload,
+            "collecting": self.collecting_json(),
             "now": humantime::format_rfc3339_millis(now).to_string(),
         })
     }
@@ -571,6 +667,7 @@ pub fn router(console: Arc<Console>) -> axum::Router {
         .route("/api/state", get(state))
         .route("/api/live", get(live))
         .route("/api/cameras/{camera}/rules", get(get_rules).post(post_rules))
+        .route("/api/cameras/{camera}/collect", post(post_collect))
         .route("/api/export/{file}", get(export))
         .with_state(console)
 }
@@ -1005,6 +1102,28 @@ struct SaveQuery {
     check: bool,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CollectRequest {
+    /// How long to collect, minutes (1 to [`MAX_COLLECT_MINUTES`]).
+    minutes: u32,
+}
+
+async fn post_collect(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    UrlPath(camera): UrlPath<String>,
+    Json(req): Json<CollectRequest>,
+) -> Response {
+    if let Err(r) = c.authorize(&headers, true) {
+        return r.into_response();
+    }
+    match c.start_collect(&camera, req.minutes) {
+        Ok(state) => (StatusCode::ACCEPTED, Json(state)).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
 async fn post_rules(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
@@ -1155,6 +1274,34 @@ impl crate::sink::Observer for Tee<'_> {
         }
         self.inner.report(report);
     }
+}
+
+/// The collection of each camera whose `[[camera]]` has `collect = true`: its folder beside the
+/// store (`collect/<camera>`), the site's model and rules; one ONNX Runtime thread and every 5th frame,
+/// so that the running analysis keeps most of the box.
+fn collect_jobs(cfg: &Config) -> HashMap<String, crate::collect::Job> {
+    let folder = cfg.store.path.parent().map_or_else(|| PathBuf::from("collect"), |p| p.join("collect"));
+    cfg.cameras
+        .iter()
+        .filter(|c| c.collect)
+        .map(|c| {
+            let live = crate::source::SourceUri::parse(&c.uri).is_ok_and(|u| u.is_live());
+            let job = crate::collect::Job {
+                camera: c.id.clone(),
+                uri: c.uri.clone(),
+                card: cfg.model_card.clone(),
+                detector: crate::detect::DetectorOptions { intra_threads: 1, parallel: 1, ..cfg.detector.clone() },
+                two_wheelers: cfg.two_wheelers.clone(),
+                tracker: cfg.tracker.clone(),
+                params: crate::collect::CollectParams { hour_quota: live, ..crate::collect::CollectParams::default() },
+                out: folder.join(&c.id),
+                every: 5,
+                frames: 0,
+                until: None,
+            };
+            (c.id.clone(), job)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -288,6 +288,10 @@ pub fn run(
         }
         let result = analysis.run(&mut cameras, stop);
         drop(analysis);
+        // A collection the console started ends with the box (its folder stays valid frame by frame).
+        if let Some(c) = &console {
+            c.stop_collect();
+        }
         if sink.join().is_err() {
             tracing::error!("the outputs thread panicked");
         }

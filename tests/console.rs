@@ -33,6 +33,14 @@ fn site(dir: &Path, name: &str, calibration: &str, realtime: bool, http: Option<
     path
 }
 
+/// Switches `junction collect` on for the site's camera.
+fn allow_collect(site: &Path) {
+    let text =
+        std::fs::read_to_string(site).unwrap().replacen("tiles = [1, 1]\n", "tiles = [1, 1]\ncollect = true\n", 1);
+    assert!(text.contains("collect = true"));
+    std::fs::write(site, text).unwrap();
+}
+
 /// The example calibration with a second count line x200 and the parking zone made smaller.
 fn final_rules(original: &str) -> String {
     let mut s = original.replace(
@@ -333,6 +341,10 @@ fn login_sessions_csrf_and_rate_limit() {
     assert_eq!(post(&[("X-CSRF-Token", "0000")]), 403, "a wrong token");
     assert_eq!(post(&[("X-CSRF-Token", &csrf), ("Origin", "http://evil.example")]), 403, "another site");
     assert_eq!(post(&[("X-CSRF-Token", &csrf)]), 200);
+    // A camera without `collect = true` is never collected from, whoever asks.
+    let hs = [("Cookie", cookie.as_str()), ("Content-Type", "application/json"), ("X-CSRF-Token", csrf.as_str())];
+    let (code, _, body) = request(port, "POST", "/api/cameras/street/collect", &hs, r#"{"minutes":1}"#);
+    assert_eq!((code, body.trim()), (403, "collect is off for this camera: set collect = true in its [[camera]]"));
     // Five wrong passwords from one address, then even the right one waits.
     for _ in 0..4 {
         assert_eq!(request(port, "POST", "/api/login", &json, r#"{"password":"guess"}"#).0, 401);
@@ -345,6 +357,69 @@ fn login_sessions_csrf_and_rate_limit() {
 }
 
 /// Peak resident memory of a process so far (`VmHWM`), MB.
+/// The console's collect action over real HTTP: refused without the CSRF token, for an unknown
+/// camera, a length out of 1–60 minutes or unknown fields, and while one runs; once started, it saves
+/// frames into `collect/<camera>` beside the store, a set pycocotools-shaped with its images.
+#[test]
+fn the_console_collects_frames_for_labelling_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("calibration/example-street/street.toml"), dir.path().join("cal.toml")).unwrap();
+    let port = free_port();
+    let cfg = site(dir.path(), "collect", "cal.toml", true, Some((port, None)));
+    allow_collect(&cfg);
+    let mut run = Running(
+        command(&["run", "--config", cfg.to_str().unwrap()], "info")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port);
+    let csrf = serde_json::from_str::<Value>(&request(port, "GET", "/api/session", &[], "").2).unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let post = |camera: &str, body: &str, token: &str| {
+        let hs = [("Content-Type", "application/json"), ("X-CSRF-Token", token)];
+        request(port, "POST", &format!("/api/cameras/{camera}/collect"), &hs, body)
+    };
+    assert_eq!(post("street", r#"{"minutes":1}"#, "0000").0, 403, "a wrong CSRF token");
+    assert_eq!(post("nope", r#"{"minutes":1}"#, &csrf).0, 404);
+    for bad in [r#"{"minutes":0}"#, r#"{"minutes":61}"#, r#"{"minutes":1,"frames":1000000}"#, r#"{"minutes":-1}"#] {
+        assert_eq!(post("street", bad, &csrf).0, 422, "{bad}");
+    }
+    let (code, _, body) = post("street", r#"{"minutes":1}"#, &csrf);
+    assert_eq!(code, 202, "{body}");
+    let started: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((started["camera"].as_str(), started["running"].as_bool()), (Some("street"), Some(true)));
+    // One at a time (the first may already have read the whole file: then a second may start).
+    let again = post("street", r#"{"minutes":1}"#, &csrf).0;
+    let state = || serde_json::from_str::<Value>(&request(port, "GET", "/api/state", &[], "").2).unwrap();
+    assert!(again == 409 || state()["collecting"]["running"] == false, "{again}");
+    let t = Instant::now();
+    let done = loop {
+        let c = state()["collecting"].clone();
+        if c["running"] == false {
+            break c;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "the collection never ended: {c}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(done["error"].is_null(), "{done}");
+    let saved = done["saved"].as_u64().unwrap();
+    assert!(saved >= 5, "a 75 s clip, frames 5 s apart at least: {done}");
+    let folder = dir.path().join("collect/street");
+    let set: Value = serde_json::from_str(&std::fs::read_to_string(folder.join("annotations.json")).unwrap()).unwrap();
+    let images = set["images"].as_array().unwrap();
+    assert_eq!(images.len() as u64, done["total"].as_u64().unwrap());
+    assert!(images.iter().all(|i| folder.join("images").join(i["file_name"].as_str().unwrap()).is_file()));
+    assert!(!set["annotations"].as_array().unwrap().is_empty());
+    signal(&run.0, "TERM");
+    let status = crate::common::wait_at_most(&mut run.0, Instant::now(), Duration::from_secs(60));
+    assert!(status.success());
+}
+
 fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches("kB").trim();
@@ -434,6 +509,7 @@ fn browser_console() {
     let port = free_port();
     let password = "correct horse battery";
     let cfg = site(dir.path(), "browser", "cal.toml", true, Some((port, Some(&hash(password)))));
+    allow_collect(&cfg);
     let mut run = Running(
         command(&["run", "--config", cfg.to_str().unwrap(), "--format", "json"], "info")
             .stderr(Stdio::null())

@@ -11,6 +11,7 @@ crossings appear in the event stream. Prints "drawn line: ID" for the caller. Ex
 """
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -144,6 +145,16 @@ def main():
         assert rows[0].startswith("interval_start,interval_seconds,camera,covered_seconds"), rows[:2]
         assert len(rows) >= 2 and ",street," in rows[1], rows
         step(f"export: {len(rows) - 1} coverage rows")
+
+        # Frames for labelling, on the operator's request: the camera's button starts a collection
+        # on the box and the tile counts the frames it saves.
+        driver.find_element(By.CSS_SELECTOR, ".tile[data-camera='street'] button.collect").click()
+        line = ".tile[data-camera='street'] .collecting"
+        # (A file camera's collection reads the file at full speed: it may end before the next poll.)
+        WebDriverWait(driver, 90, poll_frequency=0.5).until(
+            lambda d: re.search(r"collect(ing:|ed) [1-9]\d* frames", d.find_element(By.CSS_SELECTOR, line).text))
+        step("collect: " + driver.find_element(By.CSS_SELECTOR, line).text)
+        shot("collect.png")
         return 0
     except Exception as e:  # the page's state helps more than the traceback alone
         step(f"FAILED: {e!r}")

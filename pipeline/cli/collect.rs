@@ -1,19 +1,16 @@
 //! `junction collect`: frames a model finds hard, saved with pre-labels for a person to correct
 //! (library: `junction::collect`).
 
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
-use junction::collect::{Analysed, CollectParams, Collection, Picture, Provenance, Selector, resize};
+use junction::collect::{CollectParams, Job};
 use junction::config::Config;
-use junction::detect::card::ChannelOrder;
-use junction::detect::twowheel::{TwoWheelerParams, fuse};
-use junction::detect::{Detection, Detector, DetectorOptions, ImageView, Job, ModelCard};
-use junction::geometry::{Plan, RegionSpec, TileGrid, TileSpec};
-use junction::source::{Source, SourceOptions, SourceUri};
-use junction::track::{ClassEvidence, Tracker, TrackerConfig, TrackerOutput};
+use junction::detect::DetectorOptions;
+use junction::detect::twowheel::TwoWheelerParams;
+use junction::source::SourceUri;
+use junction::track::TrackerConfig;
 
 use crate::{CollectArgs, bundled};
 
@@ -68,124 +65,33 @@ pub fn collect(args: &CollectArgs) -> Result<()> {
         anyhow::bail!("collect: --sample-s and --min-gap-s must be ≥ 0, --max-frames and --max-mb > 0");
     }
 
-    let card = ModelCard::load(&card_path)?;
-    let card_text = std::fs::read(&card_path).with_context(|| format!("reading {}", card_path.display()))?;
-    let who = Provenance {
-        camera: camera.clone(),
-        model: card.name.clone(),
-        model_sha256: card.sha256.clone(),
-        card_sha256: Sha256::digest(&card_text).iter().map(|b| format!("{b:02x}")).collect(),
+    let job = Job {
+        camera,
+        uri,
+        card: card_path,
+        detector: opts,
+        two_wheelers,
+        tracker,
+        params,
+        out: args.out.clone(),
+        every: args.every,
+        frames: args.frames,
+        until: None,
     };
-    let threshold = opts.score.unwrap_or(card.thresholds.score);
-    let input = card.input_size();
-    let (align, stride, swap) =
-        (card.letterbox.align, card.input_stride(), card.input.channel_order == ChannelOrder::Rgb);
-    // The model sees down to `near` below its threshold: the unsure boxes are a reason to keep a frame.
-    let near = CollectParams::default().near;
-    opts.score = Some((threshold - near).max(0.01));
-    let mut detector = Detector::new(card, &opts)?;
-    let mut tracker =
-        Tracker::new(tracker).with_evidence(ClassEvidence { two_wheelers: two_wheelers.clone(), ground: None });
-    let mut selector = Selector::new(params.clone(), threshold);
-    let mut out = Collection::open(&args.out, params, who)?;
-    let start_frames = out.len();
-    if out.full() {
-        println!("{}: already full ({} frames, {} bytes)", args.out.display(), out.len(), out.bytes());
+    let done = junction::collect::run(&job, &AtomicBool::new(false), |_| {})?;
+    if done.already_full {
+        println!("{}: already full ({} frames, {} bytes)", args.out.display(), done.total, done.bytes);
         return Ok(());
     }
-
-    // Frames at the camera's own size (for the labeller); the model's copy is scaled here. The first
-    // frame tells the size.
-    let native = {
-        let mut probe =
-            Source::open(&uri, SourceOptions { open_timeout: Duration::from_secs(20), ..SourceOptions::default() })?;
-        let f = probe.next_frame()?.with_context(|| format!("collect {uri}: no frame"))?;
-        f.frame_size()
-    };
-    let mut source = Source::open(
-        &uri,
-        SourceOptions {
-            input: native,
-            channel_order: ChannelOrder::Bgr,
-            open_timeout: Duration::from_secs(20),
-            stall_timeout: Some(Duration::from_secs(30)),
-            ..SourceOptions::default()
-        },
-    )?;
-    let mut dets = vec![Vec::new()];
-    let mut scratch = Vec::new();
-    let mut tracked = TrackerOutput::default();
-    let (mut decoded, mut analysed) = (0u64, 0u64);
-    while let Some(frame) = source.next_frame()? {
-        decoded += 1;
-        if args.frames > 0 && decoded > args.frames {
-            break;
-        }
-        if (decoded - 1) % u64::from(args.every) != 0 {
-            continue;
-        }
-        analysed += 1;
-        let size = frame.frame_size();
-        let plan = Plan::for_frame(size, &RegionSpec::Full, &TileSpec::Grid(TileGrid::ONE), input, align, stride);
-        let full = frame.image();
-        if full.width != size.width || full.height != size.height {
-            // The stream changed size: this frame came scaled to the old one.
-            continue;
-        }
-        let scaled = resize(&full, plan.scaled.width, plan.scaled.height, swap);
-        let image = ImageView {
-            data: &scaled,
-            width: plan.scaled.width,
-            height: plan.scaled.height,
-            stride: plan.scaled.width as usize * 3,
-        };
-        detector.detect(&[Job { image, plan: &plan }], &mut dets)?;
-        let raw = &dets[0];
-        let mut kept: Vec<Detection> = raw.iter().filter(|d| d.score >= threshold).copied().collect();
-        fuse(&mut kept, &two_wheelers, &mut scratch);
-        tracker.update(frame.pts, &kept, &mut tracked);
-        let seen = Analysed {
-            pts: frame.pts,
-            wall: frame.wall,
-            raw,
-            kept: &kept,
-            tracks: &tracked.tracks,
-            ended: &tracked.ended,
-        };
-        let reasons = selector.consider(&seen);
-        if reasons.is_empty() {
-            continue;
-        }
-        let packed = pack(&full);
-        let picture = Picture { bgr: &packed, width: size.width, height: size.height };
-        if out.save(&picture, &seen, &reasons)? {
-            selector.saved(&seen, &reasons);
-            tracing::info!(camera = %camera, pts = frame.pts.as_secs_f64(), ?reasons, boxes = kept.len(), "frame collected");
-        }
-        if out.full() {
-            tracing::info!(frames = out.len(), bytes = out.bytes(), "collection full");
-            break;
-        }
-    }
     println!(
-        "{}: {} frames saved ({} in the folder, {:.1} MB) of {analysed} analysed, {decoded} decoded; \
+        "{}: {} frames saved ({} in the folder, {:.1} MB) of {} analysed, {} decoded; \
          COCO annotations.json, YOLO labels/ + classes.txt, manifest.jsonl",
         args.out.display(),
-        out.len() - start_frames,
-        out.len(),
-        out.bytes() as f64 / 1e6
+        done.saved,
+        done.total,
+        done.bytes as f64 / 1e6,
+        done.analysed,
+        done.decoded
     );
     Ok(())
-}
-
-/// The frame's rows without GStreamer's padding.
-fn pack(img: &ImageView<'_>) -> Vec<u8> {
-    let row = img.width as usize * 3;
-    let mut v = Vec::with_capacity(row * img.height as usize);
-    for y in 0..img.height as usize {
-        if let Some(r) = img.data.get(y * img.stride..y * img.stride + row) {
-            v.extend_from_slice(r);
-        }
-    }
-    v
 }

@@ -97,7 +97,8 @@ function makeTile(c) {
     <div class="info"><strong>${c.id}</strong> <span class="badge state"></span><span class="since muted"></span>
     <span class="fps"></span><span class="dropped"></span><span class="age"></span><span class="inference"></span>
     <span class="scale muted"></span>
-    ${c.editable ? '<button class="edit">Edit rules</button>' : ""}</div>`;
+    ${c.editable ? '<button class="edit">Edit rules</button>' : ""}
+    ${c.collect ? '<button class="collect" title="Save frames worth labelling, with pre-labels, into the box\'s collect folder">Collect frames (10 min)</button><span class="collecting muted"></span>' : ""}</div>`;
   $("#tiles").appendChild(el);
   const img = $("img", el);
   img.dataset.busy = "";
@@ -105,7 +106,34 @@ function makeTile(c) {
   img.addEventListener("error", () => { img.dataset.busy = ""; });
   const edit = $(".edit", el);
   if (edit) edit.addEventListener("click", () => openEditor(cameras.get(c.id)));
+  const collect = $(".collect", el);
+  if (collect) collect.addEventListener("click", () => startCollect(c.id, el));
   return el;
+}
+
+async function startCollect(id, el) {
+  const r = await api(`/api/cameras/${encodeURIComponent(id)}/collect`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ minutes: 10 }),
+  }).catch(() => null);
+  if (!r || !r.ok) {
+    $(".collecting", el).textContent = `not started: ${r ? (await r.text()) : "no answer"}`;
+  }
+}
+
+function showCollecting(st) {
+  const run = st.collecting;
+  for (const cam of cameras.values()) {
+    const line = $(".collecting", cam.el);
+    const button = $(".collect", cam.el);
+    if (!line) continue;
+    if (button) button.disabled = !!(run && run.running);
+    if (!run || run.camera !== cam.id) continue;
+    line.textContent = run.running
+      ? `collecting: ${run.saved} frames saved (until ${run.until.slice(11, 16)} UTC)`
+      : run.error ? `collection failed: ${run.error}` : `collected ${run.saved} frames (${run.total} in ${run.folder})`;
+  }
 }
 
 async function loadRules(cam) {
@@ -363,6 +391,7 @@ setInterval(async () => {
   try {
     const st = await (await api("/api/state")).json();
     updateTiles(st);
+    showCollecting(st);
   } catch (_) { /* shown by the login screen */ }
 }, 1000);
 

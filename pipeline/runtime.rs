@@ -165,6 +165,8 @@ pub fn run(
         None => None,
     };
     let card = ModelCard::load(&cfg.model_card)?;
+    // Which model counts from here on: after a model change, the journal says when it took effect.
+    tracing::info!(model = %card.name, sha256 = %card.sha256, card = %cfg.model_card.display(), "model");
     let mut detector = Detector::new(card, &cfg.detector)?;
     // ONNX Runtime's first run allocates its buffers and starts its threads: done now, before the
     // cameras stream, so that their first frames are not dropped behind it. Its time seeds the

@@ -2,17 +2,17 @@
 //! `junction collect`, and the detection accuracy of a model on them.
 //!
 //! [`evaluate`] computes what pycocotools' `COCOeval` computes for boxes (`iouType = "bbox"`, area
-//! "all", at most 100 detections an image): per category the precision at 101 recall points for
+//! "all", at most 100 detections an image and category): per category the precision at 101 recall points for
 //! each IoU threshold 0.50, 0.55, …, 0.95, averaged into AP@0.5 and AP@0.5:0.95, with its greedy
 //! matching (detections by falling score, each to the best still unmatched box, crowd boxes
 //! matchable again and never counted missed) and its interpolation (precision made monotone from
 //! the high-recall end, read at the first point reaching each recall). The order of equal scores
 //! follows pycocotools too (stable sorts, images by id). One difference, on purpose: pycocotools
-//! takes a labelled box whose `id` is 0 as unmatched (it stores the id as the match flag);
-//! [`Dataset::check`] refuses id 0 instead. All boxes are `[x, y, width, height]` in pixels of the
+//! takes a labelled box whose `id` is 0 as never matched (it stores the id as the match flag), which
+//! Label Studio's COCO export (ids from 0) trips; here a match is a match. All boxes are `[x, y, width, height]` in pixels of the
 //! image, x right and y down from its top-left corner.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 /// Largest annotation file read (bytes): a labelled set of tens of thousands of frames fits.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Detections per image an evaluation keeps (the highest scores), as pycocotools' `maxDets[-1]`.
+/// Detections per image and category an evaluation keeps (the highest scores), as pycocotools'
+/// `maxDets[-1]`.
 pub const MAX_DETS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
@@ -104,15 +105,12 @@ impl Dataset {
     }
 
     /// Every problem that would make an evaluation wrong, each naming its image, annotation or
-    /// category: duplicate or zero ids, references to nothing, boxes that are not finite, negative,
+    /// category: duplicate ids, references to nothing, boxes that are not finite, negative,
     /// or outside their image by more than a pixel.
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut images = BTreeMap::new();
         for im in &self.images {
-            if im.id == 0 {
-                problems.push(format!("image {:?}: id 0 (ids start at 1)", im.file_name));
-            }
             if images.insert(im.id, im).is_some() {
                 problems.push(format!("image id {} appears twice", im.id));
             }
@@ -129,9 +127,6 @@ impl Dataset {
         let mut ids = HashSet::new();
         for a in &self.annotations {
             let place = format!("annotation {}", a.id);
-            if a.id == 0 {
-                problems.push(format!("{place}: id 0 (ids start at 1)"));
-            }
             if !ids.insert(a.id) {
                 problems.push(format!("{place}: id appears twice"));
             }
@@ -313,17 +308,25 @@ pub fn evaluate(gt: &Dataset, dets: &[Scored], threshold: f64) -> Accuracy {
     image_ids.sort_unstable();
     let mut categories: Vec<&Category> = gt.categories.iter().collect();
     categories.sort_by_key(|c| c.id);
+    // Boxes and detections by (image, category), each in file order: one pass, not one per pair.
+    let mut boxes: HashMap<(u64, u64), Vec<&Annotation>> = HashMap::new();
+    for a in &gt.annotations {
+        boxes.entry((a.image_id, a.category_id)).or_default().push(a);
+    }
+    let mut found: HashMap<(u64, u64), Vec<&Scored>> = HashMap::new();
+    for d in dets {
+        found.entry((d.image_id, d.category_id)).or_default().push(d);
+    }
     let mut classes = Vec::new();
     for cat in categories {
         let mut evals = Vec::new();
         for &img in &image_ids {
-            let g: Vec<&Annotation> =
-                gt.annotations.iter().filter(|a| a.image_id == img && a.category_id == cat.id).collect();
-            let d: Vec<&Scored> = dets.iter().filter(|d| d.image_id == img && d.category_id == cat.id).collect();
+            let g = boxes.get(&(img, cat.id)).map_or(&[][..], Vec::as_slice);
+            let d = found.get(&(img, cat.id)).map_or(&[][..], Vec::as_slice);
             if g.is_empty() && d.is_empty() {
                 continue;
             }
-            evals.push(evaluate_image(&g, &d, &thresholds));
+            evals.push(evaluate_image(g, d, &thresholds));
         }
         // All images' detections by falling score (stable: image order breaks ties).
         let mut order: Vec<(usize, usize)> =
@@ -343,6 +346,9 @@ pub fn evaluate(gt: &Dataset, dets: &[Scored], threshold: f64) -> Accuracy {
             false_positives: 0,
         };
         if counted == 0 {
+            // Nothing labelled: no AP, but the false alarms still count.
+            class.false_positives =
+                order.iter().filter(|&&(e, d)| !evals[e].ignored[0][d] && evals[e].scores[d] >= threshold).count();
             classes.push(class);
             continue;
         }
@@ -405,16 +411,27 @@ pub struct Confusion {
     pub counts: Vec<Vec<usize>>,
 }
 
+/// One image's labelled boxes, crowd boxes and detections at the threshold.
+type OneImage<'a> = (Vec<&'a Annotation>, Vec<&'a Annotation>, Vec<&'a Scored>);
+
 pub fn confusion(gt: &Dataset, dets: &[Scored], threshold: f64) -> Confusion {
     let mut cats: Vec<&Category> = gt.categories.iter().collect();
     cats.sort_by_key(|c| c.id);
     let index = |id: u64| cats.iter().position(|c| c.id == id);
     let n = cats.len();
     let mut counts = vec![vec![0usize; n + 1]; n + 1];
+    let mut by_image: HashMap<u64, OneImage<'_>> = HashMap::new();
+    for a in &gt.annotations {
+        let e = by_image.entry(a.image_id).or_default();
+        if a.iscrowd == 0 { e.0.push(a) } else { e.1.push(a) }
+    }
+    for d in dets.iter().filter(|d| d.score >= threshold) {
+        by_image.entry(d.image_id).or_default().2.push(d);
+    }
     for img in &gt.images {
-        let boxes: Vec<&Annotation> =
-            gt.annotations.iter().filter(|a| a.image_id == img.id && a.iscrowd == 0).collect();
-        let mut found: Vec<&Scored> = dets.iter().filter(|d| d.image_id == img.id && d.score >= threshold).collect();
+        let Some((boxes, crowds, found)) = by_image.get_mut(&img.id) else { continue };
+        let (boxes, crowds) = (&*boxes, &*crowds);
+        let mut found = std::mem::take(found);
         found.sort_by(|a, b| b.score.total_cmp(&a.score));
         let mut taken = vec![false; boxes.len()];
         for d in found {
@@ -433,6 +450,8 @@ pub fn confusion(gt: &Dataset, dets: &[Scored], threshold: f64) -> Confusion {
                         counts[row][col] += 1;
                     }
                 }
+                // Inside a crowd box: neither a hit nor a false alarm, as in AP.
+                None if crowds.iter().any(|c| iou(&d.bbox, &c.bbox, true) >= 0.5) => {}
                 None => counts[n][col] += 1,
             }
         }
@@ -505,6 +524,20 @@ mod tests {
         let expected = (4.0 + 6.0 * 51.0 / 101.0) / 10.0;
         assert!((a.classes[0].ap.unwrap() - expected).abs() < 1e-12, "{:?}", a.classes[0]);
         assert_eq!(a.classes[0].ap50, Some(1.0));
+    }
+
+    #[test]
+    fn false_alarms_of_a_class_nobody_labelled_still_count_and_id_0_is_an_id() {
+        let mut gt = set(&[(1, 3, [10.0, 10.0, 20.0, 20.0])]);
+        // Label Studio numbers from 0.
+        gt.annotations[0].id = 0;
+        assert!(gt.check().is_empty(), "{:?}", gt.check());
+        let dets = [det(1, 3, [10.0, 10.0, 20.0, 20.0], 0.9), det(1, 4, [50.0, 50.0, 9.0, 9.0], 0.7)];
+        let a = evaluate(&gt, &dets, 0.5);
+        // (1 / (1 + ε): precision as pycocotools divides it.)
+        assert!((a.classes[0].ap.unwrap() - 1.0).abs() < 1e-12, "the box of id 0 is matched: {:?}", a.classes[0]);
+        let moto = &a.classes[1];
+        assert_eq!((moto.ap, moto.labelled, moto.false_positives), (None, 0, 1));
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub enum CollectError {
     Detect(#[from] crate::detect::DetectError),
     #[error(transparent)]
     Source(Box<crate::source::SourceError>),
+    /// `uri` with any password removed.
     #[error("collect {uri}: no frame")]
     NoFrame { uri: String },
     #[error("collect: {path}: {source}")]
@@ -62,6 +63,8 @@ pub enum CollectError {
     Existing { path: PathBuf, message: String },
     #[error("collect: encoding a frame as JPEG: {0}")]
     Encode(String),
+    #[error("collect: {path}: another collection is writing this folder")]
+    Busy { path: PathBuf },
 }
 
 /// Why a frame was chosen.
@@ -156,6 +159,12 @@ pub struct Selector {
 impl Selector {
     pub fn new(p: CollectParams, threshold: f32) -> Self {
         Self { p, threshold, last_saved: None, last_sample: None, classes: HashMap::new(), per_hour: [0; 24] }
+    }
+
+    /// Counts the frames a folder already holds per hour of the day, so that the quota spans runs.
+    pub fn with_hours(mut self, per_hour: [usize; 24]) -> Self {
+        self.per_hour = per_hour;
+        self
     }
 
     /// The reasons to keep an analysed frame (empty: not kept). Call [`Selector::saved`] when the
@@ -258,6 +267,13 @@ pub struct Collection {
     who: Provenance,
     set: Dataset,
     bytes: u64,
+    /// A frame did not fit the byte bound: the folder is full.
+    refused: bool,
+    /// Frames in the folder per hour of the day (UTC), from the manifest.
+    hours: [usize; 24],
+    /// An exclusive lock on `DIR/.lock` while this collection writes: two writers would each
+    /// rewrite annotations.json without the other's frames.
+    _lock: std::fs::File,
 }
 
 impl Collection {
@@ -269,6 +285,18 @@ impl Collection {
         };
         for sub in ["images", "labels", "annotations"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(io(&dir.join(sub)))?;
+        }
+        let lock_path = dir.join(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(CollectError::Busy { path: dir.to_path_buf() }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(CollectError::Io { path: lock_path, source: e }),
         }
         let file = dir.join("annotations.json");
         let set = if file.exists() {
@@ -299,14 +327,42 @@ impl Collection {
                     .collect(),
             }
         };
+        // Files a stopped run wrote before it listed them (the index is written after the frame):
+        // this collection's own names only, never anything else in the folder.
+        let listed: std::collections::HashSet<String> =
+            set.images.iter().map(|i| i.file_name.trim_end_matches(".jpg").to_owned()).collect();
+        let ours = format!("{}_", sanitise(&who.camera));
         let mut bytes = 0;
         for sub in ["images", "labels"] {
             let entries = std::fs::read_dir(dir.join(sub)).map_err(io(&dir.join(sub)))?;
             for e in entries.flatten() {
+                let path = e.path();
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                if stem.starts_with(&ours) && !listed.contains(&stem) {
+                    tracing::info!(file = %path.display(), "collect: removing a frame a stopped run did not list");
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
                 bytes += e.metadata().map_or(0, |m| m.len());
             }
         }
-        Ok(Self { dir: dir.to_path_buf(), params, who, set, bytes })
+        let mut hours = [0usize; 24];
+        if let Ok(text) = std::fs::read_to_string(dir.join("manifest.jsonl")) {
+            for line in text.lines() {
+                let time = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v["time"].as_str().and_then(|t| humantime::parse_rfc3339(t).ok()));
+                if let Some(t) = time {
+                    hours[hour_of_day(t)] += 1;
+                }
+            }
+        }
+        Ok(Self { dir: dir.to_path_buf(), params, who, set, bytes, refused: false, hours, _lock: lock })
+    }
+
+    /// Frames in the folder per hour of the day (UTC), for [`Selector::with_hours`].
+    pub fn hours(&self) -> [usize; 24] {
+        self.hours
     }
 
     /// Frames in the folder.
@@ -325,7 +381,7 @@ impl Collection {
 
     /// No frame more fits.
     pub fn full(&self) -> bool {
-        self.set.images.len() >= self.params.max_frames || self.bytes >= self.params.max_bytes
+        self.refused || self.set.images.len() >= self.params.max_frames || self.bytes >= self.params.max_bytes
     }
 
     /// Saves a frame with its pre-labels (`f.kept`, frame pixels). `Ok(false)`: the frame would pass
@@ -348,7 +404,8 @@ impl Collection {
             let b = d.bbox;
             let (x1, y1) = (f64::from(b.x1).clamp(0.0, fw), f64::from(b.y1).clamp(0.0, fh));
             let (x2, y2) = (f64::from(b.x2).clamp(0.0, fw), f64::from(b.y2).clamp(0.0, fh));
-            if x2 - x1 < 1.0 || y2 - y1 < 1.0 {
+            // (NaN fails the test too: such a box is no box.)
+            if !(x2 - x1 >= 1.0 && y2 - y1 >= 1.0) {
                 continue;
             }
             let (w, h) = (x2 - x1, y2 - y1);
@@ -362,6 +419,7 @@ impl Collection {
             boxes.push((CATEGORIES[k].0, [round2(x1), round2(y1), round2(w), round2(h)]));
         }
         if self.bytes + (jpeg.len() + 2 * yolo.len()) as u64 > self.params.max_bytes {
+            self.refused = true;
             return Ok(false);
         }
         let image = format!("{name}.jpg");
@@ -422,9 +480,10 @@ impl Collection {
             CATEGORIES.len()
         );
         write(&self.dir.join("obj.data"), obj.as_bytes())?;
-        // Ultralytics training (labels found by replacing images/ with labels/). No `nc:` key: CVAT's
-        // reader takes every key but a few as a subset.
-        let mut yaml = String::from("path: .\ntrain: train.txt\nnames:\n");
+        // Ultralytics training: the images folder (labels found by replacing images/ with labels/),
+        // relative to this file's folder (no `path:`); validated on the same frames until a person
+        // splits them. No `nc:` key: CVAT's reader takes every key but a few as a subset.
+        let mut yaml = String::from("train: images\nval: images\nnames:\n");
         for (k, (_, c)) in CATEGORIES.iter().enumerate() {
             yaml.push_str(&format!("  {k}: {}\n", c.as_str()));
         }
@@ -450,6 +509,8 @@ pub struct Job {
     pub tracker: crate::track::TrackerConfig,
     pub params: CollectParams,
     pub out: PathBuf,
+    /// The camera's video decoder.
+    pub decoder: crate::source::Decoder,
     /// Detect on every Nth frame.
     pub every: u32,
     /// Stop after this many decoded frames (0: no limit), or at this instant.
@@ -511,10 +572,11 @@ pub fn run(
     let mut detector = Detector::new(card, &opts)?;
     let evidence = ClassEvidence { two_wheelers: job.two_wheelers.clone(), ground: None };
     let mut tracker = Tracker::new(job.tracker.clone()).with_evidence(evidence);
-    let mut selector = Selector::new(job.params.clone(), threshold);
+    let mut selector = Selector::new(job.params.clone(), threshold).with_hours(out.hours());
 
     let open = |input: Option<crate::geometry::Size>| {
         let mut o = SourceOptions {
+            decoder: job.decoder.clone(),
             channel_order: ChannelOrder::Bgr,
             open_timeout: Duration::from_secs(20),
             stall_timeout: Some(Duration::from_secs(30)),
@@ -528,7 +590,7 @@ pub fn run(
     // The first frame tells the camera's size; the collection reads frames at that size.
     let native = {
         let mut probe = open(None)?;
-        let f = probe.next_frame()?.ok_or_else(|| CollectError::NoFrame { uri: job.uri.clone() })?;
+        let f = probe.next_frame()?.ok_or_else(|| CollectError::NoFrame { uri: crate::source::redact(&job.uri) })?;
         f.frame_size()
     };
     let mut source = open(Some(native))?;
@@ -607,8 +669,8 @@ fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// A camera id as a file name: letters, digits, '-' and '_' kept, anything else '_'.
-fn sanitise(id: &str) -> String {
+/// A camera id as a file name: letters, digits, '-' and '_' kept, anything else '_' (so `..` is `__`).
+pub fn sanitise(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
@@ -749,6 +811,51 @@ mod tests {
             }
         }
         assert_eq!(kept, 2);
+    }
+
+    fn who() -> Provenance {
+        Provenance {
+            camera: "north".into(),
+            model: "m".into(),
+            model_sha256: "0".repeat(64),
+            card_sha256: "1".repeat(64),
+        }
+    }
+
+    /// One folder, one writer; a frame over the byte bound fills the folder; a rerun drops the frames a
+    /// stopped run did not list and goes on counting the hours of the frames already there.
+    #[test]
+    fn a_folder_has_one_writer_its_bounds_and_no_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = CollectParams { max_bytes: 1_000_000, ..CollectParams::default() };
+        let mut c = Collection::open(dir.path(), p.clone(), who()).unwrap();
+        let second = Collection::open(dir.path(), p.clone(), who()).unwrap_err();
+        assert!(second.to_string().contains("another collection is writing this folder"), "{second}");
+        let bgr: Vec<u8> = (0..64 * 48 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let pic = Picture { bgr: &bgr, width: 64, height: 48 };
+        let car = [
+            det(VehicleClass::Car, 0.8, [4.0, 4.0, 30.0, 20.0]),
+            det(VehicleClass::Car, 0.8, [f32::NAN, 0.0, 9.0, 9.0]),
+        ];
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(7 * 3600 + 60);
+        let f = Analysed { pts: Duration::ZERO, wall, raw: &car, kept: &car, tracks: &[], ended: &[] };
+        assert!(c.save(&pic, &f, &[Reason::Sample]).unwrap());
+        assert_eq!(c.set.annotations.len(), 1, "the NaN box is not written");
+        let used = c.bytes();
+        drop(c);
+        // A frame written by a run that stopped before listing it.
+        std::fs::write(dir.path().join("images/north_orphan.jpg"), b"x").unwrap();
+        std::fs::write(dir.path().join("images/holiday.jpg"), b"not ours").unwrap();
+        let tight = CollectParams { max_bytes: used + 10, ..p };
+        let mut c = Collection::open(dir.path(), tight, who()).unwrap();
+        assert!(!dir.path().join("images/north_orphan.jpg").exists());
+        assert!(dir.path().join("images/holiday.jpg").exists(), "only the collection's own names");
+        assert_eq!(c.hours()[7], 1);
+        assert!(!c.full());
+        let f = Analysed { pts: Duration::from_secs(60), ..f };
+        assert!(!c.save(&pic, &f, &[Reason::Sample]).unwrap(), "over the byte bound");
+        assert!(c.full(), "a frame that did not fit fills the folder");
+        assert_eq!(c.len(), 1);
     }
 
     #[test]

@@ -330,6 +330,7 @@ impl Console {
             "until": humantime::format_rfc3339_seconds(c.until).to_string(),
             "folder": c.folder.display().to_string(),
             "total": ended.as_ref().and_then(|e| e.as_ref().ok()).map(|s| s.total),
+            "full": ended.as_ref().and_then(|e| e.as_ref().ok()).is_some_and(|s| s.already_full),
             "error": ended.and_then(|e| e.err()),
         })
     }
@@ -1294,7 +1295,8 @@ fn collect_jobs(cfg: &Config) -> HashMap<String, crate::collect::Job> {
                 two_wheelers: cfg.two_wheelers.clone(),
                 tracker: cfg.tracker.clone(),
                 params: crate::collect::CollectParams { hour_quota: live, ..crate::collect::CollectParams::default() },
-                out: folder.join(&c.id),
+                out: folder.join(crate::collect::sanitise(&c.id)),
+                decoder: c.decoder.clone(),
                 every: 5,
                 frames: 0,
                 until: None,

@@ -15,8 +15,9 @@ use crate::detect::twowheel::{TwoWheelerParams, fuse};
 use crate::detect::{DetectError, Detection, Detector, DetectorOptions, ModelCard, VehicleClass};
 use crate::source::{Source, SourceError, SourceOptions};
 
-/// The score the model runs at for average precision (0–1): pycocotools' own examples use results
-/// down to 0.001; below 0.01 YOLOX-Nano adds hundreds of boxes an image that move AP by < 0.001.
+/// The score the model runs at for average precision (0–1): low, so that the precision–recall curve
+/// reaches the low scores AP integrates over; each image keeps its [`crate::coco::MAX_DETS`] best, as
+/// pycocotools does.
 pub const LOW_SCORE: f32 = 0.01;
 
 #[derive(Debug, thiserror::Error)]

@@ -635,6 +635,19 @@ fn eval_labels(args: &EvalArgs, labels: &std::path::Path) -> Result<()> {
     if let Some(dir) = &args.detections_out {
         std::fs::create_dir_all(dir).with_context(|| format!("--detections-out {}", dir.display()))?;
     }
+    // Each model's table row and result file go by its card's name: two cards of one name would
+    // overwrite each other (a fine-tune's card copied from its base keeps the base's name).
+    let mut names = std::collections::BTreeMap::new();
+    for card in &cards {
+        let name = junction::detect::ModelCard::load(card)?.name;
+        if let Some(other) = names.insert(name.clone(), card.clone()) {
+            anyhow::bail!(
+                "--model: {} and {} are both named {name:?}: give one of them another `name` in its card",
+                other.display(),
+                card.display()
+            );
+        }
+    }
     let mut runs = Vec::new();
     for card in &cards {
         tracing::info!(card = %card.display(), images = set.set.images.len(), "eval --labels");

@@ -2,7 +2,7 @@
 //! from every camera (batching their tiles), then runs each camera's [`CameraPipeline`]; what they
 //! produce goes over a bounded channel to the outputs thread ([`crate::sink`]), which stores, prints
 //! and wakes the publisher. Files block their decoder while inference is busy; live sources keep the
-//! newest frame.
+//! newest two frames ([`crate::source::KEEP_LATEST_FRAMES`]).
 //!
 //! Isolation: an error or a panic in one camera's work (its stream, its frame size, its inference, its
 //! rules) closes that camera's open bins as partial and restarts it alone with backoff (files end);

@@ -717,7 +717,7 @@ impl Source {
             .clone()
             .ok_or_else(|| err("frame before caps"))?;
         if plan.scaled != Size::new(info.width(), info.height()) {
-            // A buffer queued before the stream renegotiated (at most 4 for files, 1 live): mapped with
+            // A buffer queued before the stream renegotiated (at most 4 for files, 2 live): mapped with
             // the new plan, every box would land in the wrong place. Skipped, and counted as dropped.
             self.stale += 1;
             return Ok(None);

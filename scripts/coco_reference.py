@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """pycocotools' box AP for a labelled set and a result file, the reference `junction eval --labels`
-is tested against (tests/eval.rs). Prints one JSON object: AP@0.5:0.95 and AP@0.5 over the categories
+is tested against (tests/labels.rs). Prints one JSON object: AP@0.5:0.95 and AP@0.5 over the categories
 with labelled boxes (COCOeval's stats[0] and stats[1]) and per category, area "all", 100 detections
-an image.
+an image and category.
 
   .venv/bin/python scripts/coco_reference.py LABELS.json RESULTS.json
 """

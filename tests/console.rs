@@ -356,7 +356,6 @@ fn login_sessions_csrf_and_rate_limit() {
     assert_eq!(request(port, "GET", "/api/state", &with_cookie, "").0, 200);
 }
 
-/// Peak resident memory of a process so far (`VmHWM`), MB.
 /// The console's collect action over real HTTP: refused without the CSRF token, for an unknown
 /// camera, a length out of 1–60 minutes or unknown fields, and while one runs; once started, it saves
 /// frames into `collect/<camera>` beside the store, a set pycocotools-shaped with its images.
@@ -420,6 +419,7 @@ fn the_console_collects_frames_for_labelling_on_request() {
     assert!(status.success());
 }
 
+/// Peak resident memory of a process so far (`VmHWM`), MB.
 fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches("kB").trim();

@@ -181,6 +181,13 @@ fn eval_labels_refuses_a_broken_set_naming_the_place() {
     std::fs::write(&path, set.to_string()).unwrap();
     let out = junction(&["eval", "--labels", path.to_str().unwrap()], Duration::from_secs(60));
     assert_refused(&out, &[&format!("annotation {first}: id appears twice"), "lies outside image"]);
+    // Two cards of one name would overwrite each other's row and result file.
+    let card = "models/yolox_nano.toml";
+    let out = junction(
+        &["eval", "--labels", src.to_str().unwrap(), "--model", card, "--model", card],
+        Duration::from_secs(60),
+    );
+    assert_refused(&out, &["are both named \"yolox_nano\"", "another `name`"]);
 }
 
 /// check-card passes the bundled cards (and runs them on a frame), and refuses a card whose class list

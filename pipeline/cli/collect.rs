@@ -9,7 +9,7 @@ use junction::collect::{CollectParams, Job};
 use junction::config::Config;
 use junction::detect::DetectorOptions;
 use junction::detect::twowheel::TwoWheelerParams;
-use junction::source::SourceUri;
+use junction::source::{Decoder, SourceUri};
 use junction::track::TrackerConfig;
 
 use crate::{CollectArgs, bundled};
@@ -17,7 +17,11 @@ use crate::{CollectArgs, bundled};
 pub fn collect(args: &CollectArgs) -> Result<()> {
     // Where the frames come from, and with which model and rules: a site's camera (only where
     // `collect = true`), or a video file given directly.
-    let (camera, uri, card_path, mut opts, two_wheelers, tracker) = match (&args.config, &args.camera, &args.uri) {
+    let (camera, uri, card_path, mut opts, two_wheelers, tracker, decoder) = match (
+        &args.config,
+        &args.camera,
+        &args.uri,
+    ) {
         (Some(site), Some(id), None) => {
             let cfg = Config::load(site)?;
             let cam = cfg.cameras.iter().find(|c| c.id == *id).with_context(|| {
@@ -32,7 +36,8 @@ pub fn collect(args: &CollectArgs) -> Result<()> {
                 );
             }
             let card = args.model.clone().unwrap_or_else(|| cfg.model_card.clone());
-            (id.clone(), cam.uri.clone(), card, cfg.detector.clone(), cfg.two_wheelers.clone(), cfg.tracker.clone())
+            let c = cfg.clone();
+            (id.clone(), cam.uri.clone(), card, c.detector, c.two_wheelers, c.tracker, cam.decoder.clone())
         }
         (None, None, Some(uri)) => {
             if !matches!(SourceUri::parse(uri)?, SourceUri::File(_)) {
@@ -45,7 +50,8 @@ pub fn collect(args: &CollectArgs) -> Result<()> {
                 std::path::Path::new(uri).file_stem().map_or("clip".into(), |s| s.to_string_lossy().into_owned());
             let card = args.model.clone().unwrap_or_else(|| bundled("models/yolox_nano.toml"));
             let opts = DetectorOptions { parallel: 1, ..DetectorOptions::default() };
-            (stem, uri.clone(), card, opts, TwoWheelerParams::default(), TrackerConfig::default())
+            let (wheels, tracker) = (TwoWheelerParams::default(), TrackerConfig::default());
+            (stem, uri.clone(), card, opts, wheels, tracker, Decoder::Auto)
         }
         _ => anyhow::bail!("collect: give a video file, or --config SITE --camera ID (not both)"),
     };
@@ -74,6 +80,7 @@ pub fn collect(args: &CollectArgs) -> Result<()> {
         tracker,
         params,
         out: args.out.clone(),
+        decoder,
         every: args.every,
         frames: args.frames,
         until: None,

@@ -132,7 +132,9 @@ function showCollecting(st) {
     if (!run || run.camera !== cam.id) continue;
     line.textContent = run.running
       ? `collecting: ${run.saved} frames saved (until ${run.until.slice(11, 16)} UTC)`
-      : run.error ? `collection failed: ${run.error}` : `collected ${run.saved} frames (${run.total} in ${run.folder})`;
+      : run.error ? `collection failed: ${run.error}`
+      : run.full ? `the folder is full (${run.total} frames in ${run.folder})`
+      : `collected ${run.saved} frames (${run.total} in ${run.folder})`;
   }
 }
 

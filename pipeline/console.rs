@@ -47,6 +47,7 @@ use crate::detect::VehicleClass;
 const INDEX_HTML: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
 const STYLE_CSS: &str = include_str!("console/style.css");
+const FAVICON_SVG: &str = include_str!("console/favicon.svg");
 
 /// A session lasts this long after login.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -662,6 +663,7 @@ pub fn router(console: Arc<Console>) -> axum::Router {
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }),
         )
         .route("/console/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS) }))
+        .route("/favicon.svg", get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON_SVG) }))
         .route("/api/session", get(session))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))

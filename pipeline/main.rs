@@ -319,6 +319,14 @@ struct RunArgs {
     /// Stdout: text (counts as they happen, a table per closed bin) or json (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     format: String,
+    /// Replay file cameras at their own rate, as live cameras (sets `realtime` on every file camera):
+    /// a demo of the console, or a load test.
+    #[arg(long)]
+    realtime: bool,
+    /// With the HTTP endpoint: keep serving (console, metrics) after the last camera's stream ended,
+    /// until SIGINT/SIGTERM (Ctrl-C).
+    #[arg(long)]
+    stay: bool,
     #[command(flatten)]
     view: ViewArgs,
 }
@@ -713,7 +721,11 @@ fn run(args: RunArgs) -> Result<()> {
     // SIGHUP: reload the cameras' rules from the site configuration and its calibration files.
     let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).context("installing signal handlers")?;
-    let summary = junction::runtime::run(&cfg, &RunOptions { start: args.start, reload }, &mut printer, &stop)?;
+    if args.stay && cfg.http.is_none() {
+        anyhow::bail!("--stay keeps the HTTP endpoint up after the streams end: give --http ADDR (or [http] listen)");
+    }
+    let opts = RunOptions { start: args.start, reload, stay: args.stay };
+    let summary = junction::runtime::run(&cfg, &opts, &mut printer, &stop)?;
     if stop.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::info!("stopped by signal: open bins closed as partial, store flushed");
     }

@@ -72,6 +72,8 @@ pub struct RunOptions {
     /// Set (by SIGHUP, or the console after saving) to reload the cameras' rules from the site
     /// configuration and its calibration files without stopping.
     pub reload: Arc<AtomicBool>,
+    /// Keep the HTTP endpoint (console, metrics) up after every stream ended, until `stop`.
+    pub stay: bool,
 }
 
 /// Totals of a run, per camera and line.
@@ -290,6 +292,12 @@ pub fn run(
         }
         let result = analysis.run(&mut cameras, stop);
         drop(analysis);
+        if opts.stay && result.is_ok() && !stop.load(Ordering::Relaxed) {
+            tracing::info!("every stream ended; the HTTP endpoint stays up until SIGINT/SIGTERM (--stay)");
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         // A collection the console started ends with the box (its folder stays valid frame by frame).
         if let Some(c) = &console {
             c.stop_collect();

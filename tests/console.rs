@@ -419,6 +419,45 @@ fn the_console_collects_frames_for_labelling_on_request() {
     assert!(status.success());
 }
 
+/// The one-command demo: with `--stay` the console and metrics stay up after the last file ended,
+/// until SIGTERM (exit 0); the page's icon is served; `--stay` without an HTTP endpoint is refused.
+#[test]
+fn stay_keeps_the_console_up_after_the_files_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let clip = crate::common::clip();
+    let store = dir.path().join("stay.db");
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "run",
+        clip.to_str().unwrap(),
+        "--line",
+        "320,60,320,220",
+        "--http",
+        &listen,
+        "--stay",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let mut run = Running(command(&args, "info").stdout(Stdio::null()).spawn().unwrap());
+    let (err, _reader) = collect(run.0.stderr.take().unwrap());
+    wait_line(&err, "the streams' end with --stay", |l| l.contains("the HTTP endpoint stays up until SIGINT/SIGTERM"));
+    assert!(run.0.try_wait().unwrap().is_none(), "the box exited after the stream ended");
+    assert_eq!(crate::common::http_get(port, "/healthz").map(|r| r.0), Some(200));
+    let (code, head, body) = request(port, "GET", "/favicon.svg", &[], "");
+    assert_eq!(code, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("image/svg+xml") && body.starts_with("<svg"), "{head}");
+    assert!(request(port, "GET", "/", &[], "").2.contains("href=\"/favicon.svg\""));
+    signal(&run.0, "TERM");
+    let status = crate::common::wait_at_most(&mut run.0, Instant::now(), Duration::from_secs(60));
+    assert!(status.success());
+    let out = junction(
+        &["run", clip.to_str().unwrap(), "--line", "320,60,320,220", "--stay", "--store", store.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    crate::common::assert_refused(&out, &["--stay", "--http"]);
+}
+
 /// Peak resident memory of a process so far (`VmHWM`), MB.
 fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -155,6 +155,9 @@ def main():
             lambda d: re.search(r"collect(ing:|ed) [1-9]\d* frames", d.find_element(By.CSS_SELECTOR, line).text))
         step("collect: " + driver.find_element(By.CSS_SELECTOR, line).text)
         shot("collect.png")
+        # The page asked for nothing that is not there (the icon once logged a 404).
+        missing = [e for e in driver.get_log("browser") if "404" in e.get("message", "")]
+        assert not missing, missing
         return 0
     except Exception as e:  # the page's state helps more than the traceback alone
         step(f"FAILED: {e!r}")

@@ -81,6 +81,13 @@ pub fn run_config(args: &RunArgs) -> Result<Config> {
         cfg.detector.onnxruntime = Some(o.clone());
     }
     apply_view(&mut cfg, &args.view)?;
+    if args.realtime {
+        for c in &mut cfg.cameras {
+            if matches!(junction::source::SourceUri::parse(&c.uri), Ok(junction::source::SourceUri::File(_))) {
+                c.realtime = true;
+            }
+        }
+    }
     if let Some(listen) = args.http {
         cfg.http = Some(match cfg.http.take() {
             Some(h) => junction::http::HttpConfig { listen, ..h },

@@ -7,7 +7,7 @@
 pub mod card;
 pub mod decode;
 pub mod fill;
-mod runtime;
+mod session;
 pub mod twowheel;
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use card::{ModelCard, OutputFormat};
 pub use decode::{Candidate, TileCandidate};
 pub use fill::ImageView;
-pub use runtime::{
+pub use session::{
     DEFAULT_EVERY, DEFAULT_NMS_IOU, Detector, DetectorOptions, Job, ORT_SUPPORTED, OptLevel, OrtRange, Provider,
     StageTimes, check_runtime_library, resolve_runtime_library, runtime_version,
 };
@@ -114,7 +114,7 @@ pub enum DetectError {
         "ONNX Runtime library {path} is version {found}, outside the supported range {supported}; install a \
          supported one (scripts/setup.sh installs 1.32.0) and point detector.onnxruntime or --onnxruntime at it"
     )]
-    RuntimeVersion { path: PathBuf, found: String, supported: runtime::OrtRange },
+    RuntimeVersion { path: PathBuf, found: String, supported: session::OrtRange },
     #[error("model {path}: ONNX Runtime could not create a session: {message}")]
     Session { path: PathBuf, message: String },
     #[error("execution provider {provider} could not be registered: {message} (no silent fallback to CPU)")]

@@ -35,7 +35,6 @@ use serde::Serialize;
 
 use crate::coco::{Annotation, Category, Dataset, Image};
 use crate::detect::{Detection, VehicleClass};
-use crate::geometry::FrameBox;
 use crate::track::TrackedObject;
 
 /// The categories of a collection and of the bundled labelled set: COCO's ids for these classes.
@@ -134,12 +133,14 @@ pub struct Analysed<'a> {
     pub ended: &'a [u64],
 }
 
-/// A frame's pixels: packed BGR rows, `width` × `height` frame pixels.
+/// A frame's pixels: BGR rows, `width` × `height` frame pixels, `stride` bytes from one row to the
+/// next (GStreamer pads rows to 4 bytes).
 #[derive(Debug, Clone, Copy)]
 pub struct Picture<'a> {
     pub bgr: &'a [u8],
     pub width: u32,
     pub height: u32,
+    pub stride: usize,
 }
 
 /// Decides, frame by frame, which analysed frames to keep.
@@ -198,7 +199,10 @@ impl Selector {
         }
         let mut pairs = 0;
         for (i, a) in kept.iter().enumerate() {
-            pairs += kept[i + 1..].iter().filter(|b| box_iou(&a.bbox, &b.bbox) >= self.p.crowd_iou).count();
+            pairs += kept[i + 1..]
+                .iter()
+                .filter(|b| crate::detect::twowheel::iou(&a.bbox, &b.bbox) >= self.p.crowd_iou)
+                .count();
         }
         if pairs >= self.p.crowd_pairs {
             reasons.push(Reason::Crowded);
@@ -223,14 +227,6 @@ impl Selector {
 fn hour_of_day(wall: SystemTime) -> usize {
     let s = wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     ((s / 3600) % 24) as usize
-}
-
-fn box_iou(a: &FrameBox, b: &FrameBox) -> f32 {
-    let w = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
-    let h = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
-    let i = w * h;
-    let u = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - i;
-    if u > 0.0 { i / u } else { 0.0 }
 }
 
 /// Who made the pre-labels, for the manifest.
@@ -387,12 +383,12 @@ impl Collection {
     /// Saves a frame with its pre-labels (`f.kept`, frame pixels). `Ok(false)`: the frame would pass
     /// a bound, nothing written.
     pub fn save(&mut self, pic: &Picture<'_>, f: &Analysed<'_>, reasons: &[Reason]) -> Result<bool, CollectError> {
-        let Picture { bgr, width, height } = *pic;
+        let Picture { bgr, width, height, stride } = *pic;
         let (pts, wall, labels) = (f.pts, f.wall, f.kept);
         if self.set.images.len() >= self.params.max_frames {
             return Ok(false);
         }
-        let jpeg = crate::snapshot::encode_jpeg_quality(bgr, width, height, 92).map_err(CollectError::Encode)?;
+        let jpeg = crate::snapshot::encode_jpeg_rows(bgr, width, height, stride, 92).map_err(CollectError::Encode)?;
         let id = self.set.images.iter().map(|i| i.id).max().unwrap_or(0) + 1;
         let stamp = humantime::format_rfc3339_millis(wall).to_string().replace([':', '-'], "");
         let name = format!("{}_{stamp}_{id:06}", sanitise(&self.who.camera));
@@ -635,8 +631,7 @@ pub fn run(
         if reasons.is_empty() {
             continue;
         }
-        let packed = pack(&full);
-        let picture = Picture { bgr: &packed, width: size.width, height: size.height };
+        let picture = Picture { bgr: full.data, width: size.width, height: size.height, stride: full.stride };
         if out.save(&picture, &seen, &reasons)? {
             selector.saved(&seen, &reasons);
             summary.saved += 1;
@@ -651,18 +646,6 @@ pub fn run(
     summary.total = out.len();
     summary.bytes = out.bytes();
     Ok(summary)
-}
-
-/// The frame's rows without GStreamer's padding.
-fn pack(img: &crate::detect::ImageView<'_>) -> Vec<u8> {
-    let row = img.width as usize * 3;
-    let mut v = Vec::with_capacity(row * img.height as usize);
-    for y in 0..img.height as usize {
-        if let Some(r) = img.data.get(y * img.stride..y * img.stride + row) {
-            v.extend_from_slice(r);
-        }
-    }
-    v
 }
 
 fn round2(v: f64) -> f64 {
@@ -717,6 +700,7 @@ pub fn resize(src: &crate::detect::ImageView<'_>, width: u32, height: u32, swap:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::FrameBox;
 
     fn det(class: VehicleClass, score: f32, b: [f32; 4]) -> Detection {
         Detection { bbox: FrameBox { x1: b[0], y1: b[1], x2: b[2], y2: b[3] }, class, score, riders: 0 }
@@ -832,7 +816,7 @@ mod tests {
         let second = Collection::open(dir.path(), p.clone(), who()).unwrap_err();
         assert!(second.to_string().contains("another collection is writing this folder"), "{second}");
         let bgr: Vec<u8> = (0..64 * 48 * 3).map(|i| (i * 7 % 251) as u8).collect();
-        let pic = Picture { bgr: &bgr, width: 64, height: 48 };
+        let pic = Picture { bgr: &bgr, width: 64, height: 48, stride: 64 * 3 };
         let car = [
             det(VehicleClass::Car, 0.8, [4.0, 4.0, 30.0, 20.0]),
             det(VehicleClass::Car, 0.8, [f32::NAN, 0.0, 9.0, 9.0]),

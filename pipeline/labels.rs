@@ -108,14 +108,14 @@ pub struct ModelAccuracy {
     pub not_classes: Vec<String>,
 }
 
-/// Detects on every image of `labelled` with the model of `card` and scores the detections.
+/// Detects on every image of `labelled` with `model` (loaded from `card`) and scores the detections.
 pub fn evaluate_model(
     labelled: &LabelledSet,
+    model: ModelCard,
     card: &Path,
     opts: &DetectorOptions,
     two_wheelers: &TwoWheelerParams,
 ) -> Result<ModelAccuracy, LabelsError> {
-    let model = ModelCard::load(card)?;
     let threshold = opts.score.unwrap_or(model.thresholds.score);
     let source_opts = SourceOptions::for_card(&model);
     let input = format!("{}x{}", model.input_size().width, model.input_size().height);

@@ -646,8 +646,11 @@ fn eval_labels(args: &EvalArgs, labels: &std::path::Path) -> Result<()> {
     // Each model's table row and result file go by its card's name: two cards of one name would
     // overwrite each other (a fine-tune's card copied from its base keeps the base's name).
     let mut names = std::collections::BTreeMap::new();
+    let mut models = Vec::with_capacity(cards.len());
     for card in &cards {
-        let name = junction::detect::ModelCard::load(card)?.name;
+        let model = junction::detect::ModelCard::load(card)?;
+        let name = model.name.clone();
+        models.push(model);
         if let Some(other) = names.insert(name.clone(), card.clone()) {
             anyhow::bail!(
                 "--model: {} and {} are both named {name:?}: give one of them another `name` in its card",
@@ -657,9 +660,10 @@ fn eval_labels(args: &EvalArgs, labels: &std::path::Path) -> Result<()> {
         }
     }
     let mut runs = Vec::new();
-    for card in &cards {
+    for (card, model) in cards.iter().zip(models) {
         tracing::info!(card = %card.display(), images = set.set.images.len(), "eval --labels");
-        let run = evaluate_model(&set, card, &opts, &junction::detect::twowheel::TwoWheelerParams::default())?;
+        let wheels = junction::detect::twowheel::TwoWheelerParams::default();
+        let run = evaluate_model(&set, model, card, &opts, &wheels)?;
         if let Some(dir) = &args.detections_out {
             write_results(&dir.join(format!("{}.json", run.model)), &run.detections)?;
         }

@@ -212,11 +212,11 @@ pub fn render(s: &Snapshot) -> Vec<u8> {
 
 /// Encodes packed BGR as JPEG with GStreamer (videoconvert ! jpegenc), quality 85.
 pub fn encode_jpeg(bgr: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
-    encode_jpeg_quality(bgr, width, height, 85)
+    encode_jpeg_rows(bgr, width, height, width as usize * 3, 85)
 }
 
-/// Encodes packed BGR as JPEG at `quality` (0–100).
-pub fn encode_jpeg_quality(bgr: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
+/// Encodes BGR rows `stride` bytes apart as JPEG at `quality` (0–100).
+pub fn encode_jpeg_rows(bgr: &[u8], width: u32, height: u32, stride: usize, quality: u8) -> Result<Vec<u8>, String> {
     gst::init().map_err(|e| e.to_string())?;
     let pipeline = gst::parse::launch(&format!(
         "appsrc name=src format=time ! videoconvert ! jpegenc quality={} ! appsink name=sink sync=false",
@@ -228,11 +228,12 @@ pub fn encode_jpeg_quality(bgr: &[u8], width: u32, height: u32, quality: u8) -> 
     let src = pipeline.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or("no appsrc")?;
     let sink = pipeline.by_name("sink").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).ok_or("no appsink")?;
     // Rows of GStreamer's BGR are padded to 4 bytes.
-    let stride = (width as usize * 3).div_ceil(4) * 4;
-    let mut padded = vec![0u8; stride * height as usize];
+    let row = width as usize * 3;
+    let padded_stride = row.div_ceil(4) * 4;
+    let mut padded = vec![0u8; padded_stride * height as usize];
     for y in 0..height as usize {
-        let row = width as usize * 3;
-        padded[y * stride..y * stride + row].copy_from_slice(&bgr[y * row..(y + 1) * row]);
+        let src = bgr.get(y * stride..y * stride + row).ok_or("the image is shorter than its size says")?;
+        padded[y * padded_stride..y * padded_stride + row].copy_from_slice(src);
     }
     let caps = gstreamer_video::VideoCapsBuilder::new()
         .format(gstreamer_video::VideoFormat::Bgr)

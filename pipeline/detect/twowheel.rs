@@ -102,7 +102,7 @@ fn height(b: &FrameBox) -> f32 {
 }
 
 /// IoU of two frame boxes (the same maths as the model-space one).
-fn iou(a: &FrameBox, b: &FrameBox) -> f32 {
+pub(crate) fn iou(a: &FrameBox, b: &FrameBox) -> f32 {
     let m = |b: &FrameBox| ModelBox { x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2 };
     m(a).iou(&m(b))
 }

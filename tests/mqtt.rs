@@ -156,6 +156,11 @@ impl Subscriber {
         self.messages("/flow").iter().map(|v| v["id"].as_str().unwrap().to_owned()).collect()
     }
 
+    /// Every "topic payload" line received so far, as mosquitto_sub printed it (payload bytes as sent).
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
     pub fn messages(&self, topic_suffix: &str) -> Vec<Value> {
         self.lines
             .lock()

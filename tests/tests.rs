@@ -40,6 +40,8 @@
 //!   login, cookie, CSRF, Origin and rate limit over HTTP; no console off loopback without a password.
 //! - `centre`: the ingester with a real Mosquitto and PostgreSQL 15: box → PostgreSQL on the clip,
 //!   duplicates and revisions, dead letters, SIGKILL mid-batch, two ingesters sharing a subscription.
+//! - `golden`: the example site's MQTT payloads (flow, events, detector) byte for byte against
+//!   tests/data/golden/mqtt_example.txt (`JUNCTION_BLESS=1` rewrites it).
 //! - `config`: the shipped example is valid; each kind of bad configuration is refused with its file
 //!   and field, all problems at once.
 
@@ -54,6 +56,7 @@ mod detect;
 mod eval;
 mod faults;
 mod fuzz;
+mod golden;
 mod http;
 mod labels;
 mod mqtt;

@@ -27,7 +27,8 @@ use clap::Parser;
 use junction::aggregate::{Aggregator, FlowReport, percentile};
 use junction::analytics::{Direction, EventKind, RuleQuality, Speed, TrafficEvent, Turn, ZoneKind, ZoneNow};
 use junction::detect::VehicleClass;
-use junction::store::{DetectorRecord, EventRecord};
+use junction::store::Message;
+use junction_schema::wire;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -261,20 +262,19 @@ impl Camera {
         }
         for e in &events {
             self.agg.event(e);
-            let (kind, topic, payload) = if let Some(d) = DetectorRecord::of(e) {
-                (Kind::Detector, "detector", d.message(&self.site, &self.id))
-            } else if let Some(x) = EventRecord::of(e) {
-                (Kind::Event, "events", x.message(&self.site, &self.id))
-            } else {
-                continue;
+            let Some(m) = Message::of(&self.site, &self.id, e) else { continue };
+            let (kind, topic) = match &m {
+                Message::Detector(_) => (Kind::Detector, wire::detector_topic(&self.site, &self.id)),
+                Message::Event(_) => (Kind::Event, wire::events_topic(&self.site, &self.id)),
             };
-            out.push(msg(kind, format!("junction/v1/{}/{}/{topic}", self.site, self.id), &payload));
+            let payload = serde_json::to_value(&m).unwrap_or_default();
+            out.push(msg(kind, topic, &payload));
         }
     }
 
     fn report_msg(&self, rep: &FlowReport) -> Msg {
         let v = serde_json::to_value(rep).unwrap_or_default();
-        msg(Kind::Report, format!("junction/v1/{}/{}/flow", self.site, self.id), &v)
+        msg(Kind::Report, wire::flow_topic(&self.site, &self.id), &v)
     }
 }
 

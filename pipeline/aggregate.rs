@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::analytics::{Direction, EventKind, RuleQuality, TrafficEvent, Turn, ZoneKind, ZoneNow};
 use crate::detect::VehicleClass;
 
-pub const FLOW_SCHEMA: &str = "junction.flow.v1";
+pub use junction_schema::wire::FLOW_SCHEMA;
 
 /// Uncovered time a bin may have and still not be `partial` (seconds): the last frame of a stream
 /// that ends on time is at most a frame interval before the bin's end.

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use junction_schema::site::HttpConfig;
+
 use crate::aggregate::PcuFactors;
 use crate::analytics::{
     Anchor, ApproachSpec, LineSpec, LoopSpec, Region, RuleParams, Side, ZoneKind, ZoneSpec, segments_intersect,
@@ -89,9 +91,9 @@ struct RawSite {
     #[serde(default)]
     pcu: PcuFactors,
     /// Absent: store only.
-    mqtt: Option<crate::publish::MqttConfig>,
+    mqtt: Option<junction_schema::site::MqttConfig>,
     /// Absent: no HTTP endpoint.
-    http: Option<crate::http::HttpConfig>,
+    http: Option<junction_schema::site::HttpConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,9 +412,9 @@ pub struct Config {
     pub store: StoreConfig,
     pub pcu: PcuFactors,
     /// Absent: reports stay in the store only.
-    pub mqtt: Option<crate::publish::MqttConfig>,
+    pub mqtt: Option<junction_schema::site::MqttConfig>,
     /// Absent: no /metrics, /healthz, /readyz.
-    pub http: Option<crate::http::HttpConfig>,
+    pub http: Option<junction_schema::site::HttpConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -752,20 +754,19 @@ impl Config {
             for (field, message) in h.problems() {
                 c.add(path, field, message);
             }
+            for (field, message) in http_file_problems(h) {
+                c.add(path, field, message);
+            }
         }
         if let Some(m) = &mqtt {
-            match crate::publish::connection_settings(m) {
-                Err(e @ crate::publish::PublishError::Url { .. }) => c.add(path, "mqtt.url", e.to_string()),
-                Err(e) => c.add(path, "mqtt", e.to_string()),
-                Ok(_) => {}
+            let pure = m.problems();
+            let clean = pure.is_empty();
+            for (field, message) in pure {
+                c.add(path, field, message);
             }
-            if !(m.drain_timeout_s.is_finite() && (0.0..=3600.0).contains(&m.drain_timeout_s)) {
-                c.add(path, "mqtt.drain_timeout_s", "must be 0 to 3600 seconds");
-            }
-            // MQTT carries it in 16 bits; rumqttc refuses (panics on) less than 5 s with MQTT 5, and 0
-            // would turn off the broker's check that the box is alive (its last will).
-            if !(5..=65_535).contains(&m.keep_alive_s) {
-                c.add(path, "mqtt.keep_alive_s", format!("{} is out of range: 5 to 65535 seconds", m.keep_alive_s));
+            // The files it names (CA, client certificate, password), once the section itself holds.
+            if clean && let Err(e) = junction_common::mqtt::connection_settings(m) {
+                c.add(path, "mqtt", e.to_string());
             }
         }
         Self {
@@ -810,6 +811,74 @@ impl Config {
             http,
         }
     }
+}
+
+// Files named by `[http]`, read at start-up.
+
+/// The console's password hash, from the configuration or its file; `None`: no login configured.
+pub fn http_credential(h: &HttpConfig) -> Result<Option<String>, (String, String)> {
+    let hash = match (&h.password_hash, &h.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(("http.password_hash".into(), "give one of password_hash or password_file".into()));
+        }
+        (Some(h), None) => h.trim().to_owned(),
+        (None, Some(f)) => match std::fs::read_to_string(f) {
+            Ok(t) => t.lines().next().unwrap_or("").trim().to_owned(),
+            Err(e) => return Err(("http.password_file".into(), format!("{}: {e}", f.display()))),
+        },
+        (None, None) => return Ok(None),
+    };
+    let field = if h.password_file.is_some() { "http.password_file" } else { "http.password_hash" };
+    match argon2::PasswordHash::new(&hash) {
+        Ok(h) if h.algorithm.as_str().starts_with("argon2") => Ok(Some(hash)),
+        _ => Err((field.into(), "not an argon2 password hash: make one with `junction hash-password`".into())),
+    }
+}
+
+/// The TLS server configuration from `tls_cert` and `tls_key`; `None`: plain HTTP.
+pub fn http_tls(h: &HttpConfig) -> Result<Option<Arc<rustls::ServerConfig>>, (String, String)> {
+    let (cert, key) = match (&h.tls_cert, &h.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        _ => return Err(("http.tls_cert".into(), "tls_cert and tls_key go together".into())),
+    };
+    let read = |field: &str, p: &PathBuf| {
+        std::fs::read(p).map_err(|e| (format!("http.{field}"), format!("{}: {e}", p.display())))
+    };
+    let pem = read("tls_cert", cert)?;
+    let chain: Vec<_> = rustls_pemfile::certs(&mut &pem[..]).filter_map(Result::ok).collect();
+    if chain.is_empty() {
+        return Err(("http.tls_cert".into(), format!("{}: holds no PEM certificate", cert.display())));
+    }
+    let pem = read("tls_key", key)?;
+    let key_der = rustls_pemfile::private_key(&mut &pem[..])
+        .ok()
+        .flatten()
+        .ok_or_else(|| ("http.tls_key".to_owned(), format!("{}: holds no PEM private key", key.display())))?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| ("http.tls_key".to_owned(), format!("{}: {e}", key.display())))?;
+    Ok(Some(Arc::new(config)))
+}
+
+/// What is wrong with the files `[http]` names (password hash file, TLS certificate and key): the
+/// start-up step after [`HttpConfig::problems`]'s pure checks.
+pub fn http_file_problems(h: &HttpConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    // A pair given by half, or both of a pair of alternatives, is the pure check's to report.
+    if h.tls_cert.is_some() == h.tls_key.is_some()
+        && let Err(p) = http_tls(h)
+    {
+        out.push(p);
+    }
+    if !(h.password_hash.is_some() && h.password_file.is_some())
+        && let Err(p) = http_credential(h)
+    {
+        out.push(p);
+    }
+    out
 }
 
 fn parse_error_place(text: &str, e: &toml::de::Error) -> String {

@@ -274,7 +274,8 @@ impl Console {
     /// The console of this site, or `None` when `[http] console = false` (or no `[http]`).
     pub fn new(cfg: &Config, reload: Arc<AtomicBool>) -> Result<Option<Arc<Self>>, ConsoleError> {
         let Some(http) = cfg.http.as_ref().filter(|h| h.console) else { return Ok(None) };
-        let password_hash = http.credential().map_err(|(field, message)| ConsoleError::Config { field, message })?;
+        let password_hash =
+            crate::config::http_credential(http).map_err(|(field, message)| ConsoleError::Config { field, message })?;
         let now = SystemTime::now();
         let statuses = cfg
             .cameras
@@ -470,40 +471,22 @@ impl Console {
 
     /// An event, after the store has it (outputs thread).
     pub fn event(&self, camera: &str, e: &TrafficEvent) {
-        let mut msg = json!({
-            "type": "event",
-            "camera": camera,
-            "kind": e.kind.name(),
-            "rule": &*e.rule,
-            "class": e.class,
-            "track": e.track,
-            "at": humantime::format_rfc3339_millis(e.wall).to_string(),
-        });
-        match &e.kind {
-            EventKind::Crossing { direction } => {
-                msg["direction"] = json!(direction.as_str());
-                if let Ok(mut all) = self.counts.lock() {
-                    *all.entry(camera.to_owned())
-                        .or_default()
-                        .current
-                        .entry(e.rule.to_string())
-                        .or_default()
-                        .entry(direction.as_str())
-                        .or_default()
-                        .entry(e.class)
-                        .or_insert(0) += 1;
-                }
-            }
-            EventKind::Movement { to, turn } => {
-                msg["to"] = json!(&**to);
-                msg["movement"] = json!(turn.as_str());
-            }
-            _ => {}
+        // The object the MQTT topics carry (crate::store::Message), with its "type".
+        let Some(msg) = crate::store::Message::of(&self.site, camera, e) else { return };
+        if let EventKind::Crossing { direction } = &e.kind
+            && let Ok(mut all) = self.counts.lock()
+        {
+            *all.entry(camera.to_owned())
+                .or_default()
+                .current
+                .entry(e.rule.to_string())
+                .or_default()
+                .entry(direction.as_str())
+                .or_default()
+                .entry(e.class)
+                .or_insert(0) += 1;
         }
-        if let Some(s) = e.speed.filter(|s| s.plausible) {
-            msg["speed_kmh"] = json!((f64::from(s.kmh) * 10.0).round() / 10.0);
-        }
-        self.push(msg);
+        self.push(msg.typed());
     }
 
     /// A closed bin, after the store has it (outputs thread).
@@ -1448,17 +1431,7 @@ mod tests {
 
     fn console() -> Arc<Console> {
         let mut cfg = Config::adhoc(PathBuf::from("model.toml"), CameraConfig::new("cam", "test://".into()));
-        cfg.http = Some(crate::http::HttpConfig {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            snapshots: false,
-            console: true,
-            password_hash: None,
-            password_file: None,
-            allowed_hosts: Vec::new(),
-            plain_http_login: false,
-            tls_cert: None,
-            tls_key: None,
-        });
+        cfg.http = Some(crate::http::HttpConfig::new("127.0.0.1:0".parse().expect("address")));
         Console::new(&cfg, Arc::new(AtomicBool::new(false))).expect("console").expect("on")
     }
 

@@ -12,13 +12,8 @@ use std::time::Duration;
 pub type Target = fn(&[u8]);
 
 /// The targets by name (the cargo-fuzz binaries and the corpus folders are named the same).
-pub const TARGETS: &[(&str, Target)] = &[
-    ("site", site),
-    ("calibration", calibration),
-    ("rules_body", rules_body),
-    ("centre_payload", centre_payload),
-    ("report_merge", report_merge),
-];
+pub const TARGETS: &[(&str, Target)] =
+    &[("site", site), ("calibration", calibration), ("rules_body", rules_body), ("report_merge", report_merge)];
 
 /// A scratch folder of this process for the parsers that read files.
 fn scratch() -> &'static Path {
@@ -54,18 +49,6 @@ pub fn rules_body(data: &[u8]) {
         && let Ok(text) = doc.apply_to(EXAMPLE)
     {
         let _ = crate::config::check_calibration_text(Path::new("fuzz-rules.toml"), &text);
-    }
-}
-
-/// A message as the centre's ingester receives it, on each kind of topic: its checks (schema, topic,
-/// times, ranges, text PostgreSQL cannot store) decide between a row and a dead letter.
-pub fn centre_payload(data: &[u8]) {
-    static VALIDATORS: OnceLock<Option<crate::centre::Validators>> = OnceLock::new();
-    let Some(v) = VALIDATORS.get_or_init(|| crate::centre::Validators::new().ok()) else { return };
-    for topic in
-        ["junction/v1/s1/c1/flow", "junction/v1/s1/c1/events", "junction/v1/s1/c1/detector", "junction/v1/s1/status"]
-    {
-        let _ = crate::centre::classify(topic, data, v);
     }
 }
 

@@ -4,7 +4,6 @@
 //! the box.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,158 +11,13 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde::Deserialize;
 
 use crate::console::Console;
 use crate::snapshot::{Snapshots, encode_jpeg, render};
 use crate::telemetry::Metrics;
+use junction_common::telemetry::metrics_response;
 
-/// `[http]` in the site configuration.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address to listen on, e.g. `127.0.0.1:9464`.
-    pub listen: SocketAddr,
-    /// Serve `/snapshot/<camera>.jpg` without the console. Off by default: images leave the box only
-    /// when asked for.
-    #[serde(default)]
-    pub snapshots: bool,
-    /// The operator console at `/` (live tiles, counts, the rules editor). On by default; on a
-    /// non-loopback address only with a password.
-    #[serde(default = "console_default")]
-    pub console: bool,
-    /// Argon2 hash (PHC string from `junction hash-password`) of the console's password.
-    pub password_hash: Option<String>,
-    /// A file holding that hash on its first line (a mounted secret), instead of `password_hash`.
-    pub password_file: Option<PathBuf>,
-    /// Host names the console and snapshots answer to, besides addresses and `localhost` (a request
-    /// naming any other host is refused: DNS rebinding). E.g. `["box-7.city.example"]`.
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-    /// A console password sent over plain HTTP off loopback crosses the network readable: refused
-    /// unless TLS is put in front (a reverse proxy, an SSH tunnel) and this says so.
-    #[serde(default)]
-    pub plain_http_login: bool,
-    /// Serve HTTPS: the certificate chain (PEM) and its private key (PEM). The session cookie is then
-    /// `Secure`, and a console password off loopback needs nothing more.
-    #[serde(default)]
-    pub tls_cert: Option<PathBuf>,
-    #[serde(default)]
-    pub tls_key: Option<PathBuf>,
-}
-
-fn console_default() -> bool {
-    true
-}
-
-impl std::fmt::Debug for HttpConfig {
-    // The hash stays out of logs and error messages.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpConfig")
-            .field("listen", &self.listen)
-            .field("snapshots", &self.snapshots)
-            .field("console", &self.console)
-            .field("password_hash", &self.password_hash.as_ref().map(|_| "(set)"))
-            .field("password_file", &self.password_file)
-            .field("allowed_hosts", &self.allowed_hosts)
-            .field("plain_http_login", &self.plain_http_login)
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
-            .finish()
-    }
-}
-
-impl HttpConfig {
-    /// The console's password hash, from the configuration or its file; `None`: no login configured.
-    pub fn credential(&self) -> Result<Option<String>, (String, String)> {
-        let hash = match (&self.password_hash, &self.password_file) {
-            (Some(_), Some(_)) => {
-                return Err(("http.password_hash".into(), "give one of password_hash or password_file".into()));
-            }
-            (Some(h), None) => h.trim().to_owned(),
-            (None, Some(f)) => match std::fs::read_to_string(f) {
-                Ok(t) => t.lines().next().unwrap_or("").trim().to_owned(),
-                Err(e) => return Err(("http.password_file".into(), format!("{}: {e}", f.display()))),
-            },
-            (None, None) => return Ok(None),
-        };
-        let field = if self.password_file.is_some() { "http.password_file" } else { "http.password_hash" };
-        match argon2::PasswordHash::new(&hash) {
-            Ok(h) if h.algorithm.as_str().starts_with("argon2") => Ok(Some(hash)),
-            _ => Err((field.into(), "not an argon2 password hash: make one with `junction hash-password`".into())),
-        }
-    }
-
-    /// The TLS server configuration from `tls_cert` and `tls_key`; `None`: plain HTTP.
-    pub fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, (String, String)> {
-        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
-            (None, None) => return Ok(None),
-            (Some(c), Some(k)) => (c, k),
-            _ => return Err(("http.tls_cert".into(), "tls_cert and tls_key go together".into())),
-        };
-        let read = |field: &str, p: &PathBuf| {
-            std::fs::read(p).map_err(|e| (format!("http.{field}"), format!("{}: {e}", p.display())))
-        };
-        let pem = read("tls_cert", cert)?;
-        let chain: Vec<_> = rustls_pemfile::certs(&mut &pem[..]).filter_map(Result::ok).collect();
-        if chain.is_empty() {
-            return Err(("http.tls_cert".into(), format!("{}: holds no PEM certificate", cert.display())));
-        }
-        let pem = read("tls_key", key)?;
-        let key_der = rustls_pemfile::private_key(&mut &pem[..])
-            .ok()
-            .flatten()
-            .ok_or_else(|| ("http.tls_key".to_owned(), format!("{}: holds no PEM private key", key.display())))?;
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(chain, key_der)
-            .map_err(|e| ("http.tls_key".to_owned(), format!("{}: {e}", key.display())))?;
-        Ok(Some(Arc::new(config)))
-    }
-
-    /// What is wrong with this section, by field.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let tls = match self.tls() {
-            Ok(t) => t.is_some(),
-            Err(p) => {
-                out.push(p);
-                true
-            }
-        };
-        match self.credential() {
-            Err(p) => out.push(p),
-            Ok(None) if self.console && !self.listen.ip().is_loopback() => out.push((
-                "http.listen".into(),
-                format!(
-                    "{}: the console is refused on a non-loopback address without a login: set \
-                     http.password_hash or http.password_file (junction hash-password), or console = false",
-                    self.listen
-                ),
-            )),
-            Ok(Some(_)) if self.console && !self.listen.ip().is_loopback() && !self.plain_http_login && !tls => out
-                .push((
-                    "http.listen".into(),
-                    format!(
-                        "{}: the console's password would cross the network in plain HTTP: put TLS in front (a \
-                     reverse proxy, or an SSH tunnel to a loopback address) and set http.plain_http_login = true, \
-                     or serve it here with http.tls_cert and http.tls_key",
-                        self.listen
-                    ),
-                )),
-            Ok(_) => {}
-        }
-        for h in &self.allowed_hosts {
-            let ok =
-                !h.is_empty() && h.len() <= 253 && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if !ok {
-                out.push(("http.allowed_hosts".into(), format!("{h:?} is not a host name")));
-            }
-        }
-        out
-    }
-}
+pub use junction_schema::site::HttpConfig;
 
 /// Whether a request's `Host` names this box: an address, `localhost`, or one of `allowed` (any port).
 /// No `Host` (HTTP/1.0) passes: browsers always send one, and only a browser can be rebound.
@@ -390,19 +244,6 @@ async fn serve_tls(
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     metrics_response(s.metrics.encode())
-}
-
-/// A `/metrics` answer: the OpenMetrics text, or 500 with the encoding error (the box's and the
-/// centre ingester's endpoints).
-pub(crate) fn metrics_response(encoded: Result<String, String>) -> impl IntoResponse {
-    match encoded {
-        Ok(body) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            body,
-        ),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e),
-    }
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {

@@ -25,11 +25,9 @@
 //! - [`http`], [`snapshot`], [`telemetry`]: /metrics, /healthz, /readyz, /snapshot; logging and metrics.
 //! - [`console`]: the operator console (tiles, live counts over server-sent events, the rules editor,
 //!   exports) behind a login; rules hot reload is [`camera::CameraPipeline::reload`].
-//! - [`retry`]: backoff shared by camera restarts and the publisher.
-//! - [`centre`]: the traffic centre's ingester, MQTT → PostgreSQL (`junction centre`).
 //! - [`report`]: offline turning-movement counts, peak hour and charts from the store.
 //! - [`calibrate`]: solving a camera's ground plane and drawing its overlay.
-//! - `fuzzing`: the fuzz targets' entry points (site, calibration, console bodies, centre payloads,
+//! - `fuzzing`: the fuzz targets' entry points (site, calibration, console bodies,
 //!   stored reports), shared by cargo-fuzz and the stable smoke test.
 //! - [`eval`]: a clip against its truth file: count errors by line, direction and class; sweeps.
 
@@ -37,7 +35,6 @@ pub mod aggregate;
 pub mod analytics;
 pub mod calibrate;
 pub mod camera;
-pub mod centre;
 pub mod clock;
 pub mod coco;
 pub mod collect;
@@ -53,8 +50,9 @@ pub mod labels;
 pub mod motion;
 pub mod publish;
 pub mod report;
-pub mod retry;
 pub mod runtime;
+/// Backoff shared by camera restarts and the publisher (and the centre).
+pub use junction_common::retry;
 pub mod scale;
 pub mod schedule;
 pub mod sink;

@@ -39,9 +39,6 @@ enum Command {
     /// GET an HTTP address of this box (e.g. http://127.0.0.1:9464/healthz); exit 0 when it answers
     /// 200: a container health check that needs no curl.
     Probe(ProbeArgs),
-    /// The traffic centre's ingester: every box's MQTT (shared subscription) landed in PostgreSQL,
-    /// revision-aware, invalid payloads kept as dead letters. Runs until SIGINT/SIGTERM.
-    Centre(CentreArgs),
     /// Print an Argon2 hash of a password read from stdin, for `[http] password_hash` (the console's
     /// login). The password itself is never stored.
     HashPassword,
@@ -113,58 +110,6 @@ struct CheckCardArgs {
     /// ONNX Runtime library.
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
-}
-
-#[derive(Debug, clap::Args)]
-struct CentreArgs {
-    /// The centre's broker, mqtt://host:port or mqtts://host:port (TLS).
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-    mqtt: String,
-    /// TLS: PEM file of the CA(s) that signed the broker's certificate (default: the system's).
-    #[arg(long)]
-    ca_file: Option<PathBuf>,
-    /// TLS client certificate and key (PEM), for a broker that authenticates clients by certificate.
-    #[arg(long, requires = "client_key")]
-    client_cert: Option<PathBuf>,
-    #[arg(long, requires = "client_cert")]
-    client_key: Option<PathBuf>,
-    /// Broker username; the password is read from --password-file (its first line), never the command line.
-    #[arg(long, requires = "password_file")]
-    username: Option<String>,
-    #[arg(long, requires = "username")]
-    password_file: Option<PathBuf>,
-    /// Shared-subscription group: ingesters in one group split the messages.
-    #[arg(long, default_value = "junction-centre")]
-    group: String,
-    /// MQTT client id, fixed per ingester (the broker keeps its session, and what it has not
-    /// acknowledged, across restarts); each ingester of a group needs its own.
-    #[arg(long, default_value = "junction-centre-1")]
-    client_id: String,
-    /// PostgreSQL connection string, e.g. "host=127.0.0.1 port=5432 user=junction dbname=centre".
-    #[arg(long)]
-    postgres: String,
-    /// CA (PEM) that signed the PostgreSQL server's certificate, for `sslmode=prefer|require` in
-    /// --postgres (default: the system's CAs). The certificate and its name are always verified.
-    #[arg(long)]
-    postgres_ca_file: Option<PathBuf>,
-    /// Messages per transaction at most.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=65535))]
-    batch: u32,
-    /// Longest a message waits for its batch, milliseconds.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    batch_wait_ms: u64,
-    /// Days of flow reports kept (whole day partitions are dropped, hourly); 0 keeps them for ever.
-    #[arg(long, default_value_t = 0)]
-    retain_reports_days: u32,
-    /// Days of per-vehicle and loop detector events kept; 0 keeps them for ever.
-    #[arg(long, default_value_t = 90)]
-    retain_events_days: u32,
-    /// Days of dead letters kept (each keeps at most 64 KiB of its payload); 0 keeps them for ever.
-    #[arg(long, default_value_t = 30)]
-    retain_dead_letters_days: u32,
-    /// Serve /metrics (Prometheus) and /healthz here, e.g. 127.0.0.1:9465 (nothing else is served).
-    #[arg(long)]
-    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -469,7 +414,6 @@ fn main() -> ExitCode {
         Command::Collect(args) => collect_cmd::collect(&args),
         Command::Probe(args) => probe(&args),
         Command::HashPassword => hash_password(),
-        Command::Centre(args) => centre(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -518,43 +462,6 @@ fn report(args: &ReportArgs) -> Result<()> {
     for f in &out.files {
         println!("wrote {}", f.display());
     }
-    Ok(())
-}
-
-fn centre(args: &CentreArgs) -> Result<()> {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
-    let cfg = junction::centre::CentreConfig {
-        mqtt: junction::publish::MqttConfig {
-            url: args.mqtt.clone(),
-            ca_file: args.ca_file.clone(),
-            client_cert: args.client_cert.clone(),
-            client_key: args.client_key.clone(),
-            username: args.username.clone(),
-            password_file: args.password_file.clone(),
-            password_env: None,
-            client_id: Some(args.client_id.clone()),
-            keep_alive_s: 30,
-            drain_timeout_s: 0.0,
-            protocol: junction::publish::Protocol::V311,
-            events: false,
-        },
-        group: args.group.clone(),
-        client_id: args.client_id.clone(),
-        postgres: args.postgres.clone(),
-        postgres_ca_file: args.postgres_ca_file.clone(),
-        batch: args.batch as usize,
-        batch_wait: Duration::from_millis(args.batch_wait_ms),
-        retention: junction::centre::Retention {
-            reports_days: args.retain_reports_days,
-            events_days: args.retain_events_days,
-            dead_letters_days: args.retain_dead_letters_days,
-        },
-        metrics: args.metrics,
-    };
-    junction::centre::run(&cfg, &stop)?;
     Ok(())
 }
 
@@ -721,7 +628,7 @@ fn run(args: RunArgs) -> Result<()> {
         store = %cfg.store.path.display(),
         "run starting"
     );
-    let mut printer = Printer { json: args.format == "json", out: std::io::stdout() };
+    let mut printer = Printer { json: args.format == "json", site: cfg.site.clone(), out: std::io::stdout() };
     // SIGHUP: reload the cameras' rules from the site configuration and its calibration files.
     let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).context("installing signal handlers")?;

@@ -11,265 +11,30 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{Outgoing, QoS, TlsConfiguration, Transport};
-use serde::Deserialize;
+use junction_common::mqtt::{SYSTEM_CA, explain, explain_v5};
+use rumqttc::{Outgoing, QoS, Transport};
 
 use crate::store::{Outbox, Store, StoreError};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 
-/// `[mqtt]` in the site configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    /// `mqtt://host[:port]` (1883) or `mqtts://host[:port]` (TLS, 8883).
-    pub url: String,
-    /// TLS: PEM file of the CA(s) that signed the broker's certificate (default: the system's,
-    /// /etc/ssl/certs/ca-certificates.crt).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// TLS client certificate and key (PEM), for brokers that authenticate clients by certificate.
-    #[serde(default)]
-    pub client_cert: Option<PathBuf>,
-    #[serde(default)]
-    pub client_key: Option<PathBuf>,
-    #[serde(default)]
-    pub username: Option<String>,
-    /// The password, read from this file (first line) ...
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// ... or from this environment variable. Never from the configuration itself, never logged.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// Default: `junction-<site>`. Must be unique per broker: it names the persistent session.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Seconds between keep-alive pings.
-    #[serde(default = "default_keep_alive")]
-    pub keep_alive_s: u64,
-    /// At shutdown, how long to keep publishing the outbox before leaving it for the next start.
-    #[serde(default = "default_drain")]
-    pub drain_timeout_s: f64,
-    /// MQTT protocol version: "3.1.1" (default) or "5".
-    #[serde(default)]
-    pub protocol: Protocol,
-    /// Also publish every per-vehicle event (crossings, zone enter/exit, movements) to
-    /// `junction/v1/<site>/<camera>/events`, through the same outbox, after the reports.
-    #[serde(default)]
-    pub events: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum Protocol {
-    #[default]
-    #[serde(rename = "3.1.1")]
-    V311,
-    #[serde(rename = "5")]
-    V5,
-}
-
-fn default_keep_alive() -> u64 {
-    30
-}
-fn default_drain() -> f64 {
-    10.0
-}
-
-/// A broker address, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broker {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
+pub use junction_common::mqtt::{Connection, SettingsError, connection_settings};
+pub use junction_schema::site::{Broker, MqttConfig, Protocol, parse_broker_url};
+pub use junction_schema::wire::{MAX_PACKET_BYTES, detector_topic, events_topic, flow_topic, status_topic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("mqtt.url {url:?}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("{field} {path}: {message}")]
-    File { field: &'static str, path: PathBuf, message: String },
-    #[error("mqtt.password_env {name}: {message}")]
-    Env { name: String, message: String },
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the MQTT session panicked: {0}")]
     Panic(String),
 }
 
-/// Parses `mqtt://host[:port]` or `tcp://…` (port 1883), `mqtts://…` or `ssl://…` (TLS, port 8883).
-pub fn parse_broker_url(url: &str) -> Result<Broker, PublishError> {
-    let bad = |reason: &str| PublishError::Url { url: url.to_owned(), reason: reason.to_owned() };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected mqtt://host[:port]"))?;
-    let tls = match scheme {
-        "mqtt" | "tcp" => false,
-        "mqtts" | "ssl" => true,
-        other => return Err(bad(&format!("unsupported scheme {other:?} (mqtt, mqtts)"))),
-    };
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(bad("credentials in the URL are not supported (they would be logged)"));
-    }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad(&format!("port {p:?} is not a number 1-65535")))?),
-        None => (authority, if tls { 8883 } else { 1883 }),
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    if port == 0 {
-        return Err(bad("port 0"));
-    }
-    Ok(Broker { host: host.to_owned(), port, tls })
-}
-
-/// Debian's bundle of the system's trusted CAs.
-const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-fn read_file(field: &'static str, path: &Path) -> Result<Vec<u8>, PublishError> {
-    std::fs::read(path).map_err(|e| PublishError::File { field, path: path.to_owned(), message: e.to_string() })
-}
-
-/// What a connection uses, read and checked from `[mqtt]`.
-#[derive(Clone)]
-pub struct Connection {
-    pub broker: Broker,
-    pub tls: Option<TlsConfiguration>,
-    /// Username and password.
-    pub credentials: Option<(String, String)>,
-}
-
-/// Reads and checks the TLS and credential files of `cfg`.
-pub fn connection_settings(cfg: &MqttConfig) -> Result<Connection, PublishError> {
-    let broker = parse_broker_url(&cfg.url)?;
-    let tls = if broker.tls {
-        let ca_path = cfg.ca_file.clone().unwrap_or_else(|| PathBuf::from(SYSTEM_CA));
-        let ca = read_file("mqtt.ca_file", &ca_path)?;
-        let certs = rustls_pemfile::certs(&mut &ca[..]).filter(Result::is_ok).count();
-        if certs == 0 {
-            return Err(PublishError::File {
-                field: "mqtt.ca_file",
-                path: ca_path,
-                message: "holds no PEM certificate".into(),
-            });
-        }
-        let client_auth = match (&cfg.client_cert, &cfg.client_key) {
-            (Some(c), Some(k)) => Some((read_file("mqtt.client_cert", c)?, read_file("mqtt.client_key", k)?)),
-            (None, None) => None,
-            (Some(c), None) | (None, Some(c)) => {
-                return Err(PublishError::File {
-                    field: "mqtt.client_cert",
-                    path: c.clone(),
-                    message: "client_cert and client_key go together".into(),
-                });
-            }
-        };
-        // rustls needs a process-wide crypto provider: ring (no C toolchain beyond cc).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Some(TlsConfiguration::Simple { ca, alpn: None, client_auth })
-    } else {
-        if cfg.ca_file.is_some() || cfg.client_cert.is_some() {
-            return Err(PublishError::Url { url: cfg.url.clone(), reason: "ca_file/client_cert need mqtts://".into() });
-        }
-        None
-    };
-    let credentials = match &cfg.username {
-        None => None,
-        Some(user) => {
-            let password = match (&cfg.password_file, &cfg.password_env) {
-                (Some(p), _) => {
-                    let text =
-                        String::from_utf8(read_file("mqtt.password_file", p)?).map_err(|_| PublishError::File {
-                            field: "mqtt.password_file",
-                            path: p.clone(),
-                            message: "not UTF-8 text".into(),
-                        })?;
-                    text.lines().next().unwrap_or("").to_owned()
-                }
-                (None, Some(name)) => {
-                    std::env::var(name).map_err(|e| PublishError::Env { name: name.clone(), message: e.to_string() })?
-                }
-                (None, None) => String::new(),
-            };
-            Some((user.clone(), password))
-        }
-    };
-    Ok(Connection { broker, tls, credentials })
-}
-
-const CREDENTIALS_REFUSED: &str =
-    "the broker refused the credentials (mqtt.username, mqtt.password_file / password_env)";
-
-/// What a connection error means for the operator, naming the setting to look at.
-fn explain(e: &rumqttc::ConnectionError, cfg_hint: &str) -> String {
-    use rumqttc::{ConnectReturnCode, ConnectionError};
-    match e {
-        ConnectionError::ConnectionRefused(
-            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-        ) => format!("{CREDENTIALS_REFUSED}: {e}"),
-        ConnectionError::Tls(t) => format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {t}"),
-        ConnectionError::Io(io) => explain_io(io, cfg_hint),
-        other => other.to_string(),
-    }
-}
-
-/// The same for an MQTT 5 connection.
-fn explain_v5(e: &rumqttc::v5::ConnectionError, cfg_hint: &str) -> String {
-    use rumqttc::v5::ConnectionError;
-    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
-    match e {
-        ConnectionError::ConnectionRefused(
-            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-        ) => format!("{CREDENTIALS_REFUSED}: {e}"),
-        ConnectionError::ConnectionRefused(ConnectReturnCode::UnsupportedProtocolVersion) => {
-            format!("the broker does not speak MQTT 5 (mqtt.protocol): {e}")
-        }
-        ConnectionError::Tls(t) => format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {t}"),
-        ConnectionError::Io(io) => explain_io(io, cfg_hint),
-        other => other.to_string(),
-    }
-}
-
-fn explain_io(io: &std::io::Error, cfg_hint: &str) -> String {
-    if io.to_string().contains("certificate") {
-        format!("TLS handshake failed (mqtt.ca_file {cfg_hint}): {io}")
-    } else {
-        format!("I/O: {io}")
-    }
-}
-
-/// Largest MQTT packet sent or taken (bytes). A busy junction's 15-minute report is ~16 KiB (8 lines,
-/// every class both ways, 4 approaches' movements); rumqttc's default, 10 KiB, refused it.
-pub const MAX_PACKET_BYTES: usize = 1 << 20;
-
-pub fn flow_topic(site: &str, camera: &str) -> String {
-    format!("junction/v1/{site}/{camera}/flow")
-}
-
-pub fn detector_topic(site: &str, camera: &str) -> String {
-    format!("junction/v1/{site}/{camera}/detector")
-}
-
-pub fn events_topic(site: &str, camera: &str) -> String {
-    format!("junction/v1/{site}/{camera}/events")
-}
-
-pub fn status_topic(site: &str) -> String {
-    format!("junction/v1/{site}/status")
-}
-
 fn status_payload(site: &str, state: &str, at: SystemTime) -> Vec<u8> {
-    serde_json::json!({
-        "schema": "junction.status.v1",
-        "site": site,
-        "state": state,
-        "version": env!("CARGO_PKG_VERSION"),
-        // Milliseconds: a late will of the previous connection made in the same second must not equal
-        // (and so pass) the centre's "no older than" check against this connection's online.
-        "at": humantime::format_rfc3339_millis(at).to_string(),
-    })
-    .to_string()
-    .into_bytes()
+    junction_schema::wire::to_json(&junction_schema::wire::Status::new(site, state, env!("CARGO_PKG_VERSION"), at))
+        .into_bytes()
 }
 
 /// The last will of a connection made at `at`: "offline", dated as that connection's "online" (the
@@ -391,7 +156,7 @@ impl Publisher {
                 }
                 metrics.publisher_up.set(0);
             })
-            .map_err(|e| PublishError::Url { url: cfg.url.clone(), reason: format!("cannot start thread: {e}") })?;
+            .map_err(|e| PublishError::Panic(format!("cannot start the MQTT thread: {e}")))?;
         Ok(Self { tx, thread: Some(thread) })
     }
 
@@ -796,23 +561,6 @@ async fn publish_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            parse_broker_url("mqtt://127.0.0.1:1884").unwrap(),
-            Broker { host: "127.0.0.1".into(), port: 1884, tls: false }
-        );
-        assert_eq!(parse_broker_url("tcp://broker").unwrap().port, 1883);
-        assert_eq!(
-            parse_broker_url("mqtts://broker").unwrap(),
-            Broker { host: "broker".into(), port: 8883, tls: true }
-        );
-        for bad in ["127.0.0.1:1883", "http://x", "mqtt://", "mqtt://h:99999", "mqtt://u:p@h"] {
-            let e = parse_broker_url(bad).unwrap_err().to_string();
-            assert!(e.starts_with("mqtt.url"), "{bad}: {e}");
-        }
-    }
 
     #[test]
     fn a_refused_message_waits_a_minute_doubling_to_an_hour() {

@@ -152,8 +152,7 @@ pub fn run(
         cfg.http.as_ref().filter(|h| h.snapshots || console.is_some()).map(|_| Snapshots::default());
     let _http = match &cfg.http {
         Some(h) => {
-            let tls = h
-                .tls()
+            let tls = crate::config::http_tls(h)
                 .map_err(|(field, message)| HttpError { addr: h.listen, message: format!("{field}: {message}") })?;
             Some(HttpServer::start(
                 h.listen,

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use junction_schema::wire;
 use rusqlite::{Connection, params};
 
 use crate::aggregate::{BinState, FlowReport};
@@ -110,11 +111,6 @@ pub fn tenths(t: SystemTime) -> String {
     format!("{}.{}Z", s.trim_end_matches('Z'), d.subsec_millis() / 100)
 }
 
-/// Schema name of a per-vehicle event message (`deploy/schema/event.v1.json`).
-pub const EVENT_SCHEMA: &str = "junction.event.v1";
-/// Schema name of a loop detector message (`deploy/schema/detector.v1.json`).
-pub const DETECTOR_SCHEMA: &str = "junction.detector.v1";
-
 /// A per-vehicle event as the store keeps it and the box publishes it (`junction.event.v1`); loop
 /// detector events are [`DetectorRecord`]s.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,38 +161,25 @@ impl EventRecord {
         })
     }
 
-    /// The message the box publishes; its id is stable across retries: site/camera/rule/track/kind/wall.
-    pub fn message(&self, site: &str, camera: &str) -> serde_json::Value {
-        let (rule, kind, wall) = (&self.rule, &self.kind, &self.wall);
-        let mut v = serde_json::json!({
-            "schema": EVENT_SCHEMA,
-            "id": format!("{site}/{camera}/{rule}/{}/{kind}/{wall}", self.track),
-            "site": site,
-            "camera": camera,
-            "rule": rule,
-            "kind": kind,
-            "class": self.class,
-            "track": self.track,
-            "pts_s": self.pts_s,
-            "at": wall,
-        });
-        if let Some(d) = &self.direction {
-            v["direction"] = d.as_str().into();
-        }
-        if let Some(d) = self.dwell_s {
-            v["dwell_s"] = d.into();
-        }
-        if let Some(to) = &self.to_rule {
-            v["to"] = to.as_str().into();
-        }
-        if let Some(s) = self.class_share {
-            v["class_share"] = ((s * 100.0).round() / 100.0).clamp(0.0, 1.0).into();
-        }
-        if let Some(kmh) = self.speed_kmh {
-            v["speed_kmh"] = ((kmh * 10.0).round() / 10.0).into();
-            v["speed_plausible"] = self.speed_ok.unwrap_or(false).into();
-        }
-        v
+    /// The message the box publishes.
+    pub fn message(&self, site: &str, camera: &str) -> wire::Event {
+        wire::Event::new(
+            site,
+            camera,
+            &wire::EventFields {
+                rule: &self.rule,
+                kind: &self.kind,
+                direction: self.direction.as_deref(),
+                class: &self.class,
+                track: self.track,
+                pts_s: self.pts_s,
+                at: &self.wall,
+                dwell_s: self.dwell_s,
+                to: self.to_rule.as_deref(),
+                speed: self.speed_kmh.map(|kmh| (kmh, self.speed_ok.unwrap_or(false))),
+                class_share: self.class_share,
+            },
+        )
     }
 }
 
@@ -227,21 +210,46 @@ impl DetectorRecord {
         })
     }
 
-    /// The message the box publishes; its id is stable across retries and unique per event (an event
-    /// is a frame's, and frames are more than a millisecond apart): site/camera/detector/code/wall in
-    /// milliseconds (in tenths for rows stored before milliseconds were kept).
-    pub fn message(&self, site: &str, camera: &str) -> serde_json::Value {
+    /// The message the box publishes; its id is unique per event (an event is a frame's, and frames
+    /// are more than a millisecond apart): the time in milliseconds (tenths for rows stored before
+    /// milliseconds were kept).
+    pub fn message(&self, site: &str, camera: &str) -> wire::Detector {
         let when = self.wall_ms.as_deref().unwrap_or(&self.wall);
-        serde_json::json!({
-            "schema": DETECTOR_SCHEMA,
-            "id": format!("{site}/{camera}/{}/{}/{when}", self.detector, self.code),
-            "site": site,
-            "camera": camera,
-            "detector": self.detector,
-            "channel": self.channel,
-            "event_code": self.code,
-            "at": self.wall,
-        })
+        wire::Detector::new(site, camera, &self.detector, self.channel, self.code, &self.wall, when)
+    }
+}
+
+/// What the box says of an event, on every path: the MQTT topics (through the store's rows), the
+/// printer's JSON lines and the console's live stream.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Message {
+    /// A per-vehicle event (`junction.event.v1`).
+    Event(wire::Event),
+    /// A loop detector's on or off (`junction.detector.v1`).
+    Detector(wire::Detector),
+}
+
+impl Message {
+    /// The message for `e`, seen by `camera` of `site`, as the store would publish it (every event
+    /// is one or the other; `None` would be a kind neither knows).
+    pub fn of(site: &str, camera: &str, e: &TrafficEvent) -> Option<Self> {
+        match DetectorRecord::of(e) {
+            Some(d) => Some(Self::Detector(d.message(site, camera))),
+            None => EventRecord::of(e).map(|r| Self::Event(r.message(site, camera))),
+        }
+    }
+
+    /// The JSON object with `"type": "event" | "detector"` added, as the printer and the console send it.
+    pub fn typed(&self) -> serde_json::Value {
+        let (kind, mut v) = match self {
+            Self::Event(e) => ("event", serde_json::to_value(e)),
+            Self::Detector(d) => ("detector", serde_json::to_value(d)),
+        };
+        if let Ok(serde_json::Value::Object(m)) = &mut v {
+            m.insert("type".into(), kind.into());
+        }
+        v.unwrap_or_default()
     }
 }
 
@@ -778,8 +786,8 @@ impl Store {
                     speed_ok: r.get(13)?,
                     class_share: r.get(14)?,
                 };
-                let v = e.message(&site, &camera);
-                Ok((seq, camera, v.to_string()))
+                let v = wire::to_json(&e.message(&site, &camera));
+                Ok((seq, camera, v))
             })
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
@@ -807,8 +815,8 @@ impl Store {
                 wall: r.get(6)?,
                 wall_ms: r.get(7)?,
             };
-            let v = d.message(&site, &camera);
-            Ok((seq, camera, v.to_string()))
+            let v = wire::to_json(&d.message(&site, &camera));
+            Ok((seq, camera, v))
         })
         .map(Some)
         .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load test of the traffic centre: BOXES junction boxes x CAMERAS cameras publishing for MINUTES
-# (wall clock) into a Mosquitto broker, landed by `junction centre` in PostgreSQL 15; everything is
+# (wall clock) into a Mosquitto broker, landed by `junction-centre` in PostgreSQL 15; everything is
 # started here on 127.0.0.1 on temporary directories and stopped by PID at the end.
 #
 #   scripts/centre_load.sh BOXES CAMERAS MINUTES
@@ -25,7 +25,7 @@ GENERATOR_ARGS=${GENERATOR_ARGS:-}
 PG=/usr/lib/postgresql/15/bin
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet --bin junction
+cargo build --release --quiet --bin junction --bin junction-centre
 cargo bench --no-run --quiet --bench centre_load 2>/dev/null
 GEN=$(ls -t target/release/deps/centre_load-* | grep -v '\.d$' | head -1)
 
@@ -85,7 +85,7 @@ INGEST=()
 METRICS=()
 for i in $(seq "$INGESTERS"); do
     port=$(free_port)
-    RUST_LOG=warn target/release/junction centre --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --postgres "$CONNINFO" \
+    RUST_LOG=warn target/release/junction-centre --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --postgres "$CONNINFO" \
         --client-id "centre-load-$i" --batch "$BATCH" --metrics "127.0.0.1:$port" >"$WORK/ingester-$i.log" 2>&1 &
     PIDS+=($!); INGEST+=($!); METRICS+=("$port")
 done

@@ -595,7 +595,7 @@ fn a_burst_of_many_batches_lands_whole() {
 
 /// A busy junction's 15-minute report: 8 lines, every class both ways, 4 approaches' movements,
 /// closed by the box's own `Aggregator`.
-fn busy_report() -> junction::aggregate::FlowReport {
+pub fn busy_report() -> junction::aggregate::FlowReport {
     use junction::analytics::{Direction, EventKind, RuleQuality, Speed, TrafficEvent, Turn};
     use junction::detect::VehicleClass;
     use std::sync::Arc;

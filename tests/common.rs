@@ -38,7 +38,10 @@ impl Output {
 
     /// The error line `junction` printed last.
     pub fn error_line(&self) -> &str {
-        self.stderr.lines().rfind(|l| l.starts_with("junction: error:")).unwrap_or("")
+        self.stderr
+            .lines()
+            .rfind(|l| l.starts_with("junction: error:") || l.starts_with("junction-centre: error:"))
+            .unwrap_or("")
     }
 }
 
@@ -49,8 +52,13 @@ pub fn junction(args: &[&str], deadline: Duration) -> Output {
 
 /// `junction` with `args` from the repo root, logging at `log`, stdin closed, stdout and stderr piped
 /// (a test that does not read one sets it to null, or a full pipe stalls the run).
+/// `["centre", …]` runs the centre's own binary, `junction-centre …`.
 pub fn command(args: &[&str], log: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_junction"));
+    let (exe, args) = match args.split_first() {
+        Some((&"centre", rest)) => (centre_bin(), rest),
+        _ => (PathBuf::from(env!("CARGO_BIN_EXE_junction")), args),
+    };
+    let mut cmd = Command::new(exe);
     cmd.args(args)
         .current_dir(repo())
         .env("RUST_LOG", log)
@@ -58,6 +66,27 @@ pub fn command(args: &[&str], log: &str) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
+}
+
+/// The centre's binary (package junction-centre, another package of the workspace): beside this
+/// build's `junction`. A whole `cargo test` builds it (the package has tests); a run filtered to this
+/// package builds it here, once, with the same profile.
+pub fn centre_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let junction = PathBuf::from(env!("CARGO_BIN_EXE_junction"));
+            let dir = junction.parent().expect("the binary's folder");
+            let mut build = Command::new(env!("CARGO"));
+            build.args(["build", "--quiet", "--package", "junction-centre", "--bin", "junction-centre"]);
+            if dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.current_dir(repo()).status().expect("cargo");
+            assert!(status.success(), "cargo build --package junction-centre failed");
+            dir.join("junction-centre")
+        })
+        .clone()
 }
 
 /// Our own `junction` child: a failed assertion must not leave it running, so it is killed (by its

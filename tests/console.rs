@@ -88,7 +88,7 @@ fn crossings(events: &[Value], line: &str) -> Vec<(f64, u64, String, String)> {
         .filter(|e| e["kind"] == "crossing" && e["rule"] == line)
         .map(|e| {
             (
-                e["pts"].as_f64().unwrap(),
+                e["pts_s"].as_f64().unwrap(),
                 e["track"].as_u64().unwrap(),
                 e["direction"].as_str().unwrap().to_owned(),
                 e["class"].as_str().unwrap().to_owned(),
@@ -143,7 +143,7 @@ fn hot_reload_counts_add_up_to_the_runs_with_fixed_rules() {
     // machine plays it (a fixed pause of wall time landed anywhere from 20 to 35 s of the clip).
     wait_line(&out, "a crossing 27 s into the clip", |l| {
         serde_json::from_str::<Value>(l)
-            .is_ok_and(|v| v["type"] == "event" && v["pts"].as_f64().is_some_and(|p| p >= 27.0))
+            .is_ok_and(|v| v["type"] == "event" && v["pts_s"].as_f64().is_some_and(|p| p >= 27.0))
     });
     std::fs::write(dir.path().join("live.toml"), final_rules(&original)).unwrap();
     signal(&child.0, "HUP");

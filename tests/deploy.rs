@@ -25,7 +25,8 @@ fn check_unit(name: &str, threshold: u32, keys: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let unit = std::fs::read_to_string(deploy(&format!("systemd/{name}")))
         .unwrap()
-        .replace("/usr/local/bin/junction", env!("CARGO_BIN_EXE_junction"));
+        .replace("/usr/local/bin/junction-centre", &crate::common::centre_bin().display().to_string())
+        .replace("/usr/local/bin/junction ", &format!("{} ", env!("CARGO_BIN_EXE_junction")));
     let path = dir.path().join(name);
     std::fs::write(&path, &unit).unwrap();
     let (ok, out) = run(Command::new("systemd-analyze").arg("verify").arg(&path));
@@ -55,7 +56,7 @@ fn centre_systemd_unit_verifies_and_is_hardened() {
     check_unit(
         "junction-centre.service",
         20,
-        &["junction centre", "--client-id", "Restart=always", "WatchdogSec=", "Type=notify"],
+        &["junction-centre --mqtt", "--client-id", "Restart=always", "WatchdogSec=", "Type=notify"],
     );
 }
 

@@ -91,19 +91,10 @@ pub fn run_config(args: &RunArgs) -> Result<Config> {
     if let Some(listen) = args.http {
         cfg.http = Some(match cfg.http.take() {
             Some(h) => junction::http::HttpConfig { listen, ..h },
-            None => junction::http::HttpConfig {
-                listen,
-                snapshots: false,
-                console: true,
-                password_hash: None,
-                password_file: None,
-                allowed_hosts: Vec::new(),
-                plain_http_login: false,
-                tls_cert: None,
-                tls_key: None,
-            },
+            None => junction::http::HttpConfig::new(listen),
         });
-        if let Some((field, message)) = cfg.http.as_ref().and_then(|h| h.problems().into_iter().next()) {
+        let problems = cfg.http.as_ref().map(|h| [h.problems(), junction::config::http_file_problems(h)].concat());
+        if let Some((field, message)) = problems.and_then(|p| p.into_iter().next()) {
             anyhow::bail!("--http: {field}: {message}");
         }
     }
@@ -118,20 +109,7 @@ pub fn run_config(args: &RunArgs) -> Result<Config> {
         match &mut cfg.mqtt {
             Some(m) => m.url = url.clone(),
             None => {
-                cfg.mqtt = Some(junction::publish::MqttConfig {
-                    url: url.clone(),
-                    ca_file: None,
-                    client_cert: None,
-                    client_key: None,
-                    username: None,
-                    password_file: None,
-                    password_env: None,
-                    client_id: None,
-                    keep_alive_s: 30,
-                    drain_timeout_s: 10.0,
-                    protocol: junction::publish::Protocol::default(),
-                    events: false,
-                })
+                cfg.mqtt = Some(junction::publish::MqttConfig::new(url.clone()));
             }
         }
     }

@@ -11,54 +11,38 @@ use junction::runtime::{Observer, RunSummary, direction_total};
 /// Prints events and closed bins as they happen.
 pub struct Printer {
     pub json: bool,
+    /// The site, for the events' ids.
+    pub site: String,
     pub out: std::io::Stdout,
 }
 
 impl Observer for Printer {
     fn event(&mut self, camera: &str, e: &TrafficEvent) {
         let mut out = self.out.lock();
-        let (direction, dwell, to, channel) = match &e.kind {
-            EventKind::Crossing { direction } => (Some(direction.as_str()), None, None, None),
-            EventKind::ZoneEnter => (None, None, None, None),
-            EventKind::ZoneExit { dwell } => (None, Some(dwell.as_secs_f64()), None, None),
-            EventKind::Movement { to, turn } => (Some(turn.as_str()), None, Some(&**to), None),
-            EventKind::LoopOn { channel } | EventKind::LoopOff { channel } => (None, None, None, Some(*channel)),
-        };
-        let kind = e.kind.name();
-        let speed = e.speed.map(|s| (f64::from(s.kmh) * 10.0).round() / 10.0);
-        let wall = humantime::format_rfc3339_millis(e.wall).to_string();
         let _ = if self.json {
-            let mut v = serde_json::json!({
-                "type": "event", "camera": camera, "rule": &*e.rule, "kind": kind, "direction": direction,
-                "class": e.class, "track": e.track, "pts": e.pts.as_secs_f64(), "wall": wall, "dwell_s": dwell,
-            });
-            if let Some(to) = to {
-                v["to"] = to.into();
+            // The same object the MQTT topics carry, with its "type".
+            match junction::store::Message::of(&self.site, camera, e) {
+                Some(m) => writeln!(out, "{}", m.typed()),
+                None => Ok(()),
             }
-            if let Some(c) = channel {
-                v["channel"] = c.into();
-            }
-            if let Some(s) = speed {
-                v["speed_kmh"] = s.into();
-                v["speed_plausible"] = e.speed.is_some_and(|s| s.plausible).into();
-            }
-            writeln!(out, "{v}")
         } else {
-            let what = match (&e.kind, direction, dwell) {
-                (EventKind::Movement { .. }, Some(d), _) => format!("{d} to {}", to.unwrap_or("")),
-                (EventKind::LoopOn { channel }, ..) => format!("on  (channel {channel})"),
-                (EventKind::LoopOff { channel }, ..) => format!("off (channel {channel})"),
-                (_, Some(d), _) => format!("{d:<4}"),
-                (_, None, Some(s)) => format!("exit after {s:.1} s"),
-                (_, None, None) => "enter".into(),
+            let what = match &e.kind {
+                EventKind::Crossing { direction } => format!("{:<4}", direction.as_str()),
+                EventKind::ZoneEnter => "enter".into(),
+                EventKind::ZoneExit { dwell } => format!("exit after {:.1} s", dwell.as_secs_f64()),
+                EventKind::Movement { to, turn } => format!("{} to {to}", turn.as_str()),
+                EventKind::LoopOn { channel } => format!("on  (channel {channel})"),
+                EventKind::LoopOff { channel } => format!("off (channel {channel})"),
             };
-            let speed = speed.map(|s| format!("  {s:.0} km/h")).unwrap_or_default();
+            let speed = e.speed.map(|s| format!("  {:.0} km/h", (f64::from(s.kmh) * 10.0).round() / 10.0));
+            let wall = humantime::format_rfc3339_millis(e.wall);
             writeln!(
                 out,
-                "{wall}  {camera:<10} {:<10} {what} {:<10} track {}{speed}",
+                "{wall}  {camera:<10} {:<10} {what} {:<10} track {}{}",
                 &*e.rule,
                 e.class.as_str(),
-                e.track
+                e.track,
+                speed.unwrap_or_default()
             )
         };
         let _ = out.flush();

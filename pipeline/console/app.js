@@ -325,16 +325,29 @@ function drawChart() {
   $("#chart-legend").innerHTML = legend.join(" ") || "no closed bins yet";
 }
 
+// The newest 200 events, newest first.
+function prependEvent(li) {
+  const list = $("#events");
+  list.prepend(li);
+  while (list.children.length > 200) list.lastChild.remove();
+}
+
 function addEvent(e) {
   const li = document.createElement("li");
   li.dataset.rule = e.rule;
   li.dataset.kind = e.kind;
-  const what = e.kind === "crossing" ? `${e.direction}` : e.kind === "movement" ? `→ ${e.to} ${e.movement}` : e.kind;
+  const what = e.kind === "crossing" ? `${e.direction}` : e.kind === "movement" ? `→ ${e.to} ${e.direction}` : e.kind;
   li.textContent = `${e.at.slice(11, 19)} ${e.camera} ${e.rule} ${what} ${e.class} #${e.track}` +
-    (e.speed_kmh != null ? ` ${e.speed_kmh} km/h` : "");
-  const list = $("#events");
-  list.prepend(li);
-  while (list.children.length > 200) list.lastChild.remove();
+    (e.speed_plausible ? ` ${e.speed_kmh} km/h` : "");
+  prependEvent(li);
+}
+
+function addDetector(d) {
+  const li = document.createElement("li");
+  li.dataset.rule = d.detector;
+  li.dataset.kind = d.event_code === 82 ? "loop_on" : "loop_off";
+  li.textContent = `${d.at.slice(11, 19)} ${d.camera} ${d.detector} ${d.event_code === 82 ? "on" : "off"} (channel ${d.channel})`;
+  prependEvent(li);
 }
 
 function applyReport(cam, bin, reloaded, changes) {
@@ -364,6 +377,8 @@ function openLive() {
         k[msg.class] = (k[msg.class] || 0) + 1;
         renderCounts();
       }
+    } else if (msg.type === "detector") {
+      addDetector(msg);
     } else if (msg.type === "report") {
       applyReport(msg.camera, msg.bin, msg.reloaded, msg.changes);
       renderCounts();

@@ -1,3 +1,3 @@
 #![no_main]
-//! See junction::fuzzing::centre_payload.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| junction::fuzzing::centre_payload(data));
+//! See junction_centre::fuzz_payload.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| junction_centre::fuzz_payload(data));

@@ -1,4 +1,4 @@
-//! The traffic centre's ingester (`junction centre`): every box's MQTT landed in PostgreSQL.
+//! The traffic centre's ingester (`junction-centre`): every box's MQTT landed in PostgreSQL.
 //!
 //! Subscribes through shared subscriptions (`$share/<group>/junction/v1/+/+/flow`, `…/events`,
 //! `…/detector`, `$share/<group>/junction/v1/+/status`), so several ingesters split the messages; a
@@ -10,7 +10,7 @@
 //!
 //! Consumer rules applied: a report replaces the stored one with the same id only with a higher
 //! `revision` (a missing revision is 1); events and loop events are kept once per id; a box's status
-//! only moves forward in time. Tables are partitioned by day (migrations in `pipeline/centre/`).
+//! only moves forward in time. Tables are partitioned by day (migrations beside this file).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,12 +23,12 @@ use serde_json::Value;
 
 /// Numbered migrations, applied in order, each once (table `schema_migrations`).
 const MIGRATIONS: &[(i32, &str)] =
-    &[(1, include_str!("centre/0001_init.sql")), (2, include_str!("centre/0002_received_at_commit.sql"))];
+    &[(1, include_str!("0001_init.sql")), (2, include_str!("0002_received_at_commit.sql"))];
 
-const FLOW_SCHEMA: &str = include_str!("../deploy/schema/flow.v1.json");
-const EVENT_SCHEMA: &str = include_str!("../deploy/schema/event.v1.json");
-const DETECTOR_SCHEMA: &str = include_str!("../deploy/schema/detector.v1.json");
-const STATUS_SCHEMA: &str = include_str!("../deploy/schema/status.v1.json");
+const FLOW_SCHEMA: &str = include_str!("../../deploy/schema/flow.v1.json");
+const EVENT_SCHEMA: &str = include_str!("../../deploy/schema/event.v1.json");
+const DETECTOR_SCHEMA: &str = include_str!("../../deploy/schema/detector.v1.json");
+const STATUS_SCHEMA: &str = include_str!("../../deploy/schema/status.v1.json");
 
 #[derive(Debug, thiserror::Error)]
 pub enum CentreError {
@@ -65,12 +65,12 @@ const DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
 /// clock may run a little ahead; a year 9999 is a broken one).
 const MAX_AHEAD: Duration = Duration::from_secs(7 * 86_400);
 
-/// What `junction centre` is asked to do.
+/// What `junction-centre` is asked to do.
 #[derive(Debug, Clone)]
 pub struct CentreConfig {
     /// The centre's broker: `url` (`mqtt://` or `mqtts://`), TLS files and credentials as a box's
     /// `[mqtt]` has them (protocol, client id and the rest are the ingester's own).
-    pub mqtt: crate::publish::MqttConfig,
+    pub mqtt: junction_schema::site::MqttConfig,
     /// Shared-subscription group: ingesters with the same group split the messages.
     pub group: String,
     /// MQTT client id: fixed, so that the broker keeps this ingester's session across restarts.
@@ -207,7 +207,7 @@ async fn serve_metrics(addr: std::net::SocketAddr, metrics: std::sync::Arc<Centr
             "/metrics",
             axum::routing::get(move || {
                 let m = metrics.clone();
-                async move { crate::http::metrics_response(m.encode().map_err(|e| e.to_string())) }
+                async move { junction_common::telemetry::metrics_response(m.encode().map_err(|e| e.to_string())) }
             }),
         )
         .route("/healthz", axum::routing::get(|| async { "ok\n" }));
@@ -1046,7 +1046,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     use std::sync::atomic::Ordering;
     let validators = Validators::new()?;
     // The broker's settings are checked (TLS files readable, a password read) before anything starts.
-    let conn = crate::publish::connection_settings(&cfg.mqtt).map_err(|e| CentreError::Mqtt(e.to_string()))?;
+    let conn = junction_common::mqtt::connection_settings(&cfg.mqtt).map_err(|e| CentreError::Mqtt(e.to_string()))?;
     let metrics = std::sync::Arc::new(CentreMetrics::new());
     if let Some(addr) = cfg.metrics {
         serve_metrics(addr, metrics.clone()).await?;
@@ -1063,7 +1063,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     }
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
-    opts.set_max_packet_size(crate::publish::MAX_PACKET_BYTES, crate::publish::MAX_PACKET_BYTES);
+    opts.set_max_packet_size(junction_schema::wire::MAX_PACKET_BYTES, junction_schema::wire::MAX_PACKET_BYTES);
     opts.set_keep_alive(Duration::from_secs(30));
     // Requests are few: the subscriptions, wake-ups (`WAKE_FILTER`) and the final disconnect.
     let (client, mut events) = AsyncClient::new(opts, 64);
@@ -1157,7 +1157,7 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
     };
     // Under systemd (Type=notify): ready once the database is migrated and the subscriptions asked
     // for; the loop below pets the watchdog, so an ingester that hangs is restarted.
-    let mut notifier = crate::telemetry::Notifier::from_env();
+    let mut notifier = junction_common::telemetry::Notifier::from_env();
     notifier.ready();
     let mut first_at: Option<Instant> = None;
     let mut failures = 0u32;
@@ -1178,7 +1178,8 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
                     failures = 0;
                 }
                 Err(e) => {
-                    let wait = crate::retry::backoff(failures, Duration::from_millis(500), Duration::from_secs(30));
+                    let wait =
+                        junction_common::retry::backoff(failures, Duration::from_millis(500), Duration::from_secs(30));
                     failures += 1;
                     metrics.batch_failures.inc();
                     tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), held = batch.pending.len(), "centre: batch not written; kept and retried");
@@ -1238,6 +1239,20 @@ async fn ingest(cfg: &CentreConfig, stop: &std::sync::atomic::AtomicBool) -> Res
         "centre: stopped"
     );
     Ok(())
+}
+
+/// A message as the ingester receives it, on each kind of topic: its checks (schema, topic, times,
+/// ranges, text PostgreSQL cannot store) decide between a row and a dead letter. The fuzz target
+/// `centre_payload` (pipeline/fuzz) and the box's stable smoke test call it.
+#[doc(hidden)]
+pub fn fuzz_payload(data: &[u8]) {
+    static VALIDATORS: std::sync::OnceLock<Option<Validators>> = std::sync::OnceLock::new();
+    let Some(v) = VALIDATORS.get_or_init(|| Validators::new().ok()) else { return };
+    for topic in
+        ["junction/v1/s1/c1/flow", "junction/v1/s1/c1/events", "junction/v1/s1/c1/detector", "junction/v1/s1/status"]
+    {
+        let _ = classify(topic, data, v);
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use junction_schema::site::HttpConfig;
+use junction_schema::site::{HttpConfig, MqttConfig};
 
 use crate::aggregate::PcuFactors;
 use crate::analytics::{
@@ -522,11 +522,68 @@ pub struct StoreConfig {
 
 struct Collector {
     problems: Vec<Problem>,
+    /// Fields set from the command line, and the flag that set each: named beside a problem there.
+    overridden: Vec<(String, &'static str)>,
 }
 
 impl Collector {
+    fn new(overrides: &[Override]) -> Self {
+        Self { problems: Vec::new(), overridden: overrides.iter().map(|o| (o.field.clone(), o.flag)).collect() }
+    }
+
     fn add(&mut self, file: &Path, field: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem { file: file.to_owned(), field: field.into(), message: message.into() });
+        let mut field = field.into();
+        let flag = self.overridden.iter().find(|(f, _)| {
+            field.strip_prefix(f.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with(['[', '.']))
+        });
+        if let Some((_, flag)) = flag {
+            field = format!("{field} (from {flag})");
+        }
+        self.problems.push(Problem { file: file.to_owned(), field, message: message.into() });
+    }
+
+    fn into_result<T>(self, ok: T) -> Result<T, ConfigError> {
+        if self.problems.is_empty() { Ok(ok) } else { Err(ConfigError { problems: self.problems }) }
+    }
+}
+
+/// A value from the command line laid over the site file before it is validated (low → high: the
+/// defaults, the file, the flags), so a flag is held to the file's rules.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// Its dotted place in the file: `detector.every`, `store.path`, `camera.0.uri`.
+    pub field: String,
+    pub value: toml_edit::Value,
+    /// The flag it came from (`--detect-every`), named beside a problem with it.
+    pub flag: &'static str,
+}
+
+impl Override {
+    pub fn new(field: &str, value: impl Into<toml_edit::Value>, flag: &'static str) -> Self {
+        Self { field: field.to_owned(), value: value.into(), flag }
+    }
+}
+
+/// Sets `value` at `parts` (a number is an index into an array of tables); tables are made as
+/// needed. False when the place cannot hold it (an index past the end, a value where a table is).
+fn set_in(table: &mut dyn toml_edit::TableLike, parts: &[&str], value: toml_edit::Value) -> bool {
+    match parts {
+        [] => false,
+        [key] => {
+            table.insert(key, toml_edit::Item::Value(value));
+            true
+        }
+        [key, index, rest @ ..] if index.bytes().all(|b| b.is_ascii_digit()) => {
+            let i: usize = index.parse().unwrap_or(usize::MAX);
+            match table.get_mut(key).and_then(|it| it.as_array_of_tables_mut()).and_then(|a| a.get_mut(i)) {
+                Some(t) => set_in(t, rest, value),
+                None => false,
+            }
+        }
+        [key, rest @ ..] => match table.entry(key).or_insert_with(toml_edit::table).as_table_like_mut() {
+            Some(t) => set_in(t, rest, value),
+            None => false,
+        },
     }
 }
 
@@ -592,24 +649,111 @@ impl Config {
     }
 
     /// Reads and validates a site configuration and the calibration files it names.
+    /// The site file at `path`, validated, and the files it names checked ([`Config::check_files`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let mut c = Collector { problems: Vec::new() };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                c.add(path, "(file)", e.to_string());
-                return Err(ConfigError { problems: c.problems });
+        Self::load_with(path, &[])
+    }
+
+    /// [`Config::load`] with the command line's values laid over the file before validation.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut c = Collector::new(&[]);
+            c.add(path, "(file)", e.to_string());
+            ConfigError { problems: c.problems }
+        })?;
+        let cfg = Self::from_text(path, &text, overrides)?;
+        cfg.check_files()?;
+        Ok(cfg)
+    }
+
+    /// An ad-hoc site (no file): one camera `uri` and the model card `model`, with the command line
+    /// laid over it; validated like a file, the files it names checked. Relative paths are the
+    /// working directory's.
+    pub fn load_adhoc(uri: &str, model: &Path, overrides: &[Override]) -> Result<Self, ConfigError> {
+        let mut doc = toml_edit::DocumentMut::new();
+        doc["site"] = toml_edit::value("adhoc");
+        doc["detector"] = toml_edit::table();
+        doc["detector"]["model"] = toml_edit::value(model.display().to_string());
+        let mut camera = toml_edit::Table::new();
+        camera["id"] = toml_edit::value("camera");
+        camera["uri"] = toml_edit::value(uri);
+        let mut cameras = toml_edit::ArrayOfTables::new();
+        cameras.push(camera);
+        doc["camera"] = toml_edit::Item::ArrayOfTables(cameras);
+        doc["store"] = toml_edit::table();
+        doc["store"]["path"] = toml_edit::value("junction.db");
+        // Relative to the working directory: the parent of a bare name is the empty path.
+        let mut cfg = Self::from_text(Path::new("(command line)"), &doc.to_string(), overrides)?;
+        cfg.path = None;
+        cfg.check_files()?;
+        Ok(cfg)
+    }
+
+    /// The configuration in `text` (the file at `path`, whose folder relative paths are resolved
+    /// against), with `overrides` laid over it, validated in one pass that reports every problem
+    /// with its place. Reads nothing but the configuration's own documents (its calibration files):
+    /// the model, TLS and password files are [`Config::check_files`]'.
+    pub fn from_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Self, ConfigError> {
+        let mut c = Collector::new(overrides);
+        let refuse = |c: Collector| Err(ConfigError { problems: c.problems });
+        // The file as written first: its own mistakes are placed by its own lines.
+        if let Err(e) = toml::from_str::<RawSite>(text) {
+            c.add(path, parse_error_place(text, &e), e.message().to_owned());
+            return refuse(c);
+        }
+        let raw = if overrides.is_empty() {
+            toml::from_str::<RawSite>(text)
+        } else {
+            let mut doc: toml_edit::DocumentMut = match text.parse() {
+                Ok(d) => d,
+                Err(e) => {
+                    c.add(path, "(file)", e.to_string());
+                    return refuse(c);
+                }
+            };
+            for o in overrides {
+                let parts: Vec<&str> = o.field.split('.').collect();
+                if !set_in(doc.as_table_mut(), &parts, o.value.clone()) {
+                    c.add(path, o.field.clone(), format!("{} cannot be set here", o.flag));
+                }
             }
+            toml::from_str::<RawSite>(&doc.to_string())
         };
-        let raw: RawSite = match toml::from_str(&text) {
+        let raw = match raw {
             Ok(r) => r,
+            // The file alone was right: a flag's value is of the wrong kind.
             Err(e) => {
-                c.add(path, parse_error_place(&text, &e), e.message().to_owned());
-                return Err(ConfigError { problems: c.problems });
+                let flags: Vec<&str> = overrides.iter().map(|o| o.flag).collect();
+                c.add(path, format!("(from {})", flags.join(", ")), e.message().to_owned());
+                return refuse(c);
             }
         };
         let cfg = Self::resolve(path, raw, &mut c);
-        if c.problems.is_empty() { Ok(cfg) } else { Err(ConfigError { problems: c.problems }) }
+        c.into_result(cfg)
+    }
+
+    /// The start-up step after validation: the files the configuration names, read and checked (the
+    /// model against its card's sha256, the console's password and TLS files, the broker's CA, client
+    /// certificate and password).
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let path = self.path.clone().unwrap_or_else(|| PathBuf::from("(command line)"));
+        let mut c = Collector::new(&[]);
+        if let Err(e) = ModelCard::load(&self.model_card) {
+            c.add(&path, "detector.model", e.to_string());
+        }
+        if let Some(h) = &self.http {
+            for (field, message) in http_file_problems(h) {
+                c.add(&path, field, message);
+            }
+        }
+        // The files it names (CA, client certificate, password), once the section itself holds.
+        if let Some(m) = &self.mqtt
+            && m.problems().is_empty()
+            && let Err(e) = junction_common::mqtt::connection_settings(m)
+        {
+            c.add(&path, "mqtt", e.to_string());
+        }
+        c.into_result(())
     }
 
     fn resolve(path: &Path, raw: RawSite, c: &mut Collector) -> Self {
@@ -617,9 +761,6 @@ impl Config {
             c.add(path, "site", "must be letters, digits, '-', '_' or '.' (it is an MQTT topic level)");
         }
         let model_card = relative_to(path, &raw.detector.model);
-        if let Err(e) = ModelCard::load(&model_card) {
-            c.add(path, "detector.model", e.to_string());
-        }
         if let Some(s) = raw.detector.score
             && !(0.0..=1.0).contains(&s)
         {
@@ -725,7 +866,7 @@ impl Config {
                 Err(e) => c.add(path, format!("aggregate.bins[{i}]"), e),
             }
         }
-        if bins.is_empty() {
+        if raw.aggregate.bins.is_empty() {
             c.add(path, "aggregate.bins", "at least one bin length is needed");
         }
         let store_path = relative_to(path, &raw.store.path);
@@ -750,24 +891,10 @@ impl Config {
             }
             h
         });
-        if let Some(h) = &http {
-            for (field, message) in h.problems() {
-                c.add(path, field, message);
-            }
-            for (field, message) in http_file_problems(h) {
-                c.add(path, field, message);
-            }
-        }
-        if let Some(m) = &mqtt {
-            let pure = m.problems();
-            let clean = pure.is_empty();
-            for (field, message) in pure {
-                c.add(path, field, message);
-            }
-            // The files it names (CA, client certificate, password), once the section itself holds.
-            if clean && let Err(e) = junction_common::mqtt::connection_settings(m) {
-                c.add(path, "mqtt", e.to_string());
-            }
+        for (field, message) in
+            http.iter().flat_map(HttpConfig::problems).chain(mqtt.iter().flat_map(MqttConfig::problems))
+        {
+            c.add(path, field, message);
         }
         Self {
             path: Some(path.to_owned()),
@@ -967,7 +1094,7 @@ fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
 /// `junction check-config`: the camera it describes, or every problem, named by field
 /// (`line[1] (x100).points`).
 pub fn check_calibration_text(path: &Path, text: &str) -> Result<CameraConfig, ConfigError> {
-    let mut c = Collector { problems: Vec::new() };
+    let mut c = Collector::new(&[]);
     let mut camera = CameraConfig::new("check", String::new());
     camera.calibration = Some(path.to_owned());
     calibration_from_text(path, text, &mut camera, &mut c);
@@ -1163,7 +1290,7 @@ fn checked_polygon(
 /// Reads a calibration file on its own (for `junction calibrate`): the camera it describes, or every
 /// problem found.
 pub fn load_calibration_file(path: &Path) -> Result<CameraConfig, ConfigError> {
-    let mut c = Collector { problems: Vec::new() };
+    let mut c = Collector::new(&[]);
     let mut camera = CameraConfig::new("calibrate", String::new());
     camera.calibration = Some(path.to_owned());
     load_calibration(path, &mut camera, &mut c);
@@ -1261,6 +1388,51 @@ mod tests {
         let p = |x, y| FramePoint { x, y };
         assert_eq!(self_intersection(&[p(0.0, 0.0), p(10.0, 10.0), p(10.0, 0.0), p(0.0, 10.0)]), Some((0, 2)));
         assert_eq!(self_intersection(&[p(0.0, 0.0), p(10.0, 0.0), p(10.0, 10.0), p(0.0, 10.0)]), None);
+    }
+
+    const SITE: &str = "site = \"s\"\n[detector]\nmodel = \"no-such-card.toml\"\nevery = 2\n\n[[camera]]\nid = \"c\"\nuri = \"test://ball\"\n";
+
+    fn fields(e: ConfigError) -> Vec<String> {
+        e.problems.into_iter().map(|p| p.field).collect()
+    }
+
+    /// The command line is held to the file's rules, named as the flag it came from; what it sets
+    /// wins over the file; a section it needs is made.
+    #[test]
+    fn overrides_are_laid_over_the_file_before_validation() {
+        let path = Path::new("/site/s.toml");
+        let bad = Config::from_text(path, SITE, &[Override::new("detector.every", 31, "--detect-every")]);
+        assert_eq!(fields(bad.expect_err("31 is refused in the file")), ["detector.every (from --detect-every)"]);
+        let o = [
+            Override::new("detector.every", 3, "--detect-every"),
+            Override::new("store.path", "/data/j.db", "--store"),
+            Override::new("mqtt.url", "mqtt://127.0.0.1:1884", "--mqtt"),
+            Override::new("camera.0.uri", "/clips/a.mp4", "URI"),
+        ];
+        let cfg = Config::from_text(path, SITE, &o).expect("valid");
+        assert_eq!(cfg.detector.every, 3);
+        assert_eq!(cfg.store.path, PathBuf::from("/data/j.db"));
+        assert_eq!(cfg.mqtt.as_ref().map(|m| (m.url.as_str(), m.keep_alive_s)), Some(("mqtt://127.0.0.1:1884", 30)));
+        assert_eq!(cfg.cameras[0].uri, "/clips/a.mp4");
+        let bad = Config::from_text(path, SITE, &[Override::new("mqtt.url", "broker:1883", "--mqtt")]);
+        assert_eq!(fields(bad.expect_err("no scheme")), ["mqtt.url (from --mqtt)"]);
+        let bad = Config::from_text(path, SITE, &[Override::new("camera.3.uri", "x.mp4", "URI")]);
+        assert_eq!(fields(bad.expect_err("no fourth camera")), ["camera.3.uri (from URI)"]);
+        let bad = Config::from_text(path, SITE, &[Override::new("detector.every", "x", "--detect-every")]);
+        assert_eq!(fields(bad.expect_err("a word")), ["(from --detect-every)"]);
+        // The file's own mistakes are placed by its lines, whatever the flags.
+        let bad = Config::from_text(path, &SITE.replace("every = 2", "every = \"2\""), &o);
+        assert_eq!(fields(bad.expect_err("a string")), ["line 4"]);
+    }
+
+    /// Validation reads no model, TLS or password file: a card that does not exist is found at
+    /// start-up, by the second step.
+    #[test]
+    fn files_are_read_in_their_own_step() {
+        let cfg = Config::from_text(Path::new("/site/s.toml"), SITE, &[]).expect("the text is valid");
+        let e = cfg.check_files().expect_err("no such card");
+        assert_eq!(e.problems[0].field, "detector.model");
+        assert!(e.problems[0].message.contains("no-such-card.toml"), "{e}");
     }
 
     #[test]

@@ -174,6 +174,22 @@ fn malformed_broker_url_on_the_command_line() {
     assert_refused(&out, &["--mqtt", "broker:1883", "mqtt://host[:port]"]);
 }
 
+/// A flag is held to the file's rules: `detector.every` is 1 to 30 in a site file, and so is
+/// `--detect-every` (it once took any number).
+#[test]
+fn command_line_values_are_validated_like_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let out = junction(&["run", "--store", db.to_str().unwrap(), "--detect-every", "31"], Duration::from_secs(60));
+    assert_refused(&out, &["junction.example.toml", "detector.every (from --detect-every)", "1 to 30"]);
+    let out = junction(
+        &["run", "test://ball", "--line", "1,1,100,100", "--store", db.to_str().unwrap(), "--bins", "7m"],
+        Duration::from_secs(60),
+    );
+    assert_refused(&out, &["(command line)", "aggregate.bins[0] (from --bins)", "\"7m\" must be positive"]);
+    assert!(!db.exists(), "refused before anything started");
+}
+
 #[test]
 fn unreadable_ca_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,13 +2,14 @@
 //! it fits (error per point in metres, RMS), and draws an overlay on a frame of the camera: a 5 m
 //! ground grid, the ground points (surveyed vs where the solution puts them), every rule (lines,
 //! zones, approaches, loops) and the region of interest the detector sees (for the default model's
-//! 416 × 416 input). Drawing and PNG encoding are OpenCV's.
+//! 416 × 416 input). Drawing is OpenCV's imgproc; reading and writing the PNG or JPEG is the `image`
+//! crate's (OpenCV's imgcodecs would link GDAL and, through it, libpq into the box).
 
 use std::path::{Path, PathBuf};
 
 use opencv::core::{Mat, Point, Scalar, Vector};
+use opencv::imgproc;
 use opencv::prelude::*;
-use opencv::{imgcodecs, imgproc};
 
 use crate::analytics::Region;
 use crate::config::{CameraConfig, ConfigError, calibration_points, load_calibration_file};
@@ -146,10 +147,7 @@ fn polygon(img: &mut Mat, pts: &[FramePoint], colour: Scalar, thickness: i32) ->
 /// Writes the overlay of `c` on the PNG (or JPEG) `frame` to `out`.
 pub fn overlay(c: &Calibration, frame: &Path, out: &Path) -> Result<(), CalibrateError> {
     let frame_err = |message: String| CalibrateError::Frame { path: frame.to_owned(), message };
-    let mut img = imgcodecs::imread(frame, imgcodecs::IMREAD_COLOR).map_err(|e| frame_err(e.to_string()))?;
-    if img.empty() {
-        return Err(frame_err("cannot be read as an image (PNG or JPEG)".into()));
-    }
+    let mut img = read_bgr(frame).map_err(frame_err)?;
     if let Some(size) = c.camera.frame_size
         && (img.cols() as u32 != size.width || img.rows() as u32 != size.height)
     {
@@ -257,9 +255,35 @@ pub fn overlay(c: &Calibration, frame: &Path, out: &Path) -> Result<(), Calibrat
     let rms = format!("5 m grid; RMS {:.2} m over the ground points", c.solution.rms_m);
     let bottom = img.rows() - 10;
     label(&mut img, &rms, Point::new(8, bottom), bgr(255.0, 255.0, 255.0), 0.5).map_err(&err)?;
-    let written = imgcodecs::imwrite(out, &img, &Vector::new()).map_err(&err)?;
-    if !written {
-        return Err(CalibrateError::Overlay { path: out.to_owned(), message: "OpenCV could not write it".into() });
+    write_bgr(&img, out).map_err(|message| CalibrateError::Overlay { path: out.to_owned(), message })
+}
+
+/// A PNG or JPEG as an 8-bit 3-channel BGR `Mat` (OpenCV's order), one row of `cols × 3` bytes per
+/// pixel row.
+fn read_bgr(path: &Path) -> Result<Mat, String> {
+    let rgb = image::io::Reader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| format!("cannot be read as an image (PNG or JPEG): {e}"))?
+        .into_rgb8();
+    let (w, h) = (i32::try_from(rgb.width()), i32::try_from(rgb.height()));
+    let (Ok(w), Ok(h)) = (w, h) else { return Err("too large".into()) };
+    let mut mat =
+        Mat::new_rows_cols_with_default(h, w, opencv::core::CV_8UC3, Scalar::all(0.0)).map_err(|e| e.to_string())?;
+    let bytes = mat.data_bytes_mut().map_err(|e| e.to_string())?;
+    for (dst, src) in bytes.chunks_exact_mut(3).zip(rgb.pixels()) {
+        dst.copy_from_slice(&[src[2], src[1], src[0]]);
     }
-    Ok(())
+    Ok(mat)
+}
+
+/// Writes a BGR `Mat` as the format `path`'s extension names (`.png`, `.jpg`).
+fn write_bgr(img: &Mat, path: &Path) -> Result<(), String> {
+    let (w, h) = (img.cols() as u32, img.rows() as u32);
+    let bytes = img.data_bytes().map_err(|e| e.to_string())?;
+    let rgb: Vec<u8> = bytes.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let out = image::RgbImage::from_raw(w, h, rgb).ok_or("the drawing is not w × h × 3 bytes")?;
+    out.save(path).map_err(|e| e.to_string())
 }

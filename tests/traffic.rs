@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::common::{assert_refused, assert_schema, junction};
+use crate::common::{assert_refused, assert_schema, junction, repo};
 use crate::mqtt::{Broker, Subscriber};
 
 fn png_size(path: &std::path::Path) -> (u32, u32) {
@@ -111,6 +111,13 @@ fn example_site_run_calibrate_report() {
     assert_eq!(cal.stdout.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count(), 8);
     assert!(cal.stdout.contains("RMS "), "{}", cal.stdout);
     assert_eq!(png_size(&overlay), (640, 360));
+    // Drawn over the frame, in the frame's colours: most pixels untouched (a red/blue swap would change
+    // nearly all of them), and some drawn on.
+    let frame = image::open(repo().join("calibration/example-street/street_frame.png")).unwrap().into_rgb8();
+    let drawn = image::open(&overlay).unwrap().into_rgb8();
+    let same = frame.pixels().zip(drawn.pixels()).filter(|(a, b)| a == b).count();
+    let all = frame.pixels().len();
+    assert!(same > all / 2 && same < all * 99 / 100, "{same} of {all} pixels as in the frame");
 
     // report: TMC CSV of the through movements, charts.
     let out = dir.path().join("report");
@@ -184,7 +191,7 @@ fn degenerate_calibration_is_refused() {
         &site,
         format!(
             "site = \"s\"\n[detector]\nmodel = {:?}\n[[camera]]\nid = \"c\"\nuri = \"test://\"\ncalibration = \"cam.toml\"\n",
-            crate::common::repo().join("models/yolox_nano.toml")
+            repo().join("models/yolox_nano.toml")
         ),
     )
     .unwrap();

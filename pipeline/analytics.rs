@@ -23,19 +23,15 @@ use crate::track::TrackedObject;
 pub use speed::Speed;
 use speed::SpeedTrack;
 
-/// Which point of a box stands for the vehicle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Anchor {
-    /// Where the vehicle touches the road (side and oblique views).
-    #[default]
-    BottomCentre,
-    /// The box centre (views from straight above).
-    Centre,
+pub use junction_schema::rules::{Anchor, Side, ZoneKind};
+
+/// The point of a frame box an [`Anchor`] names.
+pub trait AnchorPoint {
+    fn point(self, b: &FrameBox) -> FramePoint;
 }
 
-impl Anchor {
-    pub fn point(self, b: &FrameBox) -> FramePoint {
+impl AnchorPoint for Anchor {
+    fn point(self, b: &FrameBox) -> FramePoint {
         match self {
             Anchor::BottomCentre => b.bottom_centre(),
             Anchor::Centre => FramePoint { x: 0.5 * (b.x1 + b.x2), y: 0.5 * (b.y1 + b.y2) },
@@ -60,15 +56,6 @@ impl Direction {
     }
 }
 
-/// Which side of a line, walking from its first point to its second, is "in".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    #[default]
-    Left,
-    Right,
-}
-
 /// A directional count line (a segment: crossings of its extension do not count).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineSpec {
@@ -81,16 +68,6 @@ pub struct LineSpec {
     pub lane: Option<Arc<str>>,
     /// Only tracks of these classes count on this line (a crosswalk's `["person"]`); `None`: all.
     pub classes: Option<Vec<VehicleClass>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ZoneKind {
-    /// Vehicles present and time occupied.
-    #[default]
-    Occupancy,
-    /// A queue area: the same measures, read as queue presence and length in vehicles.
-    Queue,
 }
 
 #[derive(Debug, Clone, PartialEq)]

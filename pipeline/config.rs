@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use junction_schema::rules::{ApproachDoc, LineDoc, LoopDoc, RulesDoc, ZoneDoc};
 use junction_schema::site::{HttpConfig, MqttConfig};
 
 use crate::aggregate::PcuFactors;
-use crate::analytics::{
-    Anchor, ApproachSpec, LineSpec, LoopSpec, Region, RuleParams, Side, ZoneKind, ZoneSpec, segments_intersect,
-};
+use crate::analytics::{ApproachSpec, LineSpec, LoopSpec, Region, RuleParams, ZoneSpec, segments_intersect};
 use crate::detect::twowheel::TwoWheelerParams;
-use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider, VehicleClass};
+use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider};
 use crate::geometry::{
     FramePoint, GroundPoint, Homography, Lens, PointPair, Rect, RegionSpec, Size, TileGrid, TileSpec,
 };
@@ -301,17 +300,17 @@ struct RawCalibration {
     /// Frame size in pixels the coordinates below refer to: [width, height].
     frame_size: [u32; 2],
     #[serde(default, rename = "line")]
-    lines: Vec<RawLine>,
+    lines: Vec<LineDoc>,
     #[serde(default, rename = "zone")]
-    zones: Vec<RawZone>,
+    zones: Vec<ZoneDoc>,
     /// Image ↔ ground correspondences (at least 4, better 6 or more) for the ground plane.
     #[serde(default)]
     ground_points: Vec<RawGroundPoint>,
     lens: Option<RawLens>,
     #[serde(default, rename = "approach")]
-    approaches: Vec<RawApproach>,
+    approaches: Vec<ApproachDoc>,
     #[serde(default, rename = "loop")]
-    loops: Vec<RawLoop>,
+    loops: Vec<LoopDoc>,
     /// The part of the frame the detector sees: "auto" (the rules' surroundings), "full", or
     /// [x1, y1, x2, y2] in frame pixels.
     roi: Option<RawRoi>,
@@ -335,58 +334,6 @@ struct RawLens {
     camera_matrix: [[f64; 3]; 3],
     /// k1, k2, p1, p2[, k3]: OpenCV's order.
     distortion: Vec<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApproach {
-    id: String,
-    /// A polygon over the leg's lanes, frame pixels ...
-    polygon: Option<Vec<[f32; 2]>>,
-    /// ... or a line across them (two points).
-    line: Option<Vec<[f32; 2]>>,
-    #[serde(default)]
-    anchor: Anchor,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLoop {
-    id: String,
-    polygon: Vec<[f32; 2]>,
-    /// Detector channel, 1–255: the ATSPM event parameter.
-    channel: u16,
-    #[serde(default)]
-    anchor: Anchor,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLine {
-    id: String,
-    /// Two points, frame pixels.
-    points: Vec<[f32; 2]>,
-    #[serde(default)]
-    in_side: Side,
-    #[serde(default)]
-    anchor: Anchor,
-    #[serde(default)]
-    lane: Option<String>,
-    /// Only these classes count here (e.g. ["person"] on a crosswalk); absent: every class.
-    #[serde(default)]
-    classes: Option<Vec<VehicleClass>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawZone {
-    id: String,
-    /// Vertices, frame pixels, in order.
-    polygon: Vec<[f32; 2]>,
-    #[serde(default)]
-    kind: ZoneKind,
-    #[serde(default)]
-    anchor: Anchor,
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -443,7 +390,67 @@ pub struct CameraConfig {
     pub collect: bool,
 }
 
+fn xy(p: FramePoint) -> [f32; 2] {
+    [p.x, p.y]
+}
+
 impl CameraConfig {
+    /// The camera's rules as written (the console's editor document).
+    pub fn rules(&self) -> RulesDoc {
+        let cam = self;
+        let poly = |p: &[FramePoint]| p.iter().copied().map(xy).collect::<Vec<_>>();
+        RulesDoc {
+            frame_size: cam.frame_size.map(|s| [s.width, s.height]),
+            lines: cam
+                .lines
+                .iter()
+                .map(|l| LineDoc {
+                    id: l.id.to_string(),
+                    points: vec![xy(l.a), xy(l.b)],
+                    in_side: l.in_side,
+                    anchor: l.anchor,
+                    lane: l.lane.as_deref().map(str::to_owned),
+                    classes: l.classes.clone(),
+                })
+                .collect(),
+            zones: cam
+                .zones
+                .iter()
+                .map(|z: &ZoneSpec| ZoneDoc {
+                    id: z.id.to_string(),
+                    polygon: poly(&z.polygon),
+                    kind: z.kind,
+                    anchor: z.anchor,
+                })
+                .collect(),
+            approaches: cam
+                .approaches
+                .iter()
+                .map(|a: &ApproachSpec| match &a.region {
+                    Region::Polygon(p) => {
+                        ApproachDoc { id: a.id.to_string(), polygon: Some(poly(p)), line: None, anchor: a.anchor }
+                    }
+                    Region::Line(p, q) => ApproachDoc {
+                        id: a.id.to_string(),
+                        polygon: None,
+                        line: Some(vec![xy(*p), xy(*q)]),
+                        anchor: a.anchor,
+                    },
+                })
+                .collect(),
+            loops: cam
+                .loops
+                .iter()
+                .map(|l: &LoopSpec| LoopDoc {
+                    id: l.id.to_string(),
+                    polygon: poly(&l.polygon),
+                    channel: l.channel,
+                    anchor: l.anchor,
+                })
+                .collect(),
+        }
+    }
+
     /// The box around every rule (lines, zones, approaches, loops), `[x1, y1, x2, y2]` frame pixels;
     /// `None` without rules.
     pub fn rules_bbox(&self) -> Option<[f32; 4]> {

@@ -40,9 +40,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::aggregate::{ChangeKind, FlowReport, GapReason, RuleChange};
-use crate::analytics::{Anchor, ApproachSpec, EventKind, LoopSpec, Region, Side, TrafficEvent, ZoneKind, ZoneSpec};
-use crate::config::{CameraConfig, Config};
+use crate::analytics::{EventKind, TrafficEvent};
+use crate::config::Config;
 use crate::detect::VehicleClass;
+pub use junction_schema::rules::RulesDoc;
 
 const INDEX_HTML: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
@@ -771,285 +772,6 @@ async fn live(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Rules as the editor sees them: frame pixels of the calibration's frame_size.
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LineDoc {
-    pub id: String,
-    pub points: Vec<[f32; 2]>,
-    #[serde(default)]
-    pub in_side: Side,
-    #[serde(default)]
-    pub anchor: Anchor,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lane: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub classes: Option<Vec<VehicleClass>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneDoc {
-    pub id: String,
-    pub polygon: Vec<[f32; 2]>,
-    #[serde(default)]
-    pub kind: ZoneKind,
-    #[serde(default)]
-    pub anchor: Anchor,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApproachDoc {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub polygon: Option<Vec<[f32; 2]>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<Vec<[f32; 2]>>,
-    #[serde(default)]
-    pub anchor: Anchor,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoopDoc {
-    pub id: String,
-    pub polygon: Vec<[f32; 2]>,
-    pub channel: u16,
-    #[serde(default)]
-    pub anchor: Anchor,
-}
-
-/// A camera's rules, as the editor sends and receives them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesDoc {
-    #[serde(default)]
-    pub frame_size: Option<[u32; 2]>,
-    #[serde(default)]
-    pub lines: Vec<LineDoc>,
-    #[serde(default)]
-    pub zones: Vec<ZoneDoc>,
-    #[serde(default)]
-    pub approaches: Vec<ApproachDoc>,
-    #[serde(default)]
-    pub loops: Vec<LoopDoc>,
-}
-
-fn xy(p: crate::geometry::FramePoint) -> [f32; 2] {
-    [p.x, p.y]
-}
-
-impl RulesDoc {
-    pub fn of(cam: &CameraConfig) -> Self {
-        let poly = |p: &[crate::geometry::FramePoint]| p.iter().copied().map(xy).collect::<Vec<_>>();
-        Self {
-            frame_size: cam.frame_size.map(|s| [s.width, s.height]),
-            lines: cam
-                .lines
-                .iter()
-                .map(|l| LineDoc {
-                    id: l.id.to_string(),
-                    points: vec![xy(l.a), xy(l.b)],
-                    in_side: l.in_side,
-                    anchor: l.anchor,
-                    lane: l.lane.as_deref().map(str::to_owned),
-                    classes: l.classes.clone(),
-                })
-                .collect(),
-            zones: cam
-                .zones
-                .iter()
-                .map(|z: &ZoneSpec| ZoneDoc {
-                    id: z.id.to_string(),
-                    polygon: poly(&z.polygon),
-                    kind: z.kind,
-                    anchor: z.anchor,
-                })
-                .collect(),
-            approaches: cam
-                .approaches
-                .iter()
-                .map(|a: &ApproachSpec| match &a.region {
-                    Region::Polygon(p) => {
-                        ApproachDoc { id: a.id.to_string(), polygon: Some(poly(p)), line: None, anchor: a.anchor }
-                    }
-                    Region::Line(p, q) => ApproachDoc {
-                        id: a.id.to_string(),
-                        polygon: None,
-                        line: Some(vec![xy(*p), xy(*q)]),
-                        anchor: a.anchor,
-                    },
-                })
-                .collect(),
-            loops: cam
-                .loops
-                .iter()
-                .map(|l: &LoopSpec| LoopDoc {
-                    id: l.id.to_string(),
-                    polygon: poly(&l.polygon),
-                    channel: l.channel,
-                    anchor: l.anchor,
-                })
-                .collect(),
-        }
-    }
-
-    /// The calibration file's text with its rules replaced by these. Everything else in it (frame
-    /// size, ground points, lens, region of interest) is kept, and so are the comments of rules that
-    /// stay: a rule whose id is still there is edited in place, a value left as it was keeps its
-    /// trailing comment; removed rules go, new ones are appended.
-    pub fn apply_to(&self, calibration: &str) -> Result<String, String> {
-        use toml_edit::{Array, DocumentMut, Item, Table, Value, value};
-        let mut doc: DocumentMut = calibration.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
-        let points = |pts: &[[f32; 2]]| {
-            let mut a = Array::new();
-            for p in pts {
-                let mut xy = Array::new();
-                for c in p {
-                    // Whole pixels stay integers in the file.
-                    if c.fract() == 0.0 && c.abs() < 1e9 {
-                        xy.push(*c as i64);
-                    } else {
-                        xy.push(f64::from(*c));
-                    }
-                }
-                a.push(xy);
-            }
-            Value::Array(a)
-        };
-        let word = |v: &dyn erased::Word| Value::from(v.word());
-        // Sets `key` unless it already holds that value (its comment stays); `None` removes it; a
-        // default value is not added where the key is absent.
-        let set = |t: &mut Table, key: &str, new: Option<Value>, default: bool| match new {
-            None => {
-                t.remove(key);
-            }
-            Some(_) if default && !t.contains_key(key) => {}
-            Some(new) => {
-                let same = t.get(key).and_then(Item::as_value).is_some_and(|old| {
-                    let mut old = old.clone();
-                    old.decor_mut().clear();
-                    old.to_string().trim() == new.to_string().trim()
-                });
-                if !same {
-                    t[key] = value(new);
-                }
-            }
-        };
-        type Fields<'a> = Vec<(&'a str, Option<Value>, bool)>;
-        let mut fields: Vec<(&str, Vec<(String, Fields<'_>)>)> = Vec::new();
-        fields.push((
-            "line",
-            self.lines
-                .iter()
-                .map(|l| {
-                    let classes = l.classes.as_ref().map(|c| Value::Array(c.iter().map(|c| c.as_str()).collect()));
-                    (
-                        l.id.clone(),
-                        vec![
-                            ("points", Some(points(&l.points)), false),
-                            ("in_side", Some(word(&l.in_side)), l.in_side == Side::default()),
-                            ("anchor", Some(word(&l.anchor)), l.anchor == Anchor::default()),
-                            ("lane", l.lane.as_deref().map(Value::from), false),
-                            ("classes", classes, false),
-                        ],
-                    )
-                })
-                .collect(),
-        ));
-        fields.push((
-            "zone",
-            self.zones
-                .iter()
-                .map(|z| {
-                    (
-                        z.id.clone(),
-                        vec![
-                            ("polygon", Some(points(&z.polygon)), false),
-                            ("kind", Some(word(&z.kind)), z.kind == ZoneKind::default()),
-                            ("anchor", Some(word(&z.anchor)), z.anchor == Anchor::default()),
-                        ],
-                    )
-                })
-                .collect(),
-        ));
-        fields.push((
-            "approach",
-            self.approaches
-                .iter()
-                .map(|a| {
-                    (
-                        a.id.clone(),
-                        vec![
-                            ("polygon", a.polygon.as_deref().map(points), false),
-                            ("line", a.line.as_deref().map(points), false),
-                            ("anchor", Some(word(&a.anchor)), a.anchor == Anchor::default()),
-                        ],
-                    )
-                })
-                .collect(),
-        ));
-        fields.push((
-            "loop",
-            self.loops
-                .iter()
-                .map(|l| {
-                    (
-                        l.id.clone(),
-                        vec![
-                            ("polygon", Some(points(&l.polygon)), false),
-                            ("channel", Some(Value::from(i64::from(l.channel))), false),
-                            ("anchor", Some(word(&l.anchor)), l.anchor == Anchor::default()),
-                        ],
-                    )
-                })
-                .collect(),
-        ));
-        for (key, rules) in fields {
-            let mut old: Vec<Table> = match doc.remove(key) {
-                Some(Item::ArrayOfTables(a)) => a.into_iter().collect(),
-                Some(_) => return Err(format!("{key}: expected [[{key}]] tables")),
-                None => Vec::new(),
-            };
-            let mut aot = toml_edit::ArrayOfTables::new();
-            for (id, values) in rules {
-                let at = old.iter().position(|t| t.get("id").and_then(Item::as_str) == Some(id.as_str()));
-                let mut t = match at {
-                    Some(i) => old.remove(i),
-                    None => {
-                        let mut t = Table::new();
-                        t["id"] = value(id.as_str());
-                        t
-                    }
-                };
-                for (k, v, default) in values {
-                    set(&mut t, k, v, default);
-                }
-                aot.push(t);
-            }
-            if !aot.is_empty() {
-                doc.insert(key, Item::ArrayOfTables(aot));
-            }
-        }
-        Ok(doc.to_string())
-    }
-}
-
-/// Enum values as the calibration file spells them (their serde names).
-mod erased {
-    pub trait Word {
-        fn word(&self) -> String;
-    }
-    impl<T: serde::Serialize> Word for T {
-        fn word(&self) -> String {
-            serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-        }
-    }
-}
-
 /// The problems of a would-be calibration file, each with the shape it belongs to (`line`, 1).
 fn problems_json(e: &crate::config::ConfigError) -> serde_json::Value {
     let items: Vec<_> = e
@@ -1075,7 +797,7 @@ async fn get_rules(State(c): State<Arc<Console>>, headers: HeaderMap, UrlPath(ca
         return problem(StatusCode::NOT_FOUND, format!("camera {camera:?} has no calibration file to edit"));
     };
     match tokio::task::spawn_blocking(move || crate::config::load_calibration_file(&path)).await {
-        Ok(Ok(cam)) => Json(RulesDoc::of(&cam)).into_response(),
+        Ok(Ok(cam)) => Json(cam.rules()).into_response(),
         Ok(Err(e)) => (StatusCode::CONFLICT, Json(problems_json(&e))).into_response(),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -1294,6 +1016,8 @@ fn collect_jobs(cfg: &Config) -> HashMap<String, crate::collect::Job> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CameraConfig;
+    use junction_schema::rules::{Anchor, LineDoc, Side};
 
     #[test]
     fn login_attempts_are_counted_before_checking_and_trickle_when_locked() {
@@ -1355,14 +1079,14 @@ mod tests {
     fn unchanged_rules_leave_the_file_as_it_was() {
         let (path, text) = street();
         let cam = crate::config::load_calibration_file(&path).expect("valid");
-        let doc = RulesDoc::of(&cam);
+        let doc = cam.rules();
         assert_eq!(doc.apply_to(&text).expect("editable"), text);
     }
 
     #[test]
     fn an_added_line_and_a_moved_point_are_written_and_checked() {
         let (path, text) = street();
-        let mut doc = RulesDoc::of(&crate::config::load_calibration_file(&path).expect("valid"));
+        let mut doc = crate::config::load_calibration_file(&path).expect("valid").rules();
         doc.lines[0].points[1] = [321.0, 230.5];
         doc.lines.push(LineDoc {
             id: "x200".into(),
@@ -1389,7 +1113,7 @@ mod tests {
     #[test]
     fn a_shape_outside_the_frame_is_refused_naming_it() {
         let (path, text) = street();
-        let mut doc = RulesDoc::of(&crate::config::load_calibration_file(&path).expect("valid"));
+        let mut doc = crate::config::load_calibration_file(&path).expect("valid").rules();
         doc.zones[0].polygon[1] = [900.0, 60.0];
         let new = doc.apply_to(&text).expect("editable");
         let e = crate::config::check_calibration_text(&path, &new).expect_err("outside");
@@ -1407,7 +1131,7 @@ mod tests {
         let path = dir.path().join("street.toml");
         std::fs::write(&path, &text).expect("copy");
         let c = console();
-        let doc = RulesDoc::of(&crate::config::load_calibration_file(&example).expect("valid"));
+        let doc = crate::config::load_calibration_file(&example).expect("valid").rules();
         let docs: Vec<RulesDoc> = (0..2)
             .map(|k| {
                 let mut d = doc.clone();

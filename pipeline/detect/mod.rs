@@ -17,58 +17,14 @@ use serde::{Deserialize, Serialize};
 pub use card::{ModelCard, OutputFormat};
 pub use decode::{Candidate, TileCandidate};
 pub use fill::ImageView;
+/// What junction counts; defined with the rules that name it ([`junction_schema::rules`]).
+pub use junction_schema::rules::VehicleClass;
 pub use session::{
     DEFAULT_EVERY, DEFAULT_NMS_IOU, Detector, DetectorOptions, Job, ORT_SUPPORTED, OptLevel, OrtRange, Provider,
     StageTimes, check_runtime_library, resolve_runtime_library, runtime_version,
 };
 
 use crate::geometry::FrameBox;
-
-/// What junction counts. Motorcycles are first-class: they are most of the traffic in Da Nang.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VehicleClass {
-    Car,
-    Motorcycle,
-    Bus,
-    Truck,
-    Bicycle,
-    /// Pedestrians, for crossings; not a vehicle but detected by the same model.
-    Person,
-}
-
-impl VehicleClass {
-    pub const ALL: [VehicleClass; 6] = [
-        VehicleClass::Car,
-        VehicleClass::Motorcycle,
-        VehicleClass::Bus,
-        VehicleClass::Truck,
-        VehicleClass::Bicycle,
-        VehicleClass::Person,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VehicleClass::Car => "car",
-            VehicleClass::Motorcycle => "motorcycle",
-            VehicleClass::Bus => "bus",
-            VehicleClass::Truck => "truck",
-            VehicleClass::Bicycle => "bicycle",
-            VehicleClass::Person => "person",
-        }
-    }
-
-    /// Motorcycles and bicycles: the vehicles a rider sits on.
-    pub fn is_two_wheeler(self) -> bool {
-        matches!(self, VehicleClass::Motorcycle | VehicleClass::Bicycle)
-    }
-}
-
-impl std::fmt::Display for VehicleClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One detected object, in source-frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

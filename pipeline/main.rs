@@ -11,6 +11,7 @@ use junction::analytics::Anchor;
 use junction::config::{Config, DEFAULT_TILE_OVERLAP, parse_bin};
 use junction::detect::{OptLevel, Provider};
 use junction::geometry::TileSpec;
+use junction::publish::Protocol;
 use junction::runtime::RunOptions;
 use junction::source::OnInferenceBusy;
 
@@ -216,7 +217,7 @@ struct RunArgs {
     /// Anchor point of ad-hoc lines: centre (the box centre: a line drawn over the vehicles as they
     /// appear on screen, any view) or bottom_centre (where the wheels touch the road: lines drawn on
     /// the road surface of oblique views; the default in site files).
-    #[arg(long, default_value = "centre", value_parser = parse_anchor)]
+    #[arg(long, default_value = "centre")]
     anchor: Anchor,
     /// Write totals per line, direction and class as JSON to this file at the end.
     #[arg(long)]
@@ -250,8 +251,8 @@ struct RunArgs {
     #[arg(long)]
     mqtt: Option<String>,
     /// MQTT protocol version, 3.1.1 or 5 (overrides [mqtt] protocol).
-    #[arg(long, value_parser = ["3.1.1", "5"])]
-    mqtt_protocol: Option<String>,
+    #[arg(long)]
+    mqtt_protocol: Option<Protocol>,
     /// Also publish per-vehicle events to junction/v1/<site>/<camera>/events (sets [mqtt] events).
     #[arg(long)]
     mqtt_events: bool,
@@ -262,8 +263,8 @@ struct RunArgs {
     #[arg(long)]
     snapshots: bool,
     /// Stdout: text (counts as they happen, a table per closed bin) or json (one object per line).
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    format: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
     /// Replay file cameras at their own rate, as live cameras (sets `realtime` on every file camera):
     /// a demo of the console, or a load test.
     #[arg(long)]
@@ -336,7 +337,7 @@ struct DetectArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     parallel: u16,
     /// ONNX Runtime graph optimisation: disable, basic, extended, all.
-    #[arg(long, default_value = "all", value_parser = parse_opt_level)]
+    #[arg(long, default_value = "all")]
     optimization: OptLevel,
     /// ONNX Runtime library (default: ORT_DYLIB_PATH, then .onnxruntime/ from scripts/setup.sh).
     #[arg(long)]
@@ -349,36 +350,19 @@ struct DetectArgs {
     start: Option<SystemTime>,
     /// When inference is slower than the source: keep_latest (drop older frames) or block.
     /// Default: keep_latest for live sources, block for files.
-    #[arg(long, value_parser = parse_busy)]
+    #[arg(long)]
     on_inference_busy: Option<OnInferenceBusy>,
     #[command(flatten)]
     view: ViewArgs,
 }
 
-fn parse_opt_level(s: &str) -> Result<OptLevel, String> {
-    match s {
-        "disable" => Ok(OptLevel::Disable),
-        "basic" => Ok(OptLevel::Basic),
-        "extended" => Ok(OptLevel::Extended),
-        "all" => Ok(OptLevel::All),
-        _ => Err("expected disable, basic, extended or all".into()),
-    }
-}
-
-fn parse_anchor(s: &str) -> Result<Anchor, String> {
-    match s {
-        "bottom_centre" => Ok(Anchor::BottomCentre),
-        "centre" => Ok(Anchor::Centre),
-        _ => Err("expected bottom_centre or centre".into()),
-    }
-}
-
-fn parse_busy(s: &str) -> Result<OnInferenceBusy, String> {
-    match s {
-        "keep_latest" => Ok(OnInferenceBusy::KeepLatest),
-        "block" => Ok(OnInferenceBusy::Block),
-        _ => Err("expected keep_latest or block".into()),
-    }
+/// What `junction run` writes on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Counts as they happen, a table per closed bin.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 fn parse_time(s: &str) -> Result<SystemTime, String> {
@@ -628,7 +612,7 @@ fn run(args: RunArgs) -> Result<()> {
         store = %cfg.store.path.display(),
         "run starting"
     );
-    let mut printer = Printer { json: args.format == "json", site: cfg.site.clone(), out: std::io::stdout() };
+    let mut printer = Printer { json: args.format == Format::Json, site: cfg.site.clone(), out: std::io::stdout() };
     // SIGHUP: reload the cameras' rules from the site configuration and its calibration files.
     let reload = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()).context("installing signal handlers")?;

@@ -27,8 +27,9 @@ use crate::detect::card::ChannelOrder;
 use crate::geometry::{LetterboxAlign, Plan, RegionSpec, Size, TileGrid, TileSpec};
 
 /// What happens when a frame arrives while the previous one is still being analysed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum OnInferenceBusy {
     /// Keep only the newest [`KEEP_LATEST_FRAMES`] frames; older ones are dropped (and counted). For
     /// live cameras: the analysis stays current, at the cost of frames skipped under load.
@@ -814,8 +815,9 @@ fn add_decodebin(
 
 /// Which video decoder a camera uses (`[[camera]] decoder`): GStreamer's choice by rank, or one
 /// kind. A kind that is not installed is refused when the camera opens, naming the decoders there are.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Decoder {
     /// The highest-ranked decoder GStreamer has for the stream (a hardware one where its plugin ranks
     /// it first, as NVIDIA's do on a Jetson).
@@ -881,16 +883,6 @@ impl Decoder {
                 .any(|t| t.direction() == gst::PadDirection::Sink && t.caps().to_string().contains("video/x-h264"))
         };
         Err(SourceError::DecoderMissing { decoder: self.as_str(), hardware: names(&is_hardware), h264: names(&h264) })
-    }
-}
-
-impl std::str::FromStr for Decoder {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Decoder::Auto, Decoder::Software, Decoder::Nvv4l2decoder, Decoder::Nvh264dec, Decoder::Vaapi]
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| format!("unknown decoder {s:?} (auto | software | nvv4l2decoder | nvh264dec | vaapi)"))
     }
 }
 

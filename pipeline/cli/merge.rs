@@ -119,10 +119,8 @@ pub fn run_config(args: &RunArgs) -> Result<Config> {
         let Some(m) = &mut cfg.mqtt else {
             anyhow::bail!("--mqtt-protocol/--mqtt-events: no broker: add --mqtt URL or [mqtt] url");
         };
-        match args.mqtt_protocol.as_deref() {
-            Some("5") => m.protocol = junction::publish::Protocol::V5,
-            Some(_) => m.protocol = junction::publish::Protocol::V311,
-            None => {}
+        if let Some(p) = args.mqtt_protocol {
+            m.protocol = p;
         }
         m.events |= args.mqtt_events;
     }

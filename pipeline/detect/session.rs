@@ -89,7 +89,7 @@ pub fn check_runtime_library(lib: &Path) -> Result<String, DetectError> {
 }
 
 /// Where inference runs. There is no silent fallback: a provider that cannot be registered is an error.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     #[default]
@@ -100,20 +100,8 @@ pub enum Provider {
     Tensorrt,
 }
 
-impl std::str::FromStr for Provider {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cpu" => Ok(Provider::Cpu),
-            "cuda" => Ok(Provider::Cuda),
-            "tensorrt" => Ok(Provider::Tensorrt),
-            other => Err(format!("unknown provider {other:?} (cpu | cuda | tensorrt)")),
-        }
-    }
-}
-
 /// ONNX Runtime graph optimisation level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OptLevel {
     Disable,

@@ -56,6 +56,7 @@ impl std::fmt::Display for VehicleClass {
 
 /// Which point of a box stands for the vehicle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
 #[serde(rename_all = "snake_case")]
 pub enum Anchor {
     /// Where the vehicle touches the road (side and oblique views).

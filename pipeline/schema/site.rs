@@ -53,11 +53,14 @@ pub struct MqttConfig {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Protocol {
     #[default]
     #[serde(rename = "3.1.1")]
+    #[cfg_attr(feature = "clap", value(name = "3.1.1"))]
     V311,
     #[serde(rename = "5")]
+    #[cfg_attr(feature = "clap", value(name = "5"))]
     V5,
 }
 

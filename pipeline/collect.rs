@@ -199,10 +199,7 @@ impl Selector {
         }
         let mut pairs = 0;
         for (i, a) in kept.iter().enumerate() {
-            pairs += kept[i + 1..]
-                .iter()
-                .filter(|b| crate::detect::twowheel::iou(&a.bbox, &b.bbox) >= self.p.crowd_iou)
-                .count();
+            pairs += kept[i + 1..].iter().filter(|b| a.bbox.iou(&b.bbox) >= self.p.crowd_iou).count();
         }
         if pairs >= self.p.crowd_pairs {
             reasons.push(Reason::Crowded);

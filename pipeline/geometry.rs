@@ -73,12 +73,19 @@ impl ModelBox {
     /// Intersection over union; 0 when either box is empty.
     #[inline]
     pub fn iou(&self, other: &Self) -> f32 {
-        let w = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
-        let h = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
-        let inter = w * h;
-        let union = self.area() + other.area() - inter;
-        if union <= 0.0 { 0.0 } else { inter / union }
+        iou([self.x1, self.y1, self.x2, self.y2], [other.x1, other.y1, other.x2, other.y2])
     }
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes in the same pixels; 0 when either is empty.
+#[inline]
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let area = |b: [f32; 4]| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let union = area(a) + area(b) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
 }
 
 /// An axis-aligned box in source-frame pixels, clipped to the frame.
@@ -95,6 +102,12 @@ impl FrameBox {
     #[inline]
     pub fn bottom_centre(&self) -> FramePoint {
         FramePoint { x: 0.5 * (self.x1 + self.x2), y: self.y2 }
+    }
+
+    /// Intersection over union; 0 when either box is empty.
+    #[inline]
+    pub fn iou(&self, other: &Self) -> f32 {
+        iou([self.x1, self.y1, self.x2, self.y2], [other.x1, other.y1, other.x2, other.y2])
     }
 }
 

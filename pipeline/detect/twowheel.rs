@@ -31,7 +31,7 @@
 use serde::Deserialize;
 
 use super::{Detection, VehicleClass};
-use crate::geometry::{FrameBox, ModelBox};
+use crate::geometry::FrameBox;
 
 /// The rules above, each with its trade-off. Defaults measured on the bundled clips; see
 /// benches/README.md.
@@ -101,12 +101,6 @@ fn height(b: &FrameBox) -> f32 {
     (b.y2 - b.y1).max(0.0)
 }
 
-/// IoU of two frame boxes (the same maths as the model-space one).
-pub(crate) fn iou(a: &FrameBox, b: &FrameBox) -> f32 {
-    let m = |b: &FrameBox| ModelBox { x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2 };
-    m(a).iou(&m(b))
-}
-
 /// Whether a box of `class` can carry a rider: how well `person` sits on it (horizontal overlap, share
 /// of the narrower box), or `None` when it does not.
 fn rides(p: &TwoWheelerParams, person: &FrameBox, base: &Detection) -> Option<f32> {
@@ -118,7 +112,7 @@ fn rides(p: &TwoWheelerParams, person: &FrameBox, base: &Detection) -> Option<f3
     }
     let overlap = (person.x2.min(b.x2) - person.x1.max(b.x1)).max(0.0);
     let share = overlap / width(person).min(width(b)).max(1e-3);
-    if iou(person, b) >= p.coincident_iou {
+    if person.iou(b) >= p.coincident_iou {
         return Some(share);
     }
     let above = person.y1 < b.y1;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use crate::detect::twowheel::{self, TwoWheelerParams};
 use crate::detect::{Detection, VehicleClass};
-use crate::geometry::{FrameBox, FramePoint, Homography, ModelBox};
+use crate::geometry::{FrameBox, FramePoint, Homography};
 use assign::Assigner;
 use kalman::{Kalman, measurement};
 
@@ -195,9 +195,10 @@ impl Track {
         }
     }
 
-    fn model_box(&self) -> ModelBox {
+    /// The Kalman state's box, frame pixels.
+    fn frame_box(&self) -> FrameBox {
         let [x1, y1, x2, y2] = self.kf.bbox();
-        ModelBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 }
+        FrameBox { x1: x1 as f32, y1: y1 as f32, x2: x2 as f32, y2: y2 as f32 }
     }
 
     fn observe(&mut self, det: &Detection, pts: Duration, evidence: &ClassEvidence) {
@@ -264,11 +265,6 @@ fn vote(det: &Detection, velocity: (f64, f64), evidence: &ClassEvidence) -> Vote
 
 fn class_index(c: VehicleClass) -> usize {
     VehicleClass::ALL.iter().position(|x| *x == c).unwrap_or(0)
-}
-
-/// IoU of two frame boxes (same maths as the model-space one).
-fn iou(a: &ModelBox, b: &FrameBox) -> f32 {
-    a.iou(&ModelBox { x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2 })
 }
 
 /// ByteTrack. Owns its tracks; `update` pushes into a caller-owned output.
@@ -531,8 +527,7 @@ impl Tracker {
         let mut kept = 0;
         for i in 0..self.dets.len() {
             let d = self.dets[i];
-            let b = ModelBox { x1: d.bbox.x1, y1: d.bbox.y1, x2: d.bbox.x2, y2: d.bbox.y2 };
-            if self.dets[..kept].iter().any(|k| iou(&b, &k.bbox) > self.cfg.duplicate_iou) {
+            if self.dets[..kept].iter().any(|k| d.bbox.iou(&k.bbox) > self.cfg.duplicate_iou) {
                 continue;
             }
             self.dets[kept] = d;
@@ -562,10 +557,10 @@ impl Tracker {
         }
         self.cost.clear();
         for &i in &self.rows {
-            let tb = self.tracks[i].model_box();
+            let tb = self.tracks[i].frame_box();
             for &j in &self.cols {
                 let d = &self.dets[j];
-                let sim = iou(&tb, &d.bbox) * if fuse_score { d.score } else { 1.0 };
+                let sim = tb.iou(&d.bbox) * if fuse_score { d.score } else { 1.0 };
                 self.cost.push(f64::from(1.0 - sim));
             }
         }

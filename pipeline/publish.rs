@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use junction_common::mqtt::{SYSTEM_CA, explain, explain_v5};
 use rumqttc::{Outgoing, QoS, Transport};
 
-use crate::store::{Outbox, Store, StoreError};
+use crate::store::{Outbox, Pending, Store, StoreError};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 
@@ -398,12 +398,95 @@ impl Client {
     }
 }
 
-/// An outbox row on its way to the broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Item {
-    Report(String, u32),
-    Detector(i64),
-    Event(i64),
+/// What the publishing loop knows between two happenings: the connection, the row in flight and the
+/// pause after a refusal. No I/O and no clock of its own (`now` is passed in), so it is tested without
+/// a broker; [`publish_loop`] does the talking and the store's writes.
+#[derive(Debug, Default)]
+struct LoopState {
+    connected: bool,
+    /// The row awaiting its PUBACK and, once the client sent it, its packet id.
+    inflight: Option<(Outbox, Option<u16>)>,
+    /// Publishes in the order they were handed to the client: the row, or `None` for a status message.
+    sent: VecDeque<Option<Outbox>>,
+    /// When the broker was lost (for the log on reconnection).
+    down_since: Option<Instant>,
+    /// After the broker refused a message: nothing is offered before this.
+    hold_until: Option<Instant>,
+    /// Refusals in a row (any message): the pause grows with them.
+    refusals: u32,
+}
+
+/// A PUBACK for the row in flight.
+#[derive(Debug, PartialEq)]
+enum Acked {
+    Published(Outbox),
+    /// Refused by the broker (MQTT 5 reason), to be set aside.
+    Refused(Outbox, String),
+}
+
+impl LoopState {
+    /// A new (clean) session: what was in flight is gone from the client and is offered again from the
+    /// outbox; the status message is the first publish. Returns how long the broker was away.
+    fn connected(&mut self, now: Instant) -> Option<Duration> {
+        self.connected = true;
+        self.inflight = None;
+        self.sent.clear();
+        self.sent.push_back(None);
+        self.down_since.take().map(|t| now.saturating_duration_since(t))
+    }
+
+    /// The client sent its oldest publish as packet `pkid`.
+    fn sent(&mut self, pkid: u16) {
+        if let Some(Some(row)) = self.sent.pop_front()
+            && let Some((want, slot)) = self.inflight.as_mut()
+            && *want == row
+        {
+            *slot = Some(pkid);
+        }
+    }
+
+    /// A PUBACK for `pkid`: the row in flight when it is that packet, else nothing (a status message, or
+    /// an old session's packet).
+    fn acked(&mut self, pkid: u16, refused: Option<String>, now: Instant) -> Option<Acked> {
+        match &self.inflight {
+            Some((_, Some(p))) if *p == pkid => {}
+            _ => return None,
+        }
+        let (row, _) = self.inflight.take()?;
+        Some(match refused {
+            Some(reason) => {
+                // A pause that grows while every message is refused keeps the broker from being hammered.
+                self.hold_until = Some(now + backoff(self.refusals));
+                self.refusals = self.refusals.saturating_add(1);
+                Acked::Refused(row, reason)
+            }
+            None => {
+                self.refusals = 0;
+                Acked::Published(row)
+            }
+        })
+    }
+
+    /// The connection failed; true when this is news (to be logged once per outage).
+    fn lost(&mut self, now: Instant) -> bool {
+        let news = self.connected || self.down_since.is_none();
+        if news {
+            self.down_since.get_or_insert(now);
+        }
+        self.connected = false;
+        news
+    }
+
+    /// Whether the next row may be offered.
+    fn ready(&self, now: Instant) -> bool {
+        self.connected && self.inflight.is_none() && self.hold_until.is_none_or(|t| now >= t)
+    }
+
+    /// `row` is handed to the client.
+    fn offer(&mut self, row: Outbox) {
+        self.sent.push_back(Some(row.clone()));
+        self.inflight = Some((row, None));
+    }
 }
 
 async fn publish_loop(
@@ -416,86 +499,49 @@ async fn publish_loop(
     let store = Store::open(&store_path)?;
     let (client, mut ev_rx, event_task) = Client::spawn(options);
 
-    let mut connected = false;
-    // The row awaiting its PUBACK and, once sent, its packet id.
-    let mut inflight: Option<(Item, Option<u16>)> = None;
-    // Publishes in the order they were handed to the client: the row, or None for a status message.
-    let mut sent: VecDeque<Option<Item>> = VecDeque::new();
+    let mut state = LoopState::default();
     let mut draining: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut down_since: Option<Instant> = None;
-    // After a broker refused a message (MQTT 5 reason code), wait before offering it again.
-    let mut hold_until: Option<Instant> = None;
-    let mut refusals = 0u32;
     loop {
         tokio::select! {
             ev = ev_rx.recv() => match ev {
                 None => break,
                 Some(Ok(Ev::ConnAck(will_at))) => {
-                    connected = true;
                     metrics.mqtt_connected.set(1);
-                    if let Some(since) = down_since.take() {
-                        tracing::info!(broker = %shown, after_s = since.elapsed().as_secs(), "mqtt: reconnected");
-                    } else {
-                        tracing::info!(broker = %shown, "mqtt: connected");
+                    match state.connected(Instant::now()) {
+                        Some(after) => tracing::info!(broker = %shown, after_s = after.as_secs(), "mqtt: reconnected"),
+                        None => tracing::info!(broker = %shown, "mqtt: connected"),
                     }
-                    // A clean session: rumqttc dropped what was in flight; it is sent again from the outbox.
-                    inflight = None;
-                    sent.clear();
-                    sent.push_back(None);
                     // Dated as this connection's will, so the will (if it comes) is never older.
                     client.publish(status_topic(&site), true, status_payload(&site, "online", will_at)).await;
                 }
-                Some(Ok(Ev::Sent(pkid))) => {
-                    if let Some(Some(item)) = sent.pop_front()
-                        && let Some((want, slot)) = inflight.as_mut()
-                        && *want == item
-                    {
-                        *slot = Some(pkid);
-                    }
-                }
+                Some(Ok(Ev::Sent(pkid))) => state.sent(pkid),
                 Some(Ok(Ev::Acked { pkid, refused })) => {
-                    if let Some((item, Some(p))) = &inflight
-                        && *p == pkid
-                    {
-                        if let Some(reason) = refused {
-                            // Set aside, not dropped: a broker that refuses (quota, ACL) may accept it
-                            // later. The rest of the outbox flows past it meanwhile; a pause that grows
-                            // while every message is refused keeps the broker from being hammered.
-                            let row = match item {
-                                Item::Report(id, revision) => Outbox::Report(id, *revision),
-                                Item::Event(seq) => Outbox::Event(*seq),
-                                Item::Detector(seq) => Outbox::Detector(*seq),
-                            };
-                            let times = store.set_aside(row, SystemTime::now(), aside)?;
-                            metrics.mqtt_refused.inc();
-                            metrics.outbox_refused.set(store.refused()? as i64);
-                            tracing::error!(broker = %shown, item = ?item, reason, refusals = times, retry_in_s = aside(times).as_secs(), "mqtt: the broker refused a message; set aside for a retry, the rest flows");
-                            hold_until = Some(Instant::now() + backoff(refusals));
-                            refusals += 1;
-                        } else {
-                            match item {
-                                Item::Report(id, revision) => {
-                                    store.mark_published(id, *revision, SystemTime::now())?;
+                    if let Some(acked) = state.acked(pkid, refused, Instant::now()) {
+                        match acked {
+                            Acked::Published(row) => {
+                                store.mark_published(&row, SystemTime::now())?;
+                                if let Outbox::Report(..) = row {
                                     metrics.reports_published.inc();
                                 }
-                                Item::Event(seq) => store.mark_event_published(*seq, SystemTime::now())?,
-                                Item::Detector(seq) => store.mark_detector_published(*seq, SystemTime::now())?,
                             }
-                            refusals = 0;
+                            Acked::Refused(row, reason) => {
+                                // Set aside, not dropped: a broker that refuses (quota, ACL) may accept
+                                // it later. The rest of the outbox flows past it meanwhile.
+                                let times = store.set_aside(&row, SystemTime::now(), aside)?;
+                                metrics.mqtt_refused.inc();
+                                tracing::error!(broker = %shown, item = ?row, reason, refusals = times, retry_in_s = aside(times).as_secs(), "mqtt: the broker refused a message; set aside for a retry, the rest flows");
+                            }
                         }
-                        inflight = None;
                         metrics.outbox_pending.set(store.unpublished()? as i64);
                         metrics.outbox_refused.set(store.refused()? as i64);
                     }
                 }
                 Some(Ok(Ev::Other)) => {}
                 Some(Err(e)) => {
-                    if connected || down_since.is_none() {
+                    if state.lost(Instant::now()) {
                         tracing::warn!(broker = %shown, error = %e, pending = store.unpublished().unwrap_or(0), "mqtt: broker unreachable; reports stay in the outbox");
-                        down_since.get_or_insert_with(Instant::now);
                     }
-                    connected = false;
                     metrics.mqtt_connected.set(0);
                 }
             },
@@ -514,31 +560,19 @@ async fn publish_loop(
                 }
             }
         }
-        let held = hold_until.is_some_and(|t| Instant::now() < t);
-        if connected && inflight.is_none() && !held {
-            // Reports first: they are what the centre plans with; then loop detector events; per-vehicle
-            // events last, when asked for.
-            let now = SystemTime::now();
-            let next = match store.next_unpublished(now)? {
-                Some((id, revision, camera, payload)) => {
-                    Some((Item::Report(id, revision), flow_topic(&site, &camera), payload))
+        if state.ready(Instant::now()) {
+            match store.next_pending(SystemTime::now(), events)? {
+                Some(Pending { row, camera, payload }) => {
+                    let topic = match row {
+                        Outbox::Report(..) => flow_topic(&site, &camera),
+                        Outbox::Detector(_) => detector_topic(&site, &camera),
+                        Outbox::Event(_) => events_topic(&site, &camera),
+                    };
+                    state.offer(row);
+                    client.publish(topic, false, payload.into_bytes()).await;
                 }
-                None => match store.next_unpublished_detector(now)? {
-                    Some((seq, camera, payload)) => {
-                        Some((Item::Detector(seq), detector_topic(&site, &camera), payload))
-                    }
-                    None if events => store
-                        .next_unpublished_event(now)?
-                        .map(|(seq, camera, payload)| (Item::Event(seq), events_topic(&site, &camera), payload)),
-                    None => None,
-                },
-            };
-            if let Some((item, topic, payload)) = next {
-                sent.push_back(Some(item.clone()));
-                inflight = Some((item, None));
-                client.publish(topic, false, payload.into_bytes()).await;
-            } else if draining.is_some() {
-                break;
+                None if draining.is_some() => break,
+                None => {}
             }
         }
         if draining.is_some_and(|t| t.elapsed() > drain) {
@@ -547,7 +581,7 @@ async fn publish_loop(
             break;
         }
     }
-    if connected {
+    if state.connected {
         client.publish(status_topic(&site), true, status_payload(&site, "offline", SystemTime::now())).await;
         // Give the event loop a moment to send it, then disconnect.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -568,6 +602,55 @@ mod tests {
         assert_eq!(aside(2), Duration::from_secs(120));
         assert_eq!(aside(7), Duration::from_secs(3600));
         assert_eq!(aside(u32::MAX), Duration::from_secs(3600));
+    }
+
+    /// The loop's bookkeeping, happening by happening: a row is marked only by the PUBACK of its own
+    /// packet, a reconnection offers it again, a refusal pauses the outbox and a success ends the pause.
+    #[test]
+    fn the_loop_marks_a_row_only_on_its_own_puback() {
+        let t0 = Instant::now();
+        let mut st = LoopState::default();
+        assert!(!st.ready(t0), "not before the broker answered");
+        assert!(st.lost(t0), "the first failure is news");
+        assert!(!st.lost(t0), "the second is not");
+        assert_eq!(st.connected(t0 + Duration::from_secs(5)), Some(Duration::from_secs(5)));
+        assert!(st.ready(t0));
+        let r = Outbox::Report("r".into(), 1);
+        st.offer(r.clone());
+        assert!(!st.ready(t0), "one at a time");
+        st.sent(1); // the status message ("online") went first
+        assert_eq!(st.acked(1, None, t0), None, "the status message's PUBACK is not the report's");
+        st.sent(2);
+        assert_eq!(st.acked(3, None, t0), None, "another packet");
+        assert_eq!(st.acked(2, None, t0), Some(Acked::Published(r.clone())));
+        assert!(st.ready(t0));
+
+        // Lost before its PUBACK: the new session offers it again from the outbox.
+        st.offer(r.clone());
+        st.sent(4);
+        assert!(st.lost(t0) && !st.ready(t0));
+        assert_eq!(st.connected(t0), Some(Duration::ZERO));
+        assert!(st.ready(t0), "offered again");
+        assert_eq!(st.acked(4, None, t0), None, "the old session's packet id means nothing now");
+
+        // Refused twice: a pause that grows; a success resets it.
+        let e = Outbox::Event(7);
+        st.sent(5); // status
+        st.offer(e.clone());
+        st.sent(6);
+        assert_eq!(st.acked(6, Some("quota".into()), t0), Some(Acked::Refused(e.clone(), "quota".into())));
+        assert!(!st.ready(t0) && st.ready(t0 + Duration::from_secs(1)), "held for backoff(0) < 1 s");
+        st.offer(e.clone());
+        st.sent(7);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(matches!(st.acked(7, Some("quota".into()), t1), Some(Acked::Refused(..))));
+        assert!(!st.ready(t1 + Duration::from_millis(600)), "backoff(1) is at least 0.75 s");
+        let t2 = t1 + Duration::from_secs(2);
+        assert!(st.ready(t2));
+        st.offer(e.clone());
+        st.sent(8);
+        assert_eq!(st.acked(8, None, t2), Some(Acked::Published(e)));
+        assert_eq!(st.refusals, 0);
     }
 
     #[test]

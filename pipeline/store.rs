@@ -253,12 +253,36 @@ impl Message {
     }
 }
 
-/// A row of the outbox, as [`Store::set_aside`] names it.
-#[derive(Debug, Clone, Copy)]
-pub enum Outbox<'a> {
-    Report(&'a str, u32),
-    Event(i64),
+/// A row of the outbox: a report by id at the revision read, a loop detector event or a per-vehicle
+/// event by seq. [`Store::next_pending`] hands it out; [`Store::mark_published`] and
+/// [`Store::set_aside`] take it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbox {
+    Report(String, u32),
     Detector(i64),
+    Event(i64),
+}
+
+impl Outbox {
+    /// Its table, and the condition that picks it (`?1`: the id or seq).
+    fn locate(&self) -> (&'static str, String, rusqlite::types::Value) {
+        match self {
+            Outbox::Report(id, revision) => {
+                ("reports", format!("id = ?1 AND revision = {revision}"), id.clone().into())
+            }
+            Outbox::Detector(seq) => ("detector_events", "seq = ?1".into(), (*seq).into()),
+            Outbox::Event(seq) => ("events", "seq = ?1".into(), (*seq).into()),
+        }
+    }
+}
+
+/// The next message of the outbox: its row, the camera it is about and its payload (JSON of its
+/// schema, `junction.flow.v1`, `junction.detector.v1` or `junction.event.v1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub row: Outbox,
+    pub camera: String,
+    pub payload: String,
 }
 
 /// What [`Store::bound_size`] removed to keep the store under its size.
@@ -676,10 +700,33 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// The oldest report not yet acknowledged by the broker and not set aside after a refusal (until
-    /// `now`): (id, revision, camera, payload JSON).
-    pub fn next_unpublished(&self, now: SystemTime) -> Result<Option<(String, u32, String, String)>, StoreError> {
+    /// The next message for the broker, oldest first, none set aside after a refusal (until `now`):
+    /// reports first (what the centre plans with), then loop detector events, then per-vehicle events
+    /// when `events` is set.
+    pub fn next_pending(&self, now: SystemTime, events: bool) -> Result<Option<Pending>, StoreError> {
         let now = humantime::format_rfc3339_millis(now).to_string();
+        if let Some(p) = self.next_report(&now)? {
+            return Ok(Some(p));
+        }
+        if let Some(p) = self.next_detector(&now)? {
+            return Ok(Some(p));
+        }
+        if events { self.next_event(&now) } else { Ok(None) }
+    }
+
+    /// The broker acknowledged `row` (its PUBACK): a report only at the revision that was sent, so a
+    /// higher revision stored meanwhile stays in the outbox.
+    pub fn mark_published(&self, row: &Outbox, at: SystemTime) -> Result<(), StoreError> {
+        let at = humantime::format_rfc3339_millis(at).to_string();
+        let (table, which, key) = row.locate();
+        self.conn
+            .execute(&format!("UPDATE {table} SET published_at = ?2 WHERE {which}"), params![key, at])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The oldest report not yet acknowledged and not set aside past `now` (RFC 3339).
+    fn next_report(&self, now: &str) -> Result<Option<Pending>, StoreError> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -688,43 +735,22 @@ impl Store {
                  ORDER BY stored_at, rowid LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
-        st.query_row([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .map(Some)
-            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
-            .map_err(|e| self.err(e))
-    }
-
-    /// Marks a report acknowledged (PUBACK received) at the revision that was sent: a higher revision
-    /// stored meanwhile stays in the outbox.
-    pub fn mark_published(&self, id: &str, revision: u32, at: SystemTime) -> Result<(), StoreError> {
-        let at = humantime::format_rfc3339_millis(at).to_string();
-        self.conn
-            .execute("UPDATE reports SET published_at = ?3 WHERE id = ?1 AND revision = ?2", params![id, revision, at])
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        st.query_row([now], |r| {
+            Ok(Pending { row: Outbox::Report(r.get(0)?, r.get(1)?), camera: r.get(2)?, payload: r.get(3)? })
+        })
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        .map_err(|e| self.err(e))
     }
 
     /// The broker refused this row (a report by id and the revision sent, an event or a loop event by
     /// seq): counted, and set aside until `now` + `delay(refusals so far)`; returns the refusals.
-    pub fn set_aside(
-        &self,
-        row: Outbox<'_>,
-        now: SystemTime,
-        delay: impl Fn(u32) -> Duration,
-    ) -> Result<u32, StoreError> {
-        let (table, key, revision): (&str, rusqlite::types::Value, Option<u32>) = match row {
-            Outbox::Report(id, revision) => ("reports", id.to_owned().into(), Some(revision)),
-            Outbox::Event(seq) => ("events", seq.into(), None),
-            Outbox::Detector(seq) => ("detector_events", seq.into(), None),
-        };
-        let (key_col, rev) = match revision {
-            Some(r) => ("id", format!(" AND revision = {r}")),
-            None => ("seq", String::new()),
-        };
+    pub fn set_aside(&self, row: &Outbox, now: SystemTime, delay: impl Fn(u32) -> Duration) -> Result<u32, StoreError> {
+        let (table, which, key) = row.locate();
         let n: u32 = self
             .conn
             .query_row(
-                &format!("UPDATE {table} SET refusals = refusals + 1 WHERE {key_col} = ?1{rev} RETURNING refusals"),
+                &format!("UPDATE {table} SET refusals = refusals + 1 WHERE {which} RETURNING refusals"),
                 [&key],
                 |r| r.get(0),
             )
@@ -732,7 +758,7 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let until = humantime::format_rfc3339_millis(now + delay(n)).to_string();
         self.conn
-            .execute(&format!("UPDATE {table} SET refused_until = ?2 WHERE {key_col} = ?1{rev}"), params![key, until])
+            .execute(&format!("UPDATE {table} SET refused_until = ?2 WHERE {which}"), params![key, until])
             .map_err(|e| self.err(e))?;
         Ok(n)
     }
@@ -757,10 +783,9 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// The oldest event not yet published nor set aside (until `now`): (seq, camera, payload JSON of
-    /// schema junction.event.v1). The id is stable across retries: site/camera/rule/track/kind/wall.
-    pub fn next_unpublished_event(&self, now: SystemTime) -> Result<Option<(i64, String, String)>, StoreError> {
-        let now = humantime::format_rfc3339_millis(now).to_string();
+    /// The oldest per-vehicle event not yet published nor set aside past `now` (RFC 3339). Its id is
+    /// stable across retries: site/camera/rule/track/kind/wall.
+    fn next_event(&self, now: &str) -> Result<Option<Pending>, StoreError> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -770,7 +795,7 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let row = st
-            .query_row([&now], |r| {
+            .query_row([now], |r| {
                 let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
                 let e = EventRecord {
                     rule: r.get(3)?,
@@ -786,8 +811,8 @@ impl Store {
                     speed_ok: r.get(13)?,
                     class_share: r.get(14)?,
                 };
-                let v = wire::to_json(&e.message(&site, &camera));
-                Ok((seq, camera, v))
+                let payload = wire::to_json(&e.message(&site, &camera));
+                Ok(Pending { row: Outbox::Event(seq), camera, payload })
             })
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
@@ -795,10 +820,8 @@ impl Store {
         Ok(row)
     }
 
-    /// The oldest loop detector event not yet published: (seq, camera, payload JSON of schema
-    /// junction.detector.v1).
-    pub fn next_unpublished_detector(&self, now: SystemTime) -> Result<Option<(i64, String, String)>, StoreError> {
-        let now = humantime::format_rfc3339_millis(now).to_string();
+    /// The oldest loop detector event not yet published nor set aside past `now` (RFC 3339).
+    fn next_detector(&self, now: &str) -> Result<Option<Pending>, StoreError> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -806,7 +829,7 @@ impl Store {
                  WHERE published_at IS NULL AND (refused_until IS NULL OR refused_until <= ?1) ORDER BY seq LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
-        st.query_row([&now], |r| {
+        st.query_row([now], |r| {
             let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
             let d = DetectorRecord {
                 detector: r.get(3)?,
@@ -815,20 +838,12 @@ impl Store {
                 wall: r.get(6)?,
                 wall_ms: r.get(7)?,
             };
-            let v = wire::to_json(&d.message(&site, &camera));
-            Ok((seq, camera, v))
+            let payload = wire::to_json(&d.message(&site, &camera));
+            Ok(Pending { row: Outbox::Detector(seq), camera, payload })
         })
         .map(Some)
         .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
         .map_err(|e| self.err(e))
-    }
-
-    pub fn mark_detector_published(&self, seq: i64, at: SystemTime) -> Result<(), StoreError> {
-        let at = humantime::format_rfc3339_millis(at).to_string();
-        self.conn
-            .execute("UPDATE detector_events SET published_at = ?2 WHERE seq = ?1", params![seq, at])
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     /// Loop detector events of a camera (all cameras when `None`) in [from, to): (wall, code, channel).
@@ -892,14 +907,6 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = st.query_map(params![site, from, to], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
-
-    pub fn mark_event_published(&self, seq: i64, at: SystemTime) -> Result<(), StoreError> {
-        let at = humantime::format_rfc3339_millis(at).to_string();
-        self.conn
-            .execute("UPDATE events SET published_at = ?2 WHERE seq = ?1", params![seq, at])
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     /// Bytes the store's live pages take (freed pages are reused, so this, not the file size, is
@@ -1071,7 +1078,7 @@ mod tests {
             let mut s = Store::open(&path).unwrap();
             assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
             s.save("s", "c", &[], &[report("a"), report("b")]).unwrap();
-            s.mark_published("a", 1, SystemTime::now()).unwrap();
+            s.mark_published(&Outbox::Report("a".into(), 1), SystemTime::now()).unwrap();
             // The same revision again (a file replayed from the same start) is kept out.
             let mut again = report("a");
             again.frames_analysed = 1;
@@ -1090,7 +1097,7 @@ mod tests {
         assert_eq!(s.revision("a").unwrap(), Some(2));
         assert_eq!(s.unpublished().unwrap(), 2);
         // An acknowledgement of revision 1 arriving late does not mark revision 2 delivered.
-        s.mark_published("a", 1, SystemTime::now()).unwrap();
+        s.mark_published(&Outbox::Report("a".into(), 1), SystemTime::now()).unwrap();
         assert_eq!(s.unpublished().unwrap(), 2);
         let got = s.reports(None, 60, "2026", "2027").unwrap();
         assert_eq!((got[0].revision, got[0].frames_analysed), (2, 900));
@@ -1155,7 +1162,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         s.save("s", "c", &[event("a", 1), event("b", 2)], &[]).unwrap();
-        let (seq, camera, payload) = s.next_unpublished_event(SystemTime::now()).unwrap().unwrap();
+        // Events go out only when asked for.
+        assert_eq!(s.next_pending(SystemTime::now(), false).unwrap(), None);
+        let Pending { row, camera, payload } = s.next_pending(SystemTime::now(), true).unwrap().unwrap();
         assert_eq!(camera, "c");
         let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(
@@ -1163,9 +1172,36 @@ mod tests {
             (Some("a"), Some("in"), Some(7))
         );
         assert!(v["id"].as_str().unwrap().starts_with("s/c/a/7/crossing/"), "{v}");
-        s.mark_event_published(seq, SystemTime::now()).unwrap();
-        let (_, _, next) = s.next_unpublished_event(SystemTime::now()).unwrap().unwrap();
-        assert!(next.contains(r#""rule":"b""#), "{next}");
+        s.mark_published(&row, SystemTime::now()).unwrap();
+        let next = s.next_pending(SystemTime::now(), true).unwrap().unwrap();
+        assert!(matches!(next.row, Outbox::Event(_)) && next.payload.contains(r#""rule":"b""#), "{next:?}");
+    }
+
+    /// One outbox for three tables: reports first, then loop detector events, then per-vehicle events;
+    /// a row the broker refused waits its turn out while the rest flows past it.
+    #[test]
+    fn the_outbox_hands_out_reports_then_loop_events_then_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        s.save("s", "c", &[event("a", 1), loop_event(2, true)], &[report("r")]).unwrap();
+        let t0 = SystemTime::now();
+        let kinds = |s: &Store, at: SystemTime| {
+            let mut seen = Vec::new();
+            while let Some(p) = s.next_pending(at, true).unwrap() {
+                seen.push(p.row.clone());
+                s.mark_published(&p.row, at).unwrap();
+            }
+            seen
+        };
+        let first = s.next_pending(t0, true).unwrap().unwrap();
+        assert_eq!(first.row, Outbox::Report("r".into(), 1));
+        // Refused: set aside for a minute; the loop event and the event go meanwhile.
+        assert_eq!(s.set_aside(&first.row, t0, |_| Duration::from_secs(60)).unwrap(), 1);
+        let during = kinds(&s, t0 + Duration::from_secs(1));
+        assert!(matches!(during.as_slice(), [Outbox::Detector(_), Outbox::Event(_)]), "{during:?}");
+        assert_eq!(s.unpublished().unwrap(), 1);
+        assert_eq!(kinds(&s, t0 + Duration::from_secs(61)), vec![first.row]);
+        assert_eq!(s.unpublished().unwrap(), 0);
     }
 
     #[test]
@@ -1180,7 +1216,7 @@ mod tests {
         let big: Vec<FlowReport> = (0..24).map(|h| r(&format!("r{h}"), h)).collect();
         s.save("s", "c", &(0..2000).map(|i| event("a", i)).collect::<Vec<_>>(), &big).unwrap();
         for h in 0..12 {
-            s.mark_published(&format!("r{h}"), 1, SystemTime::now()).unwrap();
+            s.mark_published(&Outbox::Report(format!("r{h}"), 1), SystemTime::now()).unwrap();
         }
         let full = s.used_bytes().unwrap();
         // Room for the undelivered reports but not the events and delivered ones.
@@ -1213,11 +1249,12 @@ mod tests {
         };
         s.save("s", "c", &[at(0, true), at(30, false), at(60, true)], &[]).unwrap();
         let mut ids = Vec::new();
-        while let Some((seq, _, payload)) = s.next_unpublished_detector(SystemTime::now()).unwrap() {
+        while let Some(Pending { row, payload, .. }) = s.next_pending(SystemTime::now(), false).unwrap() {
+            assert!(matches!(row, Outbox::Detector(_)), "{row:?}");
             let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
             assert_eq!(v["at"].as_str().map(|a| a.len()), Some("2026-09-21T13:46:40.0Z".len()), "tenths: {v}");
             ids.push(v["id"].as_str().unwrap().to_owned());
-            s.mark_detector_published(seq, SystemTime::now()).unwrap();
+            s.mark_published(&row, SystemTime::now()).unwrap();
         }
         assert_eq!(ids.len(), 3);
         let distinct: std::collections::BTreeSet<_> = ids.iter().collect();

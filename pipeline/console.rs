@@ -43,6 +43,7 @@ use crate::aggregate::{ChangeKind, FlowReport, GapReason, RuleChange};
 use crate::analytics::{EventKind, TrafficEvent};
 use crate::config::Config;
 use crate::detect::VehicleClass;
+use crate::sink::Live;
 pub use junction_schema::rules::RulesDoc;
 
 const INDEX_HTML: &str = include_str!("console/index.html");
@@ -398,12 +399,21 @@ impl Console {
         let _ = self.live.send(Arc::from(msg.to_string()));
     }
 
-    /// A frame of `camera` was analysed (analysis thread). Rates and ages are on this box's clock
-    /// (a file's frames carry their own wall clock).
-    pub fn frame(&self, camera: &str, dropped: u64, detect: Duration) {
+    /// The cameras' live state, from the outputs thread (the analysis thread sends it there).
+    pub fn live(&self, update: &Live) {
+        match update {
+            Live::Frame { camera, dropped, detect, at } => self.frame(camera, *dropped, *detect, *at),
+            Live::State { camera, state, error, at } => self.camera_state(camera, state, error.clone(), *at),
+            Live::Scale { camera, text } => self.scale(camera, text.clone()),
+            Live::Reloaded { ok, message, changes, at } => self.reloaded(*ok, message.clone(), changes.clone(), *at),
+        }
+    }
+
+    /// A frame of `camera` was analysed at `now`. Rates and ages are on this box's clock (a file's
+    /// frames carry their own wall clock).
+    fn frame(&self, camera: &str, dropped: u64, detect: Duration, now: SystemTime) {
         let Ok(mut all) = self.statuses.lock() else { return };
         let Some(s) = all.get_mut(camera) else { return };
-        let now = SystemTime::now();
         let was_up = s.state == "up";
         if !was_up {
             s.state = "up";
@@ -427,14 +437,14 @@ impl Console {
         s.last_frame = Some(now);
     }
 
-    /// `camera` went down, is restarting or ended (analysis thread).
-    pub fn camera_state(&self, camera: &str, state: &'static str, error: Option<String>) {
+    /// `camera` went down, is restarting or ended, at `now`.
+    fn camera_state(&self, camera: &str, state: &'static str, error: Option<String>, now: SystemTime) {
         if let Ok(mut all) = self.statuses.lock()
             && let Some(s) = all.get_mut(camera)
             && (s.state != state || error.is_some())
         {
             if s.state != state {
-                s.since = SystemTime::now();
+                s.since = now;
             }
             s.state = state;
             s.error = error;
@@ -442,8 +452,8 @@ impl Console {
         }
     }
 
-    /// The camera's scale was chosen, or a warm-up began (analysis thread).
-    pub fn scale(&self, camera: &str, text: String) {
+    /// The camera's scale was chosen, or a warm-up began.
+    fn scale(&self, camera: &str, text: String) {
         if let Ok(mut all) = self.statuses.lock()
             && let Some(s) = all.get_mut(camera)
         {
@@ -451,23 +461,18 @@ impl Console {
         }
     }
 
-    /// A reload of the rules was applied or refused (analysis thread).
-    pub fn reloaded(&self, ok: bool, message: String, changes: Vec<(String, RuleChange)>) {
+    /// A reload of the rules was applied or refused at `at`.
+    fn reloaded(&self, ok: bool, message: String, changes: Vec<(String, RuleChange)>, at: SystemTime) {
         let status = {
             let Ok(mut r) = self.reloads.lock() else { return };
             r.generation += 1;
-            r.at = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+            r.at = Some(humantime::format_rfc3339_seconds(at).to_string());
             r.ok = ok;
             r.message = message;
             r.changes = changes;
             r.clone()
         };
         self.push(json!({"type": "reload", "reload": status}));
-    }
-
-    /// Whether a reload was asked for since the last call (analysis thread).
-    pub fn take_reload(&self) -> bool {
-        self.reload.swap(false, Ordering::Relaxed)
     }
 
     /// An event, after the store has it (outputs thread).
@@ -968,7 +973,15 @@ pub struct Tee<'a> {
     pub console: Option<Arc<Console>>,
 }
 
+/// The outputs thread's observer: the console first, then the printer (or whoever runs the box).
 impl crate::sink::Observer for Tee<'_> {
+    fn live(&mut self, update: &Live) {
+        if let Some(c) = &self.console {
+            c.live(update);
+        }
+        self.inner.live(update);
+    }
+
     fn event(&mut self, camera: &str, event: &TrafficEvent) {
         if let Some(c) = &self.console {
             c.event(camera, event);
@@ -1159,30 +1172,39 @@ mod tests {
         Console::new(&cfg, Arc::new(AtomicBool::new(false))).expect("console").expect("on")
     }
 
-    /// A tile's state: starting, up with a rate, down with the error and since when, up again.
+    /// A tile's state: starting, up with a rate, down with the error and since when, up again; fed as
+    /// the outputs thread feeds it, at the times the analysis thread stamped (no clock read here).
     #[test]
     fn camera_states_for_the_tiles() {
         let c = console();
         let state = |c: &Console| c.state_json()["cameras"][0]["status"].clone();
         assert_eq!(state(&c)["state"], "starting");
-        for _ in 0..5 {
-            c.frame("cam", 1, Duration::from_millis(20));
-            std::thread::sleep(Duration::from_millis(20));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let frame = |i: u32, dropped: u64, detect: Duration| Live::Frame {
+            camera: "cam".into(),
+            dropped,
+            detect,
+            at: t0 + Duration::from_millis(50) * i,
+        };
+        for i in 0..5 {
+            c.live(&frame(i, 1, Duration::from_millis(20)));
         }
         let s = state(&c);
         assert_eq!((s["state"].as_str(), s["frames"].as_u64(), s["dropped"].as_u64()), (Some("up"), Some(5), Some(5)));
-        assert!(s["fps"].as_f64().is_some_and(|f| f > 5.0), "{s}");
+        assert!(s["fps"].as_f64().is_some_and(|f| (f - 20.0).abs() < 1e-6), "a frame every 50 ms: {s}");
         assert!(s["inference_ms"].as_f64().is_some_and(|m| m > 0.0), "{s}");
-        c.camera_state("cam", "down", Some("connection refused".into()));
+        let down_at = t0 + Duration::from_secs(1);
+        let down = Some("connection refused".to_owned());
+        c.live(&Live::State { camera: "cam".into(), state: "down", error: down, at: down_at });
         let s = state(&c);
         assert_eq!(
             (s["state"].as_str(), s["error"].as_str(), s["fps"].as_f64()),
             (Some("down"), Some("connection refused"), Some(0.0))
         );
-        assert!(s["since"].as_str().is_some_and(|t| t.ends_with('Z')), "{s}");
-        c.camera_state("cam", "restarting", None);
+        assert_eq!(s["since"].as_str(), Some(humantime::format_rfc3339_seconds(down_at).to_string().as_str()));
+        c.live(&Live::State { camera: "cam".into(), state: "restarting", error: None, at: down_at });
         assert_eq!(state(&c)["state"], "restarting");
-        c.frame("cam", 0, Duration::ZERO);
+        c.live(&frame(40, 0, Duration::ZERO));
         assert_eq!(state(&c)["state"], "up");
         assert!(state(&c)["error"].is_null());
     }

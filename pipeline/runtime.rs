@@ -32,7 +32,7 @@ use crate::motion::{Gate, Signals};
 use crate::publish::Publisher;
 use crate::scale::SizeMeter;
 use crate::schedule::{Budget, Candidate, Priority};
-use crate::sink::{Housekeeping, Output, OutputSender};
+use crate::sink::{Housekeeping, Live, Output, OutputSender};
 use crate::snapshot::Snapshots;
 use crate::source::{Frame, Poll, Source, SourceError, SourceOptions, SourceUri};
 use crate::store::{Store, StoreError};
@@ -189,6 +189,8 @@ pub fn run(
     // What the cameras' openings closed (bins of a checkpoint that ended while the box was down),
     // sent once the outputs thread runs.
     let mut openings = Vec::new();
+    // What the console shows of each camera's scale from the start, sent with the openings.
+    let mut scales = Vec::new();
     // Live cameras' bins go on from what the store covers, even with the wall clock behind it (a box
     // booted without a real-time clock): the time line starts there, once, before any camera opens
     // (crate::clock).
@@ -216,9 +218,7 @@ pub fn run(
         };
         let (region, tiles, scale, text) = initial_scale(cfg, c, crate::scale::InputShape::of(card));
         tracing::info!(camera = %c.id, scale = %text, "scale");
-        if let Some(console) = &console {
-            console.scale(&c.id, text);
-        }
+        scales.push(Live::Scale { camera: c.id.clone(), text });
         let source_opts = SourceOptions { region, tiles, ..source_opts };
         let mut pipe = CameraPipeline::new(cfg, c, metrics.clone());
         pipe.resume(states);
@@ -281,11 +281,14 @@ pub fn run(
             metrics,
             tx,
             snapshots: snapshots.as_ref(),
-            console: console.as_ref(),
+            frame_news: console.is_some(),
             reload: &opts.reload,
             clock_steps_seen: 0,
             warm,
         };
+        for update in scales {
+            analysis.live(update);
+        }
         for (camera, produced) in openings {
             analysis.send(&camera, produced);
         }
@@ -320,7 +323,8 @@ struct Analysis<'a> {
     metrics: &'a Arc<Metrics>,
     tx: OutputSender,
     snapshots: Option<&'a Snapshots>,
-    console: Option<&'a Arc<Console>>,
+    /// A console is served: it is told of every analysed frame (rates, drops).
+    frame_news: bool,
     reload: &'a AtomicBool,
     /// Steps of the wall clock already noted in the live cameras' bins ([`crate::clock`]).
     clock_steps_seen: u64,
@@ -507,9 +511,12 @@ impl Analysis<'_> {
     }
 
     fn status(&self, camera: &str, state: &'static str, error: Option<String>) {
-        if let Some(c) = self.console {
-            c.camera_state(camera, state, error);
-        }
+        self.live(Live::State { camera: camera.to_owned(), state, error, at: SystemTime::now() });
+    }
+
+    /// News for the console, through the outputs thread.
+    fn live(&self, update: Live) {
+        crate::sink::send(&self.tx, Output::Live(update), self.metrics);
     }
 
     /// Reads the site configuration and its calibration files again and applies each camera's rules
@@ -519,9 +526,7 @@ impl Analysis<'_> {
     fn reload_rules(&mut self, cameras: &mut [Camera]) {
         let refused = |a: &Self, message: String| {
             tracing::error!(error = %message, "reload refused; the running rules stay");
-            if let Some(c) = a.console {
-                c.reloaded(false, message, Vec::new());
-            }
+            a.live(Live::Reloaded { ok: false, message, changes: Vec::new(), at: SystemTime::now() });
         };
         let Some(path) = self.cfg.path.clone() else {
             return refused(self, "this run has no site configuration file to reload (run with --config)".into());
@@ -576,9 +581,7 @@ impl Analysis<'_> {
                 format!("reloaded: {n} rule change(s){}{}", if notes.is_empty() { "" } else { "; " }, notes.join("; "))
             }
         };
-        if let Some(c) = self.console {
-            c.reloaded(true, message, all);
-        }
+        self.live(Live::Reloaded { ok: true, message, changes: all, at: SystemTime::now() });
     }
 
     /// Runs one camera's step, turning its panic into that camera's error.
@@ -853,9 +856,7 @@ impl Analysis<'_> {
                     }
                 };
                 tracing::info!(camera = %cam.id(), choice = %text, "scale chosen from the vehicles");
-                if let Some(c) = self.console {
-                    c.scale(cam.id(), text);
-                }
+                self.live(Live::Scale { camera: cam.id().to_owned(), text });
                 // The same plan again (the common case) leaves the stream as it is.
                 let next = Plan::for_frame(frame_size, &region, &tiles, shape.input, shape.align, shape.stride);
                 let same = next == *frame.plan;
@@ -901,8 +902,9 @@ impl Analysis<'_> {
         if dets.is_some() {
             self.measure_scale(cam, &frame);
         }
-        if let Some(c) = self.console {
-            c.frame(cam.id(), dropped - cam.dropped_seen, detect_time);
+        if self.frame_news {
+            let (dropped, at) = (dropped - cam.dropped_seen, SystemTime::now());
+            self.live(Live::Frame { camera: cam.id().to_owned(), dropped, detect: detect_time, at });
         }
         cam.dropped_seen = dropped;
         if let Some(shared) = self.snapshots

@@ -2,6 +2,9 @@
 //! it is stored (SQLite, the ATSPM CSV), then printed and handed to the publisher. The thread that owns
 //! the ONNX session never waits on a disk, only on this channel when it is full.
 //!
+//! What the operator console shows live of the cameras ([`Live`]: frame rates, states, scale, reloads)
+//! comes the same way, so the console has one feeder; it is handed on at once, never stored or held.
+//!
 //! Policy when the sink falls behind: the channel holds [`CHANNEL`] steps; when it is full the analysis
 //! thread waits (live cameras then drop frames, counted): events and closed bins are never dropped
 //! for speed. When the store cannot write (disk full, database locked), steps are held in memory in
@@ -15,8 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::aggregate::BinState;
-use crate::aggregate::FlowReport;
+use crate::aggregate::{BinState, FlowReport, RuleChange};
 use crate::analytics::TrafficEvent;
 use crate::camera::Produced;
 use crate::publish::Publisher;
@@ -37,6 +39,23 @@ const HOUSEKEEPING: Duration = Duration::from_secs(3600);
 pub trait Observer {
     fn event(&mut self, camera: &str, event: &TrafficEvent);
     fn report(&mut self, report: &FlowReport);
+    /// The cameras' live state, as it changes (not stored first: it is news, not a measurement).
+    fn live(&mut self, _update: &Live) {}
+}
+
+/// A camera's live state for the operator console. Times are this box's wall clock (a file's frames
+/// carry their own), taken on the analysis thread when it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Live {
+    /// A frame of `camera` was analysed; `dropped` frames since the previous one; `detect`: its
+    /// detection time (zero when the detector skipped it).
+    Frame { camera: String, dropped: u64, detect: Duration, at: SystemTime },
+    /// `camera` went down, is restarting or ended (`state`: down | restarting | ended).
+    State { camera: String, state: &'static str, error: Option<String>, at: SystemTime },
+    /// The camera's scale was chosen, or a warm-up began.
+    Scale { camera: String, text: String },
+    /// A reload of the rules was applied (`ok`) or refused; the changes by camera.
+    Reloaded { ok: bool, message: String, changes: Vec<(String, RuleChange)>, at: SystemTime },
 }
 
 /// One message to the outputs thread.
@@ -46,6 +65,8 @@ pub enum Output {
     Produced { camera: String, produced: Produced },
     /// A camera's open bins, so that a crash loses at most the time since.
     Checkpoint { camera: String, states: Vec<BinState> },
+    /// For the console: handed to the observer on arrival.
+    Live(Live),
 }
 
 /// The analysis side of the channel.
@@ -81,10 +102,10 @@ pub fn run(
         if closed_at.is_none() {
             match rx.recv_timeout(wait) {
                 Ok(m) => {
-                    held.push_back(m);
+                    accept(m, &mut held, observer);
                     // Take what else is waiting, so that one write failure does not reorder them.
                     while let Ok(m) = rx.try_recv() {
-                        held.push_back(m);
+                        accept(m, &mut held, observer);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -154,7 +175,7 @@ pub fn run(
                     .iter()
                     .map(|m| match m {
                         Output::Produced { produced, .. } => produced.reports.len(),
-                        Output::Checkpoint { .. } => 0,
+                        Output::Checkpoint { .. } | Output::Live(_) => 0,
                     })
                     .sum();
                 tracing::error!(
@@ -175,6 +196,16 @@ fn write(site: &str, store: &mut Store, m: &Output) -> Result<(), StoreError> {
     match m {
         Output::Produced { camera, produced } => store.save(site, camera, &produced.events, &produced.reports),
         Output::Checkpoint { camera, states } => store.checkpoint(site, camera, states),
+        Output::Live(_) => Ok(()),
+    }
+}
+
+/// A step to store, held in order; the console's news straight to the observer (never held behind a
+/// store that cannot write: the operator sees the cameras whatever the disk does).
+fn accept(m: Output, held: &mut VecDeque<Output>, observer: &mut dyn Observer) {
+    match m {
+        Output::Live(update) => observer.live(&update),
+        m => held.push_back(m),
     }
 }
 
@@ -212,7 +243,7 @@ fn bound_held(held: &mut VecDeque<Output>, metrics: &Metrics) {
         .iter()
         .map(|m| match m {
             Output::Produced { produced, .. } => produced.events.len(),
-            Output::Checkpoint { .. } => 0,
+            Output::Checkpoint { .. } | Output::Live(_) => 0,
         })
         .sum();
     if events <= MAX_HELD_EVENTS {

@@ -1,0 +1,167 @@
+//! The supervisor: a camera's fault (an error or a panic in its stream, its frame size, its
+//! inference or its rules) closes its open bins as partial and restarts it alone with backoff; a file
+//! camera ends. The other cameras are not touched.
+
+use super::*;
+
+impl Analysis<'_> {
+    /// Runs one camera's step, turning its panic into that camera's error.
+    pub(super) fn supervise<T>(
+        &mut self,
+        cam: &mut Camera,
+        step: impl FnOnce(&mut Self, &mut Camera) -> Result<T, RunError>,
+    ) -> Result<T, RunError> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| step(self, cam))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(RunError::Panic { camera: cam.id().to_owned(), message })
+            }
+        }
+    }
+
+    /// One camera's error or panic: its open bins close as partial, its source goes; a live camera is
+    /// restarted alone with backoff, a file camera ends. The other cameras are not touched.
+    pub(super) fn fault(&mut self, cam: &mut Camera, e: RunError, file_error: &mut Option<RunError>) {
+        let kind = if matches!(e, RunError::Panic { .. }) { "panic" } else { "error" };
+        self.metrics
+            .camera_faults
+            .get_or_create(&vec![("camera".into(), cam.id().to_owned()), ("kind".into(), kind.into())])
+            .inc();
+        self.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
+        cam.pipe.summary_mut().faults += 1;
+        self.status(cam.id(), if cam.live { "down" } else { "ended" }, Some(e.to_string()));
+        if cam.live {
+            tracing::error!(camera = %cam.id(), error = %e, "camera fault; its open bins close as partial, it restarts alone");
+        } else {
+            tracing::error!(camera = %cam.id(), error = %e, "camera stopped");
+        }
+        self.close(cam, GapReason::CameraDown);
+        if cam.live {
+            schedule_restart(cam, &e);
+        } else {
+            cam.finished = true;
+            self.metrics.camera_ended(cam.id());
+            cam.pipe.summary_mut().error = Some(e.to_string());
+            file_error.get_or_insert(e);
+        }
+    }
+
+    /// Drops the camera's source and closes its open bins (the rest of each a gap of `rest`).
+    pub(super) fn close(&mut self, cam: &mut Camera, rest: GapReason) {
+        drop_source(cam);
+        let mut out = Produced::default();
+        let closed = std::panic::catch_unwind(AssertUnwindSafe(|| cam.pipe.finish(rest, &mut out)));
+        if closed.is_err() {
+            // Its state is not to be trusted: start it afresh (its open bins are lost; the last
+            // checkpoint restores them after a restart of the box).
+            tracing::error!(camera = %cam.id(), "camera's bins could not be closed (panic); it starts afresh");
+            let cfg = cam.cfg().clone();
+            let summary = cam.pipe.summary().clone();
+            cam.pipe = CameraPipeline::new(self.cfg, &cfg, self.metrics.clone());
+            *cam.pipe.summary_mut() = summary;
+            return;
+        }
+        let id = cam.id().to_owned();
+        self.send(&id, out);
+    }
+
+    /// A camera due for its restart gets a new source.
+    pub(super) fn restart_if_due(&mut self, cam: &mut Camera) {
+        if cam.source.is_some() || cam.restart_at.is_none_or(|at| Instant::now() < at) {
+            return;
+        }
+        cam.restart_at = None;
+        self.metrics.stream_restarts.get_or_create(&camera_labels(cam.id())).inc();
+        let mut out = Produced::default();
+        cam.pipe.reopening(timeline().now(), &mut out);
+        self.send(cam.id(), out);
+        self.status(cam.id(), "restarting", None);
+        match Source::open(&cam.cfg().uri, cam.source_opts.clone()) {
+            Ok(s) => {
+                tracing::info!(camera = %cam.id(), attempt = cam.failures, "camera restarted");
+                cam.source = Some(s);
+                cam.dropped_seen = 0;
+                // A new stream's timestamps start again: waits and frame periods from the old one
+                // would read as none waited (it would lose every tie for detection) or as a jump.
+                cam.gate = Gate::default();
+                cam.gaps.clear();
+                cam.last_pts = None;
+                cam.owed = None;
+            }
+            Err(e) => {
+                let mut out = Produced::default();
+                cam.pipe.reopening_failed(timeline().now(), &mut out);
+                self.send(cam.id(), out);
+                self.status(cam.id(), "down", Some(e.to_string()));
+                schedule_restart(cam, &e);
+            }
+        }
+    }
+
+    /// Polls the camera's source for up to `wait`. The end of its stream: a live camera restarts
+    /// alone, with backoff (its tracks end, its bins stay open); a file camera is finished (an error
+    /// is that camera's fault).
+    pub(super) fn take_frame(&mut self, cam: &mut Camera, wait: Duration) -> Result<Option<Frame>, RunError> {
+        let Some(source) = cam.source.as_mut() else { return Ok(None) };
+        let err = match source.poll(wait) {
+            Ok(Poll::Frame(f)) => return Ok(Some(f)),
+            Ok(Poll::Idle) => return Ok(None),
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        self.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
+        if err.is_some() {
+            self.metrics
+                .errors
+                .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
+                .inc();
+        }
+        drop_source(cam);
+        self.status(
+            cam.id(),
+            if cam.live { "down" } else { "ended" },
+            err.as_ref().map(ToString::to_string).or_else(|| cam.live.then(|| "end of stream".into())),
+        );
+        if cam.live {
+            match &err {
+                Some(e) => schedule_restart(cam, e),
+                None => schedule_restart(cam, &"end of stream"),
+            }
+            let mut out = Produced::default();
+            cam.pipe.stream_down(&mut out);
+            self.send(cam.id(), out);
+            return Ok(None);
+        }
+        match err {
+            None => {
+                tracing::info!(camera = %cam.id(), frames = cam.pipe.summary().frames, "stream ended");
+                self.close(cam, GapReason::NoFrames);
+                cam.finished = true;
+                self.metrics.camera_ended(cam.id());
+                Ok(None)
+            }
+            Some(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Drops the camera's source, adding the frames it dropped that are not yet in the totals.
+pub(super) fn drop_source(cam: &mut Camera) {
+    if let Some(source) = cam.source.take() {
+        cam.pipe.summary_mut().dropped += source.dropped().saturating_sub(cam.dropped_seen);
+        cam.dropped_seen = 0;
+    }
+}
+
+/// A live camera failed: try again after 1 s, doubling up to 60 s.
+pub(super) fn schedule_restart(cam: &mut Camera, err: &dyn std::fmt::Display) {
+    let wait = crate::retry::backoff(cam.failures, Duration::from_secs(1), Duration::from_secs(60));
+    tracing::warn!(camera = %cam.id(), error = %err, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "camera down; restarting alone");
+    cam.failures += 1;
+    cam.restart_at = Some(Instant::now() + wait);
+}

@@ -621,38 +621,36 @@ pub fn parse_bin(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// The site file of an ad-hoc run: one camera `uri` (id `camera`), the model card `model`, the
+/// store `junction.db`; everything else the file's defaults.
+fn adhoc_site(uri: &str, model: &Path) -> String {
+    let mut doc = toml_edit::DocumentMut::new();
+    doc["site"] = toml_edit::value("adhoc");
+    doc["detector"] = toml_edit::table();
+    doc["detector"]["model"] = toml_edit::value(model.display().to_string());
+    let mut camera = toml_edit::Table::new();
+    camera["id"] = toml_edit::value("camera");
+    camera["uri"] = toml_edit::value(uri);
+    let mut cameras = toml_edit::ArrayOfTables::new();
+    cameras.push(camera);
+    doc["camera"] = toml_edit::Item::ArrayOfTables(cameras);
+    doc["store"] = toml_edit::table();
+    doc["store"]["path"] = toml_edit::value("junction.db");
+    doc.to_string()
+}
+
 impl Config {
-    /// A site of one camera with every default, for a survey without a site file (`junction run URI
-    /// --line …`, `junction eval`): store `junction.db`, bins of 1 and 15 minutes.
+    /// A site of one camera with every default, for a survey without a site file (`junction eval`,
+    /// benches): store `junction.db`, the site file's defaults everywhere else (the same resolve, so
+    /// each default is stated once). Reads no file.
     pub fn adhoc(model_card: PathBuf, camera: CameraConfig) -> Self {
-        let tracker = TrackerConfig::default();
-        Config {
-            path: None,
-            site: "adhoc".into(),
-            model_card,
-            detector: DetectorOptions {
-                score: Some(tracker.low_score),
-                nms_iou: Some(crate::detect::DEFAULT_NMS_IOU),
-                ..DetectorOptions::default()
-            },
-            tracker,
-            rules: RuleParams::default(),
-            two_wheelers: TwoWheelerParams::default(),
-            scale: ScaleParams::default(),
-            motion: MotionParams::default(),
-            cameras: vec![camera],
-            bins: vec![Duration::from_secs(60), Duration::from_secs(900)],
-            store: StoreConfig {
-                path: PathBuf::from("junction.db"),
-                retention_days: 30,
-                max_size_mb: 1024,
-                atspm_dir: PathBuf::from("atspm"),
-                checkpoint: Duration::from_secs_f64(DEFAULT_CHECKPOINT_S),
-            },
-            pcu: PcuFactors::default(),
-            mqtt: None,
-            http: None,
-        }
+        // A constant text: `adhoc_is_the_files_defaults` shows it valid.
+        let site = adhoc_site("test://ball", Path::new("model.toml"));
+        let mut cfg = Self::from_text(Path::new("(ad hoc)"), &site, &[]).expect("the ad-hoc site is valid");
+        cfg.path = None;
+        cfg.model_card = model_card;
+        cfg.cameras = vec![camera];
+        cfg
     }
 
     /// Reads and validates a site configuration and the calibration files it names.
@@ -677,20 +675,8 @@ impl Config {
     /// laid over it; validated like a file, the files it names checked. Relative paths are the
     /// working directory's.
     pub fn load_adhoc(uri: &str, model: &Path, overrides: &[Override]) -> Result<Self, ConfigError> {
-        let mut doc = toml_edit::DocumentMut::new();
-        doc["site"] = toml_edit::value("adhoc");
-        doc["detector"] = toml_edit::table();
-        doc["detector"]["model"] = toml_edit::value(model.display().to_string());
-        let mut camera = toml_edit::Table::new();
-        camera["id"] = toml_edit::value("camera");
-        camera["uri"] = toml_edit::value(uri);
-        let mut cameras = toml_edit::ArrayOfTables::new();
-        cameras.push(camera);
-        doc["camera"] = toml_edit::Item::ArrayOfTables(cameras);
-        doc["store"] = toml_edit::table();
-        doc["store"]["path"] = toml_edit::value("junction.db");
         // Relative to the working directory: the parent of a bare name is the empty path.
-        let mut cfg = Self::from_text(Path::new("(command line)"), &doc.to_string(), overrides)?;
+        let mut cfg = Self::from_text(Path::new("(command line)"), &adhoc_site(uri, model), overrides)?;
         cfg.path = None;
         cfg.check_files()?;
         Ok(cfg)
@@ -1440,6 +1426,20 @@ mod tests {
         let e = cfg.check_files().expect_err("no such card");
         assert_eq!(e.problems[0].field, "detector.model");
         assert!(e.problems[0].message.contains("no-such-card.toml"), "{e}");
+    }
+
+    /// The ad-hoc site is the site file's defaults: nothing restated.
+    #[test]
+    fn adhoc_is_the_files_defaults() {
+        let cam = || CameraConfig::new("camera", "clip.mp4".into());
+        let a = Config::adhoc(PathBuf::from("m.toml"), cam());
+        assert_eq!((a.path.as_deref(), a.model_card.to_str()), (None, Some("m.toml")));
+        assert_eq!(a.bins, [Duration::from_secs(60), Duration::from_secs(900)]);
+        assert_eq!((a.store.path.to_str(), a.store.atspm_dir.to_str()), (Some("junction.db"), Some("atspm")));
+        assert_eq!((a.store.retention_days, a.store.max_size_mb), (30, 1024));
+        assert_eq!(a.detector.score, Some(a.tracker.low_score));
+        assert!(a.mqtt.is_none() && a.http.is_none());
+        assert_eq!(a.cameras.iter().map(|c| c.uri.as_str()).collect::<Vec<_>>(), ["clip.mp4"]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod analysis;
 mod reload;
 mod supervisor;
 
-use supervisor::schedule_restart;
+use supervisor::{Restarts, schedule_restart};
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -99,10 +99,8 @@ struct Camera {
     source_opts: SourceOptions,
     /// Live sources are restarted when they fail; files end.
     live: bool,
-    /// Failures since the last frame, for the restart backoff.
-    failures: u32,
-    /// When a failed live source is opened again.
-    restart_at: Option<Instant>,
+    /// A live camera's failures since its last frame and its next opening (the supervisor's).
+    restarts: Restarts,
     /// The source's dropped-frame count already accounted.
     dropped_seen: u64,
     /// A file that ended (or failed): nothing more comes.
@@ -237,8 +235,7 @@ pub fn run(
             source: None,
             source_opts,
             live,
-            failures: 0,
-            restart_at: None,
+            restarts: Restarts::default(),
             dropped_seen: 0,
             finished: false,
             checkpointed: Instant::now(),

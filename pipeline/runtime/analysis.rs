@@ -174,7 +174,7 @@ impl Analysis<'_> {
         notifier.stopping();
         let rest = if stop.load(Ordering::Relaxed) { GapReason::BoxNotRunning } else { GapReason::NoFrames };
         for cam in cameras.iter_mut().filter(|c| !c.finished) {
-            cam.restart_at = None;
+            cam.restarts.cancel();
             self.close(cam, rest);
         }
         match file_error {
@@ -344,8 +344,8 @@ impl Analysis<'_> {
         detect_time: Duration,
     ) {
         let labels = camera_labels(cam.id());
-        if cam.failures > 0 || self.metrics.stream_up.get_or_create(&labels).get() == 0 {
-            cam.failures = 0;
+        let recovered = cam.restarts.recovered();
+        if recovered || self.metrics.stream_up.get_or_create(&labels).get() == 0 {
             self.metrics.stream_up.get_or_create(&labels).set(1);
         }
         // The appsink count can lag by the frame waiting there: never let the total go back.

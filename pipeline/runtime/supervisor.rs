@@ -72,10 +72,9 @@ impl Analysis<'_> {
 
     /// A camera due for its restart gets a new source.
     pub(super) fn restart_if_due(&mut self, cam: &mut Camera) {
-        if cam.source.is_some() || cam.restart_at.is_none_or(|at| Instant::now() < at) {
+        if cam.source.is_some() || !cam.restarts.take_due(Instant::now()) {
             return;
         }
-        cam.restart_at = None;
         self.metrics.stream_restarts.get_or_create(&camera_labels(cam.id())).inc();
         let mut out = Produced::default();
         cam.pipe.reopening(timeline().now(), &mut out);
@@ -83,7 +82,7 @@ impl Analysis<'_> {
         self.status(cam.id(), "restarting", None);
         match Source::open(&cam.cfg().uri, cam.source_opts.clone()) {
             Ok(s) => {
-                tracing::info!(camera = %cam.id(), attempt = cam.failures, "camera restarted");
+                tracing::info!(camera = %cam.id(), attempt = cam.restarts.failures(), "camera restarted");
                 cam.source = Some(s);
                 cam.dropped_seen = 0;
                 // A new stream's timestamps start again: waits and frame periods from the old one
@@ -160,8 +159,75 @@ pub(super) fn drop_source(cam: &mut Camera) {
 
 /// A live camera failed: try again after 1 s, doubling up to 60 s.
 pub(super) fn schedule_restart(cam: &mut Camera, err: &dyn std::fmt::Display) {
-    let wait = crate::retry::backoff(cam.failures, Duration::from_secs(1), Duration::from_secs(60));
+    let wait = cam.restarts.failed(Instant::now());
     tracing::warn!(camera = %cam.id(), error = %err, retry_in_s = format!("{:.1}", wait.as_secs_f64()), "camera down; restarting alone");
-    cam.failures += 1;
-    cam.restart_at = Some(Instant::now() + wait);
+}
+
+/// A live camera's restarts: failures since its last frame, and when it is opened again. Time is
+/// passed in, so the backoff is tested without a stream.
+#[derive(Debug, Default)]
+pub(super) struct Restarts {
+    failures: u32,
+    at: Option<Instant>,
+}
+
+impl Restarts {
+    /// The camera failed at `now`: it is opened again after 1 s, doubling up to 60 s (±25 %).
+    /// Returns the wait.
+    pub(super) fn failed(&mut self, now: Instant) -> Duration {
+        let wait = crate::retry::backoff(self.failures, Duration::from_secs(1), Duration::from_secs(60));
+        self.failures = self.failures.saturating_add(1);
+        self.at = Some(now + wait);
+        wait
+    }
+
+    /// Whether its restart is due at `now`; a due restart is taken (cleared).
+    pub(super) fn take_due(&mut self, now: Instant) -> bool {
+        let due = self.at.is_some_and(|at| now >= at);
+        if due {
+            self.at = None;
+        }
+        due
+    }
+
+    /// A frame came: the next failure waits 1 s again. Returns whether it had failed.
+    pub(super) fn recovered(&mut self) -> bool {
+        std::mem::take(&mut self.failures) > 0
+    }
+
+    /// No restart any more (the run stops).
+    pub(super) fn cancel(&mut self) {
+        self.at = None;
+    }
+
+    pub(super) fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_and_start_again_after_a_frame() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs_f64;
+        let mut r = Restarts::default();
+        assert!(!r.take_due(t0 + s(3600.0)), "nothing failed");
+        let w = r.failed(t0);
+        assert!(w >= s(0.75) && w <= s(1.25), "{w:?}");
+        assert!(!r.take_due(t0 + w - s(0.001)));
+        assert!(r.take_due(t0 + w));
+        assert!(!r.take_due(t0 + w), "taken once");
+        assert!(r.failed(t0) >= s(1.5), "doubles");
+        for _ in 0..20 {
+            assert!(r.failed(t0) <= s(75.0), "at most 60 s (+25 %)");
+        }
+        assert_eq!(r.failures(), 22);
+        assert!(r.recovered() && !r.recovered());
+        assert!(r.failed(t0) <= s(1.25), "from 1 s again after a frame");
+        r.cancel();
+        assert!(!r.take_due(t0 + s(3600.0)), "cancelled");
+    }
 }

@@ -690,12 +690,15 @@ impl Config {
         let mut c = Collector::new(overrides);
         let refuse = |c: Collector| Err(ConfigError { problems: c.problems });
         // The file as written first: its own mistakes are placed by its own lines.
-        if let Err(e) = toml::from_str::<RawSite>(text) {
-            c.add(path, parse_error_place(text, &e), e.message().to_owned());
-            return refuse(c);
-        }
+        let file = match toml::from_str::<RawSite>(text) {
+            Ok(r) => r,
+            Err(e) => {
+                c.add(path, parse_error_place(text, &e), e.message().to_owned());
+                return refuse(c);
+            }
+        };
         let raw = if overrides.is_empty() {
-            toml::from_str::<RawSite>(text)
+            Ok(file)
         } else {
             let mut doc: toml_edit::DocumentMut = match text.parse() {
                 Ok(d) => d,
@@ -739,9 +742,8 @@ impl Config {
                 c.add(&path, field, message);
             }
         }
-        // The files it names (CA, client certificate, password), once the section itself holds.
+        // The files it names (CA, client certificate, password); the section itself was validated.
         if let Some(m) = &self.mqtt
-            && m.problems().is_empty()
             && let Err(e) = junction_common::mqtt::connection_settings(m)
         {
             c.add(&path, "mqtt", e.to_string());

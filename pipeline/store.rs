@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use junction_schema::wire;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::aggregate::{BinState, FlowReport};
 use crate::analytics::{EventKind, TrafficEvent};
@@ -571,8 +571,7 @@ impl Store {
             for r in reports {
                 let before: Option<(u32, f64)> = stored
                     .query_row([&r.id], |row| Ok((row.get(0)?, row.get::<_, Option<f64>>(1)?.unwrap_or(0.0))))
-                    .map(Some)
-                    .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+                    .optional()
                     .map_err(&err)?;
                 // Nothing is replaced by less: a higher revision continues the stored report; a report
                 // of the same bin that covers more of it (a file replayed after a crash) goes in one
@@ -688,8 +687,7 @@ impl Store {
     pub fn revision(&self, id: &str) -> Result<Option<u32>, StoreError> {
         self.conn
             .query_row("SELECT revision FROM reports WHERE id = ?1", [id], |r| r.get(0))
-            .map(Some)
-            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .optional()
             .map_err(|e| self.err(e))
     }
 
@@ -738,8 +736,7 @@ impl Store {
         st.query_row([now], |r| {
             Ok(Pending { row: Outbox::Report(r.get(0)?, r.get(1)?), camera: r.get(2)?, payload: r.get(3)? })
         })
-        .map(Some)
-        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        .optional()
         .map_err(|e| self.err(e))
     }
 
@@ -754,8 +751,9 @@ impl Store {
                 [&key],
                 |r| r.get(0),
             )
-            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(0) } else { Err(e) })
-            .map_err(|e| self.err(e))?;
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0);
         let until = humantime::format_rfc3339_millis(now + delay(n)).to_string();
         self.conn
             .execute(&format!("UPDATE {table} SET refused_until = ?2 WHERE {which}"), params![key, until])
@@ -794,30 +792,27 @@ impl Store {
                  WHERE published_at IS NULL AND (refused_until IS NULL OR refused_until <= ?1) ORDER BY seq LIMIT 1",
             )
             .map_err(|e| self.err(e))?;
-        let row = st
-            .query_row([now], |r| {
-                let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                let e = EventRecord {
-                    rule: r.get(3)?,
-                    kind: r.get(4)?,
-                    direction: r.get(5)?,
-                    class: r.get(6)?,
-                    track: r.get(7)?,
-                    pts_s: r.get(8)?,
-                    wall: r.get(9)?,
-                    dwell_s: r.get(10)?,
-                    to_rule: r.get(11)?,
-                    speed_kmh: r.get(12)?,
-                    speed_ok: r.get(13)?,
-                    class_share: r.get(14)?,
-                };
-                let payload = wire::to_json(&e.message(&site, &camera));
-                Ok(Pending { row: Outbox::Event(seq), camera, payload })
-            })
-            .map(Some)
-            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
-            .map_err(|e| self.err(e))?;
-        Ok(row)
+        st.query_row([now], |r| {
+            let (seq, site, camera): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let e = EventRecord {
+                rule: r.get(3)?,
+                kind: r.get(4)?,
+                direction: r.get(5)?,
+                class: r.get(6)?,
+                track: r.get(7)?,
+                pts_s: r.get(8)?,
+                wall: r.get(9)?,
+                dwell_s: r.get(10)?,
+                to_rule: r.get(11)?,
+                speed_kmh: r.get(12)?,
+                speed_ok: r.get(13)?,
+                class_share: r.get(14)?,
+            };
+            let payload = wire::to_json(&e.message(&site, &camera));
+            Ok(Pending { row: Outbox::Event(seq), camera, payload })
+        })
+        .optional()
+        .map_err(|e| self.err(e))
     }
 
     /// The oldest loop detector event not yet published nor set aside past `now` (RFC 3339).
@@ -841,8 +836,7 @@ impl Store {
             let payload = wire::to_json(&d.message(&site, &camera));
             Ok(Pending { row: Outbox::Detector(seq), camera, payload })
         })
-        .map(Some)
-        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        .optional()
         .map_err(|e| self.err(e))
     }
 

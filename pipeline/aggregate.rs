@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::analytics::{Direction, EventKind, RuleQuality, TrafficEvent, Turn, ZoneKind, ZoneNow};
 use crate::detect::VehicleClass;
 
+pub use junction_schema::site::PcuFactors;
 pub use junction_schema::wire::FLOW_SCHEMA;
 
 /// Uncovered time a bin may have and still not be `partial` (seconds): the last frame of a stream
@@ -160,43 +161,6 @@ pub struct FlowReport {
 
 fn first_revision() -> u32 {
     1
-}
-
-/// Passenger-car units per class: what one vehicle of the class weighs in capacity terms.
-///
-/// Defaults: TCVN 4054:2005 (Vietnam's road design standard), table 2, flat terrain: bicycle 0.2,
-/// motorcycle 0.3, car 1.0, truck 2.0 (2 axles; 3+ axles 2.5), bus 2.0 (under 25 seats; larger
-/// 2.5). The motorcycle factor dominates the PCU total where motorcycles are most of the traffic
-/// (Da Nang): the UK's 0.4 (DfT TA 79/99) would raise a 1 000-motorcycle hour by 100 PCU.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PcuFactors {
-    pub car: f64,
-    pub motorcycle: f64,
-    pub bus: f64,
-    pub truck: f64,
-    pub bicycle: f64,
-    /// Pedestrians are counted, not weighed: 0.
-    pub person: f64,
-}
-
-impl Default for PcuFactors {
-    fn default() -> Self {
-        Self { car: 1.0, motorcycle: 0.3, bus: 2.0, truck: 2.0, bicycle: 0.2, person: 0.0 }
-    }
-}
-
-impl PcuFactors {
-    pub fn of(&self, class: VehicleClass) -> f64 {
-        match class {
-            VehicleClass::Car => self.car,
-            VehicleClass::Motorcycle => self.motorcycle,
-            VehicleClass::Bus => self.bus,
-            VehicleClass::Truck => self.truck,
-            VehicleClass::Bicycle => self.bicycle,
-            VehicleClass::Person => self.person,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

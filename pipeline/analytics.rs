@@ -24,6 +24,7 @@ pub use speed::Speed;
 use speed::SpeedTrack;
 
 pub use junction_schema::rules::{Anchor, Side, ZoneKind};
+pub use junction_schema::site::RuleParams;
 
 /// The point of a frame box an [`Anchor`] names.
 pub trait AnchorPoint {
@@ -76,45 +77,6 @@ pub struct ZoneSpec {
     pub polygon: Vec<FramePoint>,
     pub kind: ZoneKind,
     pub anchor: Anchor,
-}
-
-/// Tuning shared by all rules of a camera.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RuleParams {
-    /// Half-width of the dead band around a line, as a share of the box's mean side (pixels). An anchor
-    /// inside the band changes nothing, so a box jittering on the line counts at most once.
-    pub band_share: f32,
-    /// Lower bound of the dead band, frame pixels.
-    pub band_min_px: f32,
-    /// A track slower than this (frame pixels per second, Kalman estimate) never counts: parked and
-    /// queued vehicles whose boxes breathe across a line stay uncounted.
-    pub min_speed_px_s: f32,
-    /// Ground speed is the regression slope over this many seconds of the track (see `speed`).
-    pub speed_window_s: f64,
-    /// Faster than this (km/h) is implausible: flagged and counted, never averaged in.
-    pub max_speed_kmh: f32,
-    /// Which point of a box is the vehicle on the ground, for speed and queue length.
-    pub speed_anchor: Anchor,
-    /// A vehicle in a queue zone slower than this (km/h; uncalibrated: `min_speed_px_s`) is queued.
-    pub queue_speed_kmh: f32,
-    /// A track back in the approach it came from after this long outside it made a U-turn (seconds).
-    pub uturn_min_s: f64,
-}
-
-impl Default for RuleParams {
-    fn default() -> Self {
-        Self {
-            band_share: 0.1,
-            band_min_px: 3.0,
-            min_speed_px_s: 8.0,
-            speed_window_s: 2.0,
-            max_speed_kmh: 160.0,
-            speed_anchor: Anchor::BottomCentre,
-            queue_speed_kmh: 5.0,
-            uturn_min_s: 2.0,
-        }
-    }
 }
 
 /// A turning movement through the junction.

@@ -8,15 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
+pub use junction_schema::calibration::DEFAULT_ROI_MARGIN;
+use junction_schema::calibration::{CalibrationFile, GroundPointDoc, RoiDoc};
 use junction_schema::rules::{ApproachDoc, LineDoc, LoopDoc, RulesDoc, ZoneDoc};
-use junction_schema::site::{HttpConfig, MqttConfig};
+pub use junction_schema::site::{DEFAULT_CHECKPOINT_S, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TILE_OVERLAP};
+use junction_schema::site::{HttpConfig, SiteFile, TilesDoc, is_identifier};
 
 use crate::aggregate::PcuFactors;
 use crate::analytics::{ApproachSpec, LineSpec, LoopSpec, Region, RuleParams, ZoneSpec, segments_intersect};
 use crate::detect::twowheel::TwoWheelerParams;
-use crate::detect::{DetectorOptions, ModelCard, OptLevel, Provider};
+use crate::detect::{DetectorOptions, ModelCard};
 use crate::geometry::{
     FramePoint, GroundPoint, Homography, Lens, PointPair, Rect, RegionSpec, Size, TileGrid, TileSpec,
 };
@@ -58,112 +59,6 @@ impl std::fmt::Display for ConfigError {
             }
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The files as written.
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSite {
-    site: String,
-    #[serde(default)]
-    detector: RawDetector,
-    #[serde(default)]
-    tracker: TrackerConfig,
-    #[serde(default)]
-    rules: RuleParams,
-    /// Riders and their bikes as one vehicle (detect::twowheel).
-    #[serde(default)]
-    two_wheelers: TwoWheelerParams,
-    #[serde(default)]
-    scale: ScaleParams,
-    #[serde(default)]
-    motion: MotionParams,
-    #[serde(default, rename = "camera")]
-    cameras: Vec<RawCamera>,
-    #[serde(default)]
-    aggregate: RawAggregate,
-    #[serde(default)]
-    store: RawStore,
-    /// Passenger-car unit factors per class.
-    #[serde(default)]
-    pcu: PcuFactors,
-    /// Absent: store only.
-    mqtt: Option<junction_schema::site::MqttConfig>,
-    /// Absent: no HTTP endpoint.
-    http: Option<junction_schema::site::HttpConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawDetector {
-    model: PathBuf,
-    provider: Provider,
-    /// ONNX Runtime intra-op threads (0: one per physical core).
-    threads: usize,
-    optimization: OptLevel,
-    onnxruntime: Option<PathBuf>,
-    /// Detector score threshold feeding the tracker; default: the tracker's `low_score`.
-    score: Option<f32>,
-    /// Class-aware NMS IoU; default [`crate::detect::DEFAULT_NMS_IOU`].
-    nms_iou: Option<f32>,
-    /// Detect on every Nth frame; the tracker predicts the others.
-    every: u32,
-    /// ONNX Runtime's idle intra-op threads spin between runs (off by default: measured faster here).
-    spinning: bool,
-    /// Share of a tile's side that neighbouring tiles overlap by (a vehicle on a border is whole in one).
-    tile_overlap: f32,
-    /// Most images (tiles, cameras' frames) per model run, for a model with a dynamic batch dimension.
-    max_batch: usize,
-    /// Model runs side by side, each on one thread, when a round has several images (0: one per
-    /// intra-op thread; 1: off).
-    parallel: usize,
-    /// Milliseconds to wait for other cameras' frames once one is waiting, so that they share a run
-    /// (0: batch only what is already waiting; no added latency).
-    batch_wait_ms: u64,
-}
-
-impl Default for RawDetector {
-    fn default() -> Self {
-        Self {
-            model: PathBuf::from("models/yolox_nano.toml"),
-            provider: Provider::Cpu,
-            threads: 0,
-            optimization: OptLevel::All,
-            onnxruntime: None,
-            score: None,
-            nms_iou: None,
-            every: crate::detect::DEFAULT_EVERY,
-            spinning: false,
-            tile_overlap: DEFAULT_TILE_OVERLAP,
-            max_batch: 8,
-            parallel: 0,
-            batch_wait_ms: 0,
-        }
-    }
-}
-
-/// Tiles overlap by a fifth of their side: a vehicle up to that long is whole in one of them.
-pub const DEFAULT_TILE_OVERLAP: f32 = 0.2;
-/// The default region of interest: the box around the rules grown by this share of the frame's width
-/// (left, right) and height (above, below), so vehicles are tracked before they reach a line.
-pub const DEFAULT_ROI_MARGIN: f32 = 0.2;
-
-/// A region of interest as written: `"auto"`, `"full"` or `[x1, y1, x2, y2]` (frame pixels).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum RawRoi {
-    Word(String),
-    Box([f32; 4]),
-}
-
-/// Tiles as written: `"auto"` or `[cols, rows]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum RawTiles {
-    Word(String),
-    Grid([u32; 2]),
 }
 
 /// The region of interest of a camera, before the frame size is known.
@@ -233,107 +128,6 @@ fn tile_grid(cols: u32, rows: u32, overlap: f32) -> Option<TileSpec> {
 /// frame's pixels) and 60 in 6 (3 × 2, 0.56), at 33 and 25 frames/s (benches/README.md).
 pub fn auto_tiles(overlap: f32) -> TileSpec {
     TileSpec::Auto { overlap, max_downscale: 2.0, max_tiles: 6 }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCamera {
-    id: String,
-    uri: Option<String>,
-    calibration: Option<PathBuf>,
-    on_inference_busy: Option<OnInferenceBusy>,
-    /// Live sources: seconds without a frame before the stream is restarted (default 10).
-    stall_timeout_s: Option<f64>,
-    /// Files: replay at the recording's own rate, as a live camera (load tests, demos).
-    #[serde(default)]
-    realtime: bool,
-    /// Model inputs the region of interest is split into: "auto" (the default) or [cols, rows].
-    tiles: Option<RawTiles>,
-    /// Video decoder: auto | software | nvv4l2decoder | nvh264dec | vaapi.
-    #[serde(default)]
-    decoder: Decoder,
-    /// `junction collect` may save this camera's frames for labelling (default false: frames of
-    /// people and plates stay off the disk unless a person switched it on).
-    #[serde(default)]
-    collect: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawAggregate {
-    bins: Vec<String>,
-}
-
-impl Default for RawAggregate {
-    fn default() -> Self {
-        Self { bins: vec!["1m".into(), "15m".into()] }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawStore {
-    path: PathBuf,
-    retention_days: u32,
-    max_size_mb: u64,
-    /// Folder of the daily ATSPM CSV files of loop detector events (default: `atspm/` beside the store).
-    atspm_dir: Option<PathBuf>,
-    /// Seconds between checkpoints of each camera's open bins: what a crash can lose at most.
-    checkpoint_s: f64,
-}
-
-impl Default for RawStore {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("/var/lib/junction/junction.db"),
-            retention_days: 30,
-            max_size_mb: 1024,
-            atspm_dir: None,
-            checkpoint_s: DEFAULT_CHECKPOINT_S,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCalibration {
-    /// Frame size in pixels the coordinates below refer to: [width, height].
-    frame_size: [u32; 2],
-    #[serde(default, rename = "line")]
-    lines: Vec<LineDoc>,
-    #[serde(default, rename = "zone")]
-    zones: Vec<ZoneDoc>,
-    /// Image ↔ ground correspondences (at least 4, better 6 or more) for the ground plane.
-    #[serde(default)]
-    ground_points: Vec<RawGroundPoint>,
-    lens: Option<RawLens>,
-    #[serde(default, rename = "approach")]
-    approaches: Vec<ApproachDoc>,
-    #[serde(default, rename = "loop")]
-    loops: Vec<LoopDoc>,
-    /// The part of the frame the detector sees: "auto" (the rules' surroundings), "full", or
-    /// [x1, y1, x2, y2] in frame pixels.
-    roi: Option<RawRoi>,
-    /// With roi = "auto": share of the frame's width and height added around the rules on each side.
-    roi_margin: Option<f32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGroundPoint {
-    /// Frame pixels.
-    image: [f64; 2],
-    /// Metres on the road plane.
-    ground: [f64; 2],
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLens {
-    /// [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], frame pixels.
-    camera_matrix: [[f64; 3]; 3],
-    /// k1, k2, p1, p2[, k3]: OpenCV's order.
-    distortion: Vec<f64>,
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -501,7 +295,7 @@ impl CameraConfig {
             loops: Vec::new(),
             ground: None,
             on_inference_busy: None,
-            stall_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(DEFAULT_STALL_TIMEOUT_S),
             realtime: false,
             roi: Roi::default(),
             tiles: auto_tiles(DEFAULT_TILE_OVERLAP),
@@ -510,9 +304,6 @@ impl CameraConfig {
         }
     }
 }
-
-/// Seconds between checkpoints of open bins, by default.
-pub const DEFAULT_CHECKPOINT_S: f64 = 10.0;
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -596,11 +387,6 @@ fn set_in(table: &mut dyn toml_edit::TableLike, parts: &[&str], value: toml_edit
 
 fn relative_to(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_owned() } else { base.parent().unwrap_or(Path::new(".")).join(p) }
-}
-
-/// MQTT topic levels and file names: letters, digits, `-`, `_`, `.`.
-fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Parses a bin length: `30s`, `1m`, `15m`, `1h`.
@@ -690,7 +476,7 @@ impl Config {
         let mut c = Collector::new(overrides);
         let refuse = |c: Collector| Err(ConfigError { problems: c.problems });
         // The file as written first: its own mistakes are placed by its own lines.
-        let file = match toml::from_str::<RawSite>(text) {
+        let file = match toml::from_str::<SiteFile>(text) {
             Ok(r) => r,
             Err(e) => {
                 c.add(path, parse_error_place(text, &e), e.message().to_owned());
@@ -713,7 +499,7 @@ impl Config {
                     c.add(path, o.field.clone(), format!("{} cannot be set here", o.flag));
                 }
             }
-            toml::from_str::<RawSite>(&doc.to_string())
+            toml::from_str::<SiteFile>(&doc.to_string())
         };
         let raw = match raw {
             Ok(r) => r,
@@ -751,60 +537,14 @@ impl Config {
         c.into_result(())
     }
 
-    fn resolve(path: &Path, raw: RawSite, c: &mut Collector) -> Self {
-        if !is_identifier(&raw.site) {
-            c.add(path, "site", "must be letters, digits, '-', '_' or '.' (it is an MQTT topic level)");
+    fn resolve(path: &Path, raw: SiteFile, c: &mut Collector) -> Self {
+        for (field, message) in raw.problems() {
+            c.add(path, field, message);
         }
         let model_card = relative_to(path, &raw.detector.model);
-        if let Some(s) = raw.detector.score
-            && !(0.0..=1.0).contains(&s)
-        {
-            c.add(path, "detector.score", "must be within 0..=1");
-        }
-        if let Some(iou) = raw.detector.nms_iou
-            && !(0.05..=0.95).contains(&iou)
-        {
-            c.add(path, "detector.nms_iou", "must be within 0.05..=0.95");
-        }
-        if !(1..=30).contains(&raw.detector.every) {
-            c.add(path, "detector.every", "must be 1 to 30 (1: detect on every frame)");
-        }
-        if !(0.0..=0.5).contains(&raw.detector.tile_overlap) {
-            c.add(path, "detector.tile_overlap", "must be within 0..=0.5 (a share of a tile's side)");
-        }
-        if !(1..=64).contains(&raw.detector.max_batch) {
-            c.add(path, "detector.max_batch", "must be 1 to 64 images");
-        }
-        if raw.detector.parallel > 64 {
-            c.add(path, "detector.parallel", "must be at most 64 model runs at once (0: one per thread)");
-        }
-        if raw.detector.batch_wait_ms > 1000 {
-            c.add(path, "detector.batch_wait_ms", "must be at most 1000 ms (it delays every camera's analysis)");
-        }
-        check_tracker(path, &raw.tracker, c);
-        check_rules(path, &raw.rules, c);
-        check_pcu(path, &raw.pcu, c);
-        for (field, message) in raw.two_wheelers.problems() {
-            c.add(path, format!("two_wheelers.{field}"), message);
-        }
-        for (field, message) in raw.scale.problems() {
-            c.add(path, format!("scale.{field}"), message);
-        }
-        for (field, message) in raw.motion.problems() {
-            c.add(path, format!("motion.{field}"), message);
-        }
-        if raw.cameras.is_empty() {
-            c.add(path, "camera", "no [[camera]]: at least one is needed");
-        }
         let mut cameras: Vec<CameraConfig> = Vec::new();
         for (i, cam) in raw.cameras.iter().enumerate() {
             let field = |f: &str| format!("camera[{i}] ({}).{f}", cam.id);
-            if !is_identifier(&cam.id) {
-                c.add(path, field("id"), "must be letters, digits, '-', '_' or '.' (it is an MQTT topic level)");
-            }
-            if cameras.iter().any(|o| o.id == cam.id) {
-                c.add(path, field("id"), "used by another camera");
-            }
             let uri = match cam.uri.as_deref().map(str::trim) {
                 None | Some("") => {
                     c.add(path, field("uri"), "missing: the camera's address (rtsp://…, a file, v4l2://…, test://)");
@@ -826,25 +566,14 @@ impl Config {
                 decoder: cam.decoder.clone(),
                 ..CameraConfig::new(&cam.id, uri)
             };
+            // Out of range values were refused above (`CameraSection::problems`).
+            let overlap = raw.detector.tile_overlap;
             camera.tiles = match &cam.tiles {
-                None => auto_tiles(raw.detector.tile_overlap),
-                Some(RawTiles::Word(w)) if w == "auto" => auto_tiles(raw.detector.tile_overlap),
-                Some(RawTiles::Word(w)) => {
-                    c.add(path, field("tiles"), format!("{w:?}: expected \"auto\" or [cols, rows]"));
-                    camera.tiles
-                }
-                Some(RawTiles::Grid([cols, rows])) => tile_grid(*cols, *rows, raw.detector.tile_overlap)
-                    .unwrap_or_else(|| {
-                        c.add(path, field("tiles"), "[cols, rows]: each must be 1 to 8");
-                        camera.tiles
-                    }),
+                Some(TilesDoc::Grid([cols, rows])) => tile_grid(*cols, *rows, overlap).unwrap_or(camera.tiles),
+                _ => auto_tiles(overlap),
             };
-            match cam.stall_timeout_s {
-                Some(s) if !(s.is_finite() && s > 0.0 && s <= 3600.0) => {
-                    c.add(path, field("stall_timeout_s"), "must be more than 0 and at most 3600 seconds");
-                }
-                Some(s) => camera.stall_timeout = Duration::from_secs_f64(s),
-                None => {}
+            if let Some(s) = cam.stall_timeout_s {
+                camera.stall_timeout = Duration::try_from_secs_f64(s).unwrap_or(camera.stall_timeout);
             }
             if let Some(cal) = &cam.calibration {
                 let cal_path = relative_to(path, cal);
@@ -861,16 +590,7 @@ impl Config {
                 Err(e) => c.add(path, format!("aggregate.bins[{i}]"), e),
             }
         }
-        if raw.aggregate.bins.is_empty() {
-            c.add(path, "aggregate.bins", "at least one bin length is needed");
-        }
         let store_path = relative_to(path, &raw.store.path);
-        // Ten years: a larger span only risks arithmetic past the calendar (it panicked once).
-        in_range(path, c, "store.retention_days", raw.store.retention_days, 1..=3650, " days");
-        in_range(path, c, "store.max_size_mb", raw.store.max_size_mb as f64, 16.0..=16.0 * 1024.0 * 1024.0, " MiB");
-        if !(raw.store.checkpoint_s.is_finite() && (1.0..=3600.0).contains(&raw.store.checkpoint_s)) {
-            c.add(path, "store.checkpoint_s", "must be 1 to 3600 seconds");
-        }
         // Relative files are relative to this configuration.
         let mqtt = raw.mqtt.map(|mut m| {
             for f in [&mut m.ca_file, &mut m.client_cert, &mut m.client_key, &mut m.password_file] {
@@ -886,11 +606,6 @@ impl Config {
             }
             h
         });
-        for (field, message) in
-            http.iter().flat_map(HttpConfig::problems).chain(mqtt.iter().flat_map(MqttConfig::problems))
-        {
-            c.add(path, field, message);
-        }
         Self {
             path: Some(path.to_owned()),
             site: raw.site,
@@ -1011,73 +726,6 @@ fn parse_error_place(text: &str, e: &toml::de::Error) -> String {
         .unwrap_or_else(|| "(parse)".into())
 }
 
-fn check_tracker(path: &Path, t: &TrackerConfig, c: &mut Collector) {
-    for (name, v) in [
-        ("tracker.high_score", t.high_score),
-        ("tracker.low_score", t.low_score),
-        ("tracker.new_track_score", t.new_track_score),
-        ("tracker.match_cost", t.match_cost),
-        ("tracker.low_match_cost", t.low_match_cost),
-        ("tracker.tentative_match_cost", t.tentative_match_cost),
-        ("tracker.duplicate_iou", t.duplicate_iou),
-    ] {
-        if !(0.0..=1.0).contains(&v) {
-            c.add(path, name, "must be within 0..=1");
-        }
-    }
-    for (class, v) in &t.class_high_score {
-        if !(t.low_score..=1.0).contains(v) {
-            c.add(path, format!("tracker.class_high_score.{class}"), "must be within tracker.low_score..=1");
-        }
-    }
-    if t.low_score > t.high_score {
-        c.add(path, "tracker.low_score", "must not exceed tracker.high_score");
-    }
-    if !(1..=100).contains(&t.min_hits) {
-        c.add(path, "tracker.min_hits", "must be 1 to 100 frames");
-    }
-    if !(t.lost_buffer_s.is_finite() && (0.0..=60.0).contains(&t.lost_buffer_s)) {
-        c.add(path, "tracker.lost_buffer_s", "must be 0 to 60 seconds");
-    }
-}
-
-/// `value` finite and within `range`, else a problem naming `field` and the range (with `unit`).
-fn in_range<T: PartialOrd + std::fmt::Display + Copy + Into<f64>>(
-    path: &Path,
-    c: &mut Collector,
-    field: &str,
-    value: T,
-    range: std::ops::RangeInclusive<T>,
-    unit: &str,
-) {
-    if !(value.into().is_finite() && range.contains(&value)) {
-        c.add(path, field, format!("must be {} to {}{unit} (got {value})", range.start(), range.end()));
-    }
-}
-
-fn check_rules(path: &Path, r: &crate::analytics::RuleParams, c: &mut Collector) {
-    in_range(path, c, "rules.band_share", r.band_share, 0.0..=1.0, "");
-    in_range(path, c, "rules.band_min_px", r.band_min_px, 0.0..=200.0, " pixels");
-    in_range(path, c, "rules.min_speed_px_s", r.min_speed_px_s, 0.0..=1000.0, " pixels/s");
-    in_range(path, c, "rules.speed_window_s", r.speed_window_s, 0.1..=10.0, " s");
-    in_range(path, c, "rules.max_speed_kmh", r.max_speed_kmh, 10.0..=400.0, " km/h");
-    in_range(path, c, "rules.queue_speed_kmh", r.queue_speed_kmh, 0.0..=50.0, " km/h");
-    in_range(path, c, "rules.uturn_min_s", r.uturn_min_s, 0.0..=600.0, " s");
-}
-
-fn check_pcu(path: &Path, p: &PcuFactors, c: &mut Collector) {
-    for (class, v) in [
-        ("car", p.car),
-        ("motorcycle", p.motorcycle),
-        ("bus", p.bus),
-        ("truck", p.truck),
-        ("bicycle", p.bicycle),
-        ("person", p.person),
-    ] {
-        in_range(path, c, &format!("pcu.{class}"), v, 0.0..=10.0, " passenger-car units");
-    }
-}
-
 fn load_calibration(path: &Path, camera: &mut CameraConfig, c: &mut Collector) {
     match std::fs::read_to_string(path) {
         Ok(text) => calibration_from_text(path, &text, camera, c),
@@ -1098,7 +746,7 @@ pub fn check_calibration_text(path: &Path, text: &str) -> Result<CameraConfig, C
 
 fn calibration_from_text(path: &Path, text: &str, camera: &mut CameraConfig, c: &mut Collector) {
     let text = text.to_owned();
-    let raw: RawCalibration = match toml::from_str(&text) {
+    let raw: CalibrationFile = match toml::from_str(&text) {
         Ok(r) => r,
         Err(e) => return c.add(path, parse_error_place(&text, &e), e.message().to_owned()),
     };
@@ -1212,10 +860,10 @@ fn calibration_from_text(path: &Path, text: &str, camera: &mut CameraConfig, c: 
     }
     match &raw.roi {
         None => camera.roi = Roi::Auto { margin },
-        Some(RawRoi::Word(w)) if w == "auto" => camera.roi = Roi::Auto { margin },
-        Some(RawRoi::Word(w)) if w == "full" => camera.roi = Roi::Full,
-        Some(RawRoi::Word(w)) => c.add(path, "roi", format!("{w:?}: expected \"auto\", \"full\" or [x1, y1, x2, y2]")),
-        Some(RawRoi::Box(b)) => match roi_rect(*b) {
+        Some(RoiDoc::Word(w)) if w == "auto" => camera.roi = Roi::Auto { margin },
+        Some(RoiDoc::Word(w)) if w == "full" => camera.roi = Roi::Full,
+        Some(RoiDoc::Word(w)) => c.add(path, "roi", format!("{w:?}: expected \"auto\", \"full\" or [x1, y1, x2, y2]")),
+        Some(RoiDoc::Box(b)) => match roi_rect(*b) {
             Ok(r) if r.x + r.width > size.width || r.y + r.height > size.height => {
                 c.add(path, "roi", format!("{b:?} reaches outside the {size} frame"))
             }
@@ -1248,7 +896,7 @@ fn calibration_from_text(path: &Path, text: &str, camera: &mut CameraConfig, c: 
     }
 }
 
-fn point_pairs(raw: &[RawGroundPoint]) -> Vec<PointPair> {
+fn point_pairs(raw: &[GroundPointDoc]) -> Vec<PointPair> {
     raw.iter()
         .map(|g| PointPair {
             image: FramePoint { x: g.image[0] as f32, y: g.image[1] as f32 },
@@ -1298,7 +946,7 @@ pub fn calibration_points(path: &Path) -> Result<(Vec<PointPair>, Option<Lens>),
         problems: vec![Problem { file: path.to_owned(), field, message }],
     };
     let text = std::fs::read_to_string(path).map_err(|e| refuse("(file)".into(), e.to_string()))?;
-    let raw: RawCalibration =
+    let raw: CalibrationFile =
         toml::from_str(&text).map_err(|e| refuse(parse_error_place(&text, &e), e.message().to_owned()))?;
     let pairs = point_pairs(&raw.ground_points);
     let lens = raw.lens.map(|l| Lens { camera_matrix: l.camera_matrix, distortion: l.distortion });

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+pub use junction_schema::site::MotionParams;
 
 use crate::detect::ImageView;
 use crate::geometry::{Plan, Size};
@@ -30,45 +30,6 @@ pub const BLOCK: usize = 4;
 /// The motion mask: the rules' box grown by this share of the frame's width (left, right) and height
 /// (above, below), frame pixels. Vehicles are seen moving before they reach a rule.
 pub const MASK_MARGIN: f32 = 0.15;
-
-/// How detection follows motion (`[motion]` in the site file).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MotionParams {
-    /// Skip inference on a still scene. Off: detect on every `every`-th frame whatever happens.
-    pub enabled: bool,
-    /// Grey levels (0–255) a block's mean must move by to count as changed. Compression noise on a
-    /// still street moves a 4 × 4 block's mean by 1–3 levels; a vehicle by tens.
-    pub threshold: u8,
-    /// Changed blocks that make motion: 2 blocks of 4 scaled px, a motorcycle far off.
-    pub min_blocks: u32,
-    /// Longest run of skipped frames, seconds of stream time: a parked car that drives off slowly, or
-    /// a change too faint to pass the threshold, is seen within this.
-    pub max_skip_s: f64,
-}
-
-impl Default for MotionParams {
-    fn default() -> Self {
-        Self { enabled: true, threshold: 12, min_blocks: 2, max_skip_s: 2.0 }
-    }
-}
-
-impl MotionParams {
-    /// Every problem with the values, as (field, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if !(1..=128).contains(&self.threshold) {
-            out.push(("threshold", "must be within 1..=128 grey levels".into()));
-        }
-        if !(1..=10_000).contains(&self.min_blocks) {
-            out.push(("min_blocks", "must be within 1..=10000".into()));
-        }
-        if !(self.max_skip_s.is_finite() && (0.1..=60.0).contains(&self.max_skip_s)) {
-            out.push(("max_skip_s", "must be within 0.1..=60 seconds".into()));
-        }
-        out
-    }
-}
 
 /// Block means of one image and the mask of blocks looked at.
 #[derive(Debug, Clone, Default)]

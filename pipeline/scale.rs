@@ -23,75 +23,14 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use crate::analytics::LineSpec;
 use crate::detect::VehicleClass;
 use crate::geometry::{FramePoint, Homography, LetterboxAlign, Plan, RegionSpec, Size, TileGrid, TileSpec};
 use crate::track::TrackedObject;
+pub use junction_schema::site::ScaleParams;
 
 /// A motorcycle with its rider, seen from the side or at an angle: metres tall (1.1–1.6 m).
 pub const MOTORCYCLE_HEIGHT_M: f64 = 1.4;
-
-/// How the scale is chosen (`[scale]` in the site file).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ScaleParams {
-    /// Model-input pixels a motorcycle (with rider) must be tall where it crosses the rules. Higher:
-    /// small vehicles are found more often, at the cost of more tiles (each one a model run).
-    pub target_px: f32,
-    /// Uncalibrated cameras: the longest warm-up, seconds of stream time, before the scale is chosen
-    /// from what was seen.
-    pub warmup_s: f64,
-    /// The shortest warm-up: it ends once `min_samples` boxes near the rules were measured over at
-    /// least this many seconds (a busy road is measured in seconds).
-    pub min_warmup_s: f64,
-    /// Boxes near the rules that end a warm-up early (see `min_warmup_s`).
-    pub min_samples: usize,
-    /// Boxes of a class needed before its size counts.
-    pub min_class_samples: usize,
-    /// Seconds of stream time between two warm-ups (the view, the traffic or the light change).
-    pub recheck_s: f64,
-}
-
-impl Default for ScaleParams {
-    fn default() -> Self {
-        Self {
-            target_px: 24.0,
-            warmup_s: 30.0,
-            min_warmup_s: 5.0,
-            min_samples: 40,
-            min_class_samples: 8,
-            recheck_s: 900.0,
-        }
-    }
-}
-
-impl ScaleParams {
-    /// Every problem with the values, as (field, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if !(4.0..=200.0).contains(&self.target_px) {
-            out.push(("target_px", "must be within 4..=200 model pixels".into()));
-        }
-        if !(1.0..=600.0).contains(&self.warmup_s) {
-            out.push(("warmup_s", "must be within 1..=600 seconds".into()));
-        }
-        if !(0.0..=self.warmup_s.max(0.0)).contains(&self.min_warmup_s) {
-            out.push(("min_warmup_s", "must be within 0..=warmup_s seconds".into()));
-        }
-        if !(1..=10_000).contains(&self.min_samples) {
-            out.push(("min_samples", "must be within 1..=10000".into()));
-        }
-        if !(1..=10_000).contains(&self.min_class_samples) {
-            out.push(("min_class_samples", "must be within 1..=10000".into()));
-        }
-        if !(60.0..=86_400.0).contains(&self.recheck_s) {
-            out.push(("recheck_s", "must be within 60..=86400 seconds".into()));
-        }
-        out
-    }
-}
 
 /// Where a size came from.
 #[derive(Debug, Clone, PartialEq)]

@@ -24,20 +24,9 @@ use gstreamer_video as gst_video;
 
 use crate::detect::ImageView;
 use crate::detect::card::ChannelOrder;
-use crate::geometry::{LetterboxAlign, Plan, RegionSpec, Size, TileGrid, TileSpec};
+pub use junction_schema::site::{Decoder, OnInferenceBusy};
 
-/// What happens when a frame arrives while the previous one is still being analysed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum OnInferenceBusy {
-    /// Keep only the newest [`KEEP_LATEST_FRAMES`] frames; older ones are dropped (and counted). For
-    /// live cameras: the analysis stays current, at the cost of frames skipped under load.
-    KeepLatest,
-    /// Hold the decoder until the frame is taken; nothing is dropped. For files: every frame is analysed,
-    /// at whatever rate inference allows. On a live source this stalls the camera's pipeline.
-    Block,
-}
+use crate::geometry::{LetterboxAlign, Plan, RegionSpec, Size, TileGrid, TileSpec};
 
 /// Frames a `keep_latest` camera holds for the analysis, taken oldest first. One more than the newest
 /// absorbs one analysis round that overran the frame period (a slow inference on a box whose cores the
@@ -371,7 +360,7 @@ impl Source {
     pub fn open(uri: &str, opts: SourceOptions) -> Result<Self, SourceError> {
         let shown = redact(uri);
         let kind = SourceUri::parse(uri)?;
-        opts.decoder.check_installed()?;
+        check_decoder_installed(&opts.decoder)?;
         let gst_err = |message: String| SourceError::Gst { uri: shown.clone(), message };
         gst::init().map_err(|e| gst_err(e.to_string()))?;
 
@@ -776,7 +765,7 @@ fn add_decodebin(
         let decoder = decoder.clone();
         dec.connect("autoplug-select", false, move |args| {
             let factory = args.get(3).and_then(|v| v.get::<gst::ElementFactory>().ok());
-            let allowed = factory.is_none_or(|f| !is_video_decoder(&f) || decoder.allows(&f));
+            let allowed = factory.is_none_or(|f| !is_video_decoder(&f) || allows(&decoder, &f));
             let class =
                 gst::glib::Type::from_name("GstAutoplugSelectResult").and_then(gst::glib::EnumClass::with_type)?;
             class.to_value(if allowed { 0 } else { 2 })
@@ -813,77 +802,45 @@ fn add_decodebin(
     Ok(dec)
 }
 
-/// Which video decoder a camera uses (`[[camera]] decoder`): GStreamer's choice by rank, or one
-/// kind. A kind that is not installed is refused when the camera opens, naming the decoders there are.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-#[value(rename_all = "lowercase")]
-pub enum Decoder {
-    /// The highest-ranked decoder GStreamer has for the stream (a hardware one where its plugin ranks
-    /// it first, as NVIDIA's do on a Jetson).
-    #[default]
-    Auto,
-    /// CPU decoders only (libav's avdec_*): the same on every box, for comparisons and as a fallback.
-    Software,
-    /// Jetson's V4L2 hardware decoder (NVIDIA's L4T GStreamer plugins).
-    Nvv4l2decoder,
-    /// NVDEC on x86 NVIDIA GPUs (gst-plugins-bad's nvcodec), H.264 only.
-    Nvh264dec,
-    /// VA-API (Intel and AMD GPUs): gstreamer-vaapi's vaapi*dec or gst-plugins-bad's va*dec.
-    Vaapi,
+/// Whether `decoder` lets decodebin use `f`, a video decoder.
+fn allows(decoder: &Decoder, f: &gst::ElementFactory) -> bool {
+    let name = f.name();
+    match decoder {
+        Decoder::Auto => true,
+        Decoder::Software => !is_hardware(f),
+        Decoder::Nvv4l2decoder => name == "nvv4l2decoder",
+        Decoder::Nvh264dec => name == "nvh264dec",
+        Decoder::Vaapi => is_vaapi(&name),
+    }
 }
 
-impl Decoder {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Decoder::Auto => "auto",
-            Decoder::Software => "software",
-            Decoder::Nvv4l2decoder => "nvv4l2decoder",
-            Decoder::Nvh264dec => "nvh264dec",
-            Decoder::Vaapi => "vaapi",
-        }
+/// Refuses a decoder kind with no installed element, naming the video decoders this box has.
+pub fn check_decoder_installed(decoder: &Decoder) -> Result<(), SourceError> {
+    if *decoder == Decoder::Auto {
+        return Ok(());
     }
-
-    /// Whether this choice lets decodebin use `f`, a video decoder.
-    fn allows(&self, f: &gst::ElementFactory) -> bool {
-        let name = f.name();
-        match self {
-            Decoder::Auto => true,
-            Decoder::Software => !is_hardware(f),
-            Decoder::Nvv4l2decoder => name == "nvv4l2decoder",
-            Decoder::Nvh264dec => name == "nvh264dec",
-            Decoder::Vaapi => is_vaapi(&name),
-        }
+    gst::init().map_err(|e| SourceError::Gst { uri: String::new(), message: e.to_string() })?;
+    let decoders: Vec<gst::ElementFactory> =
+        gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::NONE)
+            .into_iter()
+            .filter(is_video_decoder)
+            .collect();
+    if decoders.iter().any(|f| allows(decoder, f)) {
+        return Ok(());
     }
-
-    /// Refuses a kind with no installed element, naming the video decoders this box has.
-    pub fn check_installed(&self) -> Result<(), SourceError> {
-        if *self == Decoder::Auto {
-            return Ok(());
-        }
-        gst::init().map_err(|e| SourceError::Gst { uri: String::new(), message: e.to_string() })?;
-        let decoders: Vec<gst::ElementFactory> =
-            gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::NONE)
-                .into_iter()
-                .filter(is_video_decoder)
-                .collect();
-        if decoders.iter().any(|f| self.allows(f)) {
-            return Ok(());
-        }
-        // Name the hardware decoders there are, and the H.264 ones (what cameras send): the whole list
-        // of libav's software decoders is hundreds long.
-        let names = |keep: &dyn Fn(&gst::ElementFactory) -> bool| {
-            let mut v: Vec<String> = decoders.iter().filter(|f| keep(f)).map(|f| f.name().to_string()).collect();
-            v.sort();
-            if v.is_empty() { "none".to_owned() } else { v.join(", ") }
-        };
-        let h264 = |f: &gst::ElementFactory| {
-            f.static_pad_templates()
-                .iter()
-                .any(|t| t.direction() == gst::PadDirection::Sink && t.caps().to_string().contains("video/x-h264"))
-        };
-        Err(SourceError::DecoderMissing { decoder: self.as_str(), hardware: names(&is_hardware), h264: names(&h264) })
-    }
+    // Name the hardware decoders there are, and the H.264 ones (what cameras send): the whole list
+    // of libav's software decoders is hundreds long.
+    let names = |keep: &dyn Fn(&gst::ElementFactory) -> bool| {
+        let mut v: Vec<String> = decoders.iter().filter(|f| keep(f)).map(|f| f.name().to_string()).collect();
+        v.sort();
+        if v.is_empty() { "none".to_owned() } else { v.join(", ") }
+    };
+    let h264 = |f: &gst::ElementFactory| {
+        f.static_pad_templates()
+            .iter()
+            .any(|t| t.direction() == gst::PadDirection::Sink && t.caps().to_string().contains("video/x-h264"))
+    };
+    Err(SourceError::DecoderMissing { decoder: decoder.as_str(), hardware: names(&is_hardware), h264: names(&h264) })
 }
 
 fn is_video_decoder(f: &gst::ElementFactory) -> bool {

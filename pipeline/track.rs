@@ -16,84 +16,13 @@ pub mod kalman;
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use std::collections::BTreeMap;
+pub use junction_schema::site::TrackerConfig;
 
 use crate::detect::twowheel::{self, TwoWheelerParams};
 use crate::detect::{Detection, VehicleClass};
 use crate::geometry::{FrameBox, FramePoint, Homography};
 use assign::Assigner;
 use kalman::{Kalman, measurement};
-
-/// Tracker parameters. The defaults suit YOLOX-Nano at 416 on street cameras at 5–30 fps.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrackerConfig {
-    /// Detections at or above this score lead the first association and may start tracks. Higher:
-    /// fewer false tracks, more vehicles missed when the detector is unsure (small, distant, occluded).
-    pub high_score: f32,
-    /// Detections from here up to `high_score` only extend tracks that already exist. Lower: tracks
-    /// survive weak frames; too low and clutter extends a track that has left.
-    pub low_score: f32,
-    /// A new track needs a detection at least this confident.
-    pub new_track_score: f32,
-    /// First association gate on 1 − IoU × score. Higher: fast vehicles at low frame rates (little
-    /// overlap between frames) still match; too high and neighbours swap ids.
-    pub match_cost: f32,
-    /// Second association (weak detections) gate on 1 − IoU.
-    pub low_match_cost: f32,
-    /// Gate for matching tentative tracks, on 1 − IoU (no score weighting: a vehicle the detector is
-    /// unsure of still gets its second hit when its boxes overlap).
-    pub tentative_match_cost: f32,
-    /// Consecutive matches before a track is confirmed and reported. Higher: fewer ghost tracks from
-    /// one-frame false detections, at the cost of reporting a vehicle later.
-    pub min_hits: u32,
-    /// Seconds a lost track is kept for re-association before it ends. Longer bridges occlusions
-    /// (a bus passing in front) but risks giving a new vehicle an old id.
-    pub lost_buffer_s: f64,
-    /// Two detections of different classes overlapping by more than this IoU are one vehicle seen as
-    /// two classes (the detector's NMS is per class): the weaker is dropped before association.
-    pub duplicate_iou: f32,
-    /// Per class, `high_score` and `new_track_score` for detections of that class (e.g. a lower one
-    /// for motorcycles, which a small model scores lower than cars). Classes not listed use the two
-    /// above.
-    pub class_high_score: BTreeMap<VehicleClass, f32>,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        Self {
-            // Tuned on the bundled clip (YOLOX-Nano at 416, 10 fps, small vehicles seen from above):
-            // ByteTrack's 0.5/0.6 left half the moving cars without a track.
-            high_score: 0.3,
-            low_score: 0.1,
-            new_track_score: 0.3,
-            // 0.9 (was 0.8): a motorcycle in a dense group or a car far off moves by much of its own
-            // box between detections (every 2nd frame); at 0.8 its track broke and the crossing was
-            // lost (six truth clips, benches/README.md: errors 34 → 24 with nms_iou 0.6).
-            match_cost: 0.9,
-            low_match_cost: 0.5,
-            tentative_match_cost: 0.8,
-            min_hits: 2,
-            lost_buffer_s: 1.5,
-            duplicate_iou: 0.7,
-            class_high_score: BTreeMap::new(),
-        }
-    }
-}
-
-impl TrackerConfig {
-    /// `high_score` for a detection of `class`.
-    fn high(&self, class: VehicleClass) -> f32 {
-        self.class_high_score.get(&class).copied().unwrap_or(self.high_score)
-    }
-
-    /// `new_track_score` for a detection of `class`.
-    fn new_track(&self, class: VehicleClass) -> f32 {
-        self.class_high_score.get(&class).copied().unwrap_or(self.new_track_score)
-    }
-}
 
 /// What a track's class vote needs beyond the detections: the two-wheeler rules and, on a calibrated
 /// camera, the ground plane for a lone person's speed.

@@ -6,31 +6,20 @@ use std::time::{Duration, Instant};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
-use serde::Deserialize;
 
 use super::card::OutputFormat;
 use super::decode::{self, Candidate, GridCell, TileCandidate};
 use super::fill::{self, ImageView, Normalise};
 use super::{DetectError, Detection, ModelCard};
+pub use junction_schema::site::{DEFAULT_EVERY, DEFAULT_NMS_IOU, OptLevel, Provider};
+
 use crate::geometry::{Plan, Size};
 
 /// File name of the library that `scripts/setup.sh` installs from the PyPI wheel.
 const ORT_LIB: &str = "libonnxruntime.so.1.32.0";
 
-/// Detect on every 2nd frame by default: on both bundled truth clips it counts what detecting on every
-/// frame counts (7 of 8, 0 of 4) at 1.7–1.8 times the frames per second; every 3rd frame lost a
-/// crossing (`junction eval --sweep`, benches/README.md).
-pub const DEFAULT_EVERY: u32 = 2;
-
 /// Most side-by-side sessions [`DetectorOptions::parallel`] = 0 makes when `intra_threads` is 0 too.
 pub const MAX_AUTO_PARALLEL: usize = 8;
-
-/// Class-aware NMS IoU of `junction run` and `eval` (`[detector] nms_iou`), over the model card's
-/// (YOLOX: 0.45). Two motorcycles side by side or one just behind another overlap by IoU 0.45–0.6; at
-/// 0.45 NMS kept one of them. Over the six truth clips (`junction eval --sweep "nms_iou=0.45|0.6
-/// match_cost=0.8|0.9 score=0.2|0.3"`, benches/README.md) 0.6 with `match_cost` 0.9 had the fewest
-/// errors. `junction detect` keeps the card's value: it shows the model as its authors decode it.
-pub const DEFAULT_NMS_IOU: f32 = 0.6;
 
 /// The ONNX Runtime versions junction runs on: from the C API level it is built against (ort's
 /// `api-20` feature: 1.20, JetPack 6's build) through every later 1.x, whose C API keeps the older
@@ -86,29 +75,6 @@ pub fn check_runtime_library(lib: &Path) -> Result<String, DetectError> {
         return Err(DetectError::RuntimeVersion { path: lib.to_owned(), found: version, supported: ORT_SUPPORTED });
     }
     Ok(version)
-}
-
-/// Where inference runs. There is no silent fallback: a provider that cannot be registered is an error.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    #[default]
-    Cpu,
-    /// CUDA (x86 GPU boxes; Jetson). Needs a GPU build of ONNX Runtime.
-    Cuda,
-    /// TensorRT with FP16 and an engine cache on disk (Jetson). Needs a GPU build of ONNX Runtime.
-    Tensorrt,
-}
-
-/// ONNX Runtime graph optimisation level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptLevel {
-    Disable,
-    Basic,
-    Extended,
-    #[default]
-    All,
 }
 
 #[derive(Debug, Clone)]

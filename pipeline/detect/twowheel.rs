@@ -28,70 +28,10 @@
 //! votes motorcycle: a rider whose bike the detector missed. A walking person stays a person, and
 //! lines meant for pedestrians (`classes = ["person"]`) count them.
 
-use serde::Deserialize;
+pub use junction_schema::site::TwoWheelerParams;
 
 use super::{Detection, VehicleClass};
 use crate::geometry::FrameBox;
-
-/// The rules above, each with its trade-off. Defaults measured on the bundled clips; see
-/// benches/README.md.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TwoWheelerParams {
-    /// Off: riders and bikes are tracked and counted as the detector sees them.
-    pub enabled: bool,
-    /// Horizontal overlap of rider and bike, share of the narrower box. Lower: a rider leaning or a
-    /// box drawn loosely still fuses; too low and a pedestrian beside a parked bike becomes its rider.
-    pub min_overlap: f32,
-    /// The rider's bottom must reach this far down the bike box (share of its height from its top).
-    pub leg_reach: f32,
-    /// A `car` under a rider no wider than this many rider widths is a motorcycle.
-    pub car_width_ratio: f32,
-    /// A lone person faster than this on the ground (km/h, calibrated cameras) is a rider.
-    /// Pedestrians walk at 4–6 km/h and run at up to about 12.
-    pub rider_speed_kmh: f32,
-    /// Uncalibrated: a lone person whose box moves more than this many of its own heights per second
-    /// is a rider (walking is about 0.8: 1.4 m/s for a 1.7 m person).
-    pub rider_heights_per_s: f32,
-    /// A person box overlapping a two-wheeler's (or narrow car's) box by at least this IoU is its
-    /// rider seen from the front or behind. Lower: riders in looser boxes fuse; too low and a
-    /// pedestrian walking past a parked motorcycle becomes its rider.
-    pub coincident_iou: f32,
-}
-
-impl Default for TwoWheelerParams {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            min_overlap: 0.5,
-            leg_reach: 0.25,
-            car_width_ratio: 1.6,
-            rider_speed_kmh: 15.0,
-            rider_heights_per_s: 2.0,
-            coincident_iou: 0.6,
-        }
-    }
-}
-
-impl TwoWheelerParams {
-    /// Every problem with the values, as (field, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        for (field, v, lo, hi) in [
-            ("min_overlap", self.min_overlap, 0.0, 1.0),
-            ("leg_reach", self.leg_reach, 0.0, 1.0),
-            ("car_width_ratio", self.car_width_ratio, 0.5, 5.0),
-            ("rider_speed_kmh", self.rider_speed_kmh, 1.0, 100.0),
-            ("rider_heights_per_s", self.rider_heights_per_s, 0.1, 50.0),
-            ("coincident_iou", self.coincident_iou, 0.3, 1.0),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                out.push((field, format!("must be within {lo}..={hi}")));
-            }
-        }
-        out
-    }
-}
 
 fn width(b: &FrameBox) -> f32 {
     (b.x2 - b.x1).max(0.0)

@@ -13,17 +13,22 @@
 //! stop, tracks end, open bins close as partial, the outputs thread writes what it holds, the
 //! publisher drains within `mqtt.drain_timeout_s`.
 //!
-//! The pieces: this module starts a run (the store, the publisher, the HTTP endpoint, the cameras, the
-//! outputs thread); [`analysis`] is the loop; [`supervisor`] its faults, restarts and backoff;
-//! [`reload`] the rules reloaded while running. The console is fed through the outputs thread.
+//! The pieces, each the one owner of its state: this module starts a run (the store, the publisher,
+//! the HTTP endpoint, the cameras, the outputs thread) and holds [`Outputs`], the analysis thread's
+//! one way to the outputs thread; [`analysis`] is the loop (the detector, the budget, the clock
+//! steps); [`supervisor`] a camera's faults, restarts and backoff (and the run's file error);
+//! [`checkpoint`] when a camera's open bins are checkpointed; [`reload`] the rules reloaded while
+//! running. A camera's schedule state (motion gate, frame period, a deferral owed) is
+//! [`crate::schedule::CameraSchedule`]. The console is fed through the outputs thread.
 
 mod analysis;
+mod checkpoint;
 mod reload;
 mod supervisor;
 
-use supervisor::{Restarts, schedule_restart};
+use checkpoint::Checkpoints;
+use supervisor::{Restarts, Supervisor, schedule_restart, supervise};
 
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,10 +43,10 @@ use crate::console::{Console, Tee};
 use crate::detect::{DetectError, Detection, Detector, Job, ModelCard, twowheel};
 use crate::geometry::{Plan, Rect, RegionSpec, TileSpec};
 use crate::http::{HttpError, HttpServer};
-use crate::motion::{Gate, Signals};
+use crate::motion::Signals;
 use crate::publish::Publisher;
 use crate::scale::SizeMeter;
-use crate::schedule::{Budget, Candidate, Priority};
+use crate::schedule::{Budget, CameraSchedule, Candidate, Priority};
 use crate::sink::{Housekeeping, Live, Output, OutputSender};
 use crate::snapshot::Snapshots;
 use crate::source::{Frame, Poll, Source, SourceError, SourceOptions, SourceUri};
@@ -105,23 +110,13 @@ struct Camera {
     dropped_seen: u64,
     /// A file that ended (or failed): nothing more comes.
     finished: bool,
-    checkpointed: Instant,
+    /// When its open bins are next checkpointed.
+    checkpoints: Checkpoints,
     /// How an `auto`-tiled camera's scale is being chosen.
     scale: ScaleState,
-    /// Whether its frames are worth detecting on ([`crate::motion`]).
-    gate: Gate,
-    /// Stream time between its frames, from `gaps` (`None`: fewer than two frames yet); with the
-    /// last frame's stream time. The detection budget keeps a round within the shortest.
-    period: Option<Duration>,
-    last_pts: Option<Duration>,
-    /// The newest gaps between its frames (stream time, per frame) its period is taken from.
-    gaps: VecDeque<Duration>,
-    /// The priority of its due frame deferred last round: the next frame keeps it if higher.
-    owed: Option<Priority>,
+    /// Its side of the detection schedule: motion gate, frame period, what a deferral owes.
+    schedule: CameraSchedule,
 }
-
-/// Gaps between a camera's frames its period is taken from.
-const PERIOD_GAPS: usize = 9;
 
 /// The scale of a camera whose tiles are `auto` ([`crate::scale`]).
 pub enum ScaleState {
@@ -238,13 +233,9 @@ pub fn run(
             restarts: Restarts::default(),
             dropped_seen: 0,
             finished: false,
-            checkpointed: Instant::now(),
+            checkpoints: Checkpoints::new(cfg.store.checkpoint, Instant::now()),
             scale,
-            gate: Gate::default(),
-            period: None,
-            last_pts: None,
-            gaps: VecDeque::with_capacity(PERIOD_GAPS),
-            owed: None,
+            schedule: CameraSchedule::default(),
         };
         // Live cameras' bins run on the wall clock from now: their reports say when they were down.
         let mut first = Produced::default();
@@ -282,23 +273,24 @@ pub fn run(
                 }));
             }
         };
+        let out = Outputs { tx, metrics };
+        for update in scales {
+            out.live(update);
+        }
+        for (camera, produced) in openings {
+            out.send(&camera, produced);
+        }
         let mut analysis = Analysis {
             cfg,
             detector: &mut detector,
-            metrics,
-            tx,
+            sup: Supervisor::new(cfg, out.clone()),
+            out,
             snapshots: snapshots.as_ref(),
             frame_news: console.is_some(),
             reload: &opts.reload,
             clock_steps_seen: 0,
             warm,
         };
-        for update in scales {
-            analysis.live(update);
-        }
-        for (camera, produced) in openings {
-            analysis.send(&camera, produced);
-        }
         let result = analysis.run(&mut cameras, stop);
         drop(analysis);
         if opts.stay && result.is_ok() && !stop.load(Ordering::Relaxed) {
@@ -323,12 +315,38 @@ pub fn run(
     Ok(RunSummary { cameras: cameras.into_iter().map(|c| c.pipe.into_summary()).collect() })
 }
 
-/// The analysis thread's side of a run.
+/// The analysis thread's one way to the outputs thread ([`crate::sink`]): what cameras produce, their
+/// checkpoints, the console's news. The loop, the supervisor and reload each hold one; the outputs
+/// thread ends when every one is dropped.
+#[derive(Clone)]
+struct Outputs<'a> {
+    tx: OutputSender,
+    metrics: &'a Arc<Metrics>,
+}
+
+impl Outputs<'_> {
+    fn send(&self, camera: &str, produced: Produced) {
+        if !produced.is_empty() {
+            crate::sink::send(&self.tx, Output::Produced { camera: camera.to_owned(), produced }, self.metrics);
+        }
+    }
+
+    /// News for the console.
+    fn live(&self, update: Live) {
+        crate::sink::send(&self.tx, Output::Live(update), self.metrics);
+    }
+
+    fn status(&self, camera: &str, state: &'static str, error: Option<String>) {
+        self.live(Live::State { camera: camera.to_owned(), state, error, at: SystemTime::now() });
+    }
+}
+
+/// The analysis thread's side of a run: the loop's own state.
 struct Analysis<'a> {
     cfg: &'a Config,
     detector: &'a mut Detector,
-    metrics: &'a Arc<Metrics>,
-    tx: OutputSender,
+    out: Outputs<'a>,
+    sup: Supervisor<'a>,
     snapshots: Option<&'a Snapshots>,
     /// A console is served: it is told of every analysed frame (rates, drops).
     frame_news: bool,

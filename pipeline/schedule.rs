@@ -16,9 +16,10 @@
 //! dropped, so deferring would only lose detections. Without an estimate yet (the first rounds),
 //! nothing is deferred.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::motion::{Decision, MotionParams, Signals};
+use crate::motion::{Decision, Gate, MotionParams, Signals};
 
 /// Share of the shortest live frame period a round may use: the rest absorbs jitter, the decoders'
 /// and the outputs thread's share of the cores.
@@ -148,6 +149,76 @@ impl Budget {
     }
 }
 
+/// Gaps between a camera's frames its period is taken from.
+const PERIOD_GAPS: usize = 9;
+
+/// One camera's side of the schedule: its motion gate, its frame period, and the priority its next
+/// frame is owed after a deferral. Times are the stream's (`pts`); nothing here reads a clock.
+#[derive(Debug, Default)]
+pub struct CameraSchedule {
+    /// Whether its frames are worth detecting on ([`crate::motion`]).
+    pub gate: Gate,
+    /// Stream time between its frames, from `gaps` (`None`: fewer than two frames yet). The
+    /// detection budget keeps a round within the shortest of the live cameras'.
+    period: Option<Duration>,
+    /// The last frame's stream time.
+    last_pts: Option<Duration>,
+    /// The newest gaps between its frames (stream time, per frame).
+    gaps: VecDeque<Duration>,
+    /// The priority of its due frame deferred last round: the next frame keeps it if higher.
+    owed: Option<Priority>,
+}
+
+impl CameraSchedule {
+    /// A frame at stream time `pts`, `dropped` frames after the one before: the period is the stream
+    /// time since the last frame over the frames in between, and of the newest [`PERIOD_GAPS`] the
+    /// second shortest: a variable-rate camera's short gaps bound the round (a longer guess overruns
+    /// them), one stray early frame does not.
+    pub fn frame(&mut self, pts: Duration, dropped: u64) {
+        if let Some(last) = self.last_pts
+            && let Some(dt) = pts.checked_sub(last)
+        {
+            let dt = (dt / (1 + dropped).min(1000) as u32).clamp(Duration::from_millis(1), Duration::from_secs(10));
+            if self.gaps.len() == PERIOD_GAPS {
+                self.gaps.pop_front();
+            }
+            self.gaps.push_back(dt);
+            let mut sorted: Vec<Duration> = self.gaps.iter().copied().collect();
+            sorted.sort_unstable();
+            self.period = sorted.get(usize::from(sorted.len() >= 3)).copied();
+        }
+        self.last_pts = Some(pts);
+    }
+
+    /// Stream time between frames, once two were seen.
+    pub fn period(&self) -> Option<Duration> {
+        self.period
+    }
+
+    /// The priority owed from a deferral last round, taken (the next round owes nothing unless this
+    /// frame is deferred too).
+    pub fn take_owed(&mut self) -> Option<Priority> {
+        self.owed.take()
+    }
+
+    /// Its due frame was deferred at `priority`: the next frame is on the cadence in its place, and
+    /// at least as pressing.
+    pub fn deferred(&mut self, priority: Priority) {
+        self.gate.deferred();
+        self.owed = Some(priority);
+    }
+
+    /// A new stream: its timestamps start again, so waits and gaps from the old one would read as
+    /// none waited (it would lose every tie for detection) or as a jump. The period is kept until
+    /// the new stream's frames give one.
+    pub fn restart(&mut self) {
+        self.gate = Gate::default();
+        self.gaps.clear();
+        self.last_pts = None;
+        self.owed = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +310,49 @@ mod tests {
         b.observe_inference(100_000, Duration::from_millis(20));
         let seven = vec![cand(Priority::Routine, Some(100)); 7];
         assert_eq!(b.choose(&seven, Some(Duration::from_millis(100))).len(), 6);
+    }
+
+    #[test]
+    fn a_camera_period_is_the_second_shortest_of_its_newest_gaps() {
+        let ms = Duration::from_millis;
+        let mut c = CameraSchedule::default();
+        c.frame(ms(1000), 0);
+        assert_eq!(c.period(), None, "one frame gives no period");
+        c.frame(ms(1040), 0);
+        assert_eq!(c.period(), Some(ms(40)));
+        // One stray early frame (10 ms) sets the period only while fewer than three gaps are known.
+        c.frame(ms(1050), 0);
+        assert_eq!(c.period(), Some(ms(10)), "two gaps: the shorter");
+        c.frame(ms(1090), 0);
+        assert_eq!(c.period(), Some(ms(40)), "gaps 40, 10, 40: the second shortest");
+        // A gap over dropped frames counts per frame.
+        let mut d = CameraSchedule::default();
+        d.frame(ms(0), 0);
+        d.frame(ms(120), 2);
+        assert_eq!(d.period(), Some(ms(40)));
+        // Nine gaps at most: the old ones age out.
+        for k in 1..=20 {
+            d.frame(ms(120 + 100 * k), 0);
+        }
+        assert_eq!(d.period(), Some(ms(100)));
+    }
+
+    #[test]
+    fn a_deferral_is_owed_once_and_a_restart_forgets_the_old_stream() {
+        let ms = Duration::from_millis;
+        let mut c = CameraSchedule::default();
+        c.frame(ms(0), 0);
+        c.frame(ms(40), 0);
+        c.deferred(Priority::Motion);
+        assert_eq!(c.take_owed(), Some(Priority::Motion));
+        assert_eq!(c.take_owed(), None, "taken once");
+        c.gate.detected(ms(40));
+        c.deferred(Priority::Urgent);
+        c.restart();
+        assert_eq!(c.take_owed(), None);
+        assert_eq!(c.gate.since_detection(ms(80)), None, "waits of the old stream are gone");
+        assert_eq!(c.period(), Some(ms(40)), "kept until the new stream gives one");
+        c.frame(ms(5), 0);
+        assert_eq!(c.period(), Some(ms(40)), "a new stream's first frame is no gap");
     }
 }

@@ -20,15 +20,13 @@ impl Analysis<'_> {
         let mut cands: Vec<Candidate> = Vec::new();
         let single = cameras.len() == 1;
         let batch_wait = self.cfg.detector.batch_wait;
-        // The first error of a file camera: with a lone camera, the run's error.
-        let mut file_error: Option<RunError> = None;
         for cam in cameras.iter().filter(|c| c.source.is_none()) {
-            self.status(cam.id(), "down", None);
+            self.out.status(cam.id(), "down", None);
         }
         while !stop.load(Ordering::Relaxed) && cameras.iter().any(|c| !c.finished) {
             notifier.alive();
             if self.reload.swap(false, Ordering::Relaxed) {
-                self.reload_rules(cameras);
+                reload::reload_rules(self.cfg, &self.out, self.snapshots, cameras);
             }
             if cameras.iter().all(|c| c.source.is_none()) {
                 // Every camera is waiting for its restart.
@@ -50,34 +48,33 @@ impl Analysis<'_> {
                     if cam.finished || ready.iter().any(|(k, _)| *k == i) {
                         continue;
                     }
-                    let step = self.supervise(cam, |a, cam| {
-                        a.restart_if_due(cam);
-                        a.take_frame(cam, wait)
+                    let sup = &mut self.sup;
+                    let step = supervise(cam, |cam| {
+                        sup.restart_if_due(cam);
+                        sup.take_frame(cam, wait)
                     });
                     match step {
                         Ok(Some(frame)) => ready.push((i, frame)),
                         Ok(None) => {}
-                        Err(e) => self.fault(cam, e, &mut file_error),
+                        Err(e) => sup.fault(cam, e),
                     }
                 }
             }
             let now = timeline().now();
             let steps = timeline().steps_since(&mut self.clock_steps_seen);
             for cam in cameras.iter_mut().filter(|c| c.live && !c.finished) {
-                let r = self.supervise(cam, |a, cam| {
+                let r = supervise(cam, |cam| {
                     let mut out = Produced::default();
                     for step in &steps {
                         cam.pipe.clock_step(step);
                     }
                     cam.pipe.tick(now, &mut out);
-                    a.send(cam.id(), out);
-                    if cam.checkpointed.elapsed() >= a.cfg.store.checkpoint {
-                        a.checkpoint(cam);
-                    }
+                    self.out.send(cam.id(), out);
+                    checkpoint::checkpoint_if_due(&self.out, cam, Instant::now());
                     Ok(())
                 });
                 if let Err(e) = r {
-                    self.fault(cam, e, &mut file_error);
+                    self.sup.fault(cam, e);
                 }
             }
             if ready.is_empty() {
@@ -92,7 +89,7 @@ impl Analysis<'_> {
                     Ok(()) => k += 1,
                     Err(e) => {
                         ready.remove(k);
-                        self.fault(&mut cameras[i], e, &mut file_error);
+                        self.sup.fault(&mut cameras[i], e);
                     }
                 }
             }
@@ -108,18 +105,19 @@ impl Analysis<'_> {
                 // Every live camera of the round bounds it, due or not: its next frame comes anyway.
                 if deferrable {
                     let p = cam
-                        .period
+                        .schedule
+                        .period()
                         .or_else(|| cam.source.as_ref().and_then(Source::caps_period))
                         .unwrap_or(crate::schedule::DEFAULT_PERIOD);
                     period = Some(period.map_or(p, |q| q.min(p)));
                 }
-                let owed = cam.owed.take();
+                let owed = cam.schedule.take_owed();
                 let Some(priority) = self.wants_detection(cam, frame) else { continue };
                 let priority = owed.map_or(priority, |o| o.min(priority));
                 due.push(k);
                 cands.push(Candidate {
                     priority,
-                    waited: cam.gate.since_detection(frame.pts),
+                    waited: cam.schedule.gate.since_detection(frame.pts),
                     pixels: frame.plan.input_pixels(),
                     deferrable,
                 });
@@ -129,8 +127,7 @@ impl Analysis<'_> {
                 for (j, &k) in due.iter().enumerate() {
                     if !chosen.contains(&j) {
                         let cam = &mut cameras[ready[k].0];
-                        cam.gate.deferred();
-                        cam.owed = Some(cands[j].priority);
+                        cam.schedule.deferred(cands[j].priority);
                         cam.pipe.detection_deferred();
                     }
                 }
@@ -151,21 +148,21 @@ impl Analysis<'_> {
                 let cam = &mut cameras[i];
                 if let Some((_, e)) = failed.iter().find(|(f, _)| *f == k) {
                     let e = RunError::Detect(DetectError::Inference(format!("camera {:?}: {e}", cam.id())));
-                    self.fault(cam, e, &mut file_error);
+                    self.sup.fault(cam, e);
                     continue;
                 }
                 let detected = due.contains(&k);
                 if detected {
-                    cam.gate.detected(frame.pts);
+                    cam.schedule.gate.detected(frame.pts);
                 }
                 let d = detected.then_some(&dets[i][..]);
                 let share = if detected { detect_share } else { Duration::ZERO };
-                let r = self.supervise(cam, |a, cam| {
-                    a.analyse(cam, frame, d, share);
+                let r = supervise(cam, |cam| {
+                    self.analyse(cam, frame, d, share);
                     Ok(())
                 });
                 if let Err(e) = r {
-                    self.fault(cam, e, &mut file_error);
+                    self.sup.fault(cam, e);
                 }
             }
             budget.observe_overhead(t_round.elapsed().saturating_sub(detect_time));
@@ -174,36 +171,9 @@ impl Analysis<'_> {
         notifier.stopping();
         let rest = if stop.load(Ordering::Relaxed) { GapReason::BoxNotRunning } else { GapReason::NoFrames };
         for cam in cameras.iter_mut().filter(|c| !c.finished) {
-            cam.restarts.cancel();
-            self.close(cam, rest);
+            self.sup.stop(cam, rest);
         }
-        match file_error {
-            Some(e) if single => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    pub(super) fn status(&self, camera: &str, state: &'static str, error: Option<String>) {
-        self.live(Live::State { camera: camera.to_owned(), state, error, at: SystemTime::now() });
-    }
-
-    /// News for the console, through the outputs thread.
-    pub(super) fn live(&self, update: Live) {
-        crate::sink::send(&self.tx, Output::Live(update), self.metrics);
-    }
-
-    pub(super) fn send(&self, camera: &str, produced: Produced) {
-        if !produced.is_empty() {
-            crate::sink::send(&self.tx, Output::Produced { camera: camera.to_owned(), produced }, self.metrics);
-        }
-    }
-
-    pub(super) fn checkpoint(&self, cam: &mut Camera) {
-        cam.checkpointed = Instant::now();
-        let states = cam.pipe.checkpoint();
-        if !states.is_empty() {
-            crate::sink::send(&self.tx, Output::Checkpoint { camera: cam.id().to_owned(), states }, self.metrics);
-        }
+        self.sup.outcome(single)
     }
 
     /// Whether a camera's frame is detected on, and how pressing it is: its cadence and the motion
@@ -212,8 +182,8 @@ impl Analysis<'_> {
         let p = &self.cfg.motion;
         let changed = if p.enabled {
             let rules = cam.pipe.config();
-            cam.gate.meter.measure(&frame.image(), &frame.plan, || rules.rules_bbox());
-            cam.gate.meter.changed(p.threshold)
+            cam.schedule.gate.meter.measure(&frame.image(), &frame.plan, || rules.rules_bbox());
+            cam.schedule.gate.meter.changed(p.threshold)
         } else {
             0
         };
@@ -222,9 +192,9 @@ impl Analysis<'_> {
             tentative: cam.pipe.has_tentative(),
             track_moving: cam.pipe.tracks().iter().any(crate::motion::moving),
             changed,
-            since_detection: cam.gate.since_detection(frame.pts),
+            since_detection: cam.schedule.gate.since_detection(frame.pts),
         };
-        let d = cam.gate.decide(p, signals);
+        let d = cam.schedule.gate.decide(p, signals);
         d.detect().then(|| crate::schedule::priority(d, &signals, p))
     }
 
@@ -320,7 +290,7 @@ impl Analysis<'_> {
                     }
                 };
                 tracing::info!(camera = %cam.id(), choice = %text, "scale chosen from the vehicles");
-                self.live(Live::Scale { camera: cam.id().to_owned(), text });
+                self.out.live(Live::Scale { camera: cam.id().to_owned(), text });
                 // The same plan again (the common case) leaves the stream as it is.
                 let next = Plan::for_frame(frame_size, &region, &tiles, shape.input, shape.align, shape.stride);
                 let same = next == *frame.plan;
@@ -343,30 +313,10 @@ impl Analysis<'_> {
         dets: Option<&[Detection]>,
         detect_time: Duration,
     ) {
-        let labels = camera_labels(cam.id());
-        let recovered = cam.restarts.recovered();
-        if recovered || self.metrics.stream_up.get_or_create(&labels).get() == 0 {
-            self.metrics.stream_up.get_or_create(&labels).set(1);
-        }
+        self.sup.frame_came(cam);
         // The appsink count can lag by the frame waiting there: never let the total go back.
         let dropped = cam.source.as_ref().map_or(0, Source::dropped).max(cam.dropped_seen);
-        // The camera's frame period: stream time since its last frame, over the frames in between;
-        // the second shortest of the newest few: a variable-rate camera's short gaps bound the
-        // round (a longer guess overruns them), one stray early frame does not.
-        if let Some(last) = cam.last_pts
-            && let Some(dt) = frame.pts.checked_sub(last)
-        {
-            let dt = (dt / (1 + (dropped - cam.dropped_seen)).min(1000) as u32)
-                .clamp(Duration::from_millis(1), Duration::from_secs(10));
-            if cam.gaps.len() == PERIOD_GAPS {
-                cam.gaps.pop_front();
-            }
-            cam.gaps.push_back(dt);
-            let mut sorted: Vec<Duration> = cam.gaps.iter().copied().collect();
-            sorted.sort_unstable();
-            cam.period = sorted.get(usize::from(sorted.len() >= 3)).copied();
-        }
-        cam.last_pts = Some(frame.pts);
+        cam.schedule.frame(frame.pts, dropped - cam.dropped_seen);
         let mut out = Produced::default();
         cam.pipe.frame(frame.pts, frame.wall, dets, dropped - cam.dropped_seen, detect_time, &mut out);
         if dets.is_some() {
@@ -374,7 +324,7 @@ impl Analysis<'_> {
         }
         if self.frame_news {
             let (dropped, at) = (dropped - cam.dropped_seen, SystemTime::now());
-            self.live(Live::Frame { camera: cam.id().to_owned(), dropped, detect: detect_time, at });
+            self.out.live(Live::Frame { camera: cam.id().to_owned(), dropped, detect: detect_time, at });
         }
         cam.dropped_seen = dropped;
         if let Some(shared) = self.snapshots
@@ -397,9 +347,7 @@ impl Analysis<'_> {
                 .collect();
         }
         drop(frame);
-        self.send(cam.id(), out);
-        if cam.checkpointed.elapsed() >= self.cfg.store.checkpoint {
-            self.checkpoint(cam);
-        }
+        self.out.send(cam.id(), out);
+        checkpoint::checkpoint_if_due(&self.out, cam, Instant::now());
     }
 }

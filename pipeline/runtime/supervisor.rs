@@ -4,37 +4,58 @@
 
 use super::*;
 
-impl Analysis<'_> {
-    /// Runs one camera's step, turning its panic into that camera's error.
-    pub(super) fn supervise<T>(
-        &mut self,
-        cam: &mut Camera,
-        step: impl FnOnce(&mut Self, &mut Camera) -> Result<T, RunError>,
-    ) -> Result<T, RunError> {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| step(self, cam))) {
-            Ok(r) => r,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(RunError::Panic { camera: cam.id().to_owned(), message })
-            }
+/// Runs one camera's step, turning its panic into that camera's error.
+pub(super) fn supervise<T>(
+    cam: &mut Camera,
+    step: impl FnOnce(&mut Camera) -> Result<T, RunError>,
+) -> Result<T, RunError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| step(&mut *cam))) {
+        Ok(r) => r,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(RunError::Panic { camera: cam.id().to_owned(), message })
+        }
+    }
+}
+
+/// The cameras' supervisor: what a fault, the end of a stream or a restart does to a camera, and the
+/// run's first file error.
+pub(super) struct Supervisor<'a> {
+    cfg: &'a Config,
+    out: Outputs<'a>,
+    /// The first error of a file camera: with a lone camera, the run's error.
+    file_error: Option<RunError>,
+}
+
+impl<'a> Supervisor<'a> {
+    pub(super) fn new(cfg: &'a Config, out: Outputs<'a>) -> Self {
+        Self { cfg, out, file_error: None }
+    }
+
+    /// The run's result once every camera is closed: a lone file camera's error is the run's.
+    pub(super) fn outcome(&mut self, single: bool) -> Result<(), RunError> {
+        match self.file_error.take() {
+            Some(e) if single => Err(e),
+            _ => Ok(()),
         }
     }
 
     /// One camera's error or panic: its open bins close as partial, its source goes; a live camera is
     /// restarted alone with backoff, a file camera ends. The other cameras are not touched.
-    pub(super) fn fault(&mut self, cam: &mut Camera, e: RunError, file_error: &mut Option<RunError>) {
+    pub(super) fn fault(&mut self, cam: &mut Camera, e: RunError) {
         let kind = if matches!(e, RunError::Panic { .. }) { "panic" } else { "error" };
-        self.metrics
+        self.out
+            .metrics
             .camera_faults
             .get_or_create(&vec![("camera".into(), cam.id().to_owned()), ("kind".into(), kind.into())])
             .inc();
-        self.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
+        self.out.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
         cam.pipe.summary_mut().faults += 1;
-        self.status(cam.id(), if cam.live { "down" } else { "ended" }, Some(e.to_string()));
+        self.out.status(cam.id(), if cam.live { "down" } else { "ended" }, Some(e.to_string()));
         if cam.live {
             tracing::error!(camera = %cam.id(), error = %e, "camera fault; its open bins close as partial, it restarts alone");
         } else {
@@ -45,14 +66,30 @@ impl Analysis<'_> {
             schedule_restart(cam, &e);
         } else {
             cam.finished = true;
-            self.metrics.camera_ended(cam.id());
+            self.out.metrics.camera_ended(cam.id());
             cam.pipe.summary_mut().error = Some(e.to_string());
-            file_error.get_or_insert(e);
+            self.file_error.get_or_insert(e);
         }
     }
 
+    /// A frame came: the camera is up, and its next failure waits 1 s again.
+    pub(super) fn frame_came(&self, cam: &mut Camera) {
+        let labels = camera_labels(cam.id());
+        let up = self.out.metrics.stream_up.get_or_create(&labels);
+        if cam.restarts.recovered() || up.get() == 0 {
+            up.set(1);
+        }
+    }
+
+    /// The run ends: no restart any more, and the camera's open bins close (the rest of each a gap
+    /// of `rest`).
+    pub(super) fn stop(&self, cam: &mut Camera, rest: GapReason) {
+        cam.restarts.cancel();
+        self.close(cam, rest);
+    }
+
     /// Drops the camera's source and closes its open bins (the rest of each a gap of `rest`).
-    pub(super) fn close(&mut self, cam: &mut Camera, rest: GapReason) {
+    pub(super) fn close(&self, cam: &mut Camera, rest: GapReason) {
         drop_source(cam);
         let mut out = Produced::default();
         let closed = std::panic::catch_unwind(AssertUnwindSafe(|| cam.pipe.finish(rest, &mut out)));
@@ -62,41 +99,35 @@ impl Analysis<'_> {
             tracing::error!(camera = %cam.id(), "camera's bins could not be closed (panic); it starts afresh");
             let cfg = cam.cfg().clone();
             let summary = cam.pipe.summary().clone();
-            cam.pipe = CameraPipeline::new(self.cfg, &cfg, self.metrics.clone());
+            cam.pipe = CameraPipeline::new(self.cfg, &cfg, self.out.metrics.clone());
             *cam.pipe.summary_mut() = summary;
             return;
         }
-        let id = cam.id().to_owned();
-        self.send(&id, out);
+        self.out.send(cam.id(), out);
     }
 
     /// A camera due for its restart gets a new source.
-    pub(super) fn restart_if_due(&mut self, cam: &mut Camera) {
+    pub(super) fn restart_if_due(&self, cam: &mut Camera) {
         if cam.source.is_some() || !cam.restarts.take_due(Instant::now()) {
             return;
         }
-        self.metrics.stream_restarts.get_or_create(&camera_labels(cam.id())).inc();
+        self.out.metrics.stream_restarts.get_or_create(&camera_labels(cam.id())).inc();
         let mut out = Produced::default();
         cam.pipe.reopening(timeline().now(), &mut out);
-        self.send(cam.id(), out);
-        self.status(cam.id(), "restarting", None);
+        self.out.send(cam.id(), out);
+        self.out.status(cam.id(), "restarting", None);
         match Source::open(&cam.cfg().uri, cam.source_opts.clone()) {
             Ok(s) => {
                 tracing::info!(camera = %cam.id(), attempt = cam.restarts.failures(), "camera restarted");
                 cam.source = Some(s);
                 cam.dropped_seen = 0;
-                // A new stream's timestamps start again: waits and frame periods from the old one
-                // would read as none waited (it would lose every tie for detection) or as a jump.
-                cam.gate = Gate::default();
-                cam.gaps.clear();
-                cam.last_pts = None;
-                cam.owed = None;
+                cam.schedule.restart();
             }
             Err(e) => {
                 let mut out = Produced::default();
                 cam.pipe.reopening_failed(timeline().now(), &mut out);
-                self.send(cam.id(), out);
-                self.status(cam.id(), "down", Some(e.to_string()));
+                self.out.send(cam.id(), out);
+                self.out.status(cam.id(), "down", Some(e.to_string()));
                 schedule_restart(cam, &e);
             }
         }
@@ -105,7 +136,7 @@ impl Analysis<'_> {
     /// Polls the camera's source for up to `wait`. The end of its stream: a live camera restarts
     /// alone, with backoff (its tracks end, its bins stay open); a file camera is finished (an error
     /// is that camera's fault).
-    pub(super) fn take_frame(&mut self, cam: &mut Camera, wait: Duration) -> Result<Option<Frame>, RunError> {
+    pub(super) fn take_frame(&self, cam: &mut Camera, wait: Duration) -> Result<Option<Frame>, RunError> {
         let Some(source) = cam.source.as_mut() else { return Ok(None) };
         let err = match source.poll(wait) {
             Ok(Poll::Frame(f)) => return Ok(Some(f)),
@@ -113,15 +144,16 @@ impl Analysis<'_> {
             Ok(_) => None,
             Err(e) => Some(e),
         };
-        self.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
+        self.out.metrics.stream_up.get_or_create(&camera_labels(cam.id())).set(0);
         if err.is_some() {
-            self.metrics
+            self.out
+                .metrics
                 .errors
                 .get_or_create(&vec![("stage".into(), "source".into()), ("kind".into(), "stream".into())])
                 .inc();
         }
         drop_source(cam);
-        self.status(
+        self.out.status(
             cam.id(),
             if cam.live { "down" } else { "ended" },
             err.as_ref().map(ToString::to_string).or_else(|| cam.live.then(|| "end of stream".into())),
@@ -133,7 +165,7 @@ impl Analysis<'_> {
             }
             let mut out = Produced::default();
             cam.pipe.stream_down(&mut out);
-            self.send(cam.id(), out);
+            self.out.send(cam.id(), out);
             return Ok(None);
         }
         match err {
@@ -141,7 +173,7 @@ impl Analysis<'_> {
                 tracing::info!(camera = %cam.id(), frames = cam.pipe.summary().frames, "stream ended");
                 self.close(cam, GapReason::NoFrames);
                 cam.finished = true;
-                self.metrics.camera_ended(cam.id());
+                self.out.metrics.camera_ended(cam.id());
                 Ok(None)
             }
             Some(e) => Err(e.into()),

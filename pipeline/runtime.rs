@@ -331,6 +331,13 @@ impl Outputs<'_> {
         }
     }
 
+    /// A camera's open bins, for the store.
+    fn checkpoint(&self, camera: &str, states: Vec<crate::aggregate::BinState>) {
+        if !states.is_empty() {
+            crate::sink::send(&self.tx, Output::Checkpoint { camera: camera.to_owned(), states }, self.metrics);
+        }
+    }
+
     /// News for the console.
     fn live(&self, update: Live) {
         crate::sink::send(&self.tx, Output::Live(update), self.metrics);

@@ -19,6 +19,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::detect::ImageView;
+use crate::geometry::Plan;
 use crate::motion::{Decision, Gate, MotionParams, Signals};
 
 /// Share of the shortest live frame period a round may use: the rest absorbs jitter, the decoders'
@@ -157,7 +159,7 @@ const PERIOD_GAPS: usize = 9;
 #[derive(Debug, Default)]
 pub struct CameraSchedule {
     /// Whether its frames are worth detecting on ([`crate::motion`]).
-    pub gate: Gate,
+    gate: Gate,
     /// Stream time between its frames, from `gaps` (`None`: fewer than two frames yet). The
     /// detection budget keeps a round within the shortest of the live cameras'.
     period: Option<Duration>,
@@ -188,6 +190,40 @@ impl CameraSchedule {
             self.period = sorted.get(usize::from(sorted.len() >= 3)).copied();
         }
         self.last_pts = Some(pts);
+    }
+
+    /// Blocks of the picture near the rules (model-input pixels of `plan`) that changed since the
+    /// model last looked, by more than `threshold` grey levels; `rules` gives the rules' box (frame
+    /// pixels) when the mask must be made again.
+    pub fn changed(
+        &mut self,
+        image: &ImageView<'_>,
+        plan: &Plan,
+        rules: impl FnOnce() -> Option<[f32; 4]>,
+        threshold: u8,
+    ) -> u32 {
+        self.gate.meter.measure(image, plan, rules);
+        self.gate.meter.changed(threshold)
+    }
+
+    /// The motion policy's decision for the frame the signals describe ([`Gate::decide`]).
+    pub fn decide(&mut self, p: &MotionParams, signals: Signals) -> Decision {
+        self.gate.decide(p, signals)
+    }
+
+    /// Stream time from the last detection to `pts` (`None`: none yet on this stream).
+    pub fn since_detection(&self, pts: Duration) -> Option<Duration> {
+        self.gate.since_detection(pts)
+    }
+
+    /// The frame at `pts` was detected on.
+    pub fn detected(&mut self, pts: Duration) {
+        self.gate.detected(pts);
+    }
+
+    /// The rules moved: the motion mask is made again on the next frame.
+    pub fn rules_changed(&mut self) {
+        self.gate.meter.rules_changed();
     }
 
     /// Stream time between frames, once two were seen.
@@ -346,11 +382,12 @@ mod tests {
         c.deferred(Priority::Motion);
         assert_eq!(c.take_owed(), Some(Priority::Motion));
         assert_eq!(c.take_owed(), None, "taken once");
-        c.gate.detected(ms(40));
+        c.detected(ms(40));
+        assert_eq!(c.since_detection(ms(100)), Some(ms(60)));
         c.deferred(Priority::Urgent);
         c.restart();
         assert_eq!(c.take_owed(), None);
-        assert_eq!(c.gate.since_detection(ms(80)), None, "waits of the old stream are gone");
+        assert_eq!(c.since_detection(ms(80)), None, "waits of the old stream are gone");
         assert_eq!(c.period(), Some(ms(40)), "kept until the new stream gives one");
         c.frame(ms(5), 0);
         assert_eq!(c.period(), Some(ms(40)), "a new stream's first frame is no gap");

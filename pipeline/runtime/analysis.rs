@@ -117,7 +117,7 @@ impl Analysis<'_> {
                 due.push(k);
                 cands.push(Candidate {
                     priority,
-                    waited: cam.schedule.gate.since_detection(frame.pts),
+                    waited: cam.schedule.since_detection(frame.pts),
                     pixels: frame.plan.input_pixels(),
                     deferrable,
                 });
@@ -153,7 +153,7 @@ impl Analysis<'_> {
                 }
                 let detected = due.contains(&k);
                 if detected {
-                    cam.schedule.gate.detected(frame.pts);
+                    cam.schedule.detected(frame.pts);
                 }
                 let d = detected.then_some(&dets[i][..]);
                 let share = if detected { detect_share } else { Duration::ZERO };
@@ -182,8 +182,7 @@ impl Analysis<'_> {
         let p = &self.cfg.motion;
         let changed = if p.enabled {
             let rules = cam.pipe.config();
-            cam.schedule.gate.meter.measure(&frame.image(), &frame.plan, || rules.rules_bbox());
-            cam.schedule.gate.meter.changed(p.threshold)
+            cam.schedule.changed(&frame.image(), &frame.plan, || rules.rules_bbox(), p.threshold)
         } else {
             0
         };
@@ -192,9 +191,9 @@ impl Analysis<'_> {
             tentative: cam.pipe.has_tentative(),
             track_moving: cam.pipe.tracks().iter().any(crate::motion::moving),
             changed,
-            since_detection: cam.schedule.gate.since_detection(frame.pts),
+            since_detection: cam.schedule.since_detection(frame.pts),
         };
-        let d = cam.schedule.gate.decide(p, signals);
+        let d = cam.schedule.decide(p, signals);
         d.detect().then(|| crate::schedule::priority(d, &signals, p))
     }
 

@@ -31,10 +31,7 @@ pub(super) fn checkpoint_if_due(out: &Outputs, cam: &mut Camera, now: Instant) {
     if !cam.checkpoints.take_due(now) {
         return;
     }
-    let states = cam.pipe.checkpoint();
-    if !states.is_empty() {
-        crate::sink::send(&out.tx, Output::Checkpoint { camera: cam.id().to_owned(), states }, out.metrics);
-    }
+    out.checkpoint(cam.id(), cam.pipe.checkpoint());
 }
 
 #[cfg(test)]

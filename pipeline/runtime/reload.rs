@@ -37,7 +37,7 @@ pub(super) fn reload_rules(cfg: &Config, out: &Outputs, snapshots: Option<&Snaps
         if changes.is_empty() {
             continue;
         }
-        cam.schedule.gate.meter.rules_changed();
+        cam.schedule.rules_changed();
         let list: Vec<String> = changes
             .iter()
             .map(|c| format!("{} {} {}", c.kind, c.id, format!("{:?}", c.change).to_lowercase()))

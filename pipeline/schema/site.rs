@@ -311,7 +311,7 @@ pub enum TilesDoc {
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum), value(rename_all = "snake_case"))]
 #[serde(rename_all = "snake_case")]
 pub enum OnInferenceBusy {
-    /// Keep only the newest frames (the box's `source::KEEP_LATEST_FRAMES`); older ones are dropped
+    /// Keep only the newest 2 frames (the box's `source::KEEP_LATEST_FRAMES`); older ones are dropped
     /// (and counted). For live cameras: the analysis stays current, at the cost of frames skipped
     /// under load.
     KeepLatest,

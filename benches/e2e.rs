@@ -17,7 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use junction::camera::{CameraPipeline, Produced};
 use junction::config::{Config, load_calibration_file};
 use junction::detect::{Detection, Detector, DetectorOptions, ModelCard};
-use junction::sink::{Housekeeping, Output};
+use junction::sink::{Housekeeping, Output, Step};
 use junction::source::{OnInferenceBusy, Poll, Source, SourceOptions};
 use junction::store::Store;
 use junction::telemetry::Metrics;
@@ -104,7 +104,8 @@ fn run_clip(det: &mut Detector, db: &Path, outputs: Outputs) -> Run {
                 Outputs::Inline => store.save("bench", "street", &out.events, &out.reports).expect("store"),
                 Outputs::Thread => {
                     if !out.is_empty() {
-                        tx.send(Output::Produced { camera: "street".into(), produced: out }).expect("outputs thread");
+                        tx.send(Output::Step(Step::Produced { camera: "street".into(), produced: out }))
+                            .expect("outputs thread");
                     }
                 }
             }

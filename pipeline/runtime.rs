@@ -47,7 +47,7 @@ use crate::motion::Signals;
 use crate::publish::Publisher;
 use crate::scale::SizeMeter;
 use crate::schedule::{Budget, CameraSchedule, Candidate, Priority};
-use crate::sink::{Housekeeping, Live, Output, OutputSender};
+use crate::sink::{Housekeeping, Live, Output, OutputSender, Step};
 use crate::snapshot::Snapshots;
 use crate::source::{Frame, Poll, Source, SourceError, SourceOptions, SourceUri};
 use crate::store::{Store, StoreError};
@@ -327,14 +327,22 @@ struct Outputs<'a> {
 impl Outputs<'_> {
     fn send(&self, camera: &str, produced: Produced) {
         if !produced.is_empty() {
-            crate::sink::send(&self.tx, Output::Produced { camera: camera.to_owned(), produced }, self.metrics);
+            crate::sink::send(
+                &self.tx,
+                Output::Step(Step::Produced { camera: camera.to_owned(), produced }),
+                self.metrics,
+            );
         }
     }
 
     /// A camera's open bins, for the store.
     fn checkpoint(&self, camera: &str, states: Vec<crate::aggregate::BinState>) {
         if !states.is_empty() {
-            crate::sink::send(&self.tx, Output::Checkpoint { camera: camera.to_owned(), states }, self.metrics);
+            crate::sink::send(
+                &self.tx,
+                Output::Step(Step::Checkpoint { camera: camera.to_owned(), states }),
+                self.metrics,
+            );
         }
     }
 

@@ -61,12 +61,19 @@ pub enum Live {
 /// One message to the outputs thread.
 #[derive(Debug)]
 pub enum Output {
+    /// Stored, in order, then told.
+    Step(Step),
+    /// For the console: handed to the observer on arrival.
+    Live(Live),
+}
+
+/// What the store keeps, held in order while it cannot write.
+#[derive(Debug)]
+pub enum Step {
     /// A camera's events and closed bins, in the order they happened.
     Produced { camera: String, produced: Produced },
     /// A camera's open bins, so that a crash loses at most the time since.
     Checkpoint { camera: String, states: Vec<BinState> },
-    /// For the console: handed to the observer on arrival.
-    Live(Live),
 }
 
 /// The analysis side of the channel.
@@ -92,7 +99,7 @@ pub fn run(
     housekeeping: Housekeeping,
 ) {
     let drain = housekeeping.drain;
-    let mut held: VecDeque<Output> = VecDeque::new();
+    let mut held: VecDeque<Step> = VecDeque::new();
     let mut retry_at: Option<Instant> = None;
     let mut failing: Option<String> = None;
     let mut housekept = Instant::now();
@@ -119,7 +126,7 @@ pub fn run(
             while let Some(front) = held.front() {
                 let t = Instant::now();
                 let written = write(site, &mut store, front);
-                if written.is_ok() && matches!(front, Output::Produced { .. }) {
+                if written.is_ok() && matches!(front, Step::Produced { .. }) {
                     metrics
                         .stage_duration
                         .get_or_create(&vec![("stage".into(), "store".into())])
@@ -131,7 +138,7 @@ pub fn run(
                             // The pending gauge comes from the store, so it tells the truth whatever
                             // the publisher does.
                             if publisher.is_some()
-                                && matches!(&m, Output::Produced { produced, .. } if !produced.reports.is_empty())
+                                && matches!(&m, Step::Produced { produced, .. } if !produced.reports.is_empty())
                                 && let Ok(n) = store.unpublished()
                             {
                                 metrics.outbox_pending.set(n as i64);
@@ -174,8 +181,8 @@ pub fn run(
                 let reports: usize = held
                     .iter()
                     .map(|m| match m {
-                        Output::Produced { produced, .. } => produced.reports.len(),
-                        Output::Checkpoint { .. } | Output::Live(_) => 0,
+                        Step::Produced { produced, .. } => produced.reports.len(),
+                        Step::Checkpoint { .. } => 0,
                     })
                     .sum();
                 tracing::error!(
@@ -192,26 +199,25 @@ pub fn run(
 
 /// Stores one step. Checkpoints are best effort: while the store fails they are not retried (a later
 /// one supersedes them).
-fn write(site: &str, store: &mut Store, m: &Output) -> Result<(), StoreError> {
+fn write(site: &str, store: &mut Store, m: &Step) -> Result<(), StoreError> {
     match m {
-        Output::Produced { camera, produced } => store.save(site, camera, &produced.events, &produced.reports),
-        Output::Checkpoint { camera, states } => store.checkpoint(site, camera, states),
-        Output::Live(_) => Ok(()),
+        Step::Produced { camera, produced } => store.save(site, camera, &produced.events, &produced.reports),
+        Step::Checkpoint { camera, states } => store.checkpoint(site, camera, states),
     }
 }
 
 /// A step to store, held in order; the console's news straight to the observer (never held behind a
 /// store that cannot write: the operator sees the cameras whatever the disk does).
-fn accept(m: Output, held: &mut VecDeque<Output>, observer: &mut dyn Observer) {
+fn accept(m: Output, held: &mut VecDeque<Step>, observer: &mut dyn Observer) {
     match m {
+        Output::Step(step) => held.push_back(step),
         Output::Live(update) => observer.live(&update),
-        m => held.push_back(m),
     }
 }
 
 /// After the step is on disk: the printer, then the publisher.
-fn tell(observer: &mut dyn Observer, publisher: Option<&Publisher>, m: Output) {
-    let Output::Produced { camera, produced } = m else { return };
+fn tell(observer: &mut dyn Observer, publisher: Option<&Publisher>, m: Step) {
+    let Step::Produced { camera, produced } = m else { return };
     for e in &produced.events {
         observer.event(&camera, e);
     }
@@ -227,11 +233,11 @@ fn tell(observer: &mut dyn Observer, publisher: Option<&Publisher>, m: Output) {
 
 /// Keeps the held events under [`MAX_HELD_EVENTS`]: the oldest go first, never a report; stale
 /// checkpoints go too (the newest per camera supersedes them).
-fn bound_held(held: &mut VecDeque<Output>, metrics: &Metrics) {
+fn bound_held(held: &mut VecDeque<Step>, metrics: &Metrics) {
     let mut seen = std::collections::HashSet::new();
     let mut keep = vec![true; held.len()];
     for (i, m) in held.iter().enumerate().rev() {
-        if let Output::Checkpoint { camera, .. } = m
+        if let Step::Checkpoint { camera, .. } = m
             && !seen.insert(camera.clone())
         {
             keep[i] = false;
@@ -242,8 +248,8 @@ fn bound_held(held: &mut VecDeque<Output>, metrics: &Metrics) {
     let mut events: usize = held
         .iter()
         .map(|m| match m {
-            Output::Produced { produced, .. } => produced.events.len(),
-            Output::Checkpoint { .. } | Output::Live(_) => 0,
+            Step::Produced { produced, .. } => produced.events.len(),
+            Step::Checkpoint { .. } => 0,
         })
         .sum();
     if events <= MAX_HELD_EVENTS {
@@ -254,7 +260,7 @@ fn bound_held(held: &mut VecDeque<Output>, metrics: &Metrics) {
         if events <= MAX_HELD_EVENTS {
             break;
         }
-        if let Output::Produced { produced, .. } = m {
+        if let Step::Produced { produced, .. } = m {
             let n = produced.events.len().min(events - MAX_HELD_EVENTS);
             produced.events.drain(..n);
             events -= n;

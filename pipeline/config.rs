@@ -12,7 +12,7 @@ pub use junction_schema::calibration::DEFAULT_ROI_MARGIN;
 use junction_schema::calibration::{CalibrationFile, GroundPointDoc, RoiDoc};
 use junction_schema::rules::{ApproachDoc, LineDoc, LoopDoc, RulesDoc, ZoneDoc};
 pub use junction_schema::site::{DEFAULT_CHECKPOINT_S, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TILE_OVERLAP};
-use junction_schema::site::{HttpConfig, SiteFile, TilesDoc, is_identifier};
+use junction_schema::site::{HttpConfig, MAX_TILES_PER_SIDE, SiteFile, TilesDoc, is_identifier, tile_grid_fits};
 
 use crate::aggregate::PcuFactors;
 use crate::analytics::{ApproachSpec, LineSpec, LoopSpec, Region, RuleParams, ZoneSpec, segments_intersect};
@@ -112,14 +112,14 @@ pub fn parse_tiles(s: &str, overlap: f32) -> Result<TileSpec, String> {
                 (Ok(c), Ok(r)) => tile_grid(c, r, overlap),
                 _ => None,
             }
-            .ok_or_else(|| format!("{s:?}: expected auto or COLSxROWS, each 1-8 (e.g. 2x1)"))
+            .ok_or_else(|| format!("{s:?}: expected auto or COLSxROWS, each 1-{MAX_TILES_PER_SIDE} (e.g. 2x1)"))
         }
     }
 }
 
-/// A grid of `cols × rows` tiles, each 1 to 8; `None` outside that.
+/// A grid of `cols × rows` tiles, each 1 to [`MAX_TILES_PER_SIDE`]; `None` outside that.
 fn tile_grid(cols: u32, rows: u32, overlap: f32) -> Option<TileSpec> {
-    ((1..=8).contains(&cols) && (1..=8).contains(&rows)).then_some(TileSpec::Grid(TileGrid { cols, rows, overlap }))
+    tile_grid_fits(cols, rows).then_some(TileSpec::Grid(TileGrid { cols, rows, overlap }))
 }
 
 /// `tiles = "auto"`: tiles only where one model input would shrink the region more than twice, at
@@ -439,8 +439,8 @@ impl Config {
         cfg
     }
 
-    /// Reads and validates a site configuration and the calibration files it names.
-    /// The site file at `path`, validated, and the files it names checked ([`Config::check_files`]).
+    /// The site file at `path` and the calibration files it names, validated, and the files it names
+    /// checked ([`Config::check_files`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::load_with(path, &[])
     }

@@ -78,8 +78,6 @@ impl SiteFile {
         }
         for (i, cam) in self.cameras.iter().enumerate() {
             out.extend(cam.problems().into_iter().map(|(f, m)| (format!("camera[{i}] ({}).{f}", cam.id), m)));
-        }
-        for (i, cam) in self.cameras.iter().enumerate() {
             if self.cameras[..i].iter().any(|o| o.id == cam.id) {
                 out.push((format!("camera[{i}] ({}).id", cam.id), "used by another camera".into()));
             }
@@ -284,8 +282,8 @@ impl CameraSection {
             Some(TilesDoc::Word(w)) if w != "auto" => {
                 out.push(("tiles", format!("{w:?}: expected \"auto\" or [cols, rows]")));
             }
-            Some(TilesDoc::Grid([cols, rows])) if !((1..=8).contains(cols) && (1..=8).contains(rows)) => {
-                out.push(("tiles", "[cols, rows]: each must be 1 to 8".into()));
+            Some(TilesDoc::Grid([cols, rows])) if !tile_grid_fits(*cols, *rows) => {
+                out.push(("tiles", format!("[cols, rows]: each must be 1 to {MAX_TILES_PER_SIDE}")));
             }
             _ => {}
         }
@@ -296,6 +294,14 @@ impl CameraSection {
         }
         out
     }
+}
+
+/// Tiles across and down a camera's region, at most (each model input is one run).
+pub const MAX_TILES_PER_SIDE: u32 = 8;
+
+/// Whether a grid of `cols × rows` tiles may be asked for: each 1 to [`MAX_TILES_PER_SIDE`].
+pub fn tile_grid_fits(cols: u32, rows: u32) -> bool {
+    (1..=MAX_TILES_PER_SIDE).contains(&cols) && (1..=MAX_TILES_PER_SIDE).contains(&rows)
 }
 
 /// Tiles as written: `"auto"` or `[cols, rows]`.
